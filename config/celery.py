@@ -1,0 +1,48 @@
+"""The Celery configuration, built from Settings; producers, workers, beat and Flower all use it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Return the Celery settings mapping for app.conf.update()."""
+    transport = {
+        # Redis redelivers a message nobody acked within this many seconds; it must exceed the hard time
+        # limit or a long run is started a second time while the first still runs.
+        "visibility_timeout": settings.visibility_timeout,
+    }
+    return {
+        "broker_url": settings.broker,
+        "result_backend": settings.backend,
+        # JSON only: a pickle message from anyone who can write to Redis would be code execution.
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_serializer": "json",
+        "result_serializer": "json",
+        # Ack after the run, so a worker that dies mid-run leaves the message for another worker...
+        "task_acks_late": True,
+        # ...and also when the child was killed (SIGKILL, OOM); tasks cap their own redeliveries.
+        "task_reject_on_worker_lost": True,
+        # Long tasks: a worker reserves only what it runs, so idle workers can take the rest.
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.soft_time_limit,
+        "task_time_limit": settings.hard_time_limit,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        # After a broker reconnect the unacked message is redelivered: stop the local copy instead of
+        # letting both run.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A redelivered message whose result is already SUCCESS is not run again.
+        "worker_deduplicate_successful_tasks": True,
+        # STARTED state and task events, so AsyncResult and Flower show where a run is.
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "result_expires": settings.result_expires_seconds,
+        "result_extended": True,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+    }

@@ -1,0 +1,92 @@
+"""The one settings object, read from TOOLRUNNER_* environment variables; the only reader of os.environ."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+IMAGE_PREFIX = "TOOLRUNNER_IMAGE_"
+
+
+class Settings(BaseSettings):
+    """Every setting of the worker, beat, Flower and the CLI; the README's configuration table lists them."""
+
+    model_config = SettingsConfigDict(env_prefix="TOOLRUNNER_", frozen=True, extra="ignore")
+
+    broker_url: str | None = Field(None, description="Redis URL of the broker; unset = the CLI runs in-process")
+    result_backend: str | None = Field(None, description="result backend URL; defaults to the broker URL")
+    tool_network: str = Field("bridge", description="network mode of tool containers unless their spec says")
+    label_prefix: str = Field("studio", description="prefix of the labels on every volume and container")
+
+    max_timeout_seconds: int = Field(3600, ge=1, description="cap on any tool's timeout_seconds")
+    max_redeliveries: int = Field(2, ge=0, description="times a task whose worker died is run again")
+    max_input_bytes: int = Field(64 << 20, ge=0, description="cap on the total size of a run's input files")
+    max_output_file_bytes: int = Field(64 << 20, ge=1, description="cap on one output file read back")
+    max_output_total_bytes: int = Field(256 << 20, ge=1, description="cap on all output files of a run")
+    stdout_tail_bytes: int = Field(8192, ge=0, description="bytes of stdout/stderr kept in results")
+
+    memory_limit: str = Field("1g", description="tool container memory limit (Docker syntax)")
+    cpus: float = Field(1.0, gt=0, description="tool container CPU limit")
+    pids_limit: int = Field(256, ge=16, description="tool container process limit")
+    tmpfs_size: str = Field("64m", description="size of the tool container's /tmp tmpfs")
+    file_size_limit: int = Field(1 << 30, ge=1 << 20, description="RLIMIT_FSIZE of tool processes, bytes")
+
+    docker_retries: int = Field(3, ge=0, description="retries of a run when the Docker Engine is unreachable")
+    sweep_max_age_hours: float = Field(24, ge=0, description="age after which the sweep removes leftovers")
+    sweep_cron: str = Field("0 * * * *", description="crontab (m h dom mon dow) of the orphan sweep")
+    result_expires_seconds: int = Field(86400, ge=60, description="how long results stay in the backend")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="worker Prometheus port; unset = off")
+    extra_tool_modules: list[str] = Field(default_factory=list, description="extra modules defining SPEC")
+
+    flower_user: str | None = Field(None, description="Flower basic-auth user")
+    flower_password: SecretStr | None = Field(None, description="Flower basic-auth password")
+    flower_address: str = Field("127.0.0.1", description="address Flower binds to")
+    flower_port: int = Field(5555, ge=1, le=65535, description="port Flower listens on")
+    flower_insecure_dev: bool = Field(False, description="allow Flower without auth (local dev only)")
+
+    image_overrides: dict[str, str] = Field(
+        default_factory=dict, description="per-tool images, from TOOLRUNNER_IMAGE_<TOOL>"
+    )
+
+    @model_validator(mode="after")
+    def _time_limits_fit(self) -> Settings:
+        if self.hard_time_limit >= self.visibility_timeout:
+            raise ValueError("the hard time limit must stay below the Redis visibility timeout")
+        return self
+
+    @property
+    def broker(self) -> str:
+        """The broker URL the Celery app uses (a local Redis when none is configured)."""
+        return self.broker_url or "redis://127.0.0.1:6379/0"
+
+    @property
+    def backend(self) -> str:
+        """The result backend URL."""
+        return self.result_backend or self.broker
+
+    @property
+    def soft_time_limit(self) -> int:
+        """Celery's soft limit: the longest tool timeout plus time to read outputs and clean up."""
+        return self.max_timeout_seconds + 120
+
+    @property
+    def hard_time_limit(self) -> int:
+        """Celery's hard limit, after which the child is killed and the sweep finds the leftovers."""
+        return self.soft_time_limit + 60
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Redis redelivers an unacked task after this; it must exceed the hard limit."""
+        return self.hard_time_limit + 600
+
+    def image_for(self, tool: str, default: str) -> str:
+        """The image a tool runs: its TOOLRUNNER_IMAGE_<TOOL> override, or the catalogue's pin."""
+        return self.image_overrides.get(tool.lower(), default)
+
+
+def load_settings() -> Settings:
+    """Build the settings from the environment, collecting TOOLRUNNER_IMAGE_<TOOL> overrides."""
+    overrides = {k[len(IMAGE_PREFIX) :].lower(): v for k, v in os.environ.items() if k.startswith(IMAGE_PREFIX) and v}
+    return Settings(image_overrides=overrides)

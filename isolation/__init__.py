@@ -1,0 +1,47 @@
+"""Per-tenant, per-run Docker named volumes and hardened tool containers that work on any daemon."""
+
+from isolation.container import ContainerLimits, ContainerResult, ContainerSpec, ensure_image, run_container
+from isolation.engine import connect
+from isolation.errors import (
+    ContainerTimeoutError,
+    DockerUnavailableError,
+    ImageNotFoundError,
+    InvalidFilenameError,
+    InvalidIdentifierError,
+    IsolationError,
+    MissingOutputError,
+    OutputTooLargeError,
+    UnsafeOutputError,
+    VolumeConflictError,
+    VolumeStateError,
+)
+from isolation.naming import validate_filename, validate_filenames, validate_identifier
+from isolation.sweep import SweepReport, cleanup_orphaned_volumes, remove_labelled
+from isolation.volume import IsolatedContainerVolume
+
+__all__ = [
+    "ContainerLimits",
+    "ContainerResult",
+    "ContainerSpec",
+    "ContainerTimeoutError",
+    "DockerUnavailableError",
+    "ImageNotFoundError",
+    "InvalidFilenameError",
+    "InvalidIdentifierError",
+    "IsolatedContainerVolume",
+    "IsolationError",
+    "MissingOutputError",
+    "OutputTooLargeError",
+    "SweepReport",
+    "UnsafeOutputError",
+    "VolumeConflictError",
+    "VolumeStateError",
+    "cleanup_orphaned_volumes",
+    "connect",
+    "ensure_image",
+    "remove_labelled",
+    "run_container",
+    "validate_filename",
+    "validate_filenames",
+    "validate_identifier",
+]

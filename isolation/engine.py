@@ -1,0 +1,80 @@
+"""Connecting to the Docker Engine and turning docker SDK exceptions into this module's errors."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from isolation.errors import DockerUnavailableError, IsolationError
+
+logger = logging.getLogger(__name__)
+
+HELPER_REPOSITORY = "toolrunner-helper"
+HELPER_MOUNT = "/data"
+# The helper image holds only the mount point, world-writable: Docker copies a directory's mode into an
+# empty volume at its first mount ("copy-up"), which is what makes the volume root writable by any uid.
+_HELPER_DIRS = (("data", 0o777),)
+
+
+def connect(client: docker.DockerClient | None) -> docker.DockerClient:
+    """Return client, or a client from the environment (DOCKER_HOST, ...) when it is None."""
+    if client is not None:
+        return client
+    with translate("connect to the Docker Engine"):
+        return docker.from_env()
+
+
+@contextmanager
+def translate(action: str, *, context: str = "") -> Iterator[None]:
+    """Re-raise docker SDK and transport errors as IsolationError subclasses, keeping the cause."""
+    where = f" ({context})" if context else ""
+    try:
+        yield
+    except IsolationError:
+        raise
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise DockerUnavailableError(
+            f"could not {action}{where}: the Docker Engine did not answer ({exc}); "
+            "check DOCKER_HOST and that the daemon runs"
+        ) from exc
+    except docker.errors.APIError as exc:
+        if exc.is_server_error():
+            raise DockerUnavailableError(f"could not {action}{where}: engine error {exc.explanation}") from exc
+        raise IsolationError(f"could not {action}{where}: {exc.explanation or exc}") from exc
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailableError(f"could not {action}{where}: {exc}") from exc
+
+
+def helper_image_tar() -> bytes:
+    """A tarball holding only the helper's mount point: the whole root filesystem of the helper image."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, mode in _HELPER_DIRS:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, 0
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+def helper_image_ref() -> str:
+    """The helper image's reference, tagged by a hash of its contents so a change makes a new one."""
+    digest = hashlib.sha256(helper_image_tar()).hexdigest()[:12]
+    return f"{HELPER_REPOSITORY}:{digest}"
+
+
+def provision_helper_image(client: docker.DockerClient) -> str:
+    """Import the helper image from its in-memory tarball (no registry involved); return its ref."""
+    ref = helper_image_ref()
+    repository, tag = ref.split(":")
+    with translate("import the helper image", context=ref):
+        client.api.import_image_from_data(helper_image_tar(), repository=repository, tag=tag)
+    logger.info("imported helper image %s", ref)
+    return ref

@@ -1,0 +1,54 @@
+"""The whole exception tree of the isolation module: callers catch IsolationError and nothing lower."""
+
+from __future__ import annotations
+
+
+class IsolationError(Exception):
+    """Raised when an isolated volume or container operation fails; the base of every error here."""
+
+
+class InvalidIdentifierError(IsolationError, ValueError):
+    """Raised when a tenant or run id does not match the identifier rule."""
+
+
+class InvalidFilenameError(IsolationError, ValueError):
+    """Raised when a file name is not a safe relative POSIX path inside the volume."""
+
+
+class VolumeConflictError(IsolationError):
+    """Raised when Docker hands back a volume this process did not create (a reused name)."""
+
+
+class VolumeStateError(IsolationError):
+    """Raised when a volume is used before initialize() or after cleanup()."""
+
+
+class DockerUnavailableError(IsolationError):
+    """Raised when the Docker Engine cannot be reached or answers with a server error."""
+
+
+class ImageNotFoundError(IsolationError):
+    """Raised when a tool image is absent locally and cannot be pulled."""
+
+
+class OutputTooLargeError(IsolationError):
+    """Raised when an output file or a whole read exceeds its byte cap."""
+
+
+class UnsafeOutputError(IsolationError):
+    """Raised when an output is a link, device, FIFO or a path that leaves the requested name."""
+
+
+class MissingOutputError(IsolationError):
+    """Raised when requested output files do not exist in the volume."""
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = sorted(missing)
+        super().__init__(
+            f"output file(s) not found in the volume: {', '.join(self.missing)}; "
+            "check that the tool wrote them (see its stderr) and that the names match its flags"
+        )
+
+
+class ContainerTimeoutError(IsolationError):
+    """Raised when reading from the engine exceeds its deadline."""

@@ -1,0 +1,260 @@
+"""IsolatedContainerVolume: one labelled named volume per tenant and run, filled and read via the archive API."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import Mount
+
+from isolation.archive import (
+    CHUNK,
+    ChunkReader,
+    Content,
+    DirectorySink,
+    InputFile,
+    MemorySink,
+    ReadLimits,
+    Sink,
+    archive_request,
+    prepare_inputs,
+    read_archive,
+    tar_stream,
+)
+from isolation.engine import HELPER_MOUNT, connect, helper_image_ref, provision_helper_image, translate
+from isolation.errors import MissingOutputError, VolumeConflictError, VolumeStateError
+from isolation.naming import DEFAULT_LABEL_PREFIX, VolumeIdentity, new_identity, validate_filenames
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_FILE_BYTES = 64 << 20
+DEFAULT_MAX_TOTAL_BYTES = 256 << 20
+DEFAULT_READ_TIMEOUT = 120.0
+DEFAULT_CLEANUP_TIMEOUT = 15.0
+_CLEANUP_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+class IsolatedContainerVolume:
+    """A Docker named volume private to one tenant's run, removed by cleanup() or on leaving `with`."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        run_id: str,
+        client: docker.DockerClient | None = None,
+        *,
+        label_prefix: str = DEFAULT_LABEL_PREFIX,
+        extra_labels: Mapping[str, str] | None = None,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
+    ) -> None:
+        self.identity: VolumeIdentity = new_identity(tenant_id, run_id, label_prefix)
+        self._client = client
+        self._extra_labels = dict(extra_labels or {})
+        self._limits = ReadLimits(max_file_bytes, max_total_bytes, read_timeout)
+        self._cleanup_timeout = cleanup_timeout
+        self._helper_id: str | None = None
+        self._state = "new"
+
+    @property
+    def name(self) -> str:
+        """The volume's Docker name, picked at construction: tenant-<t>-run-<r>-<unix ms>-<hex>."""
+        return self.identity.name
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels on the volume and on every container of this module that holds it."""
+        prefix = self.identity.prefix
+        extra = {f"{prefix}.{k}": v for k, v in self._extra_labels.items()}
+        return {**self.identity.labels(), **extra}
+
+    def __repr__(self) -> str:
+        return f"<IsolatedContainerVolume {self.name} state={self._state}>"
+
+    def __enter__(self) -> IsolatedContainerVolume:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cleanup()
+
+    def initialize(self, files: Mapping[str, Content] | None = None) -> str:
+        """Create the volume and upload every file in one archive; return the volume name."""
+        if self._state != "new":
+            raise VolumeStateError(f"volume {self.name} was already initialized; create a new one per run")
+        inputs = prepare_inputs(files or {})
+        try:
+            self._create_and_fill(inputs)
+        except BaseException:
+            self.cleanup()
+            raise
+        finally:
+            for item in inputs:
+                item.release()
+        self._state = "ready"
+        logger.info("volume ready tenant=%s run=%s volume=%s files=%d", *self._who(), len(inputs))
+        return self.name
+
+    def _create_and_fill(self, inputs: list[InputFile]) -> None:
+        client = self._connected()
+        self._state = "creating"
+        self._create_volume(client)
+        self._helper_id = self._create_helper(client)
+        if inputs:
+            with translate("upload the input files", context=self.name):
+                client.api.put_archive(self._helper_id, HELPER_MOUNT, tar_stream(inputs))
+
+    def get_volume_config(self, target: str = "/inputs", read_only: bool = True) -> Mount:
+        """A Mount of this volume for a tool container (no copy-up from the tool's image)."""
+        self._require_ready()
+        return Mount(target=target, source=self.name, type="volume", read_only=read_only, no_copy=True)
+
+    def read_files(
+        self, names: Iterable[str], *, max_file_bytes: int | None = None, max_total_bytes: int | None = None
+    ) -> dict[str, bytes]:
+        """Return the exact bytes of the named files, in one streamed archive download."""
+        sink = MemorySink()
+        self._read(names, sink, max_file_bytes, max_total_bytes)
+        return sink.result()
+
+    def copy_files_to(
+        self,
+        names: Iterable[str],
+        directory: str | os.PathLike[str],
+        *,
+        max_file_bytes: int | None = None,
+        max_total_bytes: int | None = None,
+    ) -> dict[str, int]:
+        """Stream the named files into a local directory (never overwriting); return name -> size."""
+        return self._read(names, DirectorySink(directory), max_file_bytes, max_total_bytes)
+
+    def cleanup(self) -> bool:
+        """Remove this module's containers holding the volume, then the volume; never raises.
+
+        Returns True when the volume is gone (also when it already was).
+        """
+        if self._state in ("new", "removed"):
+            self._state = "removed"
+            return True
+        try:
+            gone = self._remove_everything(self._connected())
+        except (*_CLEANUP_ERRORS, VolumeStateError) as exc:
+            logger.warning("cleanup failed tenant=%s run=%s volume=%s: %s", *self._who(), exc)
+            return False
+        if gone:
+            self._state = "removed"
+            logger.info("volume removed tenant=%s run=%s volume=%s", *self._who())
+        return gone
+
+    def _read(self, names: Iterable[str], sink: Sink, max_file: int | None, max_total: int | None) -> dict[str, int]:
+        self._require_ready()
+        wanted = validate_filenames(names)
+        if not wanted:
+            return {}
+        limits = ReadLimits(
+            max_file if max_file is not None else self._limits.max_file_bytes,
+            max_total if max_total is not None else self._limits.max_total_bytes,
+            self._limits.timeout_seconds,
+        )
+        path, strip_root = archive_request(wanted)
+        chunks = self._open_archive(f"{HELPER_MOUNT}/{path}".rstrip("/"), wanted)
+        try:
+            return read_archive(ChunkReader(chunks, limits), set(wanted), strip_root, limits, sink)
+        finally:
+            # Closing the generator drops the HTTP response, which closes its connection: the rest of a
+            # refused archive is never transferred and the helper container is unlocked at once.
+            chunks.close()
+
+    def _open_archive(self, path: str, wanted: list[str]) -> Any:
+        assert self._helper_id is not None
+        client = self._connected()
+        with translate("read the output files", context=self.name):
+            try:
+                chunks, _stat = client.api.get_archive(self._helper_id, path, chunk_size=CHUNK)
+            except docker.errors.NotFound as exc:
+                top = path[len(HELPER_MOUNT) + 1 :]
+                raise MissingOutputError([n for n in wanted if n.split("/")[0] == top]) from exc
+        return chunks
+
+    def _create_volume(self, client: docker.DockerClient) -> None:
+        with translate("create the volume", context=self.name):
+            volume = client.volumes.create(name=self.name, driver="local", labels=self.labels)
+        nonce_key = f"{self.identity.prefix}.nonce"
+        if (volume.attrs.get("Labels") or {}).get(nonce_key) != self.identity.nonce:
+            # Docker returns an existing volume for a reused name: never write into (or remove) it.
+            self._state = "removed"
+            raise VolumeConflictError(
+                f"volume {self.name} already existed and is not ours (nonce mismatch); nothing was written"
+            )
+        logger.info("volume created tenant=%s run=%s volume=%s", *self._who())
+
+    def _create_helper(self, client: docker.DockerClient) -> str:
+        """Create (never start) the container that the archive API reads and writes through."""
+        options: dict[str, Any] = {
+            "image": helper_image_ref(),
+            "command": ["/nonexistent"],
+            "labels": {**self.labels, f"{self.identity.prefix}.role": "helper"},
+            "network_disabled": True,
+            "host_config": client.api.create_host_config(
+                mounts=[Mount(target=HELPER_MOUNT, source=self.name, type="volume")], network_mode="none"
+            ),
+        }
+        with translate("create the helper container", context=self.name):
+            try:
+                return str(client.api.create_container(**options)["Id"])
+            except docker.errors.ImageNotFound:
+                provision_helper_image(client)
+                return str(client.api.create_container(**options)["Id"])
+
+    def _remove_everything(self, client: docker.DockerClient) -> bool:
+        if self._helper_id:
+            _remove_container(client, self._helper_id)
+            self._helper_id = None
+        deadline = time.monotonic() + self._cleanup_timeout
+        delay = 0.05
+        while True:
+            try:
+                client.api.remove_volume(self.name)
+                return True
+            except docker.errors.NotFound:
+                return True
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409 or time.monotonic() + delay > deadline:
+                    logger.warning("volume not removed tenant=%s run=%s volume=%s: %s", *self._who(), exc)
+                    return False
+            self._remove_holders(client)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _remove_holders(self, client: docker.DockerClient) -> None:
+        """Force-remove this module's containers (helper or tool) that still hold the volume."""
+        filters = {"volume": self.name, "label": [f"{self.identity.prefix}.managed=true"]}
+        for holder in client.api.containers(all=True, filters=filters):
+            _remove_container(client, holder["Id"])
+
+    def _connected(self) -> docker.DockerClient:
+        self._client = connect(self._client)
+        return self._client
+
+    def _require_ready(self) -> None:
+        if self._state != "ready":
+            raise VolumeStateError(f"volume {self.name} is {self._state}; call initialize() first")
+
+    def _who(self) -> tuple[str, str, str]:
+        return self.identity.tenant_id, self.identity.run_id, self.name
+
+
+def _remove_container(client: docker.DockerClient, container_id: str) -> None:
+    with contextlib.suppress(docker.errors.NotFound):
+        client.api.remove_container(container_id, force=True, v=False)

@@ -1,0 +1,7 @@
+"""Celery tasks that run containerised security tools in per-tenant, per-run isolated volumes."""
+
+from tasks.app import app
+from tasks.errors import RedeliveryLimitError, TaskInputError
+from tasks.run import TOOL_TASKS, run_tool
+
+__all__ = ["TOOL_TASKS", "RedeliveryLimitError", "TaskInputError", "app", "run_tool"]

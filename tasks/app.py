@@ -1,0 +1,43 @@
+"""The Celery app: configured lazily from config/ (nothing reads the environment at import time)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+
+import docker
+import redis
+from celery import Celery
+
+import isolation
+from config import Settings, celery_config, load_settings
+from tasks.tools import ToolSpec, load_catalogue
+
+
+class ToolrunnerCelery(Celery):  # type: ignore[misc]
+    """A Celery app that owns the settings, the tool catalogue and the Docker client of its process."""
+
+    @cached_property
+    def settings(self) -> Settings:
+        """Settings, read from the environment once, on first use."""
+        return load_settings()
+
+    @cached_property
+    def catalogue(self) -> Mapping[str, ToolSpec]:
+        """Built-in tools plus those of TOOLRUNNER_EXTRA_TOOL_MODULES."""
+        return load_catalogue(self.settings.extra_tool_modules)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        """A Redis client on the broker, for delivery counters and locks."""
+        return redis.Redis.from_url(self.settings.broker)
+
+    @cached_property
+    def docker_client(self) -> docker.DockerClient:
+        """One Docker client per worker process (DOCKER_HOST and friends from the environment)."""
+        return isolation.connect(None)
+
+
+app = ToolrunnerCelery("toolrunner")
+# Evaluated when the configuration is first read (worker start, first send), not at import.
+app.add_defaults(lambda: celery_config(app.settings))

@@ -1,0 +1,109 @@
+"""Validating a run request into everything needed to run it, before any Docker call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+import isolation
+from tasks.errors import TaskInputError
+from tasks.tools import Invocation, ToolParams, ToolSpec
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A validated run: the tool, who it is for, its invocation, input files and timeout."""
+
+    spec: ToolSpec
+    tenant_id: str
+    run_id: str
+    params: ToolParams
+    invocation: Invocation
+    inputs: dict[str, str | bytes]
+    timeout_seconds: int
+
+    @property
+    def input_bytes(self) -> int:
+        """Total size of the input files."""
+        return sum(len(v.encode() if isinstance(v, str) else v) for v in self.inputs.values())
+
+
+def plan_run(
+    catalogue: Mapping[str, ToolSpec],
+    tool: object,
+    tenant_id: object,
+    run_id: object,
+    params: object,
+    files: object,
+    *,
+    max_input_bytes: int,
+    max_timeout_seconds: int,
+) -> RunPlan:
+    """Validate a request; raise TaskInputError with a message a caller can act on."""
+    spec = _spec(catalogue, tool)
+    try:
+        tenant = isolation.validate_identifier("tenant_id", tenant_id)
+        run = isolation.validate_identifier("run_id", run_id)
+    except isolation.InvalidIdentifierError as exc:
+        raise TaskInputError(str(exc)) from None
+    model = _params(spec, params)
+    invocation = spec.build(model)
+    inputs = _merge_inputs(invocation.input_files, _files(files))
+    plan = RunPlan(spec, tenant, run, model, invocation, inputs, _timeout(spec, model, max_timeout_seconds))
+    if plan.input_bytes > max_input_bytes:
+        raise TaskInputError(f"input files add up to {plan.input_bytes} bytes, over the cap of {max_input_bytes}")
+    return plan
+
+
+def _spec(catalogue: Mapping[str, ToolSpec], tool: object) -> ToolSpec:
+    if not isinstance(tool, str) or tool not in catalogue:
+        raise TaskInputError(f"unknown tool {tool!r}; known tools: {', '.join(sorted(catalogue))}")
+    return catalogue[tool]
+
+
+def _params(spec: ToolSpec, params: object) -> ToolParams:
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise TaskInputError(f"params must be a JSON object, got {type(params).__name__}")
+    try:
+        return spec.params_model.model_validate(params)
+    except ValidationError as exc:
+        raise TaskInputError(f"invalid params for {spec.name}: {exc}") from None
+
+
+def _files(files: object) -> dict[str, str]:
+    if files is None:
+        return {}
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise TaskInputError("files must map file names to str contents")
+    try:
+        isolation.validate_filenames(files)
+    except isolation.InvalidFilenameError as exc:
+        raise TaskInputError(str(exc)) from None
+    return files
+
+
+def _merge_inputs(generated: Mapping[str, str | bytes], extra: Mapping[str, str]) -> dict[str, str | bytes]:
+    clash = sorted(generated.keys() & extra.keys())
+    if clash:
+        raise TaskInputError(f"files may not replace the tool's own input files: {', '.join(clash)}")
+    merged: dict[str, str | bytes] = {**generated, **extra}
+    try:
+        isolation.validate_filenames(merged)
+    except isolation.InvalidFilenameError as exc:
+        raise TaskInputError(str(exc)) from None
+    return merged
+
+
+def _timeout(spec: ToolSpec, params: ToolParams, cap: int) -> int:
+    wanted = params.timeout_seconds or spec.default_timeout
+    return min(wanted, cap)
+
+
+def describe(plan: RunPlan) -> dict[str, Any]:
+    """A short JSON-safe description of a plan, for progress metadata."""
+    return {"tool": plan.spec.name, "tenant_id": plan.tenant_id, "run_id": plan.run_id}

@@ -1,0 +1,24 @@
+"""The tool catalogue: every module in this package that defines SPEC is a tool; adding a tool is adding a file."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Iterable, Mapping
+
+from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec
+
+__all__ = ["Finding", "Invocation", "ToolParams", "ToolSpec", "load_catalogue"]
+
+
+def load_catalogue(extra_modules: Iterable[str] = ()) -> Mapping[str, ToolSpec]:
+    """Collect SPEC from every module of this package, then from each extra module (e.g. test tools)."""
+    names = [f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if m.name != "base"]
+    catalogue: dict[str, ToolSpec] = {}
+    for module_name in [*names, *extra_modules]:
+        spec = getattr(importlib.import_module(module_name), "SPEC", None)
+        if isinstance(spec, ToolSpec):
+            if spec.name in catalogue:
+                raise ValueError(f"tool {spec.name!r} is defined twice (second time in {module_name})")
+            catalogue[spec.name] = spec
+    return dict(sorted(catalogue.items()))

@@ -1,0 +1,63 @@
+"""Integration fixtures: every test here must leave no labelled volume or container behind."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import docker
+import pytest
+
+from tests.conftest import LABEL_PREFIX
+
+MANAGED = {"label": [f"{LABEL_PREFIX}.managed=true"]}
+
+
+def managed_resources(client: docker.DockerClient) -> set[str]:
+    """Names of every managed volume and id of every managed container on the engine."""
+    volumes = {f"volume:{v['Name']}" for v in client.api.volumes(filters=MANAGED).get("Volumes") or []}
+    containers = {f"container:{c['Id'][:12]}" for c in client.api.containers(all=True, filters=MANAGED)}
+    return volumes | containers
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(docker_client: docker.DockerClient) -> Iterator[None]:
+    """Fail the test if it leaves a managed volume or container that was not there before it."""
+    before = managed_resources(docker_client)
+    yield
+    left = managed_resources(docker_client) - before
+    assert not left, f"the test left managed resources behind: {sorted(left)}"
+
+
+@pytest.fixture
+def make_container(docker_client: docker.DockerClient) -> Iterator[Callable[..., str]]:
+    """A factory of containers (not necessarily started) that are force-removed at teardown."""
+    made: list[str] = []
+
+    def make(image: str, command: list[str], *, start: bool = False, **options: object) -> str:
+        container = docker_client.containers.create(image, command, **options)
+        made.append(container.id)
+        if start:
+            container.start()
+        return str(container.id)
+
+    yield make
+    for container_id in made:
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.api.remove_container(container_id, force=True)
+
+
+@pytest.fixture
+def make_volume(docker_client: docker.DockerClient) -> Iterator[Callable[..., str]]:
+    """A factory of raw Docker volumes (for sweep tests) that are removed at teardown."""
+    made: list[str] = []
+
+    def make(name: str, labels: dict[str, str] | None = None) -> str:
+        docker_client.volumes.create(name=name, labels=labels or {})
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.api.remove_volume(name, force=True)

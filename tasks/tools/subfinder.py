@@ -1,0 +1,91 @@
+"""subfinder: passive subdomain discovery for a list of domains; each subdomain found is a finding."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, model_validator
+
+from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path, parse_jsonl
+
+DOMAINS_FILE = "domains.txt"
+REPORT_FILE = "subfinder.jsonl"
+MAX_DOMAINS = 1000
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_DOMAIN = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})+\.?")
+_SOURCE = re.compile(r"[a-z0-9]{1,32}")
+
+
+def _domain(value: str) -> str:
+    if not _DOMAIN.fullmatch(value):
+        raise ValueError(f"{value!r} is not a domain name such as example.com")
+    return value
+
+
+def _source(value: str) -> str:
+    if not _SOURCE.fullmatch(value):
+        raise ValueError(f"source {value!r} must be a subfinder source name such as crtsh (subfinder -ls)")
+    return value
+
+
+class SubfinderParams(ToolParams):
+    """Which domains to enumerate, and optionally which passive sources to ask (or all of them)."""
+
+    domains: tuple[Annotated[str, AfterValidator(_domain)], ...] = Field(min_length=1, max_length=MAX_DOMAINS)
+    sources: tuple[Annotated[str, AfterValidator(_source)], ...] = Field(default=(), max_length=100)
+    all_sources: bool = False
+    max_time_minutes: int | None = Field(default=None, ge=1, le=60)
+
+    @model_validator(mode="after")
+    def _sources_or_all(self) -> SubfinderParams:
+        if self.sources and self.all_sources:
+            raise ValueError("give sources or all_sources, not both")
+        return self
+
+
+def build(params: SubfinderParams) -> Invocation:
+    """Domains go in through -dL; -oJ (alias of -json) writes JSON lines; -duc skips the update check."""
+    argv = ["-dL", input_path(DOMAINS_FILE), "-oJ", "-o", output_path(REPORT_FILE), "-silent", "-duc"]
+    if params.sources:
+        argv += ["-s", ",".join(params.sources)]
+    if params.all_sources:
+        argv.append("-all")
+    if params.max_time_minutes is not None:
+        argv += ["-max-time", str(params.max_time_minutes)]
+    return Invocation(
+        argv=argv,
+        input_files={DOMAINS_FILE: "\n".join(params.domains) + "\n"},
+        output_files=[REPORT_FILE],
+    )
+
+
+def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
+    """One finding per JSON line; with -cs the sources list is joined into source."""
+    return [_finding(record) for record in parse_jsonl(outputs.get(REPORT_FILE, b"")) if record.get("host")]
+
+
+def _finding(record: dict[str, Any]) -> Finding:
+    source = record.get("source")
+    sources = record.get("sources")
+    if source is None and isinstance(sources, list):
+        source = ",".join(str(s) for s in sources)
+    return {"host": record.get("host"), "input": record.get("input"), "source": source}
+
+
+SPEC = ToolSpec(
+    name="subfinder",
+    image="projectdiscovery/subfinder:v2.11.0",
+    entrypoint=["subfinder"],
+    params_model=SubfinderParams,
+    build=build,
+    parse=parse,
+    default_timeout=1200,
+    description="Passive subdomain enumeration from public sources (certificate logs, archives, DNS data).",
+    finding_fields={
+        "host": "the subdomain found",
+        "input": "the domain it was found for",
+        "source": "the passive source that reported it (comma-joined when several)",
+    },
+)

@@ -1,0 +1,123 @@
+"""Every tool in the catalogue is well-formed: pinned image, bare entrypoint, strict params, sane argv."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from tasks.tools import ToolSpec, load_catalogue
+
+CATALOGUE = load_catalogue()
+
+# The smallest valid params of each tool; a tool missing here must accept empty params.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "dnsx": {"domains": ["example.com"]},
+    "ffuf": {"url": "https://example.com/FUZZ", "wordlist": ["admin"]},
+    "httpx": {"targets": ["example.com"]},
+    "naabu": {"hosts": ["192.0.2.1"], "ports": "80"},
+    "nmap": {"targets": ["192.0.2.1"], "ports": "80"},
+    "nuclei": {"targets": ["https://example.com"]},
+    "subfinder": {"domains": ["example.com"]},
+}
+# name[:tag] or name@sha256:digest, where the tag is explicit and is not "latest".
+_PINNED = re.compile(r"[a-z0-9][a-z0-9._/:-]*?(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@sha256:[0-9a-f]{64})")
+_RELATIVE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
+
+specs = pytest.mark.parametrize("spec", list(CATALOGUE.values()), ids=list(CATALOGUE))
+
+
+def example(spec: ToolSpec) -> dict[str, Any]:
+    return dict(EXAMPLES.get(spec.name, {}))
+
+
+def test_the_catalogue_holds_the_seven_security_tools() -> None:
+    assert set(EXAMPLES) <= set(CATALOGUE)
+
+
+@specs
+def test_the_image_is_pinned_to_an_explicit_tag_that_is_not_latest(spec: ToolSpec) -> None:
+    match = _PINNED.fullmatch(spec.image)
+    assert match, f"{spec.image!r} names no explicit tag or digest"
+    assert match["tag"] != "latest"
+
+
+@specs
+def test_the_entrypoint_is_a_bare_binary_name(spec: ToolSpec) -> None:
+    assert spec.entrypoint and all(isinstance(part, str) and part for part in spec.entrypoint)
+    assert "/" not in spec.entrypoint[0] and not spec.entrypoint[0].startswith("-")
+
+
+@specs
+def test_the_description_and_finding_fields_are_documented(spec: ToolSpec) -> None:
+    assert spec.description and spec.finding_fields
+    assert all(isinstance(k, str) and v for k, v in spec.finding_fields.items())
+    assert spec.default_timeout > 0
+
+
+@specs
+def test_the_params_model_rejects_unknown_keys(spec: ToolSpec) -> None:
+    with pytest.raises(ValidationError, match="extra"):
+        spec.params_model.model_validate({**example(spec), "no_such_option": True})
+
+
+@specs
+def test_the_params_model_accepts_timeout_seconds(spec: ToolSpec) -> None:
+    params = spec.params_model.model_validate({**example(spec), "timeout_seconds": 120})
+    assert params.timeout_seconds == 120
+    with pytest.raises(ValidationError):
+        spec.params_model.model_validate({**example(spec), "timeout_seconds": 0})
+
+
+@specs
+def test_the_invocation_is_an_argv_of_str_with_relative_input_and_output_names(spec: ToolSpec) -> None:
+    invocation = spec.build(spec.params_model.model_validate(example(spec)))
+    assert isinstance(invocation.argv, list) and all(isinstance(arg, str) for arg in invocation.argv)
+    for name in [*invocation.input_files, *invocation.output_files]:
+        assert _RELATIVE_NAME.fullmatch(name) and ".." not in name.split("/"), name
+
+
+@specs
+def test_the_argv_names_the_output_files_under_outputs_and_the_input_files_under_inputs(
+    spec: ToolSpec,
+) -> None:
+    if spec.name not in EXAMPLES:
+        pytest.skip("only the security tools are held to the /inputs and /outputs layout")
+    invocation = spec.build(spec.params_model.model_validate(example(spec)))
+    for name in invocation.output_files:
+        assert f"/outputs/{name}" in invocation.argv
+    for name in invocation.input_files:
+        assert f"/inputs/{name}" in invocation.argv
+
+
+@specs
+def test_parsing_empty_or_missing_outputs_gives_no_findings(spec: ToolSpec) -> None:
+    invocation = spec.build(spec.params_model.model_validate(example(spec)))
+    assert spec.parse({}) == []
+    assert spec.parse(dict.fromkeys(invocation.output_files, b"")) == []
+
+
+@specs
+def test_security_tools_run_as_the_unprivileged_user_without_added_capabilities(spec: ToolSpec) -> None:
+    if spec.name not in EXAMPLES:
+        pytest.skip("not one of the security tools")
+    assert spec.user == "65532:65532"
+    assert spec.cap_add == ()
+
+
+@pytest.mark.parametrize(
+    ("image", "pinned"),
+    [
+        ("projectdiscovery/nuclei:v3.10.0", True),
+        ("registry.example:5000/team/nmap:7.95", True),
+        ("nmap@sha256:" + "a" * 64, True),
+        ("nmap", False),
+        ("nmap:latest", False),
+        ("registry.example:5000/team/nmap", False),
+    ],
+)
+def test_the_pin_rule_wants_an_explicit_tag_or_digest(image: str, pinned: bool) -> None:
+    match = _PINNED.fullmatch(image)
+    assert bool(match and match["tag"] != "latest") is pinned

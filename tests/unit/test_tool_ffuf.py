@@ -1,0 +1,139 @@
+"""ffuf: params validation, the argv it builds, and parsing real 1.1.0 and documented 2.x JSON reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from tasks.tools import ffuf
+from tasks.tools.ffuf import FfufParams
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ffuf"
+URL = "https://example.com/FUZZ"
+
+
+def report(name: str) -> dict[str, bytes]:
+    return {"ffuf.json": (FIXTURES / name).read_bytes()}
+
+
+def test_a_typical_run_builds_argv_with_the_wordlist_in_a_file_and_a_json_report() -> None:
+    params = FfufParams(url=URL, wordlist=("admin", "robots.txt"), match_codes=(200, 301))
+    invocation = ffuf.build(params)
+    assert invocation.argv[:4] == ["-u", URL, "-w", "/inputs/wordlist.txt"]
+    assert invocation.argv[4:] == ["-of", "json", "-o", "/outputs/ffuf.json", "-s", "-mc", "200,301"]
+    assert invocation.input_files == {"wordlist.txt": "admin\nrobots.txt\n"}
+    assert invocation.output_files == ["ffuf.json"]
+
+
+def test_extensions_threads_and_redirects_add_their_flags() -> None:
+    params = FfufParams(url=URL, wordlist=("a",), extensions=("php", ".bak"), threads=5, follow_redirects=True)
+    assert ffuf.build(params).argv[9:] == ["-e", ".php,.bak", "-t", "5", "-r"]
+
+
+def test_the_argv_never_asks_for_noninteractive_which_ffuf_1_1_0_rejects() -> None:
+    assert "-noninteractive" not in ffuf.build(FfufParams(url=URL, wordlist=("a",))).argv
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/FUZZ",
+        "https://example.com/FUZZ.php",
+        "https://example.com/?q=FUZZ",
+        "http://[::1]/FUZZ",
+    ],
+)
+def test_http_and_https_urls_with_fuzz_are_accepted(url: str) -> None:
+    assert FfufParams(url=url, wordlist=("a",)).url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.com/", "ftp://example.com/FUZZ", "file:///etc/FUZZ", "-u http://x/FUZZ", "//x/FUZZ",
+     "http:///FUZZ", "https://example.com/FUZZ\n-x", "https://exa mple.com/FUZZ", "FUZZ", ""],
+)  # fmt: skip
+def test_urls_without_fuzz_or_http_or_with_whitespace_are_refused(url: str) -> None:
+    with pytest.raises(ValidationError):
+        FfufParams(url=url, wordlist=("a",))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"url": URL, "wordlist": []},
+        {"url": URL, "wordlist": ["a b"]},
+        {"url": URL, "wordlist": ["a\nb"]},
+        {"url": URL, "wordlist": ["x" * 257]},
+        {"url": URL, "wordlist": ["a"], "match_codes": [99]},
+        {"url": URL, "wordlist": ["a"], "match_codes": []},
+        {"url": URL, "wordlist": ["a"], "extensions": ["-x"]},
+        {"url": URL, "wordlist": ["a"], "extensions": [".php,.asp"]},
+        {"url": URL, "wordlist": ["a"], "threads": 0},
+        {"url": URL, "wordlist": ["a"], "threads": 101},
+        {"url": URL, "wordlist": ["a"], "headers": ["X: y"]},
+    ],
+)
+def test_bad_words_codes_extensions_threads_and_unknown_keys_are_refused(params: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        FfufParams.model_validate(params)
+
+
+@given(st.text(max_size=30))
+def test_no_accepted_word_can_split_a_wordlist_line(word: str) -> None:
+    try:
+        FfufParams(url=URL, wordlist=(word,))
+    except ValidationError:
+        return
+    assert "\n" not in word and "\r" not in word and word.strip() == word
+
+
+def test_a_real_ffuf_1_1_0_report_gives_one_finding_per_match() -> None:
+    findings = ffuf.parse(report("v1-match-codes.json"))
+    assert [(f["input"], f["status"], f["length"], f["redirect_location"]) for f in findings] == [
+        ("admin", 301, 0, "/admin/"),
+        ("robots.txt", 200, 14, None),
+        ("index.html", 200, 6, None),
+        ("images", 301, 0, "/images/"),
+    ]
+    assert findings[1] == {
+        "input": "robots.txt", "url": "http://127.0.0.1:18080/robots.txt", "status": 200, "length": 14,
+        "words": 2, "lines": 2, "content_type": None, "redirect_location": None,
+    }  # fmt: skip
+
+
+def test_with_extensions_the_input_is_the_word_plus_its_extension() -> None:
+    inputs = [f["input"] for f in ffuf.parse(report("v1-extensions-follow-redirects.json"))]
+    assert sorted(inputs) == ["admin", "backup.zip", "images", "index.html", "robots.txt"]
+
+
+def test_the_ffuf_2_shape_reads_fuzz_and_content_type_and_ignores_ffufhash() -> None:
+    assert ffuf.parse(report("v2-documented-shape.json"))[0] == {
+        "input": "admin", "url": "https://example.com/admin", "status": 301, "length": 169, "words": 5,
+        "lines": 8, "content_type": "text/html", "redirect_location": "https://example.com/admin/",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("fixture", ["v1-no-results.json", "truncated.json"])
+def test_a_report_without_results_or_cut_off_gives_no_findings(fixture: str) -> None:
+    assert ffuf.parse(report(fixture)) == []
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"null", b"[]", b'{"results": null}', b'{"results": [1, "x", null]}', b"\xff\xfe"]
+)
+def test_empty_or_odd_json_gives_no_findings(data: bytes) -> None:
+    assert ffuf.parse({"ffuf.json": data}) == []
+
+
+def test_a_missing_report_gives_no_findings() -> None:
+    assert ffuf.parse({}) == []
+
+
+def test_a_result_without_input_keeps_its_other_fields() -> None:
+    findings = ffuf.parse({"ffuf.json": b'{"results": [{"url": "http://x/a", "status": 200, "input": "a"}]}'})
+    assert findings[0]["input"] is None and findings[0]["url"] == "http://x/a" and findings[0]["status"] == 200

@@ -1,0 +1,105 @@
+"""naabu: params validation, the argv it builds, and parsing its JSON lines (fields of naabu v2.6.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from tasks.tools import naabu
+from tasks.tools.naabu import NaabuParams
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "naabu"
+
+
+def report(name: str) -> dict[str, bytes]:
+    return {"naabu.jsonl": (FIXTURES / name).read_bytes()}
+
+
+def test_a_typical_run_builds_a_connect_scan_argv_with_the_hosts_in_a_file() -> None:
+    invocation = naabu.build(NaabuParams(hosts=("scanme.example.com", "192.0.2.0/28"), ports="22,80,443,8000-8100"))
+    assert invocation.argv == [
+        "-list", "/inputs/hosts.txt", "-json", "-o", "/outputs/naabu.jsonl", "-silent", "-duc", "-s", "c",
+        "-p", "22,80,443,8000-8100",
+    ]  # fmt: skip
+    assert invocation.input_files == {"hosts.txt": "scanme.example.com\n192.0.2.0/28\n"}
+    assert invocation.output_files == ["naabu.jsonl"]
+
+
+def test_top_ports_and_rate_add_their_flags() -> None:
+    argv = naabu.build(NaabuParams(hosts=("192.0.2.1",), top_ports="1000", rate=500)).argv
+    assert argv[9:] == ["-tp", "1000", "-rate", "500"]
+
+
+@pytest.mark.parametrize("host", ["192.0.2.1", "2001:db8::1", "scanme.example.com", "10.0.0.0/16", "2001:db8::/112"])
+def test_hosts_addresses_and_small_networks_are_accepted(host: str) -> None:
+    assert NaabuParams(hosts=(host,)).hosts == (host,)
+
+
+@pytest.mark.parametrize(
+    "host", ["-p", "-exclude-hosts", "10.0.0.0/8", "a b", "host\n-x", "http://example.com", "", "10.0.0.1/33"]
+)
+def test_flags_huge_networks_urls_and_whitespace_are_refused_as_hosts(host: str) -> None:
+    with pytest.raises(ValidationError):
+        NaabuParams(hosts=(host,))
+
+
+@pytest.mark.parametrize("ports", ["-", "0", "65536", "443-80", "u:53", "full", "80,", "80 443", "-p"])
+def test_port_syntax_beyond_plain_numbers_and_ranges_is_refused(ports: str) -> None:
+    with pytest.raises(ValidationError):
+        NaabuParams(hosts=("192.0.2.1",), ports=ports)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"hosts": []},
+        {"hosts": ["192.0.2.1"], "ports": "22", "top_ports": "100"},
+        {"hosts": ["192.0.2.1"], "top_ports": "10"},
+        {"hosts": ["192.0.2.1"], "rate": 0},
+        {"hosts": ["192.0.2.1"], "scan_type": "s"},
+    ],
+)
+def test_conflicting_port_choices_bad_top_ports_rates_and_unknown_keys_are_refused(
+    params: dict[str, Any],
+) -> None:
+    with pytest.raises(ValidationError):
+        NaabuParams.model_validate(params)
+
+
+@given(st.text(max_size=40))
+def test_no_accepted_port_list_can_be_read_as_a_flag(text: str) -> None:
+    try:
+        NaabuParams(hosts=("192.0.2.1",), ports=text)
+    except ValidationError:
+        return
+    assert text[:1].isdigit() and not any(c.isspace() for c in text)
+
+
+def test_each_open_port_is_a_finding_and_a_host_defaults_to_its_ip() -> None:
+    assert naabu.parse(report("ports.jsonl")) == [
+        {"host": "scanme.example.com", "ip": "192.0.2.10", "port": 22, "protocol": "tcp", "tls": False},
+        {"host": "scanme.example.com", "ip": "192.0.2.10", "port": 443, "protocol": "tcp", "tls": True},
+        {"host": "192.0.2.20", "ip": "192.0.2.20", "port": 8080, "protocol": "tcp", "tls": False},
+        {"host": "104.16.99.52", "ip": "104.16.99.52", "port": 80, "protocol": "tcp", "tls": False},
+    ]
+
+
+def test_a_truncated_last_line_is_dropped_and_unknown_fields_are_ignored() -> None:
+    assert [f["port"] for f in naabu.parse(report("truncated.jsonl"))] == [25]
+    assert naabu.parse(report("extra-fields.jsonl")) == [
+        {"host": "edge.example.com", "ip": "203.0.113.9", "port": 443, "protocol": "tcp", "tls": True}
+    ]
+
+
+@pytest.mark.parametrize("outputs", [{}, {"naabu.jsonl": b""}, {"naabu.jsonl": b'{"ip": "192.0.2.1"}\n'}])
+def test_empty_missing_or_portless_output_gives_no_findings(outputs: dict[str, bytes]) -> None:
+    assert naabu.parse(outputs) == []
+
+
+def test_the_empty_fixture_gives_no_findings() -> None:
+    assert naabu.parse(report("empty.jsonl")) == []

@@ -44,5 +44,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": settings.result_expires_seconds,
         "result_extended": True,
         "broker_connection_retry_on_startup": True,
-        "worker_hijack_root_logger": False,
+        # Each worker also consumes a queue of its own, so the sweep can reach every worker's daemon.
+        "worker_direct": True,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 IMAGE_PREFIX = "TOOLRUNNER_IMAGE_"
@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     image_overrides: dict[str, str] = Field(
         default_factory=dict, description="per-tool images, from TOOLRUNNER_IMAGE_<TOOL>"
     )
+
+    @field_validator("sweep_cron")
+    @classmethod
+    def _five_cron_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("sweep_cron needs five fields: minute hour day-of-month month day-of-week")
+        return value
 
     @model_validator(mode="after")
     def _time_limits_fit(self) -> Settings:

@@ -2,6 +2,7 @@
 
 from isolation.container import ContainerLimits, ContainerResult, ContainerSpec, ensure_image, run_container
 from isolation.engine import connect
+from isolation.engine import translate as translate_errors
 from isolation.errors import (
     ContainerTimeoutError,
     DockerUnavailableError,
@@ -15,7 +16,7 @@ from isolation.errors import (
     VolumeConflictError,
     VolumeStateError,
 )
-from isolation.naming import validate_filename, validate_filenames, validate_identifier
+from isolation.naming import parse_created, validate_filename, validate_filenames, validate_identifier
 from isolation.sweep import SweepReport, cleanup_orphaned_volumes, remove_labelled
 from isolation.volume import IsolatedContainerVolume
 
@@ -39,8 +40,10 @@ __all__ = [
     "cleanup_orphaned_volumes",
     "connect",
     "ensure_image",
+    "parse_created",
     "remove_labelled",
     "run_container",
+    "translate_errors",
     "validate_filename",
     "validate_filenames",
     "validate_identifier",

@@ -79,16 +79,22 @@ def cleanup_orphaned_volumes(
 
 
 def remove_labelled(
-    labels: Mapping[str, str], client: docker.DockerClient | None = None, *, label_prefix: str = DEFAULT_LABEL_PREFIX
+    labels: Mapping[str, str],
+    client: docker.DockerClient | None = None,
+    *,
+    label_prefix: str = DEFAULT_LABEL_PREFIX,
+    created_before: datetime | None = None,
 ) -> SweepReport:
-    """Remove every managed container and volume carrying all these (unprefixed) labels, whatever its age.
+    """Remove every managed container and volume carrying all these (unprefixed) labels, whatever its age
+    (or created before `created_before`).
 
-    Used when a task is delivered again after its worker died: the earlier attempt's leftovers go first.
+    Used when a task is delivered again after its worker died, and when a worker starts where a crashed
+    predecessor of the same name left resources: their leftovers go first.
     """
     if not labels:
         raise ValueError("remove_labelled needs at least one label to narrow the selection")
-    far_future = datetime.now(UTC) + timedelta(days=36500)
-    return _sweep(connect(client), label_prefix, labels, far_future, False)
+    cutoff = created_before or datetime.now(UTC) + timedelta(days=36500)
+    return _sweep(connect(client), label_prefix, labels, cutoff, False)
 
 
 def _sweep(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
+from typing import Any
 
 import docker
 import redis
 from celery import Celery
 
 import isolation
+from beat_schedule import build_schedule
 from config import Settings, celery_config, load_settings
 from tasks.tools import ToolSpec, load_catalogue
 
@@ -38,6 +40,10 @@ class ToolrunnerCelery(Celery):  # type: ignore[misc]
         return isolation.connect(None)
 
 
+def _configuration() -> dict[str, Any]:
+    return {**celery_config(app.settings), "beat_schedule": build_schedule(app.settings)}
+
+
 app = ToolrunnerCelery("toolrunner")
 # Evaluated when the configuration is first read (worker start, first send), not at import.
-app.add_defaults(lambda: celery_config(app.settings))
+app.add_defaults(_configuration)

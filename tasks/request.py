@@ -72,7 +72,13 @@ def _params(spec: ToolSpec, params: object) -> ToolParams:
     try:
         return spec.params_model.model_validate(params)
     except ValidationError as exc:
-        raise TaskInputError(f"invalid params for {spec.name}: {exc}") from None
+        problems = "; ".join(_describe_error(e) for e in exc.errors(include_url=False))
+        raise TaskInputError(f"invalid params for {spec.name}: {problems}") from None
+
+
+def _describe_error(error: Mapping[str, Any]) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ())) or "params"
+    return f"{where}: {error.get('msg', 'invalid')}"
 
 
 def _files(files: object) -> dict[str, str]:

@@ -54,7 +54,7 @@ def run_request(task: Task, tool: str, tenant_id: str, run_id: str, params: obje
         report = isolation.remove_labelled({"task": task.request.id}, client, label_prefix=settings.label_prefix)
         logger.info("removed leftovers of an earlier attempt task=%s: %s", task.request.id, report.as_dict())
     try:
-        return execute(plan, RunContext(client, settings, task.request.id, reporter))
+        return execute(plan, RunContext(client, settings, task.request.id, reporter, task.request.hostname or "local"))
     except isolation.DockerUnavailableError as exc:
         countdown = min(2**task.request.retries, 30)
         raise task.retry(exc=exc, countdown=countdown, max_retries=settings.docker_retries) from exc
@@ -81,10 +81,11 @@ def _count_delivery(task: Task) -> int:
 
 def _reporter(task: Task, tool: str, tenant_id: str, run_id: str) -> Any:
     def report(stage: str, meta: Mapping[str, Any]) -> None:
+        if task.request.is_eager:
+            return  # eager mode has no worker, no broker and nobody watching: nothing to publish
         info = {"stage": stage, "tool": tool, "tenant_id": tenant_id, "run_id": run_id, **meta}
         task.update_state(state="PROGRESS", meta=info)
-        if not task.request.is_eager:
-            task.send_event("task-progress", **info)
+        task.send_event("task-progress", **info)
 
     return report
 

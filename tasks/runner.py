@@ -31,12 +31,13 @@ class RunContext:
     settings: Settings
     task_id: str
     report: Reporter
+    worker: str = "local"
 
 
 def execute(plan: RunPlan, ctx: RunContext) -> dict[str, Any]:
     """Run plan end to end and return the result dict; volumes and containers are always removed."""
     started = time.monotonic()
-    labels = {"task": ctx.task_id, "tool": plan.spec.name}
+    labels = {"task": ctx.task_id, "tool": plan.spec.name, "worker": ctx.worker}
     volume_options = _volume_options(ctx, labels)
     ctx.report("preparing_inputs", {"files": len(plan.inputs)})
     new_volume = partial(isolation.IsolatedContainerVolume, plan.tenant_id, plan.run_id, ctx.client, **volume_options)

@@ -12,6 +12,18 @@ import redis
 BUSYBOX_IMAGE = "toolrunner-busybox:local"
 TOOLS_IMAGE = "toolrunner-tools:local"
 LABEL_PREFIX = "studio"
+REDIS_URL = os.environ.get("TOOLRUNNER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+# The settings the test process and the workers it starts share (the app reads them on first use).
+TEST_ENVIRONMENT = {
+    "TOOLRUNNER_BROKER_URL": REDIS_URL,
+    "TOOLRUNNER_TOOL_NETWORK": "none",
+    "TOOLRUNNER_EXTRA_TOOL_MODULES": '["tests.tooldefs.script", "tests.tooldefs.absent"]',
+    "TOOLRUNNER_IMAGE_NMAP": TOOLS_IMAGE,
+    "TOOLRUNNER_IMAGE_FFUF": TOOLS_IMAGE,
+}
+for _key, _value in TEST_ENVIRONMENT.items():
+    os.environ.setdefault(_key, _value)
 
 
 def _missing(what: str, why: object) -> None:
@@ -36,13 +48,12 @@ def docker_client() -> Iterator[docker.DockerClient]:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The URL of a real Redis (TOOLRUNNER_TEST_REDIS_URL or 127.0.0.1:6379), checked with PING."""
-    url = os.environ.get("TOOLRUNNER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     try:
-        with redis.Redis.from_url(url, socket_connect_timeout=2) as conn:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as conn:
             conn.ping()
     except redis.RedisError as exc:
         _missing("Redis", exc)
-    return url
+    return REDIS_URL
 
 
 @pytest.fixture(scope="session")

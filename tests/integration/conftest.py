@@ -7,8 +7,10 @@ from collections.abc import Callable, Iterator
 
 import docker
 import pytest
+import redis
 
 from tests.conftest import LABEL_PREFIX
+from tests.integration.workers import Worker, start_worker
 
 MANAGED = {"label": [f"{LABEL_PREFIX}.managed=true"]}
 
@@ -61,3 +63,15 @@ def make_volume(docker_client: docker.DockerClient) -> Iterator[Callable[..., st
     for name in made:
         with contextlib.suppress(docker.errors.NotFound):
             docker_client.api.remove_volume(name, force=True)
+
+
+@pytest.fixture(scope="session")
+def worker(
+    redis_url: str, docker_client: docker.DockerClient, busybox_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
+    """One real prefork worker (concurrency 4) shared by the task tests, on a flushed Redis database."""
+    with redis.Redis.from_url(redis_url) as conn:
+        conn.flushdb()
+    running = start_worker(tmp_path_factory.mktemp("workers"), "tasks")
+    yield running
+    running.stop()

@@ -1,0 +1,67 @@
+"""Starting and stopping real `celery worker` subprocesses for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Worker:
+    """A running worker subprocess and where its log goes."""
+
+    process: subprocess.Popen[bytes]
+    name: str
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
+        """Stop the worker (warm shutdown by default) and wait for it; SIGKILL if it lingers."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_worker(
+    log_dir: Path, name: str, *, concurrency: int = 4, env: dict[str, str] | None = None, pool: str = "prefork"
+) -> Worker:
+    """Start `celery -A tasks worker` from the repo root and wait until it answers a ping."""
+    log = log_dir / f"{name}.log"
+    command = [
+        sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", pool, "--concurrency", str(concurrency),
+        "--hostname", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+    worker = Worker(process, name, log)
+    _wait_ready(worker)
+    return worker
+
+
+def _wait_ready(worker: Worker, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"worker {worker.name} exited early:\n{worker.log_text()[-4000:]}")
+        replies = app.control.ping(timeout=1.0) or []
+        if any(name.startswith(f"{worker.name}@") for reply in replies for name in reply):
+            return
+    worker.stop(signal.SIGKILL)
+    raise RuntimeError(f"worker {worker.name} did not answer a ping within {timeout}s:\n{worker.log_text()[-4000:]}")

@@ -1,0 +1,246 @@
+"""The `toolrunner` command: run a tool (in-process or through the queue), list tools and volumes, sweep."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, get_args, get_origin
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import isolation
+from config import Settings, load_settings
+from tasks.errors import TaskInputError
+from tasks.request import plan_run
+from tasks.runner import RunContext, execute
+from tasks.tools import ToolSpec, load_catalogue
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+out = Console()
+err = Console(stderr=True)
+
+
+class UserError(Exception):
+    """A problem the user can fix: printed as one line, exit code 2."""
+
+
+@cli.command()
+def run(
+    tool: Annotated[str, typer.Argument(help="tool name, see `toolrunner tools`")],
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant id")],
+    run_id: Annotated[str | None, typer.Option("--run", help="run id (default: cli-<time>)")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v; repeat a key for a list")] = None,
+    file: Annotated[list[str] | None, typer.Option("--file", "-f", help="name=path of an extra input file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON")] = False,
+) -> None:
+    """Run TOOL for a tenant: in this process on the local engine, or through the queue if a broker is set."""
+    settings = load_settings()
+    catalogue = load_catalogue(settings.extra_tool_modules)
+    spec = _spec(catalogue, tool)
+    params = parse_params(param or [], spec)
+    files = _read_files(file or [])
+    run_id = run_id or f"cli-{int(time.time())}"
+    if settings.broker_url:
+        result = _through_queue(tool, tenant, run_id, params, files)
+    else:
+        result = _in_process(settings, catalogue, tool, tenant, run_id, params, files)
+    if as_json:
+        out.print_json(json.dumps(result))
+    else:
+        _print_result(result, spec)
+    raise typer.Exit(0 if result["status"] == "ok" else 1)
+
+
+def parse_params(pairs: list[str], spec: ToolSpec) -> dict[str, Any]:
+    """Turn k=v pairs into params: JSON values where they parse, repeated keys and list fields as lists."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param {pair!r} must look like key=value")
+        value = _json_or_text(raw)
+        if key in params:
+            previous = params[key]
+            params[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            params[key] = value
+    for key in _list_fields(spec):
+        if key in params and not isinstance(params[key], list):
+            params[key] = [params[key]]
+    return params
+
+
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _list_fields(spec: ToolSpec) -> set[str]:
+    """Names of params whose type is a list or tuple (also inside Optional[...])."""
+    sequences = {list, tuple}
+    return {
+        name
+        for name, info in spec.params_model.model_fields.items()
+        if sequences & {get_origin(info.annotation), *map(get_origin, get_args(info.annotation))}
+    }
+
+
+def _spec(catalogue: Mapping[str, ToolSpec], tool: str) -> ToolSpec:
+    if tool not in catalogue:
+        raise UserError(f"unknown tool {tool!r}; known tools: {', '.join(catalogue)}")
+    return catalogue[tool]
+
+
+def _read_files(pairs: list[str]) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--file {pair!r} must look like name=path")
+        try:
+            files[name] = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read {path}: {exc}") from None
+    return files
+
+
+def _in_process(
+    settings: Settings, catalogue: Mapping[str, ToolSpec], tool: str, tenant: str, run_id: str,
+    params: dict[str, Any], files: dict[str, str],
+) -> dict[str, Any]:  # fmt: skip
+    plan = plan_run(
+        catalogue, tool, tenant, run_id, params, files,
+        max_input_bytes=settings.max_input_bytes, max_timeout_seconds=settings.max_timeout_seconds,
+    )  # fmt: skip
+    with err.status(f"{tool}: starting") as status:
+        started = time.monotonic()
+
+        def report(stage: str, meta: Mapping[str, Any]) -> None:
+            status.update(_stage_line(tool, stage, meta, time.monotonic() - started))
+
+        ctx = RunContext(isolation.connect(None), settings, f"cli-{uuid.uuid4()}", report, "cli")
+        return execute(plan, ctx)
+
+
+def _through_queue(
+    tool: str, tenant: str, run_id: str, params: dict[str, Any], files: dict[str, str]
+) -> dict[str, Any]:
+    from tasks.run import run_tool  # the Celery app is only needed here
+
+    handle = run_tool.delay(tool, tenant, run_id, params, files or None)
+    started = time.monotonic()
+    with err.status(f"{tool}: queued ({handle.id})") as status:
+        while not handle.ready():
+            info = handle.info if isinstance(handle.info, dict) else {}
+            status.update(
+                _stage_line(tool, str(info.get("stage", handle.state.lower())), info, time.monotonic() - started)
+            )
+            time.sleep(0.25)
+    result: dict[str, Any] = handle.get(propagate=True)
+    return result
+
+
+def _stage_line(tool: str, stage: str, meta: Mapping[str, Any], elapsed: float) -> str:
+    extra = f", {meta['output_lines']} output lines" if "output_lines" in meta else ""
+    return f"{tool}: {stage} ({elapsed:.1f}s{extra})"
+
+
+def _print_result(result: Mapping[str, Any], spec: ToolSpec) -> None:
+    findings = result["findings"]
+    columns = list(spec.finding_fields) or sorted({k for f in findings for k in f})
+    table = Table(title=f"{result['tool']} for {result['tenant_id']}/{result['run_id']}: {len(findings)} finding(s)")
+    for column in columns:
+        table.add_column(column)
+    for finding in findings:
+        table.add_row(*(_cell(finding.get(c)) for c in columns))
+    out.print(table)
+    stats = result["stats"]
+    out.print(f"status [bold]{result['status']}[/bold] exit {result['exit_code']} in {stats['duration_ms']} ms")
+    if result.get("reason"):
+        out.print(f"reason: {result['reason']}")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@cli.command()
+def tools() -> None:
+    """List the tool catalogue: image (after overrides) and whether it is present on the engine."""
+    settings = load_settings()
+    client = isolation.connect(None)
+    table = Table("tool", "image", "present", "timeout", "description")
+    for name, spec in load_catalogue(settings.extra_tool_modules).items():
+        image = settings.image_for(name, spec.image)
+        table.add_row(
+            name, image, "yes" if _present(client, image) else "no", f"{spec.default_timeout}s", spec.description
+        )
+    out.print(table)
+
+
+def _present(client: Any, image: str) -> bool:
+    try:
+        client.images.get(image)
+    except Exception:  # absent or unreadable: either way not usable here
+        return False
+    return True
+
+
+@cli.command()
+def volumes(tenant: Annotated[str | None, typer.Option("--tenant", help="only this tenant's volumes")] = None) -> None:
+    """List managed volumes with tenant, run, age and whether a container uses them."""
+    settings = load_settings()
+    client = isolation.connect(None)
+    prefix = settings.label_prefix
+    labels = [f"{prefix}.managed=true"] + ([f"{prefix}.tenant={tenant}"] if tenant else [])
+    table = Table("volume", "tenant", "run", "age", "in use")
+    now = datetime.now(UTC)
+    for volume in client.api.volumes(filters={"label": labels}).get("Volumes") or []:
+        vl = volume.get("Labels") or {}
+        created = isolation.parse_created(vl.get(f"{prefix}.created"))
+        age = f"{(now - created).total_seconds() / 3600:.1f}h" if created else "?"
+        users = client.api.containers(all=True, filters={"volume": volume["Name"]})
+        table.add_row(
+            volume["Name"], vl.get(f"{prefix}.tenant", ""), vl.get(f"{prefix}.run", ""), age, "yes" if users else "no"
+        )
+    out.print(table)
+
+
+@cli.command()
+def sweep(
+    max_age_hours: Annotated[float | None, typer.Option(help="default: TOOLRUNNER_SWEEP_MAX_AGE_HOURS")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="report without removing")] = False,
+) -> None:
+    """Remove this project's volumes and containers older than the max age from the local engine."""
+    settings = load_settings()
+    age = settings.sweep_max_age_hours if max_age_hours is None else max_age_hours
+    report = isolation.cleanup_orphaned_volumes(
+        age, isolation.connect(None), label_prefix=settings.label_prefix, dry_run=dry_run
+    )
+    verb = "would remove" if dry_run else "removed"
+    out.print(f"{verb} {len(report.removed)} volume(s), {len(report.removed_containers)} container(s); "
+              f"kept in use {len(report.kept_in_use)}; failed {len(report.failed)}")  # fmt: skip
+    for name in report.removed:
+        out.print(f"  {verb}: {name}")
+    for name, reason in report.failed:
+        out.print(f"  failed: {name}: {reason}")
+
+
+def main() -> None:
+    """Console-script entry point: user errors print one line and exit non-zero, without a traceback."""
+    try:
+        cli()
+    except (UserError, TaskInputError, isolation.IsolationError, ValueError) as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,97 @@
+"""The orphan sweep as tasks: fanned out to every worker's daemon, never two at once on one daemon."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import docker
+import redis
+from celery import Task
+from celery.signals import celeryd_after_setup
+from celery.utils import worker_direct
+
+import isolation
+from config import Settings
+from tasks.app import app
+
+logger = logging.getLogger(__name__)
+
+LOCK_KEY = "toolrunner:sweep-lock:{}"
+SWEEP_EXPIRES = 1800
+
+
+@app.task(bind=True, name="toolrunner.sweep_daemon")
+def sweep_daemon(self: Task, max_age_hours: float | None = None) -> dict[str, Any]:
+    """Sweep the Docker daemon of the worker this lands on; the report is the result."""
+    settings = app.settings
+    age = settings.sweep_max_age_hours if max_age_hours is None else max_age_hours
+    return sweep(app.docker_client, app.redis, settings, age, worker=self.request.hostname)
+
+
+@app.task(name="toolrunner.sweep_all")
+def sweep_all(max_age_hours: float | None = None) -> dict[str, Any]:
+    """Send one sweep_daemon to each live worker's own queue: each worker may own a different daemon."""
+    replies = app.control.ping(timeout=2.0) or []
+    workers = sorted(name for reply in replies for name in reply)
+    sent = {
+        name: sweep_daemon.apply_async(
+            kwargs={"max_age_hours": max_age_hours}, queue=worker_direct(name), expires=SWEEP_EXPIRES
+        ).id
+        for name in workers
+    }
+    logger.info("sweep sent to %d worker(s): %s", len(sent), ", ".join(sent))
+    return {"workers": sent}
+
+
+def sweep(
+    client: docker.DockerClient,
+    redis_client: redis.Redis,
+    settings: Settings,
+    max_age_hours: float,
+    *,
+    worker: str | None = None,
+    predecessor: bool = False,
+) -> dict[str, Any]:
+    """Sweep one daemon under a non-blocking Redis lock keyed by its ID; skip if another sweep holds it.
+
+    With predecessor=True (at worker start) the resources a crashed worker of the same name left are
+    removed too, whatever their age: nothing of this worker runs yet, so all of them are orphans.
+    """
+    with isolation.translate_errors("read the daemon's ID"):
+        daemon = str(client.info()["ID"])
+    lock = redis_client.lock(LOCK_KEY.format(daemon), timeout=900, blocking=False)
+    if not lock.acquire(blocking=False):
+        logger.info("sweep skipped daemon=%s: another sweep of this daemon is running", daemon)
+        return {"daemon": daemon, "worker": worker, "skipped": "another sweep of this daemon is running"}
+    try:
+        report = isolation.cleanup_orphaned_volumes(max_age_hours, client, label_prefix=settings.label_prefix)
+        result: dict[str, Any] = {"daemon": daemon, "worker": worker, **report.as_dict()}
+        if predecessor and worker:
+            left = isolation.remove_labelled({"worker": worker}, client, label_prefix=settings.label_prefix)
+            result["predecessor"] = left.as_dict()
+    finally:
+        _release(lock)
+    logger.info("sweep daemon=%s worker=%s report=%s", daemon, worker, result)
+    return result
+
+
+def _release(lock: Any) -> None:
+    try:
+        lock.release()
+    except redis.exceptions.LockError:
+        logger.warning("the sweep lock expired before the sweep ended; raise its timeout")
+
+
+@celeryd_after_setup.connect
+def _sweep_at_start(sender: str | None = None, **_: Any) -> None:
+    """Before the worker's pool and consumer start, remove what a crashed predecessor left on its daemon."""
+    settings = app.settings
+    hostname = sender
+    try:
+        client = isolation.connect(None)
+        with redis.Redis.from_url(settings.broker) as conn:
+            sweep(client, conn, settings, settings.sweep_max_age_hours, worker=hostname, predecessor=True)
+        client.close()
+    except (isolation.IsolationError, redis.RedisError) as exc:
+        logger.warning("start-up sweep failed (the scheduled sweep will retry): %s", exc)

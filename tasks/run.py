@@ -11,6 +11,7 @@ from celery import Task
 import isolation
 from tasks.app import app
 from tasks.errors import RedeliveryLimitError
+from tasks.metrics import metrics
 from tasks.request import plan_run
 from tasks.runner import RunContext, execute
 from tasks.tools import load_catalogue
@@ -54,7 +55,8 @@ def run_request(task: Task, tool: str, tenant_id: str, run_id: str, params: obje
         report = isolation.remove_labelled({"task": task.request.id}, client, label_prefix=settings.label_prefix)
         logger.info("removed leftovers of an earlier attempt task=%s: %s", task.request.id, report.as_dict())
     try:
-        return execute(plan, RunContext(client, settings, task.request.id, reporter, task.request.hostname or "local"))
+        ctx = RunContext(client, settings, task.request.id, reporter, task.request.hostname or "local", metrics())
+        return execute(plan, ctx)
     except isolation.DockerUnavailableError as exc:
         countdown = min(2**task.request.retries, 30)
         raise task.retry(exc=exc, countdown=countdown, max_retries=settings.docker_retries) from exc
@@ -85,7 +87,9 @@ def _reporter(task: Task, tool: str, tenant_id: str, run_id: str) -> Any:
             return  # eager mode has no worker, no broker and nobody watching: nothing to publish
         info = {"stage": stage, "tool": tool, "tenant_id": tenant_id, "run_id": run_id, **meta}
         task.update_state(state="PROGRESS", meta=info)
-        task.send_event("task-progress", **info)
+        # Flower shows a custom event's type as the task's state and keeps only its known fields, of which
+        # `result` is one: carrying the progress there puts it in Flower's task list and /api/task/info.
+        task.send_event("task-progress", result=info)
 
     return report
 

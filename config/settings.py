@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     sweep_cron: str = Field("0 * * * *", description="crontab (m h dom mon dow) of the orphan sweep")
     result_expires_seconds: int = Field(86400, ge=60, description="how long results stay in the backend")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="worker Prometheus port; unset = off")
+    metrics_address: str = Field("127.0.0.1", description="address the worker's metrics server binds to")
     extra_tool_modules: list[str] = Field(default_factory=list, description="extra modules defining SPEC")
 
     flower_user: str | None = Field(None, description="Flower basic-auth user")

@@ -78,6 +78,11 @@ class IsolatedContainerVolume:
         extra = {f"{prefix}.{k}": v for k, v in self._extra_labels.items()}
         return {**self.identity.labels(), **extra}
 
+    @property
+    def exists(self) -> bool:
+        """True from the volume's creation until cleanup() removes it."""
+        return self._state in ("creating", "ready")
+
     def __repr__(self) -> str:
         return f"<IsolatedContainerVolume {self.name} state={self._state}>"
 

@@ -14,6 +14,7 @@ from celery.utils import worker_direct
 import isolation
 from config import Settings
 from tasks.app import app
+from tasks.metrics import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def sweep(
     try:
         report = isolation.cleanup_orphaned_volumes(max_age_hours, client, label_prefix=settings.label_prefix)
         result: dict[str, Any] = {"daemon": daemon, "worker": worker, **report.as_dict()}
+        if recorder := metrics():
+            recorder.sweep_removed.inc(len(report.removed))
         if predecessor and worker:
             left = isolation.remove_labelled({"worker": worker}, client, label_prefix=settings.label_prefix)
             result["predecessor"] = left.as_dict()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -14,6 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 import isolation
 from config import Settings
+from tasks.metrics import Metrics
 from tasks.outcome import TIMED_OUT, Outcome, outcome
 from tasks.request import RunPlan
 from tasks.tools.base import INPUTS, OUTPUTS
@@ -21,35 +23,51 @@ from tasks.tools.base import INPUTS, OUTPUTS
 logger = logging.getLogger(__name__)
 
 Reporter = Callable[[str, Mapping[str, Any]], None]
+Volume = isolation.IsolatedContainerVolume
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """Where and how a plan runs: the engine, the settings, the task id and a progress reporter."""
+    """Where and how a plan runs: the engine, the settings, the task id, a progress reporter, metrics."""
 
     client: docker.DockerClient
     settings: Settings
     task_id: str
     report: Reporter
     worker: str = "local"
+    metrics: Metrics | None = None
+
+    @contextmanager
+    def stage(self, name: str, **meta: Any) -> Iterator[None]:
+        """Report that a lifecycle stage starts and record how long it took."""
+        self.report(name, meta)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            if self.metrics:
+                self.metrics.stage_seconds.labels(name).observe(time.monotonic() - started)
 
 
 def execute(plan: RunPlan, ctx: RunContext) -> dict[str, Any]:
     """Run plan end to end and return the result dict; volumes and containers are always removed."""
     started = time.monotonic()
     labels = {"task": ctx.task_id, "tool": plan.spec.name, "worker": ctx.worker}
-    volume_options = _volume_options(ctx, labels)
-    ctx.report("preparing_inputs", {"files": len(plan.inputs)})
-    new_volume = partial(isolation.IsolatedContainerVolume, plan.tenant_id, plan.run_id, ctx.client, **volume_options)
-    with new_volume() as inputs, new_volume() as outputs:
-        inputs.initialize(plan.inputs)
-        outputs.initialize({})
+    new_volume = partial(Volume, plan.tenant_id, plan.run_id, ctx.client, **_volume_options(ctx, labels))
+    inputs, outputs = new_volume(), new_volume()
+    try:
+        with ctx.stage("preparing_inputs", files=len(plan.inputs)):
+            inputs.initialize(plan.inputs)
+            outputs.initialize({})
         run, interrupted = _run_tool(plan, ctx, inputs, outputs)
-        ctx.report("reading_outputs", {"files": len(plan.invocation.output_files)})
-        files, missing = _read_outputs(outputs, plan.invocation.output_files)
-        ctx.report("cleaning_up", {})
+        with ctx.stage("reading_outputs", files=len(plan.invocation.output_files)):
+            files, missing = _read_outputs(outputs, plan.invocation.output_files)
+    finally:
+        with ctx.stage("cleaning_up"):
+            _cleanup(ctx, inputs, outputs)
     findings = plan.spec.parse(files)
     result = outcome(run.exit_code, run.timed_out or interrupted, run.oom_killed, plan.timeout_seconds)
+    _count(ctx, plan, run, result, files)
     return _result(plan, ctx, run, result, findings, files, missing, started)
 
 
@@ -63,13 +81,29 @@ def _volume_options(ctx: RunContext, labels: Mapping[str, str]) -> dict[str, Any
 
 
 def _run_tool(
-    plan: RunPlan,
-    ctx: RunContext,
-    inputs: isolation.IsolatedContainerVolume,
-    outputs: isolation.IsolatedContainerVolume,
+    plan: RunPlan, ctx: RunContext, inputs: Volume, outputs: Volume
 ) -> tuple[isolation.ContainerResult, bool]:
-    settings = ctx.settings
-    spec = isolation.ContainerSpec(
+    spec = _container_spec(plan, ctx.settings, inputs, outputs)
+
+    def tick(elapsed: float, lines: int) -> None:
+        ctx.report("running", {"elapsed_seconds": round(elapsed, 1), "output_lines": lines})
+
+    started = time.monotonic()
+    with ctx.stage("running", elapsed_seconds=0.0, output_lines=0):
+        try:
+            return isolation.run_container(
+                ctx.client, spec, plan.timeout_seconds, on_tick=tick, tail_bytes=ctx.settings.stdout_tail_bytes
+            ), False
+        except SoftTimeLimitExceeded:
+            # Celery's soft limit fired mid-run: run_container already killed and removed the container;
+            # keep what the tool wrote so far and report the run as timed out.
+            logger.warning("soft time limit during tool run task=%s volume=%s", ctx.task_id, outputs.name)
+            elapsed = int((time.monotonic() - started) * 1000)
+            return isolation.ContainerResult(None, True, False, elapsed, "", "", 0), True
+
+
+def _container_spec(plan: RunPlan, settings: Settings, inputs: Volume, outputs: Volume) -> isolation.ContainerSpec:
+    return isolation.ContainerSpec(
         image=settings.image_for(plan.spec.name, plan.spec.image),
         entrypoint=plan.spec.entrypoint,
         argv=plan.invocation.argv,
@@ -84,30 +118,33 @@ def _run_tool(
         image_hint=f"point TOOLRUNNER_IMAGE_{plan.spec.name.upper()} at an image that has it",
     )
 
-    def tick(elapsed: float, lines: int) -> None:
-        ctx.report("running", {"elapsed_seconds": round(elapsed, 1), "output_lines": lines})
 
-    ctx.report("running", {"elapsed_seconds": 0.0, "output_lines": 0})
-    started = time.monotonic()
-    try:
-        return isolation.run_container(
-            ctx.client, spec, plan.timeout_seconds, on_tick=tick, tail_bytes=settings.stdout_tail_bytes
-        ), False
-    except SoftTimeLimitExceeded:
-        # Celery's soft limit fired mid-run: run_container already killed and removed the container; keep
-        # what the tool wrote so far and report the run as timed out.
-        logger.warning("soft time limit during tool run task=%s volume=%s", ctx.task_id, outputs.name)
-        elapsed = int((time.monotonic() - started) * 1000)
-        return isolation.ContainerResult(None, True, False, elapsed, "", "", 0), True
-
-
-def _read_outputs(volume: isolation.IsolatedContainerVolume, names: list[str]) -> tuple[dict[str, bytes], list[str]]:
+def _read_outputs(volume: Volume, names: list[str]) -> tuple[dict[str, bytes], list[str]]:
     """Read the outputs the tool wrote; a tool that wrote nothing (or failed early) is not an error here."""
     try:
         return volume.read_files(names), []
     except isolation.MissingOutputError as exc:
         present = [n for n in names if n not in exc.missing]
         return (volume.read_files(present) if present else {}), exc.missing
+
+
+def _cleanup(ctx: RunContext, *volumes: Volume) -> None:
+    for volume in volumes:
+        existed = volume.exists
+        gone = volume.cleanup()
+        if ctx.metrics and existed:
+            ctx.metrics.volumes_created.inc()
+            (ctx.metrics.volumes_removed if gone else ctx.metrics.volume_cleanup_failures).inc()
+
+
+def _count(
+    ctx: RunContext, plan: RunPlan, run: isolation.ContainerResult, result: Outcome, files: Mapping[str, bytes]
+) -> None:
+    if ctx.metrics:
+        ctx.metrics.tool_runs.labels(plan.spec.name, result.status).inc()
+        ctx.metrics.tool_seconds.labels(plan.spec.name).observe(run.duration_ms / 1000)
+        ctx.metrics.bytes_in.inc(plan.input_bytes)
+        ctx.metrics.bytes_out.inc(sum(len(v) for v in files.values()))
 
 
 def _result(

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from tests.conftest import LABEL_PREFIX
-from tests.integration.workers import Worker, start_worker
+from tests.integration.workers import Worker, free_port, start_worker
 
 MANAGED = {"label": [f"{LABEL_PREFIX}.managed=true"]}
 
@@ -72,6 +72,8 @@ def worker(
     """One real prefork worker (concurrency 4) shared by the task tests, on a flushed Redis database."""
     with redis.Redis.from_url(redis_url) as conn:
         conn.flushdb()
-    running = start_worker(tmp_path_factory.mktemp("workers"), "tasks")
+    port = free_port()
+    running = start_worker(tmp_path_factory.mktemp("workers"), "tasks", env={"TOOLRUNNER_METRICS_PORT": str(port)})
+    running.metrics_url = f"http://127.0.0.1:{port}/metrics"
     yield running
     running.stop()

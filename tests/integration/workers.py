@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ class Worker:
     process: subprocess.Popen[bytes]
     name: str
     log: Path
+    metrics_url: str = ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
         """Stop the worker (warm shutdown by default) and wait for it; SIGKILL if it lingers."""
@@ -35,6 +37,13 @@ class Worker:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def start_worker(

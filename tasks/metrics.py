@@ -1,0 +1,96 @@
+"""Prometheus metrics of the worker: volumes, lifecycle stages, bytes, tool runs; served by the main process.
+
+A prefork worker records in its child processes, so metrics use prometheus_client's multiprocess mode:
+the main process picks a directory before the pool forks and serves what every child wrote there.
+The metric objects are made lazily, in the children, once that mode is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from celery.signals import celeryd_after_setup, worker_shutdown
+
+from tasks.app import app
+
+logger = logging.getLogger(__name__)
+
+_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+_STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_TOOL_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The worker's metric objects."""
+
+    volumes_created: Any
+    volumes_removed: Any
+    volume_cleanup_failures: Any
+    sweep_removed: Any
+    stage_seconds: Any
+    bytes_in: Any
+    bytes_out: Any
+    tool_runs: Any
+    tool_seconds: Any
+
+
+@cache
+def metrics() -> Metrics | None:
+    """The metric objects, or None when this worker exposes no metrics (no TOOLRUNNER_METRICS_PORT)."""
+    if app.settings.metrics_port is None or _DIR_VARIABLE not in os.environ:
+        return None
+    from prometheus_client import Counter, Histogram
+
+    return Metrics(
+        volumes_created=Counter("toolrunner_volumes_created", "Isolated volumes created"),
+        volumes_removed=Counter("toolrunner_volumes_removed", "Isolated volumes removed after a run"),
+        volume_cleanup_failures=Counter("toolrunner_volume_cleanup_failures", "Volumes a run failed to remove"),
+        sweep_removed=Counter("toolrunner_sweep_removed_volumes", "Orphaned volumes removed by the sweep"),
+        stage_seconds=Histogram(
+            "toolrunner_stage_duration_seconds", "Duration of each lifecycle stage", ["stage"], buckets=_STAGE_BUCKETS
+        ),
+        bytes_in=Counter("toolrunner_input_bytes", "Bytes of input files written to volumes"),
+        bytes_out=Counter("toolrunner_output_bytes", "Bytes of output files read from volumes"),
+        tool_runs=Counter("toolrunner_tool_runs", "Tool runs by tool and status", ["tool", "status"]),
+        tool_seconds=Histogram(
+            "toolrunner_tool_duration_seconds",
+            "Wall-clock duration of tool containers",
+            ["tool"],
+            buckets=_TOOL_BUCKETS,
+        ),
+    )
+
+
+@celeryd_after_setup.connect
+def _serve(sender: str | None = None, **_: Any) -> None:
+    """In the worker's main process, before the pool forks: pick the directory and start the HTTP server."""
+    port = app.settings.metrics_port
+    if port is None:
+        return
+    directory = os.environ.get(_DIR_VARIABLE) or tempfile.mkdtemp(prefix="toolrunner-metrics-")
+    os.environ[_DIR_VARIABLE] = directory
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server, values
+
+    # prometheus_client picks its value class when first imported, and the celery command has already
+    # imported it (through Flower's command plugin): pick again, now that the directory is known, before
+    # any metric exists and before the pool forks.
+    values.ValueClass = values.get_value_class()
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    start_http_server(port, addr=app.settings.metrics_address, registry=registry)
+    logger.info("metrics on :%d (worker %s, directory %s)", port, sender, directory)
+
+
+@worker_shutdown.connect
+def _remove_directory(**_: Any) -> None:
+    directory = os.environ.get(_DIR_VARIABLE, "")
+    if app.settings.metrics_port is not None and os.path.basename(directory).startswith("toolrunner-metrics-"):
+        shutil.rmtree(directory, ignore_errors=True)

@@ -47,7 +47,13 @@ def free_port() -> int:
 
 
 def start_worker(
-    log_dir: Path, name: str, *, concurrency: int = 4, env: dict[str, str] | None = None, pool: str = "prefork"
+    log_dir: Path,
+    name: str,
+    *,
+    concurrency: int = 4,
+    env: dict[str, str] | None = None,
+    pool: str = "prefork",
+    queues: str | None = None,
 ) -> Worker:
     """Start `celery -A tasks worker` from the repo root and wait until it answers a ping."""
     log = log_dir / f"{name}.log"
@@ -55,6 +61,8 @@ def start_worker(
         sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", pool, "--concurrency", str(concurrency),
         "--hostname", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
+    if queues:
+        command += ["--queues", queues]
     with open(log, "wb") as out:
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}

@@ -11,6 +11,8 @@ SUDO=""
 say() { printf '\033[1m[toolrunner]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[toolrunner] ERROR:\033[0m %s\n' "$*" >&2; exit 1; }
 
+STARTED=() # "name pid" of every service these functions started, for scripts that stop what they start
+
 APT_UPDATED=0
 apt_install() { # install the Debian packages that are not installed yet
   local missing=() p
@@ -46,6 +48,7 @@ ensure_docker() { # a Docker Engine: the one DOCKER_HOST names, the local one, o
   # setsid: the daemon outlives this script and is not killed by a Ctrl-C meant for it.
   $SUDO setsid dockerd --bridge=none --iptables=false >"$STATE/dockerd.log" 2>&1 </dev/null &
   echo $! >"$STATE/dockerd.pid"
+  STARTED+=("dockerd $!")
   for _ in $(seq 60); do docker_answers && return 0; sleep 1; done
   die "dockerd did not answer within 60 s; see $STATE/dockerd.log"
 }
@@ -59,8 +62,27 @@ ensure_redis() { # a Redis on 127.0.0.1 without persistence
   say "starting redis-server on 127.0.0.1:${REDIS_PORT:-6379} (no persistence)"
   redis-server --bind 127.0.0.1 --port "${REDIS_PORT:-6379}" --save "" --appendonly no --daemonize yes \
     --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log" --dir "$STATE" >/dev/null
-  for _ in $(seq 30); do redis_answers && return 0; sleep 0.5; done
+  for _ in $(seq 30); do
+    if redis_answers; then
+      STARTED+=("redis-server $(cat "$STATE/redis.pid")")
+      return 0
+    fi
+    sleep 0.5
+  done
   die "redis-server did not answer; see $STATE/redis.log"
+}
+
+stop_started() { # stop, by PID, every service this script started (newest first)
+  local i name pid
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+    read -r name pid <<<"${STARTED[i]}"
+    kill -0 "$pid" 2>/dev/null || continue
+    say "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  done
+  STARTED=()
 }
 
 bootstrap() { # everything both commands need

@@ -1,0 +1,25 @@
+"""The README keeps up with the code: every setting and every tool is documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import Settings
+from tasks import app
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+@pytest.mark.parametrize("field", sorted(set(Settings.model_fields) - {"image_overrides"}))
+def test_every_setting_is_in_the_readmes_configuration_table(field: str) -> None:
+    assert f"| `TOOLRUNNER_{field.upper()}` |" in README
+
+
+@pytest.mark.parametrize("tool", [t for t in app.catalogue if t not in ("script", "absent")])
+def test_every_tool_is_in_the_readmes_catalogue_with_its_pinned_image(tool: str) -> None:
+    spec = app.catalogue[tool]
+    assert f"| {tool} | `{spec.image}`" in README
+    for field in spec.finding_fields:
+        assert field in README.split(f"| {tool} |", 1)[1].split("\n", 1)[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 IMAGE_PREFIX = "TOOLRUNNER_IMAGE_"
@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     label_prefix: str = Field("studio", description="prefix of the labels on every volume and container")
 
     max_timeout_seconds: int = Field(3600, ge=1, description="cap on any tool's timeout_seconds")
+    time_limit_margin_seconds: int = Field(120, ge=1, description="soft limit = max timeout + this; hard = soft + this")
+    visibility_margin_seconds: int = Field(600, ge=1, description="Redis visibility timeout = hard limit + this")
     max_redeliveries: int = Field(2, ge=0, description="times a task whose worker died is run again")
     max_input_bytes: int = Field(64 << 20, ge=0, description="cap on the total size of a run's input files")
     max_output_file_bytes: int = Field(64 << 20, ge=1, description="cap on one output file read back")
@@ -58,12 +60,6 @@ class Settings(BaseSettings):
             raise ValueError("sweep_cron needs five fields: minute hour day-of-month month day-of-week")
         return value
 
-    @model_validator(mode="after")
-    def _time_limits_fit(self) -> Settings:
-        if self.hard_time_limit >= self.visibility_timeout:
-            raise ValueError("the hard time limit must stay below the Redis visibility timeout")
-        return self
-
     @property
     def broker(self) -> str:
         """The broker URL the Celery app uses (a local Redis when none is configured)."""
@@ -77,17 +73,17 @@ class Settings(BaseSettings):
     @property
     def soft_time_limit(self) -> int:
         """Celery's soft limit: the longest tool timeout plus time to read outputs and clean up."""
-        return self.max_timeout_seconds + 120
+        return self.max_timeout_seconds + self.time_limit_margin_seconds
 
     @property
     def hard_time_limit(self) -> int:
         """Celery's hard limit, after which the child is killed and the sweep finds the leftovers."""
-        return self.soft_time_limit + 60
+        return self.soft_time_limit + self.time_limit_margin_seconds
 
     @property
     def visibility_timeout(self) -> int:
-        """Redis redelivers an unacked task after this; it must exceed the hard limit."""
-        return self.hard_time_limit + 600
+        """Redis redelivers an unacked task after this; built to exceed the hard limit by a positive margin."""
+        return self.hard_time_limit + self.visibility_margin_seconds
 
     def image_for(self, tool: str, default: str) -> str:
         """The image a tool runs: its TOOLRUNNER_IMAGE_<TOOL> override, or the catalogue's pin."""

@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 import isolation
 from config import Settings
 from tasks.metrics import Metrics
-from tasks.outcome import TIMED_OUT, Outcome, outcome
+from tasks.outcome import TIMED_OUT, TOOL_FAILED, Outcome, outcome
 from tasks.request import RunPlan
 from tasks.tools.base import INPUTS, OUTPUTS
 
@@ -61,12 +61,14 @@ def execute(plan: RunPlan, ctx: RunContext) -> dict[str, Any]:
             outputs.initialize({})
         run, interrupted = _run_tool(plan, ctx, inputs, outputs)
         with ctx.stage("reading_outputs", files=len(plan.invocation.output_files)):
-            files, missing = _read_outputs(outputs, plan.invocation.output_files)
+            files, missing, refused = _read_outputs(outputs, plan.invocation.output_files)
     finally:
         with ctx.stage("cleaning_up"):
             _cleanup(ctx, inputs, outputs)
     findings = plan.spec.parse(files)
     result = outcome(run.exit_code, run.timed_out or interrupted, run.oom_killed, plan.timeout_seconds)
+    if refused:
+        result = Outcome(TOOL_FAILED, f"its outputs were refused: {refused}")
     _count(ctx, plan, run, result, files)
     return _result(plan, ctx, run, result, findings, files, missing, started)
 
@@ -119,13 +121,23 @@ def _container_spec(plan: RunPlan, settings: Settings, inputs: Volume, outputs: 
     )
 
 
-def _read_outputs(volume: Volume, names: list[str]) -> tuple[dict[str, bytes], list[str]]:
-    """Read the outputs the tool wrote; a tool that wrote nothing (or failed early) is not an error here."""
+def _read_outputs(volume: Volume, names: list[str]) -> tuple[dict[str, bytes], list[str], str | None]:
+    """Read the outputs: (files, names the tool did not write, why the outputs were refused or None).
+
+    A tool that wrote nothing is not an error here; one whose outputs are links or over the caps gets
+    no findings and a tool_failed status saying why, rather than a task failure without a result.
+    """
+    missing: list[str] = []
     try:
-        return volume.read_files(names), []
-    except isolation.MissingOutputError as exc:
-        present = [n for n in names if n not in exc.missing]
-        return (volume.read_files(present) if present else {}), exc.missing
+        try:
+            return volume.read_files(names), missing, None
+        except isolation.MissingOutputError as exc:
+            missing = exc.missing
+            present = [n for n in names if n not in exc.missing]
+            return (volume.read_files(present) if present else {}), missing, None
+    except (isolation.OutputTooLargeError, isolation.UnsafeOutputError) as exc:
+        logger.warning("outputs refused volume=%s: %s", volume.name, exc)
+        return {}, missing, str(exc)
 
 
 def _cleanup(ctx: RunContext, *volumes: Volume) -> None:

@@ -13,6 +13,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Redis redelivers a message nobody acked within this many seconds; it must exceed the hard time
         # limit or a long run is started a second time while the first still runs.
         "visibility_timeout": settings.visibility_timeout,
+        # Look for abandoned messages every unacked_restore_interval (10 s) rather than every 10th time:
+        # one cheap ZRANGE per worker, and a killed worker's run resumes soon after its visibility ends.
+        "unacked_restore_throttle": 1,
     }
     return {
         "broker_url": settings.broker,
@@ -32,9 +35,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.hard_time_limit,
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
-        # After a broker reconnect the unacked message is redelivered: stop the local copy instead of
-        # letting both run.
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Measured with Celery/Kombu 5.7 and a Redis restart (tests/integration/test_faults.py): cancelling
+        # the running tasks on connection loss marks them REVOKED and acks their messages once the broker
+        # is back, so they are LOST. Runs go on instead; a second delivery of a running task's message
+        # waits on the task's run lock (tasks/run.py) and then returns the first one's stored result.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Store a finished run's result even if Redis is away for a few minutes when it ends.
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 30,
         # A redelivered message whose result is already SUCCESS is not run again.
         "worker_deduplicate_successful_tasks": True,
         # STARTED state and task events, so AsyncResult and Flower show where a run is.

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
+import kombu.exceptions
+import redis
 from celery import Task
 
 import isolation
@@ -19,6 +23,8 @@ from tasks.tools import load_catalogue
 logger = logging.getLogger(__name__)
 
 DELIVERY_KEY = "toolrunner:deliveries:{}"
+RUNNING_KEY = "toolrunner:running:{}"
+RUN_LOCK_TTL = 20
 
 
 @app.task(bind=True, name="toolrunner.run_tool")
@@ -40,26 +46,76 @@ def run_request(task: Task, tool: str, tenant_id: str, run_id: str, params: obje
     reporter = _reporter(task, tool, tenant_id, run_id)
     reporter("validating", {})
     plan = plan_run(
-        app.catalogue,
-        tool,
-        tenant_id,
-        run_id,
-        params,
-        files,
-        max_input_bytes=settings.max_input_bytes,
-        max_timeout_seconds=settings.max_timeout_seconds,
-    )
-    client = app.docker_client
-    if _count_delivery(task) > 1:
-        # An earlier delivery's worker died mid-run: remove what it left before running again.
-        report = isolation.remove_labelled({"task": task.request.id}, client, label_prefix=settings.label_prefix)
-        logger.info("removed leftovers of an earlier attempt task=%s: %s", task.request.id, report.as_dict())
+        app.catalogue, tool, tenant_id, run_id, params, files,
+        max_input_bytes=settings.max_input_bytes, max_timeout_seconds=settings.max_timeout_seconds,
+    )  # fmt: skip
+    with _only_copy_running(task):
+        done = _stored_success(task)
+        if done is not None:
+            logger.info("task=%s already succeeded in another delivery; returning its result", task.request.id)
+            return done
+        client = app.docker_client
+        if _count_delivery(task) > 1:
+            # An earlier delivery's worker died mid-run: remove what it left before running again.
+            report = isolation.remove_labelled({"task": task.request.id}, client, label_prefix=settings.label_prefix)
+            logger.info("removed leftovers of an earlier attempt task=%s: %s", task.request.id, report.as_dict())
+        try:
+            ctx = RunContext(client, settings, task.request.id, reporter, task.request.hostname or "local", metrics())
+            return execute(plan, ctx)
+        except isolation.DockerUnavailableError as exc:
+            countdown = min(2**task.request.retries, 30)
+            raise task.retry(exc=exc, countdown=countdown, max_retries=settings.docker_retries) from exc
+
+
+@contextmanager
+def _only_copy_running(task: Task) -> Iterator[None]:
+    """Hold a Redis lock on the task id while it runs, so two deliveries of one message never overlap.
+
+    A broker outage can hand a running task's message out again; the second copy waits here for the
+    first instead of running beside it. The lock is short-lived and renewed by a heartbeat thread, so a
+    copy whose process was killed releases it within RUN_LOCK_TTL seconds.
+    """
+    if task.request.is_eager:
+        yield
+        return
+    wait = app.settings.hard_time_limit + RUN_LOCK_TTL
+    lock = app.redis.lock(RUNNING_KEY.format(task.request.id), timeout=RUN_LOCK_TTL, blocking_timeout=wait)
+    if not lock.acquire():
+        raise RuntimeError(f"task {task.request.id} was still held by another delivery after {wait}s")
+    stop = threading.Event()
+    heartbeat = threading.Thread(target=_renew, args=(lock, stop), daemon=True, name="run-lock-heartbeat")
+    heartbeat.start()
     try:
-        ctx = RunContext(client, settings, task.request.id, reporter, task.request.hostname or "local", metrics())
-        return execute(plan, ctx)
-    except isolation.DockerUnavailableError as exc:
-        countdown = min(2**task.request.retries, 30)
-        raise task.retry(exc=exc, countdown=countdown, max_retries=settings.docker_retries) from exc
+        yield
+    finally:
+        stop.set()
+        heartbeat.join()
+        _release(lock)
+
+
+def _renew(lock: Any, stop: threading.Event) -> None:
+    while not stop.wait(RUN_LOCK_TTL / 4):
+        try:
+            lock.reacquire()
+        except redis.RedisError as exc:  # Redis away for a moment: try again at the next beat
+            logger.warning("could not renew the run lock %s: %s", lock.name, exc)
+
+
+def _release(lock: Any) -> None:
+    try:
+        lock.release()
+    except redis.RedisError as exc:  # expired (we ran past the hard limit) or Redis unreachable
+        logger.warning("could not release the run lock %s: %s", lock.name, exc)
+
+
+def _stored_success(task: Task) -> dict[str, Any] | None:
+    """The stored result of a delivery of this task that already succeeded, if any."""
+    if task.request.is_eager:
+        return None
+    meta = task.backend.get_task_meta(task.request.id)
+    if meta.get("status") == "SUCCESS" and isinstance(meta.get("result"), dict):
+        return dict(meta["result"])
+    return None
 
 
 def _count_delivery(task: Task) -> int:
@@ -70,7 +126,9 @@ def _count_delivery(task: Task) -> int:
     key = DELIVERY_KEY.format(task.request.id)
     with app.redis.pipeline() as pipe:
         pipe.incr(key)
-        pipe.expire(key, settings.visibility_timeout * (settings.max_redeliveries + 2))
+        # Long enough to outlive every redelivery (each waits up to a visibility timeout) plus the result.
+        ttl = settings.visibility_timeout * (settings.max_redeliveries + 2) + settings.result_expires_seconds
+        pipe.expire(key, ttl)
         count = int(pipe.execute()[0]) - int(task.request.retries)
     if count > settings.max_redeliveries + 1:
         isolation.remove_labelled({"task": task.request.id}, app.docker_client, label_prefix=settings.label_prefix)
@@ -86,10 +144,14 @@ def _reporter(task: Task, tool: str, tenant_id: str, run_id: str) -> Any:
         if task.request.is_eager:
             return  # eager mode has no worker, no broker and nobody watching: nothing to publish
         info = {"stage": stage, "tool": tool, "tenant_id": tenant_id, "run_id": run_id, **meta}
-        task.update_state(state="PROGRESS", meta=info)
-        # Flower shows a custom event's type as the task's state and keeps only its known fields, of which
-        # `result` is one: carrying the progress there puts it in Flower's task list and /api/task/info.
-        task.send_event("task-progress", result=info)
+        try:
+            task.update_state(state="PROGRESS", meta=info)
+            # Flower shows a custom event's type as the task's state and keeps only its known fields, of
+            # which `result` is one: carrying the progress there puts it in Flower's list and task info.
+            task.send_event("task-progress", result=info)
+        except (redis.RedisError, OSError, kombu.exceptions.OperationalError) as exc:
+            # Progress is best effort: a Redis blip must not fail a scan that is running fine.
+            logger.warning("progress not published task=%s stage=%s: %s", task.request.id, stage, exc)
 
     return report
 

@@ -18,7 +18,7 @@ REDIS_URL = os.environ.get("TOOLRUNNER_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 TEST_ENVIRONMENT = {
     "TOOLRUNNER_BROKER_URL": REDIS_URL,
     "TOOLRUNNER_TOOL_NETWORK": "none",
-    "TOOLRUNNER_EXTRA_TOOL_MODULES": '["tests.tooldefs.script", "tests.tooldefs.absent"]',
+    "TOOLRUNNER_EXTRA_TOOL_MODULES": '["tests.tooldefs.script", "tests.tooldefs.absent", "tests.tooldefs.suicide"]',
     "TOOLRUNNER_IMAGE_NMAP": TOOLS_IMAGE,
     "TOOLRUNNER_IMAGE_FFUF": TOOLS_IMAGE,
 }

@@ -8,9 +8,8 @@ from typing import Any
 
 import docker
 import pytest
-from celery.result import AsyncResult
 
-from tasks import TOOL_TASKS, run_tool
+from tasks import TOOL_TASKS, app, run_tool
 from tests.integration.workers import Worker
 
 pytestmark = pytest.mark.integration
@@ -68,7 +67,7 @@ def test_progress_is_visible_from_outside_while_the_tool_runs(worker: Worker) ->
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + WAIT
     while not handle.ready() and time.monotonic() < deadline:
-        info = AsyncResult(handle.id).info
+        info = app.AsyncResult(handle.id).info
         if handle.state == "PROGRESS" and isinstance(info, dict):
             seen.append(info)
         time.sleep(0.1)

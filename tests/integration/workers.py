@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from celery import Celery
+
 from tasks import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +37,11 @@ class Worker:
                 self.process.kill()
                 self.process.wait(10)
 
+    def kill_group(self) -> None:
+        """SIGKILL the worker and its pool children at once, as a crashed or OOM-killed container would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -54,8 +61,10 @@ def start_worker(
     env: dict[str, str] | None = None,
     pool: str = "prefork",
     queues: str | None = None,
+    client: Celery = app,
 ) -> Worker:
     """Start `celery -A tasks worker` from the repo root and wait until it answers a ping."""
+    log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     command = [
         sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", pool, "--concurrency", str(concurrency),
@@ -65,19 +74,24 @@ def start_worker(
         command += ["--queues", queues]
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            command,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # its own process group, so a test can kill worker and children at once
         )
     worker = Worker(process, name, log)
-    _wait_ready(worker)
+    _wait_ready(worker, client)
     return worker
 
 
-def _wait_ready(worker: Worker, timeout: float = 60) -> None:
+def _wait_ready(worker: Worker, client: Celery, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if worker.process.poll() is not None:
             raise RuntimeError(f"worker {worker.name} exited early:\n{worker.log_text()[-4000:]}")
-        replies = app.control.ping(timeout=1.0) or []
+        replies = client.control.ping(timeout=1.0) or []
         if any(name.startswith(f"{worker.name}@") for reply in replies for name in reply):
             return
     worker.stop(signal.SIGKILL)

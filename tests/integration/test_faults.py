@@ -1,0 +1,181 @@
+"""Faults with real worker processes, Redis and Docker: killed workers, suicidal tasks, a restarted Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+import redis
+from celery import Celery
+
+from config import celery_config, load_settings
+from tasks.run import DELIVERY_KEY
+from tests.integration.workers import free_port, start_worker
+
+pytestmark = pytest.mark.integration
+FAULT_DB = "redis://127.0.0.1:6379/12"
+# Small limits so Redis delivers an abandoned message again within about a minute, not an hour.
+SHORT_LIMITS = {
+    "TOOLRUNNER_MAX_TIMEOUT_SECONDS": "10",
+    "TOOLRUNNER_TIME_LIMIT_MARGIN_SECONDS": "2",
+    "TOOLRUNNER_VISIBILITY_MARGIN_SECONDS": "2",
+}
+
+
+def client_app(broker: str) -> Celery:
+    """A producer app on its own Redis database, configured like the project's."""
+    producer = Celery("fault-client", set_as_current=False)
+    producer.conf.update(celery_config(load_settings()), broker_url=broker, result_backend=broker)
+    return producer
+
+
+@pytest.fixture
+def faults(redis_url: str, docker_client: docker.DockerClient, busybox_image: str) -> Iterator[Celery]:
+    with redis.Redis.from_url(FAULT_DB) as conn:
+        conn.flushdb()
+    producer = client_app(FAULT_DB)
+    yield producer
+    producer.close()
+
+
+def running_tool_containers(client: docker.DockerClient, run_id: str) -> list[dict[str, Any]]:
+    return client.api.containers(filters={"label": [f"studio.run={run_id}", "studio.role=tool"]})
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_run_whose_worker_is_sigkilled_completes_exactly_once_and_leaves_nothing(
+    faults: Celery, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    env = {"TOOLRUNNER_BROKER_URL": FAULT_DB, **SHORT_LIMITS}
+    first = start_worker(tmp_path / "a", "crashy", env=env, concurrency=1, client=faults)
+    params = {"script": "echo started > /outputs/out.txt; sleep 6; echo done >> /outputs/out.txt"}
+    handle = faults.send_task("toolrunner.run_tool", ("script", "acme", "sigkill-1", params))
+    wait_until(lambda: running_tool_containers(docker_client, "sigkill-1"), 60, "the tool to start")
+
+    first.kill_group()
+    assert running_tool_containers(docker_client, "sigkill-1"), "the orphaned tool should still run"
+    second = start_worker(tmp_path / "b", "crashy", env=env, concurrency=1, client=faults)
+    try:
+        # The successor's start-up sweep removed what the killed worker left, before taking any task.
+        assert "predecessor" in second.log_text()
+        leftovers = docker_client.api.volumes(filters={"label": ["studio.run=sigkill-1"]})["Volumes"]
+        assert not leftovers and not running_tool_containers(docker_client, "sigkill-1")
+        result = handle.get(timeout=180)
+    finally:
+        second.stop()
+    assert result["status"] == "ok"
+    assert [f["line"] for f in result["findings"]] == ["started", "done"]
+    with redis.Redis.from_url(FAULT_DB) as conn:
+        assert int(conn.get(DELIVERY_KEY.format(handle.id)) or 0) == 2
+    logs = first.log_text() + second.log_text()
+    assert logs.count(f"run_tool[{handle.id}] succeeded") == 1
+
+
+def test_a_task_that_kills_its_worker_every_time_stops_after_the_redelivery_cap(faults: Celery, tmp_path: Path) -> None:
+    env = {"TOOLRUNNER_BROKER_URL": FAULT_DB, "TOOLRUNNER_MAX_REDELIVERIES": "2"}
+    worker = start_worker(tmp_path, "suicidal", env=env, concurrency=1, client=faults)
+    try:
+        handle = faults.send_task("toolrunner.run_tool", ("suicide", "acme", "suicide-1", {}))
+        with pytest.raises(Exception, match=r"delivered 4 times .* giving up after 2 redeliveries"):
+            handle.get(timeout=180)
+        assert handle.state == "FAILURE"
+    finally:
+        worker.stop()
+    assert worker.log_text().count("WorkerLostError") >= 3
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """A Redis of this test's own, with an append-only file, that the test can restart."""
+    port = free_port()
+    command = [
+        "redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmp_path),
+        "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+    ]  # fmt: skip
+    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL)]
+
+    def restart(pause: float) -> None:
+        redis.Redis(port=port).shutdown(nosave=False)
+        processes[0].wait(30)
+        time.sleep(pause)
+        processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_until(lambda: _pings(url), 10, "redis to start")
+    yield url, restart
+    processes[-1].terminate()
+    processes[-1].wait(30)
+
+
+def _pings(url: str) -> bool:
+    try:
+        with redis.Redis.from_url(url) as conn:
+            return bool(conn.ping())
+    except redis.RedisError:
+        return False
+
+
+def test_a_redis_restart_with_tasks_queued_and_running_loses_none_and_runs_none_twice_at_once(
+    own_redis: tuple[str, Any], docker_client: docker.DockerClient, busybox_image: str, tmp_path: Path
+) -> None:
+    url, restart = own_redis
+    producer = client_app(url)
+    worker = start_worker(tmp_path, "reconnect", env={"TOOLRUNNER_BROKER_URL": url, **SHORT_LIMITS}, client=producer)
+    overlaps: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # a run id with two tool containers alive at once would be a double run
+        while not stop.is_set():
+            runs = [
+                c["Labels"].get("studio.run")
+                for c in docker_client.api.containers(
+                    filters={"label": ["studio.role=tool", "studio.tenant=reconnect"]}
+                )
+            ]
+            overlaps.extend(r for r in set(runs) if runs.count(r) > 1)
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        params = {"script": "sleep 2; echo ok > /outputs/out.txt"}
+        handles = [
+            producer.send_task("toolrunner.run_tool", ("script", "reconnect", f"r-{i}", params)) for i in range(8)
+        ]
+        wait_until(lambda: docker_client.api.containers(filters={"label": ["studio.tenant=reconnect"]}), 60, "runs")
+        restart(pause=1.0)
+        wait_until(lambda: _pings(url), 10, "redis to come back")
+        states = [_final_state(producer, h.id) for h in handles]
+    finally:
+        stop.set()
+        watcher.join()
+        worker.stop()
+        producer.close()
+    assert overlaps == []
+    assert states == ["SUCCESS"] * len(handles)
+
+
+def _final_state(producer: Celery, task_id: str, timeout: float = 180) -> str:
+    """SUCCESS or FAILURE once reached (polled: during the outage a client's own connection may fail)."""
+    deadline = time.monotonic() + timeout
+    state = "PENDING"
+    while time.monotonic() < deadline:
+        state = producer.AsyncResult(task_id).state
+        if state in ("SUCCESS", "FAILURE"):
+            return state
+        time.sleep(0.5)
+    return f"not terminal after {timeout}s: {state}"

@@ -1,0 +1,150 @@
+"""Docker-in-Docker for integration tests: a dockerd inside a container, reached through a socket on the host."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.models.containers import Container
+from docker.types import Mount
+
+DIND_IMAGE = "toolrunner-dind:local"
+TEST_LABELS = {"toolrunner.test": "dind"}
+# Added to Docker's default set: the smallest addition with which the inner daemon loads images and runs
+# hardened tool containers. --privileged and --cap-add ALL fail on these machines (the kernel's bounding
+# set lacks CAP_SYS_RESOURCE). Without SYS_ADMIN `docker load` cannot create a mount namespace; without
+# NET_ADMIN no inner container starts (runc's init and libnetwork's sandbox setup get EPERM).
+CAPABILITIES = ("SYS_ADMIN", "NET_ADMIN")
+SECURITY_OPTIONS = ("seccomp=unconfined", "apparmor=unconfined")
+_UNREACHABLE = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+@dataclass(frozen=True)
+class InnerDaemon:
+    """A running inner dockerd: its client, the host path of its socket, and what hosts it on the outer engine."""
+
+    client: docker.DockerClient
+    socket: Path
+    container_id: str
+    volume: str
+    startup_seconds: float
+    load_seconds: float
+
+    @property
+    def docker_host(self) -> str:
+        """The DOCKER_HOST value that reaches the inner daemon from this machine."""
+        return f"unix://{self.socket}"
+
+
+def dockerd_command(socket: Path) -> list[str]:
+    """The inner daemon's command line: no bridge, no iptables, its own exec root and pid file."""
+    return [
+        "dockerd", f"--host=unix://{socket}", "--bridge=none", "--iptables=false",
+        "--exec-root=/run/dind", "--pidfile=/run/dind.pid", "--data-root=/var/lib/docker",
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def inner_daemon(
+    host: docker.DockerClient,
+    images: Sequence[str] = (),
+    *,
+    capabilities: Sequence[str] = CAPABILITIES,
+    timeout: float = 60,
+) -> Iterator[InnerDaemon]:
+    """Start a DinD container, wait for its daemon and load `images` into it; on exit remove it all, always."""
+    with contextlib.ExitStack() as stack:
+        started = time.monotonic()
+        # The host engine bind-mounts this directory: it must be a path the host daemon sees (same machine).
+        directory = Path(tempfile.mkdtemp(prefix="dind-"))
+        stack.callback(shutil.rmtree, directory, ignore_errors=True)
+        name = f"toolrunner-dind-{secrets.token_hex(4)}"
+        host.volumes.create(name=name, labels=TEST_LABELS)
+        stack.callback(_remove_volume, host, name)
+        container = _create_container(host, name, directory, capabilities)
+        stack.callback(_remove_container, host, container.id)
+        container.start()
+        client = _wait_for_daemon(container, directory / "docker.sock", timeout)
+        stack.callback(client.close)
+        ready = time.monotonic()
+        load_images(host, client, images)
+        loaded = time.monotonic()
+        yield InnerDaemon(client, directory / "docker.sock", container.id, name, ready - started, loaded - ready)
+
+
+def load_images(host: docker.DockerClient, inner: docker.DockerClient, refs: Sequence[str]) -> None:
+    """`docker save | docker load`, streamed chunk by chunk: no image tar is ever held whole in memory."""
+    for ref in refs:
+        # named=ref keeps this tag in the tar; named=True would use the image's first tag, whichever it is.
+        inner.images.load(host.images.get(ref).save(named=ref))
+
+
+def _create_container(host: docker.DockerClient, name: str, directory: Path, capabilities: Sequence[str]) -> Container:
+    # Created here, started by the caller once its removal is registered: one that fails to start still goes.
+    return host.containers.create(
+        DIND_IMAGE,
+        dockerd_command(directory / "docker.sock"),
+        name=name,
+        labels=TEST_LABELS,
+        network_mode="host",
+        cap_add=list(capabilities),
+        security_opt=list(SECURITY_OPTIONS),
+        device_cgroup_rules=["a *:* rwm"],
+        mounts=[
+            Mount("/var/lib/docker", name, type="volume"),
+            Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind"),
+            Mount(str(directory), str(directory), type="bind"),
+        ],
+    )
+
+
+def _wait_for_daemon(container: Container, socket: Path, timeout: float) -> docker.DockerClient:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status != "running":
+            raise RuntimeError(f"the inner dockerd stopped ({container.status}):\n{_logs(container)}")
+        client = _answering_client(socket) if socket.exists() else None
+        if client is not None:
+            return client
+        time.sleep(0.1)
+    raise RuntimeError(f"the inner dockerd did not answer on {socket} within {timeout}s:\n{_logs(container)}")
+
+
+def _answering_client(socket: Path) -> docker.DockerClient | None:
+    """A client of the daemon on socket once it answers a ping (the socket file appears before it serves)."""
+    try:
+        client = docker.DockerClient(base_url=f"unix://{socket}", timeout=120)
+    except _UNREACHABLE:
+        return None
+    with contextlib.suppress(*_UNREACHABLE):
+        if client.ping():
+            return client
+    client.close()
+    return None
+
+
+def _logs(container: Container) -> str:
+    return bytes(container.logs(tail=30)).decode(errors="replace")
+
+
+def _remove_container(host: docker.DockerClient, container_id: str) -> None:
+    # A stop (SIGTERM) lets dockerd stop its own containers and release their cgroups before it exits.
+    with contextlib.suppress(docker.errors.NotFound):
+        host.api.stop(container_id, timeout=20)
+    with contextlib.suppress(docker.errors.NotFound):
+        host.api.remove_container(container_id, force=True, v=True)
+
+
+def _remove_volume(host: docker.DockerClient, name: str) -> None:
+    with contextlib.suppress(docker.errors.NotFound):
+        host.api.remove_volume(name, force=True)

@@ -87,6 +87,7 @@ stop_started() { # stop, by PID, every service this script started (newest first
 
 bootstrap() { # everything both commands need
   command -v sudo >/dev/null || [[ -z $SUDO ]] || die "run as root or install sudo"
+  command -v docker-compose >/dev/null || apt_install docker-compose # validates docker-compose.yml in tests
   ensure_venv
   ensure_docker
   ensure_redis

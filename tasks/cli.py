@@ -18,7 +18,7 @@ from rich.table import Table
 import isolation
 from config import Settings, load_settings
 from tasks.errors import TaskInputError
-from tasks.request import plan_run
+from tasks.request import RunPlan, plan_run
 from tasks.runner import RunContext, execute
 from tasks.tools import ToolSpec, load_catalogue
 
@@ -47,10 +47,15 @@ def run(
     params = parse_params(param or [], spec)
     files = _read_files(file or [])
     run_id = run_id or f"cli-{int(time.time())}"
+    # Validate here in either mode: a bad request fails at once, before anything is queued or created.
+    plan = plan_run(
+        catalogue, tool, tenant, run_id, params, files,
+        max_input_bytes=settings.max_input_bytes, max_timeout_seconds=settings.max_timeout_seconds,
+    )  # fmt: skip
     if settings.broker_url:
         result = _through_queue(tool, tenant, run_id, params, files)
     else:
-        result = _in_process(settings, catalogue, tool, tenant, run_id, params, files)
+        result = _in_process(settings, plan)
     if as_json:
         out.print_json(json.dumps(result))
     else:
@@ -113,14 +118,8 @@ def _read_files(pairs: list[str]) -> dict[str, str]:
     return files
 
 
-def _in_process(
-    settings: Settings, catalogue: Mapping[str, ToolSpec], tool: str, tenant: str, run_id: str,
-    params: dict[str, Any], files: dict[str, str],
-) -> dict[str, Any]:  # fmt: skip
-    plan = plan_run(
-        catalogue, tool, tenant, run_id, params, files,
-        max_input_bytes=settings.max_input_bytes, max_timeout_seconds=settings.max_timeout_seconds,
-    )  # fmt: skip
+def _in_process(settings: Settings, plan: RunPlan) -> dict[str, Any]:
+    tool = plan.spec.name
     with err.status(f"{tool}: starting") as status:
         started = time.monotonic()
 

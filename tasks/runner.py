@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -41,6 +41,12 @@ class RunContext:
     def stage(self, name: str, **meta: Any) -> Iterator[None]:
         """Report that a lifecycle stage starts and record how long it took."""
         self.report(name, meta)
+        with self.timed(name):
+            yield
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Record how long a lifecycle stage took."""
         started = time.monotonic()
         try:
             yield
@@ -63,8 +69,12 @@ def execute(plan: RunPlan, ctx: RunContext) -> dict[str, Any]:
         with ctx.stage("reading_outputs", files=len(plan.invocation.output_files)):
             files, missing, refused = _read_outputs(outputs, plan.invocation.output_files)
     finally:
-        with ctx.stage("cleaning_up"):
-            _cleanup(ctx, inputs, outputs)
+        # Cleanup runs even if reporting the stage raises (e.g. Celery's soft time limit fires right then).
+        try:
+            ctx.report("cleaning_up", {})
+        finally:
+            with ctx.timed("cleaning_up"):
+                _cleanup(ctx, inputs, outputs)
     findings = plan.spec.parse(files)
     result = outcome(run.exit_code, run.timed_out or interrupted, run.oom_killed, plan.timeout_seconds)
     if refused:
@@ -141,12 +151,18 @@ def _read_outputs(volume: Volume, names: list[str]) -> tuple[dict[str, bytes], l
 
 
 def _cleanup(ctx: RunContext, *volumes: Volume) -> None:
-    for volume in volumes:
-        existed = volume.exists
-        gone = volume.cleanup()
-        if ctx.metrics and existed:
-            ctx.metrics.volumes_created.inc()
-            (ctx.metrics.volumes_removed if gone else ctx.metrics.volume_cleanup_failures).inc()
+    """Clean up every volume; an exception while cleaning one (a soft time limit) still lets the next run."""
+    with ExitStack() as stack:
+        for volume in volumes:
+            stack.callback(_cleanup_one, ctx, volume)
+
+
+def _cleanup_one(ctx: RunContext, volume: Volume) -> None:
+    existed = volume.exists
+    gone = volume.cleanup()
+    if ctx.metrics and existed:
+        ctx.metrics.volumes_created.inc()
+        (ctx.metrics.volumes_removed if gone else ctx.metrics.volume_cleanup_failures).inc()
 
 
 def _count(

@@ -16,8 +16,8 @@ import isolation
 from tasks.app import app
 from tasks.errors import RedeliveryLimitError
 from tasks.metrics import metrics
-from tasks.request import plan_run
-from tasks.runner import RunContext, execute
+from tasks.request import RunPlan, plan_run
+from tasks.runner import Reporter, RunContext, execute
 from tasks.tools import load_catalogue
 
 logger = logging.getLogger(__name__)
@@ -54,17 +54,25 @@ def run_request(task: Task, tool: str, tenant_id: str, run_id: str, params: obje
         if done is not None:
             logger.info("task=%s already succeeded in another delivery; returning its result", task.request.id)
             return done
-        client = app.docker_client
-        if _count_delivery(task) > 1:
-            # An earlier delivery's worker died mid-run: remove what it left before running again.
+        return _run_or_retry(task, plan, reporter)
+
+
+def _run_or_retry(task: Task, plan: RunPlan, reporter: Reporter) -> dict[str, Any]:
+    """Run the plan; when the engine is unreachable, retry with backoff a bounded number of times."""
+    settings = app.settings
+    client = app.docker_client
+    earlier_attempt = _count_delivery(task) > 1 or bool(task.request.retries)
+    try:
+        if earlier_attempt:
+            # An earlier delivery's worker died mid-run, or an earlier try lost the engine: remove what
+            # it left before running again.
             report = isolation.remove_labelled({"task": task.request.id}, client, label_prefix=settings.label_prefix)
             logger.info("removed leftovers of an earlier attempt task=%s: %s", task.request.id, report.as_dict())
-        try:
-            ctx = RunContext(client, settings, task.request.id, reporter, task.request.hostname or "local", metrics())
-            return execute(plan, ctx)
-        except isolation.DockerUnavailableError as exc:
-            countdown = min(2**task.request.retries, 30)
-            raise task.retry(exc=exc, countdown=countdown, max_retries=settings.docker_retries) from exc
+        hostname = task.request.hostname or "local"
+        return execute(plan, RunContext(client, settings, task.request.id, reporter, hostname, metrics()))
+    except isolation.DockerUnavailableError as exc:
+        countdown = min(2**task.request.retries, 30)
+        raise task.retry(exc=exc, countdown=countdown, max_retries=settings.docker_retries) from exc
 
 
 @contextmanager
@@ -79,7 +87,10 @@ def _only_copy_running(task: Task) -> Iterator[None]:
         yield
         return
     wait = app.settings.hard_time_limit + RUN_LOCK_TTL
-    lock = app.redis.lock(RUNNING_KEY.format(task.request.id), timeout=RUN_LOCK_TTL, blocking_timeout=wait)
+    # thread_local=False: the heartbeat thread renews the lock, so the token must not live in this thread only.
+    lock = app.redis.lock(
+        RUNNING_KEY.format(task.request.id), timeout=RUN_LOCK_TTL, blocking_timeout=wait, thread_local=False
+    )
     if not lock.acquire():
         raise RuntimeError(f"task {task.request.id} was still held by another delivery after {wait}s")
     stop = threading.Event()
@@ -139,7 +150,7 @@ def _count_delivery(task: Task) -> int:
     return count
 
 
-def _reporter(task: Task, tool: str, tenant_id: str, run_id: str) -> Any:
+def _reporter(task: Task, tool: str, tenant_id: str, run_id: str) -> Reporter:
     def report(stage: str, meta: Mapping[str, Any]) -> None:
         if task.request.is_eager:
             return  # eager mode has no worker, no broker and nobody watching: nothing to publish

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import shutil
+import socket as socketlib
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -113,11 +114,18 @@ def _wait_for_daemon(container: Container, socket: Path, timeout: float) -> dock
         container.reload()
         if container.status != "running":
             raise RuntimeError(f"the inner dockerd stopped ({container.status}):\n{_logs(container)}")
-        client = _answering_client(socket) if socket.exists() else None
+        client = _answering_client(socket) if _listening(socket) else None
         if client is not None:
             return client
         time.sleep(0.1)
     raise RuntimeError(f"the inner dockerd did not answer on {socket} within {timeout}s:\n{_logs(container)}")
+
+
+def _listening(path: Path) -> bool:
+    """Whether something accepts connections on the socket: probed with a socket of our own, always closed,
+    because the docker SDK leaks its socket when a connect fails."""
+    with socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM) as probe:
+        return probe.connect_ex(str(path)) == 0
 
 
 def _answering_client(socket: Path) -> docker.DockerClient | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,3 +145,44 @@ def _events(client: docker.DockerClient, since: datetime, until: datetime, filte
     # Whole seconds, widened by one each way: the daemon compares event times at second granularity.
     start, end = int(since.timestamp()) - 1, int(until.timestamp()) + 1
     return list(client.events(since=start, until=end, filters=filters, decode=True))
+
+
+def wait_for_daemon(daemon: InnerDaemon, timeout: float = 60) -> None:
+    """Wait until the inner daemon answers again after a restart.
+
+    The SDK leaks its socket when a connect fails (no socket file yet, or nothing listening), so a plain
+    socket of our own, always closed, probes the listener before the client is used again.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            listening = probe.connect_ex(str(daemon.socket)) == 0
+        if listening:
+            with contextlib.suppress(docker.errors.DockerException):
+                if daemon.client.ping():
+                    return
+        time.sleep(0.2)
+    raise AssertionError("the inner daemon did not come back")
+
+
+def test_a_run_whose_docker_daemon_restarts_mid_run_is_retried_and_leaves_nothing(
+    dind: InnerDaemon, dind_worker: Worker, docker_client: docker.DockerClient
+) -> None:
+    params = {"script": "echo a > /outputs/out.txt; sleep 6; echo b >> /outputs/out.txt", "outputs": ["out.txt"]}
+    handle = run_tool.apply_async(("script", "acme", "restart-1", params), queue=QUEUE)
+    tool = {"label": ["studio.run=restart-1", "studio.role=tool"]}
+    deadline = time.monotonic() + WAIT
+    while not dind.client.api.containers(filters=tool) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert dind.client.api.containers(filters=tool), "the tool never started on the inner daemon"
+
+    outer = docker_client.containers.get(dind.container_id)
+    dind.client.api.close()  # drop pooled connections before the daemon goes: they would die unclosed
+    outer.stop(timeout=10)  # the inner dockerd is the container's process: this stops the daemon
+    outer.start()
+    wait_for_daemon(dind)
+
+    result = handle.get(timeout=WAIT)
+    assert result["status"] == "ok"
+    assert [f["line"] for f in result["findings"]] == ["a", "b"]
+    assert managed_on(dind.client) == set(), "the interrupted try's volumes were not removed by the retry"

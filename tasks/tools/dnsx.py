@@ -10,25 +10,19 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, Field
 
 from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path, parse_jsonl
+from tasks.tools.validation import DnsName, lines
 
 DOMAINS_FILE = "domains.txt"
 RESOLVERS_FILE = "resolvers.txt"
 REPORT_FILE = "dnsx.jsonl"
 MAX_DOMAINS = 100_000
-# DNS labels may hold '_' (e.g. _dmarc); a leading '-' is refused so no line can read like a flag.
-_LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
-_DOMAIN = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?")
 _ADDRESS = r"[0-9A-Fa-f:.]+"
-_RESOLVER = re.compile(rf"(?:udp:|tcp:|dot:)?(?:\[(?P<bracketed>{_ADDRESS})\]:(?P<port>\d+)|(?P<bare>{_ADDRESS}))")
+_RESOLVER = re.compile(
+    rf"(?:udp:|tcp:|dot:)?(?:\[(?P<bracketed>{_ADDRESS})\]:(?P<port>[0-9]{{1,5}})|(?P<bare>{_ADDRESS}))"
+)
 
 RecordType = Literal["a", "aaaa", "cname", "ns", "txt", "srv", "ptr", "mx", "soa", "caa"]
 RECORD_TYPES: tuple[str, ...] = get_args(RecordType)
-
-
-def _domain(value: str) -> str:
-    if not _DOMAIN.fullmatch(value):
-        raise ValueError(f"{value!r} is not a DNS name")
-    return value
 
 
 def _resolver(value: str) -> str:
@@ -40,7 +34,7 @@ def _resolver(value: str) -> str:
     if match["bare"] and address.count(":") == 1:  # IPv4 with a port; a bare IPv6 address has several colons
         address, port = address.split(":")
     ipaddress.ip_address(address)  # raises ValueError for a bad address
-    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+    if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         raise ValueError(f"resolver port in {value!r} must be within 1-65535")
     return value
 
@@ -48,7 +42,7 @@ def _resolver(value: str) -> str:
 class DnsxParams(ToolParams):
     """What to resolve: the names, which record types, and optionally which resolvers to ask."""
 
-    domains: tuple[Annotated[str, AfterValidator(_domain)], ...] = Field(min_length=1, max_length=MAX_DOMAINS)
+    domains: tuple[DnsName, ...] = Field(min_length=1, max_length=MAX_DOMAINS)
     record_types: tuple[RecordType, ...] = Field(default=("a",), min_length=1, max_length=len(RECORD_TYPES))
     resolvers: tuple[Annotated[str, AfterValidator(_resolver)], ...] = Field(default=(), max_length=100)
 
@@ -58,10 +52,10 @@ def build(params: DnsxParams) -> Invocation:
     argv = ["-l", input_path(DOMAINS_FILE), "-json", "-o", output_path(REPORT_FILE), "-silent", "-duc"]
     argv.append("-omit-raw")
     argv += [f"-{record_type}" for record_type in dict.fromkeys(params.record_types)]
-    files: dict[str, str | bytes] = {DOMAINS_FILE: "\n".join(params.domains) + "\n"}
+    files: dict[str, str | bytes] = {DOMAINS_FILE: lines(params.domains)}
     if params.resolvers:
         argv += ["-r", input_path(RESOLVERS_FILE)]
-        files[RESOLVERS_FILE] = "\n".join(params.resolvers) + "\n"
+        files[RESOLVERS_FILE] = lines(params.resolvers)
     return Invocation(argv=argv, input_files=files, output_files=[REPORT_FILE])
 
 

@@ -6,27 +6,21 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
 
 from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path
+from tasks.tools.validation import StatusCode, WebUrl, lines
 
 WORDLIST_FILE = "wordlist.txt"
 REPORT_FILE = "ffuf.json"
 MAX_WORDS = 100_000
-_URL_CHARS = re.compile(r"[\x21-\x7e]{1,2048}")  # printable ASCII, no spaces: one argv item, never a flag
 _WORD = re.compile(r"[^\s\x00-\x1f\x7f]{1,256}")
 _EXTENSION = re.compile(r"\.?[A-Za-z0-9_~][A-Za-z0-9_~-]{0,15}")
 
 
-def _url(value: str) -> str:
-    """Accept an absolute http(s) URL with a host and the FUZZ keyword."""
-    if not _URL_CHARS.fullmatch(value):
-        raise ValueError("url must be printable ASCII without spaces, at most 2048 characters")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"url {value!r} must be http:// or https:// with a host")
+def _fuzz(value: str) -> str:
+    """Accept a URL that holds the FUZZ keyword (checked after WebUrl has accepted it)."""
     if "FUZZ" not in value:
         raise ValueError("url must contain the FUZZ keyword")
     return value
@@ -47,11 +41,9 @@ def _extension(value: str) -> str:
 class FfufParams(ToolParams):
     """What to fuzz: a URL with FUZZ, the words to put there, and which responses count as hits."""
 
-    url: Annotated[str, AfterValidator(_url)]
+    url: Annotated[WebUrl, AfterValidator(_fuzz)]
     wordlist: tuple[Annotated[str, AfterValidator(_word)], ...] = Field(min_length=1, max_length=MAX_WORDS)
-    match_codes: tuple[Annotated[int, Field(ge=100, le=599)], ...] | None = Field(
-        default=None, min_length=1, max_length=50
-    )
+    match_codes: tuple[StatusCode, ...] | None = Field(default=None, min_length=1, max_length=50)
     extensions: tuple[Annotated[str, AfterValidator(_extension)], ...] = Field(default=(), max_length=20)
     threads: int | None = Field(default=None, ge=1, le=100)
     follow_redirects: bool = False
@@ -70,11 +62,7 @@ def build(params: FfufParams) -> Invocation:
         argv += ["-t", str(params.threads)]
     if params.follow_redirects:
         argv.append("-r")
-    return Invocation(
-        argv=argv,
-        input_files={WORDLIST_FILE: "\n".join(params.wordlist) + "\n"},
-        output_files=[REPORT_FILE],
-    )
+    return Invocation(argv=argv, input_files={WORDLIST_FILE: lines(params.wordlist)}, output_files=[REPORT_FILE])
 
 
 def parse(outputs: Mapping[str, bytes]) -> list[Finding]:

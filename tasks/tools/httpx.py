@@ -2,57 +2,24 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Mapping
-from typing import Annotated, Any
-from urllib.parse import urlsplit
+from typing import Any
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path, parse_jsonl
+from tasks.tools.validation import StatusCode, WebTarget, lines, port_number, str_items
 
 TARGETS_FILE = "targets.txt"
 REPORT_FILE = "httpx.jsonl"
 MAX_TARGETS = 100_000
-_LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?")
-_PRINTABLE = re.compile(r"[\x21-\x7e]{1,2048}")  # no spaces or control characters: one line, one target
-
-
-def _target(value: str) -> str:
-    """Accept a host or IP with an optional :port, or an absolute http(s) URL without credentials."""
-    if not _PRINTABLE.fullmatch(value):
-        raise ValueError("a target must be printable ASCII without spaces, at most 2048 characters")
-    if _is_ip(value):
-        return value
-    is_url = "://" in value
-    parts = urlsplit(value if is_url else f"http://{value}")
-    if parts.scheme not in ("http", "https") or "@" in parts.netloc:
-        raise ValueError(f"target {value!r} must be host[:port] or an http(s) URL without credentials")
-    if not is_url and (parts.path or parts.query or parts.fragment):
-        raise ValueError(f"target {value!r} with a path must be written as a full http(s) URL")
-    host, port = parts.hostname or "", parts.port  # .port raises ValueError when out of range
-    if not (_is_ip(host) or _HOSTNAME.fullmatch(host)) or port == 0:
-        raise ValueError(f"target {value!r} has no valid host or port")
-    return value
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 class HttpxParams(ToolParams):
     """What to probe, which status codes to keep, and which extra probes to run."""
 
-    targets: tuple[Annotated[str, AfterValidator(_target)], ...] = Field(min_length=1, max_length=MAX_TARGETS)
-    match_codes: tuple[Annotated[int, Field(ge=100, le=599)], ...] | None = Field(
-        default=None, min_length=1, max_length=50
-    )
+    targets: tuple[WebTarget, ...] = Field(min_length=1, max_length=MAX_TARGETS)
+    match_codes: tuple[StatusCode, ...] | None = Field(default=None, min_length=1, max_length=50)
     title: bool = True
     web_server: bool = True
     tech_detect: bool = False
@@ -69,11 +36,7 @@ def build(params: HttpxParams) -> Invocation:
     argv += [flag for flag, wanted in flags.items() if wanted]
     if params.follow_redirects:
         argv.append("-fr")
-    return Invocation(
-        argv=argv,
-        input_files={TARGETS_FILE: "\n".join(params.targets) + "\n"},
-        output_files=[REPORT_FILE],
-    )
+    return Invocation(argv=argv, input_files={TARGETS_FILE: lines(params.targets)}, output_files=[REPORT_FILE])
 
 
 def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
@@ -83,21 +46,19 @@ def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
 
 
 def _finding(record: dict[str, Any]) -> Finding:
-    tech = record.get("tech")
-    port = record.get("port")
     return {
         "url": record.get("url"),
         "input": record.get("input"),
         "status_code": record.get("status_code"),
         "title": record.get("title"),
         "webserver": record.get("webserver"),
-        "tech": [str(t) for t in tech] if isinstance(tech, list) else [],
+        "tech": str_items(record.get("tech")),
         "content_length": record.get("content_length"),
         "content_type": record.get("content_type"),
         "location": record.get("location"),
         "host": record.get("host"),
         "ip": record.get("host_ip"),
-        "port": int(port) if isinstance(port, str) and port.isdigit() else port,
+        "port": port_number(record.get("port")),
         "scheme": record.get("scheme"),
     }
 

@@ -2,64 +2,38 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from functools import partial
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
 from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path
+from tasks.tools.validation import PortList, host_or_network, lines, not_both
 
 TARGETS_FILE = "targets.txt"
 REPORT_FILE = "nmap.xml"
 MAX_TARGETS = 1024
 MAX_NETWORK_ADDRESSES = 65536
-_HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
-_PORTS = re.compile(r"\d{1,5}(?:-\d{1,5})?(?:,\d{1,5}(?:-\d{1,5})?){0,99}")
 # nmap itself writes a bare `<!DOCTYPE nmaprun>`; anything else that declares a DTD or entities is refused.
 _NMAP_DOCTYPE = re.compile(rb"<!DOCTYPE\s+nmaprun\s*>")
 
-
-def _target(value: str) -> str:
-    """Accept a hostname, an IP address or a CIDR network of at most MAX_NETWORK_ADDRESSES addresses."""
-    if "/" in value:
-        network = ipaddress.ip_network(value, strict=False)  # raises ValueError, which pydantic reports
-        if network.num_addresses > MAX_NETWORK_ADDRESSES:
-            raise ValueError(f"network {value!r} has more than {MAX_NETWORK_ADDRESSES} addresses")
-        return value
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        if not _HOSTNAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a hostname, an IP address or a CIDR network") from None
-    return value
-
-
-def _ports(value: str) -> str:
-    """Accept numeric port lists (22,80,8000-8100) with every port in 1-65535, ranges ascending."""
-    if not _PORTS.fullmatch(value):
-        raise ValueError(f"ports {value!r} must look like 22,80,8000-8100 (at most 100 items)")
-    for item in value.split(","):
-        low, _, high = item.partition("-")
-        if not 1 <= int(low) <= int(high or low) <= 65535:
-            raise ValueError(f"port item {item!r} must be within 1-65535, low end first")
-    return value
+Target = Annotated[str, AfterValidator(partial(host_or_network, max_addresses=MAX_NETWORK_ADDRESSES))]
 
 
 class NmapParams(ToolParams):
     """What to scan: targets, and either explicit ports or nmap's most common top_ports."""
 
-    targets: tuple[Annotated[str, AfterValidator(_target)], ...] = Field(min_length=1, max_length=MAX_TARGETS)
-    ports: Annotated[str, AfterValidator(_ports)] | None = None
+    targets: tuple[Target, ...] = Field(min_length=1, max_length=MAX_TARGETS)
+    ports: PortList | None = None
     top_ports: int | None = Field(default=None, ge=1, le=65535)
     service_detection: bool = False
 
     @model_validator(mode="after")
     def _one_port_selection(self) -> NmapParams:
-        if self.ports is not None and self.top_ports is not None:
-            raise ValueError("give ports or top_ports, not both")
+        not_both(ports=self.ports is not None, top_ports=self.top_ports is not None)
         return self
 
 
@@ -72,11 +46,7 @@ def build(params: NmapParams) -> Invocation:
         argv += ["--top-ports", str(params.top_ports)]
     if params.service_detection:
         argv.append("-sV")
-    return Invocation(
-        argv=argv,
-        input_files={TARGETS_FILE: "\n".join(params.targets) + "\n"},
-        output_files=[REPORT_FILE],
-    )
+    return Invocation(argv=argv, input_files={TARGETS_FILE: lines(params.targets)}, output_files=[REPORT_FILE])
 
 
 def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
@@ -122,15 +92,20 @@ def _port(port: ET.Element) -> dict[str, Any]:
     service = port.find("service")
     portid = port.get("portid", "")
     return {
-        "port": int(portid) if portid.isdigit() else None,
+        "port": int(portid) if portid.isascii() and portid.isdigit() else None,
         "protocol": port.get("protocol"),
-        "state": state.get("state") if state is not None else None,
-        "reason": state.get("reason") if state is not None else None,
-        "service": service.get("name") if service is not None else None,
-        "product": service.get("product") if service is not None else None,
-        "version": service.get("version") if service is not None else None,
-        "extra_info": service.get("extrainfo") if service is not None else None,
+        "state": _attribute(state, "state"),
+        "reason": _attribute(state, "reason"),
+        "service": _attribute(service, "name"),
+        "product": _attribute(service, "product"),
+        "version": _attribute(service, "version"),
+        "extra_info": _attribute(service, "extrainfo"),
     }
+
+
+def _attribute(element: ET.Element | None, name: str) -> str | None:
+    """An attribute of a child element that nmap may leave out altogether."""
+    return element.get(name) if element is not None else None
 
 
 SPEC = ToolSpec(

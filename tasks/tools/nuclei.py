@@ -2,53 +2,23 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
 
 from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path, parse_jsonl
+from tasks.tools.validation import WebTarget, lines, str_items
 
 TARGETS_FILE = "targets.txt"
 TEMPLATES_DIR = "templates"
 REPORT_FILE = "nuclei.jsonl"
 MAX_TARGETS = 10_000
-_LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?")
-_PRINTABLE = re.compile(r"[\x21-\x7e]{1,2048}")  # no spaces or control characters: one line, one target
 # Relative paths under templates/ (no '..', no leading '.' or '-', no ',' which -t would split on).
 _TEMPLATE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}/){0,4}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.ya?ml")
 
 Severity = Literal["info", "low", "medium", "high", "critical", "unknown"]
-
-
-def _target(value: str) -> str:
-    """Accept a host or IP with an optional :port, or an absolute http(s) URL without credentials."""
-    if not _PRINTABLE.fullmatch(value):
-        raise ValueError("a target must be printable ASCII without spaces, at most 2048 characters")
-    if _is_ip(value):
-        return value
-    is_url = "://" in value
-    parts = urlsplit(value if is_url else f"http://{value}")
-    if parts.scheme not in ("http", "https") or "@" in parts.netloc:
-        raise ValueError(f"target {value!r} must be host[:port] or an http(s) URL without credentials")
-    if not is_url and (parts.path or parts.query or parts.fragment):
-        raise ValueError(f"target {value!r} with a path must be written as a full http(s) URL")
-    host, port = parts.hostname or "", parts.port  # .port raises ValueError when out of range
-    if not (_is_ip(host) or _HOSTNAME.fullmatch(host)) or port == 0:
-        raise ValueError(f"target {value!r} has no valid host or port")
-    return value
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _template(value: str) -> str:
@@ -60,7 +30,7 @@ def _template(value: str) -> str:
 class NucleiParams(ToolParams):
     """Targets, which shipped templates to run (default: all of templates/), and a severity filter."""
 
-    targets: tuple[Annotated[str, AfterValidator(_target)], ...] = Field(min_length=1, max_length=MAX_TARGETS)
+    targets: tuple[WebTarget, ...] = Field(min_length=1, max_length=MAX_TARGETS)
     templates: tuple[Annotated[str, AfterValidator(_template)], ...] = Field(default=(), max_length=1000)
     severities: tuple[Severity, ...] = Field(default=(), max_length=6)
     interactsh: bool = False
@@ -77,11 +47,7 @@ def build(params: NucleiParams) -> Invocation:
         argv += ["-s", ",".join(dict.fromkeys(params.severities))]
     if not params.interactsh:
         argv.append("-no-interactsh")  # out-of-band checks would send tenant targets to a public server
-    return Invocation(
-        argv=argv,
-        input_files={TARGETS_FILE: "\n".join(params.targets) + "\n"},
-        output_files=[REPORT_FILE],
-    )
+    return Invocation(argv=argv, input_files={TARGETS_FILE: lines(params.targets)}, output_files=[REPORT_FILE])
 
 
 def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
@@ -92,7 +58,6 @@ def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
 def _finding(record: dict[str, Any]) -> Finding:
     info = record.get("info")
     info = info if isinstance(info, dict) else {}
-    extracted = record.get("extracted-results")
     return {
         "template_id": record.get("template-id"),
         "name": info.get("name"),
@@ -102,7 +67,7 @@ def _finding(record: dict[str, Any]) -> Finding:
         "ip": record.get("ip"),
         "type": record.get("type"),
         "matcher_name": record.get("matcher-name"),
-        "extracted_results": [str(e) for e in extracted] if isinstance(extracted, list) else [],
+        "extracted_results": str_items(record.get("extracted-results")),
     }
 
 

@@ -9,19 +9,12 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, model_validator
 
 from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path, parse_jsonl
+from tasks.tools.validation import DomainName, lines, not_both, str_items
 
 DOMAINS_FILE = "domains.txt"
 REPORT_FILE = "subfinder.jsonl"
 MAX_DOMAINS = 1000
-_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
-_DOMAIN = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})+\.?")
 _SOURCE = re.compile(r"[a-z0-9]{1,32}")
-
-
-def _domain(value: str) -> str:
-    if not _DOMAIN.fullmatch(value):
-        raise ValueError(f"{value!r} is not a domain name such as example.com")
-    return value
 
 
 def _source(value: str) -> str:
@@ -33,15 +26,14 @@ def _source(value: str) -> str:
 class SubfinderParams(ToolParams):
     """Which domains to enumerate, and optionally which passive sources to ask (or all of them)."""
 
-    domains: tuple[Annotated[str, AfterValidator(_domain)], ...] = Field(min_length=1, max_length=MAX_DOMAINS)
+    domains: tuple[DomainName, ...] = Field(min_length=1, max_length=MAX_DOMAINS)
     sources: tuple[Annotated[str, AfterValidator(_source)], ...] = Field(default=(), max_length=100)
     all_sources: bool = False
     max_time_minutes: int | None = Field(default=None, ge=1, le=60)
 
     @model_validator(mode="after")
     def _sources_or_all(self) -> SubfinderParams:
-        if self.sources and self.all_sources:
-            raise ValueError("give sources or all_sources, not both")
+        not_both(sources=bool(self.sources), all_sources=self.all_sources)
         return self
 
 
@@ -54,11 +46,7 @@ def build(params: SubfinderParams) -> Invocation:
         argv.append("-all")
     if params.max_time_minutes is not None:
         argv += ["-max-time", str(params.max_time_minutes)]
-    return Invocation(
-        argv=argv,
-        input_files={DOMAINS_FILE: "\n".join(params.domains) + "\n"},
-        output_files=[REPORT_FILE],
-    )
+    return Invocation(argv=argv, input_files={DOMAINS_FILE: lines(params.domains)}, output_files=[REPORT_FILE])
 
 
 def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
@@ -70,7 +58,7 @@ def _finding(record: dict[str, Any]) -> Finding:
     source = record.get("source")
     sources = record.get("sources")
     if source is None and isinstance(sources, list):
-        source = ",".join(str(s) for s in sources)
+        source = ",".join(str_items(sources))
     return {"host": record.get("host"), "input": record.get("input"), "source": source}
 
 

@@ -158,7 +158,8 @@ def _print_result(result: Mapping[str, Any], spec: ToolSpec) -> None:
     known = list(spec.finding_fields) or sorted({k for f in findings for k in f})
     # Columns that are empty in every finding only take width from the ones that say something.
     columns = [c for c in known if any(f.get(c) not in (None, "", [], {}) for f in findings)] or known[:1]
-    table = Table(title=f"{result['tool']} for {result['tenant_id']}/{result['run_id']}: {len(findings)} finding(s)")
+    out.print(f"{result['tool']} for {result['tenant_id']}/{result['run_id']}: {len(findings)} finding(s)")
+    table = Table()
     for column in columns:
         table.add_column(column)
     for finding in findings:

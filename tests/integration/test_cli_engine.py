@@ -1,0 +1,65 @@
+"""The toolrunner CLI against the real engine: the in-process default, tools, volumes and sweep."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import docker
+import pytest
+from typer.testing import CliRunner
+
+from tasks.cli import cli
+from tests.integration.test_sweep import aged_labels
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """No broker configured: `toolrunner run` runs the task in this process against the local engine."""
+    monkeypatch.delenv("TOOLRUNNER_BROKER_URL", raising=False)
+    return CliRunner()
+
+
+def test_run_without_a_broker_runs_in_process_and_prints_a_findings_table(
+    in_process: CliRunner, busybox_image: str
+) -> None:
+    script = "printf 'alpha\\nbeta\\n' > /outputs/out.txt"
+    result = in_process.invoke(cli, ["run", "script", "--tenant", "acme", "--run", "cli-1", "-p", f"script={script}"])
+    assert result.exit_code == 0, result.output
+    assert "script for acme/cli-1: 2 finding(s)" in result.output
+    assert "alpha" in result.output and "beta" in result.output
+    assert "status ok" in result.output
+
+
+def test_run_with_json_prints_the_whole_result_and_exits_1_when_the_tool_fails(
+    in_process: CliRunner, busybox_image: str
+) -> None:
+    args = ["run", "script", "--tenant", "acme", "-p", "script=echo x > /outputs/out.txt; exit 5", "--json"]
+    result = in_process.invoke(cli, args)
+    assert result.exit_code == 1
+    parsed = json.loads(result.stdout)
+    assert parsed["status"] == "tool_failed" and parsed["exit_code"] == 5
+    assert parsed["findings"] == [{"file": "out.txt", "line": "x"}]
+
+
+def test_tools_lists_the_catalogue_and_whether_each_image_is_present(in_process: CliRunner, busybox_image: str) -> None:
+    result = in_process.invoke(cli, ["tools"])
+    assert result.exit_code == 0
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    assert {"nmap", "ffuf", "nuclei", "script"} <= rows.keys()
+    assert "yes" in rows["script"]
+
+
+def test_volumes_and_a_dry_run_sweep_show_an_aged_volume_without_removing_it(
+    in_process: CliRunner, docker_client: docker.DockerClient, make_volume: Callable[..., str]
+) -> None:
+    make_volume("cli-aged-volume", aged_labels("cli-tenant", 30))
+    listed = in_process.invoke(cli, ["volumes", "--tenant", "cli-tenant"])
+    assert listed.exit_code == 0 and "cli-aged-volume" in listed.output and "30.0h" in listed.output
+    dry = in_process.invoke(cli, ["sweep", "--dry-run"])
+    assert dry.exit_code == 0 and "would remove: cli-aged-volume" in dry.output
+    assert docker_client.volumes.get("cli-aged-volume")
+    swept = in_process.invoke(cli, ["sweep"])
+    assert "removed: cli-aged-volume" in swept.output

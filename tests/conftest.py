@@ -74,3 +74,14 @@ def _local_image(client: docker.DockerClient, ref: str) -> str:
     except docker.errors.ImageNotFound as exc:
         _missing(f"the image {ref}", f"{exc}; build it with scripts/build-images")
     return ref
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how long the end-to-end (integration) part of the run took, to keep an eye on CI's budget."""
+    seconds = sum(
+        getattr(report, "duration", 0.0)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "nodeid", "").startswith("tests/integration/")
+    )
+    terminalreporter.write_line(f"end-to-end (tests/integration) time: {seconds:.1f} s")

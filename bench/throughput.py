@@ -32,7 +32,7 @@ Numbers:
   CPU          CPU ms per run during the rounds, from /proc: the whole machine (other people's load included),
                the worker's main process and pool children, dockerd, containerd, this process; and how busy
                the machine's CPUs were. Near 100% busy, every extra CPU ms per run costs throughput.
-  profile      `--profile-runs` runs of an in-process copy of tasks.runner.execute (the same isolation calls in
+  profile      `--profile-runs` runs of tasks.runner.execute in this process (the same isolation calls in
                the same order, no Celery) at the same concurrency with every stage timed, and every Docker API
                request timed by endpoint next to the plain loop's. Requests overlap under concurrency, so their
                milliseconds add up to more than the wall time.
@@ -44,6 +44,7 @@ At the end it prints how many volumes and containers labelled `studio.managed=tr
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -72,8 +73,8 @@ import isolation
 from config import Settings
 from tasks import app, run_tool
 from tasks.request import RunPlan, plan_run
+from tasks.runner import RunContext, execute
 from tasks.tools import load_catalogue
-from tasks.tools.base import INPUTS, OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKER = "redis://127.0.0.1:6379/14"
@@ -305,78 +306,32 @@ def plain_run(client: docker.DockerClient, labels: Mapping[str, str], submitted:
     return Run(submitted, started, time.monotonic(), ok)
 
 
-# --- the profile: an in-process copy of tasks.runner.execute, each stage timed ----------------------------------
+# --- the profile: tasks.runner.execute in this process, each stage timed from its progress reports -------------
 
 
-@contextmanager
-def timed(stages: dict[str, list[float]], name: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        stages[name].append((time.perf_counter() - start) * 1000)
-
-
-def copied_execute(
+def profiled_execute(
     client: docker.DockerClient, settings: Settings, plan: RunPlan, stages: dict[str, list[float]]
 ) -> bool:
-    """tasks.runner.execute without Celery or metrics: the same isolation calls in the same order."""
-    labels = {"task": "bench-profile", "tool": plan.spec.name, "worker": "bench"}
-    new_volume = partial(
-        isolation.IsolatedContainerVolume,
-        plan.tenant_id,
-        plan.run_id,
-        client,
-        label_prefix=settings.label_prefix,
-        extra_labels=labels,
-        max_file_bytes=settings.max_output_file_bytes,
-        max_total_bytes=settings.max_output_total_bytes,
-    )
-    inputs, outputs = new_volume(), new_volume()
-    files: dict[str, bytes] = {}
-    try:
-        with timed(stages, "prepare: 2 volumes + 2 helper containers"):
-            inputs.initialize(plan.inputs)
-            outputs.initialize({})
-        with timed(stages, "run: inspect image, create, start, wait, inspect, 2x logs, remove"):
-            isolation.run_container(client, container_spec(settings, plan, inputs, outputs), plan.timeout_seconds)
-        with timed(stages, "read outputs: get_archive"):
-            files = outputs.read_files(plan.invocation.output_files)
-    finally:
-        with timed(stages, "cleanup: remove 2 helpers + 2 volumes"):
-            inputs.cleanup()
-            outputs.cleanup()
-    return plan.spec.parse(files) == EXPECTED_FINDINGS
-
-
-def container_spec(
-    settings: Settings,
-    plan: RunPlan,
-    inputs: isolation.IsolatedContainerVolume,
-    outputs: isolation.IsolatedContainerVolume,
-) -> isolation.ContainerSpec:
-    """A copy of tasks.runner._container_spec, refusing any network but none."""
+    """Run tasks.runner.execute itself; a stage lasts from its first progress report to the next stage's."""
     network = plan.spec.network or settings.tool_network
     if network != "none":
         raise BenchError(f"the tool container would get network {network!r}; this benchmark only uses none")
-    return isolation.ContainerSpec(
-        image=settings.image_for(plan.spec.name, plan.spec.image),
-        entrypoint=plan.spec.entrypoint,
-        argv=plan.invocation.argv,
-        mounts=[inputs.get_volume_config(INPUTS, True), outputs.get_volume_config(OUTPUTS, False)],
-        labels={**outputs.labels, f"{settings.label_prefix}.role": "tool"},
-        network=network,
-        user=plan.spec.user,
-        cap_add=plan.spec.cap_add,
-        limits=isolation.ContainerLimits(
-            settings.memory_limit, settings.cpus, settings.pids_limit, settings.tmpfs_size, settings.file_size_limit
-        ),
-    )
+    marks: list[tuple[str, float]] = []
+
+    def report(stage: str, meta: Mapping[str, Any]) -> None:
+        if not marks or marks[-1][0] != stage:  # `running` is reported again on every tick
+            marks.append((stage, time.perf_counter()))
+
+    result = execute(plan, RunContext(client, settings, "bench-profile", report, "bench"))
+    marks.append(("done", time.perf_counter()))
+    for (stage, began), (_, ended) in itertools.pairwise(marks):
+        stages[stage].append((ended - began) * 1000)
+    return bool(result["status"] == "ok" and result["findings"] == EXPECTED_FINDINGS)
 
 
 @dataclass
 class Profile:
-    """Stage timings of the copy, the API requests of the copy and of the plain loop, and their wall times."""
+    """Stage timings of execute() in this process, its API requests and the plain loop's, and their wall times."""
 
     runs: int
     stages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -390,7 +345,8 @@ class Profile:
 
 
 def profile(bench: Bench, runs: int) -> Profile:
-    """Run the copy, then the plain loop, `runs` times each at the benchmark's concurrency, every request timed."""
+    """Run execute() in this process, then the plain loop, `runs` times each at the benchmark's concurrency,
+    every request timed."""
     result = Profile(runs)
     settings = app.settings
     catalogue = load_catalogue(settings.extra_tool_modules)
@@ -402,7 +358,7 @@ def profile(bench: Bench, runs: int) -> Profile:
     client = new_client(bench.concurrency)
     result.copy_calls.attach(client)
     with ThreadPoolExecutor(bench.concurrency) as pool, phase() as copy:
-        oks = list(pool.map(partial(copied_execute, client, settings, stages=result.stages), plans))
+        oks = list(pool.map(partial(profiled_execute, client, settings, stages=result.stages), plans))
     result.copy_seconds, result.copy_cpu_seconds, result.copy_failures = *copy, oks.count(False)
     plain_client = new_client(bench.concurrency)
     result.plain_calls.attach(plain_client)
@@ -592,8 +548,8 @@ def cpu_table(results: Mapping[str, list[Measurement]]) -> Table:
 
 
 def stage_table(result: Profile) -> Table:
-    """The copy's stages: mean and p95 ms per run and share of the per-run total."""
-    title = f"profile: in-process copy of execute(), {result.runs} runs at the same concurrency"
+    """execute()'s stages: mean and p95 ms per run and share of the per-run total."""
+    title = f"profile: execute() in this process, {result.runs} runs at the same concurrency"
     table = _table(title, "stage", "mean ms", "p95 ms", "share")
     total = sum(statistics.fmean(values) for values in result.stages.values())
     for name, values in result.stages.items():
@@ -601,22 +557,24 @@ def stage_table(result: Profile) -> Table:
         table.add_row(name, f"{mean:.0f}", f"{_percentile(values, 95):.0f}", f"{mean / total:.0%}")
     table.add_section()
     table.add_row("per-run total", f"{total:.0f}", "", "")
-    table.add_row("copy runs/s (wall)", f"{result.runs / result.copy_seconds:.2f}", "", "")
+    table.add_row("in-process runs/s (wall)", f"{result.runs / result.copy_seconds:.2f}", "", "")
     table.add_row("plain loop runs/s (wall, same phase)", f"{result.runs / result.plain_seconds:.2f}", "", "")
-    table.add_row("copy: CPU ms per run of this process", f"{result.copy_cpu_seconds * 1000 / result.runs:.0f}", "", "")
+    in_process_cpu = f"{result.copy_cpu_seconds * 1000 / result.runs:.0f}"
+    table.add_row("in-process: CPU ms per run of this process", in_process_cpu, "", "")
     table.add_row(
         "plain: CPU ms per run of this process", f"{result.plain_cpu_seconds * 1000 / result.runs:.0f}", "", ""
     )
     if result.copy_failures:
-        table.add_row("[red]copy runs that did not read back 'ok'[/]", str(result.copy_failures), "", "")
+        table.add_row("[red]in-process runs that did not read back 'ok'[/]", str(result.copy_failures), "", "")
     return table
 
 
 def endpoint_table(result: Profile) -> Table:
-    """Docker API requests per run and their summed milliseconds, copy vs plain, the copy's slowest first."""
+    """Docker API requests per run and their summed milliseconds, in-process vs plain, slowest first."""
     copy, plain = _per_endpoint(result.copy_calls, result.runs), _per_endpoint(result.plain_calls, result.runs)
     none = Requests(0.0, 0.0)
-    table = _table("profile: Docker API requests per run", "endpoint", "copy n", "copy ms", "plain n", "plain ms")
+    columns = ("endpoint", "in-process n", "in-process ms", "plain n", "plain ms")
+    table = _table("profile: Docker API requests per run", *columns)
     for name in sorted(copy.keys() | plain.keys(), key=lambda n: -copy.get(n, none).ms):
         table.add_row(name, *copy.get(name, none).cells(), *plain.get(name, none).cells())
     table.add_section()

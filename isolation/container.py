@@ -74,12 +74,11 @@ def run_container(
     tail_bytes: int = 8192,
 ) -> ContainerResult:
     """Run spec to completion or until timeout (then kill it by id); the container is always removed."""
-    ensure_image(client, spec.image, spec.image_hint)
     container_id: str | None = None
     started = time.monotonic()
     try:
         with translate("run the tool container", context=spec.image):
-            container_id = str(client.api.create_container(**_create_options(client, spec))["Id"])
+            container_id = _create(client, spec)
             client.api.start(container_id)
             started = time.monotonic()
             timed_out = _wait(client, container_id, timeout, started, on_tick, tick_seconds)
@@ -87,6 +86,16 @@ def run_container(
     finally:
         if container_id is not None:
             _force_remove(client, container_id)
+
+
+def _create(client: docker.DockerClient, spec: ContainerSpec) -> str:
+    """Create the container; only when the engine lacks the image, pull it (once) and create again."""
+    options = _create_options(client, spec)
+    try:
+        return str(client.api.create_container(**options)["Id"])
+    except docker.errors.ImageNotFound:
+        ensure_image(client, spec.image, spec.image_hint)
+        return str(client.api.create_container(**options)["Id"])
 
 
 def ensure_image(client: docker.DockerClient, image: str, hint: str = "") -> None:

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     tmpfs_size: str = Field("64m", description="size of the tool container's /tmp tmpfs")
     file_size_limit: int = Field(1 << 30, ge=1 << 20, description="RLIMIT_FSIZE of tool processes, bytes")
 
-    docker_retries: int = Field(3, ge=0, description="retries of a run when the Docker Engine is unreachable")
+    docker_retries: int = Field(5, ge=0, description="retries of a run when the Docker Engine is unreachable")
     sweep_max_age_hours: float = Field(24, ge=0, description="age after which the sweep removes leftovers")
     sweep_cron: str = Field("0 * * * *", description="crontab (m h dom mon dow) of the orphan sweep")
     result_expires_seconds: int = Field(86400, ge=60, description="how long results stay in the backend")

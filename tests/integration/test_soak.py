@@ -9,19 +9,11 @@ import pytest
 import redis
 from rich.console import Console
 
-from bench.soak import (
-    SOAK_DB,
-    Observed,
-    Plan,
-    SoakConfig,
-    duplicate_completions,
-    duplicate_log_successes,
-    lost,
-    mismatches,
-    read_classes,
-    report,
-    run_soak,
-)
+from bench.soak_check import duplicate_completions, duplicate_log_successes, lost, mismatches, read_classes
+from bench.soak_plan import Observed, Plan, SoakConfig
+from bench.soak_run import run_soak
+from bench.soak_table import report
+from bench.soak_worker import SOAK_DB
 
 # The first test also pays for the shared soak: each must be done within two minutes.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -1,0 +1,93 @@
+"""The throughput benchmark's profile: tasks.runner.execute in this process, each stage and API request timed."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import docker
+
+from bench.common import CallLog
+from bench.throughput_cpu import process_seconds
+from bench.throughput_round import EXPECTED_FINDINGS, PARAMS, Bench, BenchError, new_client, plain_round
+from config import Settings
+from tasks import app
+from tasks.request import RunPlan, plan_run
+from tasks.runner import RunContext, execute
+from tasks.tools import load_catalogue
+
+
+def profiled_execute(
+    client: docker.DockerClient, settings: Settings, plan: RunPlan, stages: dict[str, list[float]]
+) -> bool:
+    """Run tasks.runner.execute itself; a stage lasts from its first progress report to the next stage's."""
+    network = plan.spec.network or settings.tool_network
+    if network != "none":
+        raise BenchError(f"the tool container would get network {network!r}; this benchmark only uses none")
+    marks: list[tuple[str, float]] = []
+
+    def report(stage: str, meta: Mapping[str, Any]) -> None:
+        if not marks or marks[-1][0] != stage:  # `running` is reported again on every tick
+            marks.append((stage, time.perf_counter()))
+
+    result = execute(plan, RunContext(client, settings, "bench-profile", report, "bench"))
+    marks.append(("done", time.perf_counter()))
+    for (stage, began), (_, ended) in itertools.pairwise(marks):
+        stages[stage].append((ended - began) * 1000)
+    return bool(result["status"] == "ok" and result["findings"] == EXPECTED_FINDINGS)
+
+
+@dataclass
+class Profile:
+    """Stage timings of execute() in this process, its API requests and the plain loop's, and their wall times."""
+
+    runs: int
+    stages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    copy_calls: CallLog = field(default_factory=CallLog)
+    plain_calls: CallLog = field(default_factory=CallLog)
+    copy_seconds: float = 0.0
+    plain_seconds: float = 0.0
+    copy_cpu_seconds: float = 0.0
+    plain_cpu_seconds: float = 0.0
+    copy_failures: int = 0
+
+
+def profile(bench: Bench, runs: int) -> Profile:
+    """Run execute() in this process, then the plain loop, `runs` times each at the benchmark's concurrency,
+    every request timed."""
+    result = Profile(runs)
+    settings = app.settings
+    catalogue = load_catalogue(settings.extra_tool_modules)
+    plans = [
+        plan_run(catalogue, "script", bench.tenants[i % len(bench.tenants)], f"profile-{i}", PARAMS, None,
+                 max_input_bytes=settings.max_input_bytes, max_timeout_seconds=settings.max_timeout_seconds)
+        for i in range(runs)
+    ]  # fmt: skip
+    client = new_client(bench.concurrency)
+    result.copy_calls.attach(client)
+    with ThreadPoolExecutor(bench.concurrency) as pool, phase() as copy:
+        oks = list(pool.map(partial(profiled_execute, client, settings, stages=result.stages), plans))
+    result.copy_seconds, result.copy_cpu_seconds, result.copy_failures = *copy, oks.count(False)
+    plain_client = new_client(bench.concurrency)
+    result.plain_calls.attach(plain_client)
+    with phase() as plain:
+        plain_round(Bench(plain_client, bench.concurrency, [], bench.nonce), runs, "profile")
+    result.plain_seconds, result.plain_cpu_seconds = plain
+    return result
+
+
+@contextmanager
+def phase() -> Iterator[list[float]]:
+    """Yield a list that, on exit, holds [wall seconds, CPU seconds of this process] of the block."""
+    spent: list[float] = []
+    wall, cpu = time.perf_counter(), process_seconds(os.getpid())
+    yield spent
+    spent += [time.perf_counter() - wall, process_seconds(os.getpid()) - cpu]

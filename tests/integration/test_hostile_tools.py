@@ -102,6 +102,14 @@ def test_links_and_fifos_among_outputs_are_refused_and_nothing_outside_is_read(
     assert result["findings"] == [] and result["outputs"] == {}
 
 
+def test_a_tool_cannot_make_device_nodes_because_it_has_no_capabilities(hostile_worker: Worker) -> None:
+    script = "mknod /outputs/null c 1 3 2>/outputs/out.txt; echo exit=$? >> /outputs/out.txt; ls /outputs"
+    result = run(script, "mknod")
+    lines = [f["line"] for f in result["findings"]]
+    assert any("Operation not permitted" in line for line in lines)
+    assert "exit=0" not in lines
+
+
 def test_another_tenants_volume_is_not_reachable_by_name(
     hostile_worker: Worker, docker_client: docker.DockerClient
 ) -> None:

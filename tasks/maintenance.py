@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from typing import Any
 
 import docker
@@ -90,11 +91,9 @@ def _release(lock: Any) -> None:
 def _sweep_at_start(sender: str | None = None, **_: Any) -> None:
     """Before the worker's pool and consumer start, remove what a crashed predecessor left on its daemon."""
     settings = app.settings
-    hostname = sender
     try:
-        client = isolation.connect(None)
-        with redis.Redis.from_url(settings.broker) as conn:
-            sweep(client, conn, settings, settings.sweep_max_age_hours, worker=hostname, predecessor=True)
-        client.close()
+        # A client of its own, closed here: this runs in the main process, whose pool forks afterwards.
+        with closing(isolation.connect(None)) as client, redis.Redis.from_url(settings.broker) as conn:
+            sweep(client, conn, settings, settings.sweep_max_age_hours, worker=sender, predecessor=True)
     except (isolation.IsolationError, redis.RedisError) as exc:
         logger.warning("start-up sweep failed (the scheduled sweep will retry): %s", exc)

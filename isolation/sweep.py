@@ -79,22 +79,17 @@ def cleanup_orphaned_volumes(
 
 
 def remove_labelled(
-    labels: Mapping[str, str],
-    client: docker.DockerClient | None = None,
-    *,
-    label_prefix: str = DEFAULT_LABEL_PREFIX,
-    created_before: datetime | None = None,
+    labels: Mapping[str, str], client: docker.DockerClient | None = None, *, label_prefix: str = DEFAULT_LABEL_PREFIX
 ) -> SweepReport:
-    """Remove every managed container and volume carrying all these (unprefixed) labels, whatever its age
-    (or created before `created_before`).
+    """Remove every managed container and volume carrying all these (unprefixed) labels, whatever its age.
 
     Used when a task is delivered again after its worker died, and when a worker starts where a crashed
     predecessor of the same name left resources: their leftovers go first.
     """
     if not labels:
         raise ValueError("remove_labelled needs at least one label to narrow the selection")
-    cutoff = created_before or datetime.now(UTC) + timedelta(days=36500)
-    return _sweep(connect(client), label_prefix, labels, cutoff, False)
+    far_future = datetime.now(UTC) + timedelta(days=36500)
+    return _sweep(connect(client), label_prefix, labels, far_future, False)
 
 
 def _sweep(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -14,6 +15,8 @@ import isolation
 from beat_schedule import build_schedule
 from config import Settings, celery_config, load_settings
 from tasks.tools import ToolSpec, load_catalogue
+
+logger = logging.getLogger(__name__)
 
 
 class ToolrunnerCelery(Celery):  # type: ignore[misc]
@@ -47,3 +50,11 @@ def _configuration() -> dict[str, Any]:
 app = ToolrunnerCelery("toolrunner")
 # Evaluated when the configuration is first read (worker start, first send), not at import.
 app.add_defaults(_configuration)
+
+
+def release_lock(lock: Any) -> None:
+    """Release a redis-py lock; one that expired meanwhile, or a Redis that is away, is logged, not raised."""
+    try:
+        lock.release()
+    except redis.RedisError as exc:  # LockError (expired, taken over) or a connection error
+        logger.warning("could not release the lock %s: %s", lock.name, exc)

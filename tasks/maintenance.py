@@ -14,7 +14,7 @@ from celery.utils import worker_direct
 
 import isolation
 from config import Settings
-from tasks.app import app
+from tasks.app import app, release_lock
 from tasks.metrics import metrics
 
 logger = logging.getLogger(__name__)
@@ -75,16 +75,9 @@ def sweep(
             left = isolation.remove_labelled({"worker": worker}, client, label_prefix=settings.label_prefix)
             result["predecessor"] = left.as_dict()
     finally:
-        _release(lock)
+        release_lock(lock)
     logger.info("sweep daemon=%s worker=%s report=%s", daemon, worker, result)
     return result
-
-
-def _release(lock: Any) -> None:
-    try:
-        lock.release()
-    except redis.exceptions.LockError:
-        logger.warning("the sweep lock expired before the sweep ended; raise its timeout")
 
 
 @celeryd_after_setup.connect

@@ -13,7 +13,7 @@ import redis
 from celery import Task
 
 import isolation
-from tasks.app import app
+from tasks.app import app, release_lock
 from tasks.errors import RedeliveryLimitError
 from tasks.metrics import metrics
 from tasks.request import RunPlan, plan_run
@@ -101,7 +101,7 @@ def _only_copy_running(task: Task) -> Iterator[None]:
     finally:
         stop.set()
         heartbeat.join()
-        _release(lock)
+        release_lock(lock)
 
 
 def _renew(lock: Any, stop: threading.Event) -> None:
@@ -110,13 +110,6 @@ def _renew(lock: Any, stop: threading.Event) -> None:
             lock.reacquire()
         except redis.RedisError as exc:  # Redis away for a moment: try again at the next beat
             logger.warning("could not renew the run lock %s: %s", lock.name, exc)
-
-
-def _release(lock: Any) -> None:
-    try:
-        lock.release()
-    except redis.RedisError as exc:  # expired (we ran past the hard limit) or Redis unreachable
-        logger.warning("could not release the run lock %s: %s", lock.name, exc)
 
 
 def _stored_success(task: Task) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +26,7 @@ class RunPlan:
     inputs: dict[str, str | bytes]
     timeout_seconds: int
 
-    @property
+    @cached_property
     def input_bytes(self) -> int:
         """Total size of the input files."""
         return sum(len(v.encode() if isinstance(v, str) else v) for v in self.inputs.values())

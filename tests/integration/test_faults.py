@@ -16,10 +16,12 @@ from celery import Celery
 
 from config import celery_config, load_settings
 from tasks.run import DELIVERY_KEY
+from tests.conftest import REDIS_URL
 from tests.integration.workers import free_port, start_worker
 
 pytestmark = pytest.mark.integration
-FAULT_DB = "redis://127.0.0.1:6379/12"
+# The same Redis server as the rest of the suite, another database.
+FAULT_DB = REDIS_URL.rsplit("/", 1)[0] + "/12"
 # Small limits so Redis delivers an abandoned message again within about a minute, not an hour.
 SHORT_LIMITS = {
     "TOOLRUNNER_MAX_TIMEOUT_SECONDS": "10",

@@ -38,7 +38,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Measured with Celery/Kombu 5.7 and a Redis restart (tests/integration/test_faults.py): cancelling
         # the running tasks on connection loss marks them REVOKED and acks their messages once the broker
         # is back, so they are LOST. Runs go on instead; a second delivery of a running task's message
-        # waits on the task's run lock (tasks/run.py) and then returns the first one's stored result.
+        # waits on the task's run lock (tasks/worker/delivery.py) and then returns the first one's stored result.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         # Store a finished run's result even if Redis is away for a few minutes when it ends.
         "result_backend_always_retry": True,

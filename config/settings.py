@@ -7,6 +7,8 @@ import os
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from isolation import DEFAULT_LABEL_PREFIX, ContainerLimits
+
 IMAGE_PREFIX = "TOOLRUNNER_IMAGE_"
 
 
@@ -18,7 +20,7 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, description="Redis URL of the broker; unset = the CLI runs in-process")
     result_backend: str | None = Field(None, description="result backend URL; defaults to the broker URL")
     tool_network: str = Field("bridge", description="network mode of tool containers unless their spec says")
-    label_prefix: str = Field("studio", description="prefix of the labels on every volume and container")
+    label_prefix: str = Field(DEFAULT_LABEL_PREFIX, description="prefix of the labels on every volume and container")
 
     max_timeout_seconds: int = Field(3600, ge=1, description="cap on any tool's timeout_seconds")
     time_limit_margin_seconds: int = Field(120, ge=1, description="soft limit = max timeout + this; hard = soft + this")
@@ -29,11 +31,13 @@ class Settings(BaseSettings):
     max_output_total_bytes: int = Field(256 << 20, ge=1, description="cap on all output files of a run")
     stdout_tail_bytes: int = Field(8192, ge=0, description="bytes of stdout/stderr kept in results")
 
-    memory_limit: str = Field("1g", description="tool container memory limit (Docker syntax)")
-    cpus: float = Field(1.0, gt=0, description="tool container CPU limit")
-    pids_limit: int = Field(256, ge=16, description="tool container process limit")
-    tmpfs_size: str = Field("64m", description="size of the tool container's /tmp tmpfs")
-    file_size_limit: int = Field(1 << 30, ge=1 << 20, description="RLIMIT_FSIZE of tool processes, bytes")
+    memory_limit: str = Field(ContainerLimits.memory, description="tool container memory limit (Docker syntax)")
+    cpus: float = Field(ContainerLimits.cpus, gt=0, description="tool container CPU limit")
+    pids_limit: int = Field(ContainerLimits.pids, ge=16, description="tool container process limit")
+    tmpfs_size: str = Field(ContainerLimits.tmpfs_size, description="size of the tool container's /tmp tmpfs")
+    file_size_limit: int = Field(
+        ContainerLimits.file_size_bytes, ge=1 << 20, description="RLIMIT_FSIZE of tool processes, bytes"
+    )
 
     docker_retries: int = Field(5, ge=0, description="retries of a run when the Docker Engine is unreachable")
     sweep_max_age_hours: float = Field(24, ge=0, description="age after which the sweep removes leftovers")
@@ -84,6 +88,16 @@ class Settings(BaseSettings):
     def visibility_timeout(self) -> int:
         """Redis redelivers an unacked task after this; built to exceed the hard limit by a positive margin."""
         return self.hard_time_limit + self.visibility_margin_seconds
+
+    def container_limits(self) -> ContainerLimits:
+        """The resource caps of every tool container."""
+        return ContainerLimits(
+            memory=self.memory_limit,
+            cpus=self.cpus,
+            pids=self.pids_limit,
+            tmpfs_size=self.tmpfs_size,
+            file_size_bytes=self.file_size_limit,
+        )
 
     def image_for(self, tool: str, default: str) -> str:
         """The image a tool runs: its TOOLRUNNER_IMAGE_<TOOL> override, or the catalogue's pin."""

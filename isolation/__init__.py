@@ -16,11 +16,18 @@ from isolation.errors import (
     VolumeConflictError,
     VolumeStateError,
 )
-from isolation.naming import parse_created, validate_filename, validate_filenames, validate_identifier
+from isolation.naming import (
+    DEFAULT_LABEL_PREFIX,
+    parse_created,
+    validate_filename,
+    validate_filenames,
+    validate_identifier,
+)
 from isolation.sweep import SweepReport, cleanup_orphaned_volumes, remove_labelled
 from isolation.volume import IsolatedContainerVolume
 
 __all__ = [
+    "DEFAULT_LABEL_PREFIX",
     "ContainerLimits",
     "ContainerResult",
     "ContainerSpec",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -12,14 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import isolation
 from config import Settings, load_settings
-from tasks.errors import TaskInputError
-from tasks.request import RunPlan, plan_run
-from tasks.runner import RunContext, execute
+from tasks.errors import ToolrunnerError
+from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -27,7 +29,7 @@ out = Console()
 err = Console(stderr=True)
 
 
-class UserError(Exception):
+class UserError(ToolrunnerError):
     """A problem the user can fix: printed as one line, exit code 2."""
 
 
@@ -48,55 +50,75 @@ def run(
     files = _read_files(file or [])
     run_id = run_id or f"cli-{int(time.time())}"
     # Validate here in either mode: a bad request fails at once, before anything is queued or created.
+    request = RunRequest(tool, tenant, run_id, params, files)
     plan = plan_run(
-        catalogue, tool, tenant, run_id, params, files,
-        max_input_bytes=settings.max_input_bytes, max_timeout_seconds=settings.max_timeout_seconds,
-    )  # fmt: skip
-    if settings.broker_url:
-        result = _through_queue(tool, tenant, run_id, params, files)
-    else:
-        result = _in_process(settings, plan)
+        catalogue, request, max_input_bytes=settings.max_input_bytes, max_timeout_seconds=settings.max_timeout_seconds
+    )
+    # The queue gets the params as the model read them (a number as a number): one conversion, here.
+    params = plan.params.model_dump(mode="json", exclude_unset=True)
+    result = _through_queue(tool, tenant, run_id, params, files) if settings.broker_url else _in_process(settings, plan)
     if as_json:
         out.print_json(json.dumps(result))
     else:
         _print_result(result, spec)
-    raise typer.Exit(0 if result["status"] == "ok" else 1)
+    raise typer.Exit(0 if result["status"] == Status.OK else 1)
 
 
 def parse_params(pairs: list[str], spec: ToolSpec) -> dict[str, Any]:
-    """Turn k=v pairs into params: JSON values where they parse, repeated keys and list fields as lists."""
+    """Turn k=v pairs into params, each value converted by the field it fills.
+
+    The text stays text: the params model converts it to the field's type (`ports=80` stays the string
+    a `str` field wants, `top_ports=100` becomes the number an `int` field wants). A list field collects
+    repeated keys; only a field that wants a structure (a mapping or a model) reads its value as JSON,
+    and a list field given one JSON list (`targets=["a","b"]`) takes it as the list.
+    """
     params: dict[str, Any] = {}
+    fields = spec.params_model.model_fields
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise UserError(f"--param {pair!r} must look like key=value")
-        value = _json_or_text(raw)
-        if key in params:
-            previous = params[key]
-            params[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        annotation = fields[key].annotation if key in fields else None
+        if _kinds(annotation) & _SEQUENCES:
+            params.setdefault(key, []).extend(_list_items(raw))
+        elif key in params:
+            raise UserError(f"--param {key} is given twice but takes one value")
         else:
-            params[key] = value
-    for key in _list_fields(spec):
-        if key in params and not isinstance(params[key], list):
-            params[key] = [params[key]]
+            params[key] = _json(key, raw) if _kinds(annotation) & _STRUCTURES else raw
     return params
 
 
-def _json_or_text(raw: str) -> Any:
+_SEQUENCES: set[object] = {list, tuple}
+_STRUCTURES: set[object] = {dict}
+
+
+def _kinds(annotation: Any) -> set[object]:
+    """The container types an annotation allows (also inside Optional[...]); dict for models."""
+    kinds: set[object] = set()
+    for part in (annotation, *get_args(annotation)):
+        origin = get_origin(part) or part
+        if isinstance(origin, type) and issubclass(origin, BaseModel):
+            origin = dict
+        kinds.add(origin)
+    return kinds
+
+
+def _list_items(raw: str) -> list[Any]:
+    if raw.startswith("["):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return [raw]
+        if isinstance(value, list):
+            return value
+    return [raw]
+
+
+def _json(key: str, raw: str) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
-        return raw
-
-
-def _list_fields(spec: ToolSpec) -> set[str]:
-    """Names of params whose type is a list or tuple (also inside Optional[...])."""
-    sequences = {list, tuple}
-    return {
-        name
-        for name, info in spec.params_model.model_fields.items()
-        if sequences & {get_origin(info.annotation), *map(get_origin, get_args(info.annotation))}
-    }
+        raise UserError(f"--param {key} takes a JSON value, got {raw!r}") from None
 
 
 def _spec(catalogue: Mapping[str, ToolSpec], tool: str) -> ToolSpec:
@@ -123,17 +145,17 @@ def _in_process(settings: Settings, plan: RunPlan) -> dict[str, Any]:
     with err.status(f"{tool}: starting") as status:
         started = time.monotonic()
 
-        def report(stage: str, meta: Mapping[str, Any]) -> None:
+        def report(stage: Stage, meta: Mapping[str, Any]) -> None:
             status.update(_stage_line(tool, stage, meta, time.monotonic() - started))
 
         ctx = RunContext(isolation.connect(None), settings, f"cli-{uuid.uuid4()}", report, "cli")
-        return execute(plan, ctx)
+        return execute(plan, ctx).as_dict()
 
 
 def _through_queue(
     tool: str, tenant: str, run_id: str, params: dict[str, Any], files: dict[str, str]
 ) -> dict[str, Any]:
-    from tasks.run import run_tool  # the Celery app is only needed here
+    from tasks.worker import run_tool  # the Celery app is only needed here
 
     handle = run_tool.delay(tool, tenant, run_id, params, files or None)
     started = time.monotonic()
@@ -154,27 +176,41 @@ def _stage_line(tool: str, stage: str, meta: Mapping[str, Any], elapsed: float) 
 
 
 def _print_result(result: Mapping[str, Any], spec: ToolSpec) -> None:
+    """Print the findings as a table of plain text: tool output is never read as Rich markup."""
     findings = result["findings"]
     known = list(spec.finding_fields) or sorted({k for f in findings for k in f})
     # Columns that are empty in every finding only take width from the ones that say something.
     columns = [c for c in known if any(f.get(c) not in (None, "", [], {}) for f in findings)] or known[:1]
-    out.print(f"{result['tool']} for {result['tenant_id']}/{result['run_id']}: {len(findings)} finding(s)")
+    out.print(_plain(f"{result['tool']} for {result['tenant_id']}/{result['run_id']}: {len(findings)} finding(s)"))
     table = Table()
     for column in columns:
         table.add_column(column)
     for finding in findings:
-        table.add_row(*(_cell(finding.get(c)) for c in columns))
+        table.add_row(*(_plain(_cell(finding.get(c))) for c in columns))
     out.print(table)
     stats = result["stats"]
-    out.print(f"status [bold]{result['status']}[/bold] exit {result['exit_code']} in {stats['duration_ms']} ms")
+    out.print(_plain(f"status {result['status']} exit {result['exit_code']} in {stats['duration_ms']} ms"))
     if result.get("reason"):
-        out.print(f"reason: {result['reason']}")
+        out.print(_plain(f"reason: {result['reason']}"))
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _plain(text: str) -> Text:
+    """Text a terminal shows as it is: no markup, and control or formatting characters made visible."""
+    return Text(visible(text))
+
+
+def visible(text: str) -> str:
+    """Replace control, format and separator characters (ESC, bidi overrides, U+2028...) with escapes."""
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch
+        for ch in text
+    )
 
 
 @cli.command()
@@ -243,6 +279,6 @@ def main() -> None:
     """Console-script entry point: user errors print one line and exit non-zero, without a traceback."""
     try:
         cli()
-    except (UserError, TaskInputError, isolation.IsolationError, ValueError) as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+    except (ToolrunnerError, isolation.IsolationError) as exc:
+        err.print(Text("error: ", style="bold red") + _plain(str(exc)), highlight=False)
         sys.exit(2)

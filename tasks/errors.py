@@ -1,11 +1,19 @@
-"""Errors of the task layer: bad input is refused before any Docker resource is created."""
+"""The task layer's exception tree: one root, input errors also ValueError (as isolation's are)."""
 
 from __future__ import annotations
 
 
-class TaskInputError(ValueError):
+class ToolrunnerError(Exception):
+    """Raised for every failure of the task layer that is not an isolation (Docker) error."""
+
+
+class TaskInputError(ToolrunnerError, ValueError):
     """Raised when a run request is invalid (unknown tool, bad ids, params, files or sizes); never retried."""
 
 
-class RedeliveryLimitError(RuntimeError):
+class RedeliveryLimitError(ToolrunnerError):
     """Raised when a task was delivered again after its worker died more often than allowed."""
+
+
+class RunLockTimeoutError(ToolrunnerError):
+    """Raised when another delivery of the same task still held its run lock after the longest run."""

@@ -22,8 +22,12 @@ TEST_ENVIRONMENT = {
     "TOOLRUNNER_IMAGE_NMAP": TOOLS_IMAGE,
     "TOOLRUNNER_IMAGE_FFUF": TOOLS_IMAGE,
 }
-for _key, _value in TEST_ENVIRONMENT.items():
-    os.environ.setdefault(_key, _value)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the test process the shared settings (where the environment does not set them) before any test."""
+    for key, value in TEST_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
 
 
 def _missing(what: str, why: object) -> None:

@@ -15,7 +15,7 @@ import redis
 from celery import Celery
 
 from config import celery_config, load_settings
-from tasks.run import DELIVERY_KEY
+from tasks.worker.delivery import DELIVERY_KEY
 from tests.conftest import REDIS_URL
 from tests.integration.workers import free_port, start_worker
 

@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tasks import TaskInputError, app
-from tasks.request import plan_run
-from tasks.runner import RunContext, execute
+from tasks.service import RunContext, RunRequest, execute, plan_run
 
 pytestmark = pytest.mark.integration
 
@@ -64,14 +63,14 @@ def test_every_payload_is_refused_before_docker_or_runs_and_round_trips_exactly(
     params = {"script": script, "timeout_seconds": 20}
     try:
         # plan_run takes no Docker client: a refusal here is, by construction, before any Docker call.
-        plan = plan_run(app.catalogue, "script", tenant, run, params, payload, **LIMITS)
+        plan = plan_run(app.catalogue, RunRequest("script", tenant, run, params, payload), **LIMITS)
     except TaskInputError:
         event("refused")
         assert has_problem(tenant, run, payload, script), "a payload within the documented rules was refused"
         return
     event("accepted")
     assert not has_problem(tenant, run, payload, script), "a payload breaking the documented rules was accepted"
-    result = execute(plan, RunContext(docker_client, app.settings, "hostile-payload", lambda *_: None))
+    result = execute(plan, RunContext(docker_client, app.settings, "hostile-payload", lambda *_: None)).as_dict()
     assert result["tenant_id"] == tenant and result["run_id"] == run
     if script.startswith("cd /inputs") and result["status"] == "ok":
         event("round trip checked")

@@ -12,10 +12,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from isolation import IsolatedContainerVolume
 from tasks import app
-from tasks.request import plan_run
-from tasks.runner import RunContext, execute
+from tasks.service import RunContext, RunRequest, execute, plan_run
 
 pytestmark = pytest.mark.integration
+INTERRUPTIONS = (SoftTimeLimitExceeded,)
 
 
 class InterruptAt:
@@ -33,8 +33,9 @@ class InterruptAt:
 
 def plan(script: str) -> Any:
     return plan_run(
-        app.catalogue, "script", "acme", "interrupted", {"script": script, "timeout_seconds": 30},
-        {"in.txt": "x" * 1000}, max_input_bytes=1 << 20, max_timeout_seconds=60,
+        app.catalogue,
+        RunRequest("script", "acme", "interrupted", {"script": script, "timeout_seconds": 30}, {"in.txt": "x" * 1000}),
+        max_input_bytes=1 << 20, max_timeout_seconds=60,
     )  # fmt: skip
 
 
@@ -49,7 +50,7 @@ def plan(script: str) -> Any:
 def test_the_soft_time_limit_in_any_stage_leaves_no_volume_or_container(
     docker_client: docker.DockerClient, busybox_image: str, stage: str
 ) -> None:
-    ctx = RunContext(docker_client, app.settings, f"interrupt-{stage}", InterruptAt(stage))
+    ctx = RunContext(docker_client, app.settings, f"interrupt-{stage}", InterruptAt(stage), interruptions=INTERRUPTIONS)
     with pytest.raises(SoftTimeLimitExceeded):
         execute(plan("echo out > /outputs/out.txt"), ctx)
 
@@ -57,8 +58,10 @@ def test_the_soft_time_limit_in_any_stage_leaves_no_volume_or_container(
 def test_the_soft_time_limit_while_the_tool_runs_kills_it_and_returns_what_it_wrote(
     docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
-    ctx = RunContext(docker_client, app.settings, "interrupt-running", InterruptAt("running", after=3))
-    result = execute(plan("echo out > /outputs/out.txt; sleep 30"), ctx)
+    ctx = RunContext(
+        docker_client, app.settings, "interrupt-running", InterruptAt("running", after=3), interruptions=INTERRUPTIONS
+    )
+    result = execute(plan("echo out > /outputs/out.txt; sleep 30"), ctx).as_dict()
     assert result["status"] == "timed_out"
     assert result["findings"] == [{"file": "out.txt", "line": "out"}]
 

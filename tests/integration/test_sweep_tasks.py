@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tasks import app, sweep_all, sweep_daemon
-from tasks.maintenance import LOCK_KEY
+from tasks.worker.maintenance import LOCK_KEY
 from tests.integration.test_sweep import aged_labels, volume_exists
 from tests.integration.workers import Worker, start_worker
 

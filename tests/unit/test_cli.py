@@ -11,21 +11,42 @@ from tasks import app
 from tasks.cli import UserError, cli, main, parse_params
 
 
+FFUF = ["url=http://127.0.0.1/FUZZ", "wordlist=admin"]
+FFUF_PARAMS = {"url": "http://127.0.0.1/FUZZ", "wordlist": ["admin"]}
+
+
 @pytest.mark.parametrize(
-    ("pairs", "expected"),
+    ("tool", "pairs", "expected"),
     [
-        (["targets=127.0.0.1", "ports=80,443"], {"targets": ["127.0.0.1"], "ports": "80,443"}),
-        (["targets=a.example", "targets=b.example"], {"targets": ["a.example", "b.example"]}),
-        (['targets=["x", "y"]', "top_ports=100"], {"targets": ["x", "y"], "top_ports": 100}),
-        (["service_detection=true"], {"service_detection": True}),
-        (["ports=80"], {"ports": 80}),
-        (["targets=a=b"], {"targets": ["a=b"]}),
+        ("nmap", ["targets=127.0.0.1", "ports=80,443"], {"targets": ["127.0.0.1"], "ports": "80,443"}),
+        ("nmap", ["targets=a.example", "targets=b.example"], {"targets": ["a.example", "b.example"]}),
+        ("nmap", ['targets=["x", "y"]', "top_ports=100"], {"targets": ["x", "y"], "top_ports": 100}),
+        ("nmap", ["targets=x", "service_detection=true"], {"targets": ["x"], "service_detection": True}),
+        ("nmap", ["targets=x", "service_detection=false"], {"targets": ["x"], "service_detection": False}),
+        ("nmap", ["targets=127.0.0.1", "ports=80"], {"targets": ["127.0.0.1"], "ports": "80"}),
+        ("nmap", ["targets=127.0.0.1", "ports=6379"], {"targets": ["127.0.0.1"], "ports": "6379"}),
+        ("ffuf", [*FFUF, "threads=5"], {**FFUF_PARAMS, "threads": 5}),
+        ("ffuf", [*FFUF, "match_codes=200"], {**FFUF_PARAMS, "match_codes": [200]}),
+        (
+            "ffuf",
+            [*FFUF, "match_codes=200", "match_codes=301"],
+            {**FFUF_PARAMS, "match_codes": [200, 301]},
+        ),
     ],
 )
-def test_params_become_lists_numbers_and_booleans_as_the_tool_expects(
-    pairs: list[str], expected: dict[str, Any]
-) -> None:
-    assert parse_params(pairs, app.catalogue["nmap"]) == expected
+def test_each_value_is_converted_by_the_field_it_fills(tool: str, pairs: list[str], expected: dict[str, Any]) -> None:
+    spec = app.catalogue[tool]
+    params = parse_params(pairs, spec)
+    assert spec.params_model.model_validate(params).model_dump(mode="json", exclude_unset=True) == expected
+
+
+def test_a_string_field_keeps_the_text_as_typed() -> None:
+    assert parse_params(["ports=80", "targets=a=b"], app.catalogue["nmap"]) == {"ports": "80", "targets": ["a=b"]}
+
+
+def test_a_single_value_key_given_twice_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="given twice"):
+        parse_params(["ports=80", "ports=81"], app.catalogue["nmap"])
 
 
 @pytest.mark.parametrize("pair", ["novalue", "=x"])

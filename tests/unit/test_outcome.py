@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.outcome import OK, TIMED_OUT, TOOL_FAILED, outcome
+from tasks.service import Status, outcome
 
 
 @pytest.mark.parametrize(
     ("exit_code", "timed_out", "oom", "status", "reason"),
     [
-        (0, False, False, OK, None),
-        (1, False, False, TOOL_FAILED, "exited with code 1"),
-        (137, False, False, TOOL_FAILED, "killed by signal 9"),
-        (137, False, True, TOOL_FAILED, "OOM killer"),
-        (137, True, False, TIMED_OUT, "past its 5s timeout"),
-        (0, True, True, TIMED_OUT, "past its 5s timeout"),
-        (None, False, False, TOOL_FAILED, "unknown"),
+        (0, False, False, Status.OK, None),
+        (1, False, False, Status.TOOL_FAILED, "exited with code 1"),
+        (137, False, False, Status.TOOL_FAILED, "killed by signal 9"),
+        (137, False, True, Status.TOOL_FAILED, "OOM killer"),
+        (137, True, False, Status.TIMED_OUT, "past its 5s timeout"),
+        (0, True, True, Status.TIMED_OUT, "past its 5s timeout"),
+        (None, False, False, Status.TOOL_FAILED, "unknown"),
     ],
 )
 def test_the_status_follows_timeout_then_oom_then_exit_code(

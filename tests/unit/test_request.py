@@ -8,7 +8,7 @@ import pytest
 
 from tasks import app
 from tasks.errors import TaskInputError
-from tasks.request import plan_run
+from tasks.service import RunRequest, plan_run
 
 LIMITS: dict[str, Any] = {"max_input_bytes": 1000, "max_timeout_seconds": 100}
 
@@ -16,7 +16,7 @@ LIMITS: dict[str, Any] = {"max_input_bytes": 1000, "max_timeout_seconds": 100}
 def plan(tool: object = "script", tenant: object = "acme", run: object = "r1", params: object = None,
          files: object = None, **limits: Any) -> Any:  # fmt: skip
     params = {"script": "true"} if params is None else params
-    return plan_run(app.catalogue, tool, tenant, run, params, files, **{**LIMITS, **limits})
+    return plan_run(app.catalogue, RunRequest(tool, tenant, run, params, files), **{**LIMITS, **limits})
 
 
 def test_a_valid_request_becomes_a_plan_with_the_tools_invocation() -> None:
@@ -57,6 +57,7 @@ def test_bad_requests_are_refused_with_a_message_that_says_what_to_fix(kwargs: d
 def test_extra_files_may_not_replace_the_tools_own_inputs() -> None:
     with pytest.raises(TaskInputError, match="may not replace"):
         plan_run(
-            app.catalogue, "nmap", "acme", "r", {"targets": ["127.0.0.1"], "ports": "80"},
-            {"targets.txt": "10.0.0.1"}, **LIMITS,
+            app.catalogue,
+            RunRequest("nmap", "acme", "r", {"targets": ["127.0.0.1"], "ports": "80"}, {"targets.txt": "10.0.0.1"}),
+            **LIMITS,
         )  # fmt: skip

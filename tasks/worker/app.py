@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -15,8 +14,6 @@ import isolation
 from beat_schedule import build_schedule
 from config import Settings, celery_config, load_settings
 from tasks.tools import ToolSpec, load_catalogue
-
-logger = logging.getLogger(__name__)
 
 
 class ToolrunnerCelery(Celery):  # type: ignore[misc]
@@ -50,11 +47,3 @@ def _configuration() -> dict[str, Any]:
 app = ToolrunnerCelery("toolrunner")
 # Evaluated when the configuration is first read (worker start, first send), not at import.
 app.add_defaults(_configuration)
-
-
-def release_lock(lock: Any) -> None:
-    """Release a redis-py lock; one that expired meanwhile, or a Redis that is away, is logged, not raised."""
-    try:
-        lock.release()
-    except redis.RedisError as exc:  # LockError (expired, taken over) or a connection error
-        logger.warning("could not release the lock %s: %s", lock.name, exc)

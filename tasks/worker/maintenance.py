@@ -14,8 +14,9 @@ from celery.utils import worker_direct
 
 import isolation
 from config import Settings
-from tasks.app import app, release_lock
-from tasks.metrics import metrics
+from tasks.worker.app import app
+from tasks.worker.delivery import release_lock
+from tasks.worker.metrics import metrics
 
 logger = logging.getLogger(__name__)
 

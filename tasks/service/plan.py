@@ -1,4 +1,4 @@
-"""Validating a run request into everything needed to run it, before any Docker call."""
+"""A run request as it arrives, and its validation into a plan with everything needed to run, before any Docker call."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ from pydantic import ValidationError
 import isolation
 from tasks.errors import TaskInputError
 from tasks.tools import Invocation, ToolParams, ToolSpec
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run request as a caller sent it: not validated yet, so every field is whatever arrived."""
+
+    tool: object
+    tenant_id: object
+    run_id: object
+    params: object = None
+    files: object = None
 
 
 @dataclass(frozen=True)
@@ -33,26 +44,18 @@ class RunPlan:
 
 
 def plan_run(
-    catalogue: Mapping[str, ToolSpec],
-    tool: object,
-    tenant_id: object,
-    run_id: object,
-    params: object,
-    files: object,
-    *,
-    max_input_bytes: int,
-    max_timeout_seconds: int,
+    catalogue: Mapping[str, ToolSpec], request: RunRequest, *, max_input_bytes: int, max_timeout_seconds: int
 ) -> RunPlan:
     """Validate a request; raise TaskInputError with a message a caller can act on."""
-    spec = _spec(catalogue, tool)
+    spec = _spec(catalogue, request.tool)
     try:
-        tenant = isolation.validate_identifier("tenant_id", tenant_id)
-        run = isolation.validate_identifier("run_id", run_id)
+        tenant = isolation.validate_identifier("tenant_id", request.tenant_id)
+        run = isolation.validate_identifier("run_id", request.run_id)
     except isolation.InvalidIdentifierError as exc:
         raise TaskInputError(str(exc)) from None
-    model = _params(spec, params)
+    model = _params(spec, request.params)
     invocation = spec.build(model)
-    inputs = _merge_inputs(invocation.input_files, _files(files))
+    inputs = _merge_inputs(invocation.input_files, _files(request.files))
     plan = RunPlan(spec, tenant, run, model, invocation, inputs, _timeout(spec, model, max_timeout_seconds))
     if plan.input_bytes > max_input_bytes:
         raise TaskInputError(f"input files add up to {plan.input_bytes} bytes, over the cap of {max_input_bytes}")
@@ -109,8 +112,3 @@ def _merge_inputs(generated: Mapping[str, str | bytes], extra: Mapping[str, str]
 def _timeout(spec: ToolSpec, params: ToolParams, cap: int) -> int:
     wanted = params.timeout_seconds or spec.default_timeout
     return min(wanted, cap)
-
-
-def describe(plan: RunPlan) -> dict[str, Any]:
-    """A short JSON-safe description of a plan, for progress metadata."""
-    return {"tool": plan.spec.name, "tenant_id": plan.tenant_id, "run_id": plan.run_id}

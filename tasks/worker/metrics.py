@@ -17,7 +17,8 @@ from typing import Any
 
 from celery.signals import celeryd_after_setup, worker_shutdown
 
-from tasks.app import app
+from tasks.service import Stage, Status
+from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ _TOOL_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600)
 
 @dataclass(frozen=True)
 class Metrics:
-    """The worker's metric objects."""
+    """The worker's metric objects; it is the run service's RunMetrics."""
 
     volumes_created: Any
     volumes_removed: Any
@@ -39,6 +40,22 @@ class Metrics:
     bytes_out: Any
     tool_runs: Any
     tool_seconds: Any
+
+    def stage_took(self, stage: Stage, seconds: float) -> None:
+        """A lifecycle stage ended after this many seconds."""
+        self.stage_seconds.labels(stage.value).observe(seconds)
+
+    def volume_done(self, removed: bool) -> None:
+        """A volume the run created was removed (or failed to be)."""
+        self.volumes_created.inc()
+        (self.volumes_removed if removed else self.volume_cleanup_failures).inc()
+
+    def run_done(self, tool: str, status: Status, tool_seconds: float, bytes_in: int, bytes_out: int) -> None:
+        """A run ended with this status."""
+        self.tool_runs.labels(tool, status.value).inc()
+        self.tool_seconds.labels(tool).observe(tool_seconds)
+        self.bytes_in.inc(bytes_in)
+        self.bytes_out.inc(bytes_out)
 
 
 @cache

@@ -1,0 +1,21 @@
+"""The run service: a request validated into a plan, run on an engine, shaped into a typed result; no Celery."""
+
+from tasks.service.plan import RunPlan, RunRequest, plan_run
+from tasks.service.result import Outcome, RunResult, RunStats, Stage, Status, outcome
+from tasks.service.runner import Reporter, RunContext, RunMetrics, execute
+
+__all__ = [
+    "Outcome",
+    "Reporter",
+    "RunContext",
+    "RunMetrics",
+    "RunPlan",
+    "RunRequest",
+    "RunResult",
+    "RunStats",
+    "Stage",
+    "Status",
+    "execute",
+    "outcome",
+    "plan_run",
+]

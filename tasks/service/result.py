@@ -1,0 +1,111 @@
+"""What a run produces: its status and stage vocabularies, the outcome rule, and the typed result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """How a run ended, as the result's `status` says it."""
+
+    OK = "ok"
+    TOOL_FAILED = "tool_failed"
+    TIMED_OUT = "timed_out"
+
+
+class Stage(StrEnum):
+    """The lifecycle stage a run reports in its progress."""
+
+    VALIDATING = "validating"
+    PREPARING_INPUTS = "preparing_inputs"
+    RUNNING = "running"
+    READING_OUTPUTS = "reading_outputs"
+    CLEANING_UP = "cleaning_up"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The run's status and, unless it is ok, why."""
+
+    status: Status
+    reason: str | None = None
+
+
+def outcome(exit_code: int | None, timed_out: bool, oom_killed: bool, timeout_seconds: float) -> Outcome:
+    """Decide the status: a timeout wins, then the OOM killer, then the exit code."""
+    if timed_out:
+        return Outcome(Status.TIMED_OUT, f"the tool ran past its {timeout_seconds:g}s timeout and was killed")
+    if oom_killed:
+        return Outcome(Status.TOOL_FAILED, "the tool was killed by the kernel OOM killer: it hit its memory limit")
+    if exit_code == 0:
+        return Outcome(Status.OK)
+    if exit_code is None:
+        return Outcome(Status.TOOL_FAILED, "the tool's exit code is unknown")
+    if exit_code > 128:
+        return Outcome(Status.TOOL_FAILED, f"the tool was killed by signal {exit_code - 128} (exit code {exit_code})")
+    return Outcome(Status.TOOL_FAILED, f"the tool exited with code {exit_code}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStats:
+    """Counts and durations of one run."""
+
+    findings: int
+    duration_ms: int
+    tool_duration_ms: int
+    bytes_in: int
+    bytes_out: int
+    stdout_lines: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """The result of one run; `as_dict()` is the task result's JSON, a contract with every caller."""
+
+    tool: str
+    tenant_id: str
+    run_id: str
+    task_id: str
+    image: str
+    exit_code: int | None
+    status: Status
+    reason: str | None
+    findings: list[dict[str, Any]]
+    stats: RunStats
+    stderr_tail: str
+    outputs: dict[str, int] = field(default_factory=dict)
+    missing_outputs: list[str] = field(default_factory=list)
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether the tool was stopped at its timeout."""
+        return self.status is Status.TIMED_OUT
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-safe dict stored as the task's result."""
+        s = self.stats
+        return {
+            "tool": self.tool,
+            "tenant_id": self.tenant_id,
+            "run_id": self.run_id,
+            "task_id": self.task_id,
+            "image": self.image,
+            "exit_code": self.exit_code,
+            "status": self.status.value,
+            "reason": self.reason,
+            "findings": self.findings,
+            "stats": {
+                "findings": s.findings,
+                "duration_ms": s.duration_ms,
+                "tool_duration_ms": s.tool_duration_ms,
+                "bytes_in": s.bytes_in,
+                "bytes_out": s.bytes_out,
+                "stdout_lines": s.stdout_lines,
+            },
+            "stderr_tail": self.stderr_tail,
+            "outputs": dict(sorted(self.outputs.items())),
+            "missing_outputs": self.missing_outputs,
+            "timed_out": self.timed_out,
+        }

@@ -1,0 +1,8 @@
+"""The Celery layer: the app, the run and maintenance tasks, delivery locks, progress and metrics."""
+
+from tasks.worker import maintenance, metrics
+from tasks.worker.app import app
+from tasks.worker.maintenance import sweep_all, sweep_daemon
+from tasks.worker.run import TOOL_TASKS, run_tool
+
+__all__ = ["TOOL_TASKS", "app", "maintenance", "metrics", "run_tool", "sweep_all", "sweep_daemon"]

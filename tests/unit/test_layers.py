@@ -1,0 +1,59 @@
+"""The layers point one way: the import contracts hold, and a breach of them is caught."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=root, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def copy_of_the_tree(tmp_path: Path) -> Path:
+    for package in ("isolation", "tasks", "config"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copy(ROOT / "beat_schedule.py", tmp_path)
+    return tmp_path
+
+
+def test_the_import_contracts_hold_for_the_tree() -> None:
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "contract"),
+    [
+        ("tasks/service/runner.py", "import celery", "the run service imports no Celery BROKEN"),
+        ("isolation/naming.py", "import config", "isolation knows Docker only BROKEN"),
+        ("tasks/tools/base.py", "import docker", "tool specs and parsers are pure BROKEN"),
+        ("tasks/service/plan.py", "import tasks.worker", "tasks is layered BROKEN"),
+    ],
+)
+def test_an_import_against_the_layers_breaks_a_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
+    tree = copy_of_the_tree(tmp_path)
+    with (tree / module).open("a") as source:
+        source.write(f"\n{line}  # noqa\n")
+    result = lint_imports(tree)
+    assert result.returncode != 0
+    assert contract in result.stdout
+
+
+def test_importing_the_catalogue_and_the_service_does_not_load_celery() -> None:
+    probe = (
+        "import sys, tasks.service, tasks.tools; print(sorted(m for m in sys.modules if m.split('.')[0] == 'celery'))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

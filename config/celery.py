@@ -50,7 +50,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "result_expires": settings.result_expires_seconds,
-        "result_extended": True,
+        # Off: with it on, every state write (each progress tick, about once a second) stores the task's
+        # arguments again, input files included (up to max_input_bytes); nothing here reads them back, and
+        # the result names its tool, tenant and run itself.
+        "result_extended": False,
         "broker_connection_retry_on_startup": True,
         # Each worker also consumes a queue of its own, so the sweep can reach every worker's daemon.
         "worker_direct": True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from isolation import DEFAULT_LABEL_PREFIX, ContainerLimits
@@ -63,6 +63,18 @@ class Settings(BaseSettings):
         if len(value.split()) != 5:
             raise ValueError("sweep_cron needs five fields: minute hour day-of-month month day-of-week")
         return value
+
+    @model_validator(mode="after")
+    def _sweep_spares_running_tools(self) -> Settings:
+        # The sweep force-removes managed containers older than its age: below the longest run it would
+        # kill tool containers that are still running as they should.
+        if self.sweep_max_age_hours * 3600 <= self.hard_time_limit:
+            raise ValueError(
+                f"sweep_max_age_hours={self.sweep_max_age_hours:g} ({self.sweep_max_age_hours * 3600:g}s) must exceed "
+                f"the longest run, {self.hard_time_limit}s (max_timeout_seconds plus two time_limit_margin_seconds): "
+                "the sweep would remove running tool containers"
+            )
+        return self
 
     @property
     def broker(self) -> str:

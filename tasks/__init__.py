@@ -11,17 +11,25 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tasks.errors import RedeliveryLimitError, RunLockTimeoutError, TaskInputError, ToolrunnerError
+from tasks.errors import (
+    RedeliveryLimitError,
+    RunLockTimeoutError,
+    TaskIdentityError,
+    TaskInputError,
+    ToolrunnerError,
+)
 
-_WORKER_NAMES = {"app", "run_tool", "TOOL_TASKS", "sweep_all", "sweep_daemon"}
+_WORKER_NAMES = {"app", "result_for", "run_tool", "TOOL_TASKS", "sweep_all", "sweep_daemon"}
 
 __all__ = [
     "TOOL_TASKS",
     "RedeliveryLimitError",
     "RunLockTimeoutError",
+    "TaskIdentityError",
     "TaskInputError",
     "ToolrunnerError",
     "app",
+    "result_for",
     "run_tool",
     "sweep_all",
     "sweep_daemon",

@@ -17,3 +17,7 @@ class RedeliveryLimitError(ToolrunnerError):
 
 class RunLockTimeoutError(ToolrunnerError):
     """Raised when another delivery of the same task still held its run lock after the longest run."""
+
+
+class TaskIdentityError(ToolrunnerError):
+    """Raised when a task id already stands for another run (tool, tenant or run differ): ids are not reusable."""

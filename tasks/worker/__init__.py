@@ -3,6 +3,6 @@
 from tasks.worker import maintenance, metrics
 from tasks.worker.app import app
 from tasks.worker.maintenance import sweep_all, sweep_daemon
-from tasks.worker.run import TOOL_TASKS, run_tool
+from tasks.worker.run import TOOL_TASKS, result_for, run_tool
 
-__all__ = ["TOOL_TASKS", "app", "maintenance", "metrics", "run_tool", "sweep_all", "sweep_daemon"]
+__all__ = ["TOOL_TASKS", "app", "maintenance", "metrics", "result_for", "run_tool", "sweep_all", "sweep_daemon"]

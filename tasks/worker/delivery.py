@@ -4,24 +4,77 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from config import Settings
-from tasks.errors import RedeliveryLimitError, RunLockTimeoutError
+from tasks.errors import RedeliveryLimitError, RunLockTimeoutError, TaskIdentityError
 
 logger = logging.getLogger(__name__)
 
 DELIVERY_KEY = "toolrunner:deliveries:{}"
 RUNNING_KEY = "toolrunner:running:{}"
+IDENTITY_KEY = "toolrunner:identity:{}"
 RUN_LOCK_TTL = 20
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """The run a task message asks for: its id and what it runs for whom.
+
+    Locks, counters and leftovers are keyed on all of it, not on the bare task id: an id a caller reuses
+    for another tenant's run must never reach the first run's lock, volumes or result.
+    """
+
+    task_id: str
+    tool: str
+    tenant_id: str
+    run_id: str
+
+    @property
+    def key(self) -> str:
+        """The Redis key suffix of this delivery's lock and counter."""
+        return f"{self.task_id}:{self.tool}:{self.tenant_id}:{self.run_id}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The (unprefixed) labels of this run's volumes and containers."""
+        return {"task": self.task_id, "tool": self.tool, "tenant": self.tenant_id, "run": self.run_id}
+
+    def check(self, stored: Mapping[str, Any]) -> None:
+        """Raise TaskIdentityError when a stored result or progress report of this id belongs to another run."""
+        theirs = {k: stored.get(k) for k in ("tool", "tenant_id", "run_id") if k in stored}
+        ours = {"tool": self.tool, "tenant_id": self.tenant_id, "run_id": self.run_id}
+        clash = {k: v for k, v in theirs.items() if v != ours[k]}
+        if clash:
+            raise TaskIdentityError(
+                f"task id {self.task_id} already stands for another run ({', '.join(sorted(clash))} differ): "
+                "a task id names one run; send this request with a fresh id"
+            )
+
+
+def claim_identity(redis_client: redis.Redis, delivery: Delivery, ttl: int) -> None:
+    """Bind the task id to this run for `ttl` seconds; raise TaskIdentityError if it is bound to another.
+
+    One atomic SET NX, checked before the task writes any state: the stored state itself cannot say whose
+    id it is, since Celery's STARTED state (written before the task body runs) carries no run.
+    """
+    key = IDENTITY_KEY.format(delivery.task_id)
+    if redis_client.set(key, delivery.key, nx=True, ex=ttl):
+        return
+    raw = redis_client.get(key)
+    bound = raw.decode() if isinstance(raw, bytes) else raw
+    if bound is not None and bound != delivery.key:
+        tool, tenant_id, run_id = str(bound).split(":")[1:4]
+        delivery.check({"tool": tool, "tenant_id": tenant_id, "run_id": run_id})
+
+
 @contextmanager
-def run_lock(redis_client: redis.Redis, task_id: str, wait: float) -> Iterator[None]:
+def run_lock(redis_client: redis.Redis, key: str, wait: float) -> Iterator[None]:
     """Hold a Redis lock on the task id while it runs, so two deliveries of one message never overlap.
 
     A broker outage can hand a running task's message out again; the second copy waits here for the
@@ -29,11 +82,9 @@ def run_lock(redis_client: redis.Redis, task_id: str, wait: float) -> Iterator[N
     copy whose process was killed releases it within RUN_LOCK_TTL seconds.
     """
     # thread_local=False: the heartbeat thread renews the lock, so the token must not live in this thread only.
-    lock = redis_client.lock(
-        RUNNING_KEY.format(task_id), timeout=RUN_LOCK_TTL, blocking_timeout=wait, thread_local=False
-    )
+    lock = redis_client.lock(RUNNING_KEY.format(key), timeout=RUN_LOCK_TTL, blocking_timeout=wait, thread_local=False)
     if not lock.acquire():
-        raise RunLockTimeoutError(f"task {task_id} was still held by another delivery after {wait}s")
+        raise RunLockTimeoutError(f"task {key} was still held by another delivery after {wait}s")
     stop = threading.Event()
     heartbeat = threading.Thread(target=_renew, args=(lock, stop), daemon=True, name="run-lock-heartbeat")
     heartbeat.start()
@@ -61,22 +112,21 @@ def release_lock(lock: Any) -> None:
         logger.warning("could not release the lock %s: %s", lock.name, exc)
 
 
-def count_delivery(redis_client: redis.Redis, settings: Settings, task_id: str, retries: int) -> int:
+def count_delivery(redis_client: redis.Redis, settings: Settings, key: str, retries: int) -> int:
     """Count this delivery in Redis (which has no delivery count); refuse past the redelivery cap.
 
     `retries` are the task's own retries (an unreachable engine), which are deliveries too but not
     deaths of a worker.
     """
-    key = DELIVERY_KEY.format(task_id)
     with redis_client.pipeline() as pipe:
-        pipe.incr(key)
+        pipe.incr(DELIVERY_KEY.format(key))
         # Long enough to outlive every redelivery (each waits up to a visibility timeout) plus the result.
         ttl = settings.visibility_timeout * (settings.max_redeliveries + 2) + settings.result_expires_seconds
-        pipe.expire(key, ttl)
+        pipe.expire(DELIVERY_KEY.format(key), ttl)
         count = int(pipe.execute()[0]) - retries
     if count > settings.max_redeliveries + 1:
         raise RedeliveryLimitError(
-            f"task {task_id} was delivered {count} times and its worker died each time "
+            f"task {key} was delivered {count} times and its worker died each time "
             f"(killed or out of memory?); giving up after {settings.max_redeliveries} redeliveries"
         )
     return count

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import docker
 import redis
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 import isolation
 from config import Settings
-from tasks.errors import RedeliveryLimitError
+from tasks.errors import RedeliveryLimitError, TaskIdentityError
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker.app import app
-from tasks.worker.delivery import RUN_LOCK_TTL, count_delivery, run_lock
+from tasks.worker.delivery import RUN_LOCK_TTL, Delivery, claim_identity, count_delivery, run_lock
 from tasks.worker.metrics import metrics
 from tasks.worker.progress import reporter
 
@@ -61,33 +60,49 @@ def run_request(
     settings: Settings,
     catalogue: Mapping[str, ToolSpec],
 ) -> Result:
-    """Validate, run and shape the result; bad input fails at once, an unreachable engine is retried."""
-    report = reporter(task, str(request.tool), str(request.tenant_id), str(request.run_id))
-    report(Stage.VALIDATING, {})
+    """Validate, run and shape the result; bad input fails at once, an unreachable engine is retried.
+
+    A task id already bound to another run is refused without writing any state under it (Ignore): the
+    id's stored state stays the other run's, and `result_for` tells the reader the id is not theirs.
+    """
     plan = plan_run(
         catalogue, request, max_input_bytes=settings.max_input_bytes, max_timeout_seconds=settings.max_timeout_seconds
     )
-    with _only_copy_running(task, redis_client, settings):
-        done = _stored_success(task)
+    delivery = Delivery(task.request.id, plan.spec.name, plan.tenant_id, plan.run_id)
+    if task.request.is_eager:
+        return _run_or_retry(task, plan, delivery, client, settings, earlier=bool(task.request.retries))
+    try:
+        claim_identity(redis_client, delivery, ttl=_identity_ttl(settings))
+    except TaskIdentityError as exc:
+        logger.error("refused task=%s: %s", delivery.task_id, exc)
+        raise Ignore() from exc
+    reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.VALIDATING, {})
+    with run_lock(redis_client, delivery.key, wait=settings.hard_time_limit + RUN_LOCK_TTL):
+        done = _stored_success(task, delivery)
         if done is not None:
             logger.info("task=%s already succeeded in another delivery; returning its result", task.request.id)
             return done
-        return _run_or_retry(task, plan, client, redis_client, settings)
+        earlier = _earlier_attempt(task, delivery, client, redis_client, settings)
+        return _run_or_retry(task, plan, delivery, client, settings, earlier=earlier)
+
+
+def _identity_ttl(settings: Settings) -> int:
+    """As long as the id may still be delivered again, plus as long as its result is kept."""
+    return settings.visibility_timeout * (settings.max_redeliveries + 2) + settings.result_expires_seconds
 
 
 def _run_or_retry(
-    task: Task, plan: RunPlan, client: docker.DockerClient, redis_client: redis.Redis, settings: Settings
+    task: Task, plan: RunPlan, delivery: Delivery, client: docker.DockerClient, settings: Settings, *, earlier: bool
 ) -> Result:
     """Run the plan; when the engine is unreachable, retry with backoff a bounded number of times."""
-    task_id = task.request.id
     try:
-        if _earlier_attempt(task, client, redis_client, settings):
+        if earlier:
             # An earlier delivery's worker died mid-run, or an earlier try lost the engine: remove what
             # it left before running again.
-            report = isolation.remove_labelled({"task": task_id}, client, label_prefix=settings.label_prefix)
-            logger.info("removed leftovers of an earlier attempt task=%s: %s", task_id, report.as_dict())
+            report = isolation.remove_labelled(delivery.labels, client, label_prefix=settings.label_prefix)
+            logger.info("removed leftovers of an earlier attempt task=%s: %s", delivery.task_id, report.as_dict())
         ctx = RunContext(
-            client, settings, task_id, reporter(task, plan.spec.name, plan.tenant_id, plan.run_id),
+            client, settings, delivery.task_id, reporter(task, plan.spec.name, plan.tenant_id, plan.run_id),
             worker=task.request.hostname or "local", metrics=metrics(), interruptions=(SoftTimeLimitExceeded,),
         )  # fmt: skip
         return execute(plan, ctx).as_dict()
@@ -96,32 +111,42 @@ def _run_or_retry(
         raise task.retry(exc=exc, countdown=countdown, max_retries=settings.docker_retries) from exc
 
 
-def _earlier_attempt(task: Task, client: docker.DockerClient, redis_client: redis.Redis, settings: Settings) -> bool:
-    """Whether an earlier delivery or try of this task ran; past the redelivery cap, clean up and refuse."""
-    if task.request.is_eager:
-        return bool(task.request.retries)
+def _earlier_attempt(
+    task: Task, delivery: Delivery, client: docker.DockerClient, redis_client: redis.Redis, settings: Settings
+) -> bool:
+    """Whether an earlier delivery or try of this run happened; past the redelivery cap, clean up and refuse."""
     try:
-        count = count_delivery(redis_client, settings, task.request.id, int(task.request.retries))
+        count = count_delivery(redis_client, settings, delivery.key, int(task.request.retries))
     except RedeliveryLimitError:
-        isolation.remove_labelled({"task": task.request.id}, client, label_prefix=settings.label_prefix)
+        isolation.remove_labelled(delivery.labels, client, label_prefix=settings.label_prefix)
         raise
     return count > 1 or bool(task.request.retries)
 
 
-def _only_copy_running(task: Task, redis_client: redis.Redis, settings: Settings) -> AbstractContextManager[None]:
-    if task.request.is_eager:
-        return nullcontext()
-    return run_lock(redis_client, task.request.id, wait=settings.hard_time_limit + RUN_LOCK_TTL)
+def _stored_success(task: Task, delivery: Delivery) -> Result | None:
+    """The stored result of a delivery of this run that already succeeded, if any.
 
-
-def _stored_success(task: Task) -> Result | None:
-    """The stored result of a delivery of this task that already succeeded, if any."""
-    if task.request.is_eager:
-        return None
+    What is stored under the id must be this run's: a result or progress report of another run refuses
+    the request (TaskIdentityError) instead of handing one tenant another's findings.
+    """
     meta = task.backend.get_task_meta(task.request.id)
-    if meta.get("status") == "SUCCESS" and isinstance(meta.get("result"), dict):
-        return dict(meta["result"])
+    stored = meta.get("result")
+    if isinstance(stored, dict):
+        delivery.check(stored)
+        if meta.get("status") == "SUCCESS":
+            return dict(stored)
     return None
+
+
+def result_for(task_id: str, tool: str, tenant_id: str, run_id: str, timeout: float | None = None) -> Result:
+    """Wait for the result of the run `task_id` names, checking it is this tool's run for this tenant.
+
+    The API tier's way to read a result: an id that names another run (a reused id) raises
+    TaskIdentityError instead of handing over that run's findings; a failed run raises its error.
+    """
+    result: Result = run_tool.AsyncResult(task_id).get(timeout=timeout)
+    Delivery(task_id, tool, tenant_id, run_id).check(result)
+    return result
 
 
 TOOL_TASKS: dict[str, Task] = {name: _tool_task(name) for name in load_catalogue()}

@@ -8,8 +8,9 @@ from typing import Any
 
 import docker
 import pytest
+import redis
 
-from tasks import TOOL_TASKS, app, run_tool
+from tasks import TOOL_TASKS, TaskIdentityError, app, result_for, run_tool
 from tests.integration.workers import Worker
 
 pytestmark = pytest.mark.integration
@@ -135,3 +136,38 @@ def test_an_absent_image_fails_the_run_naming_the_image_and_its_override(worker:
     handle = run_tool.delay("absent", "acme", "img-1", {})
     with pytest.raises(Exception, match=r"toolrunner-absent-image:0\.0\.0.*TOOLRUNNER_IMAGE_ABSENT"):
         handle.get(timeout=WAIT)
+
+
+def test_a_task_id_reused_for_another_tenant_is_refused_and_never_returns_the_first_tenants_findings(
+    worker: Worker,
+) -> None:
+    task_id = "caller-chosen-idempotency-key"
+    first = run_tool.apply_async(
+        ("script", "acme", "shared-id", script("echo secret > /outputs/out.txt; sleep 4")), task_id=task_id
+    )
+    while first.state != "PROGRESS":
+        time.sleep(0.1)
+    # The same id for another tenant while the first still runs: refused at once, not queued behind the
+    # first run's lock, and the first run's volumes are not taken for an earlier attempt's leftovers.
+    run_tool.apply_async(("script", "globex", "shared-id", script("echo leak > /outputs/out.txt")), task_id=task_id)
+    assert first.get(timeout=WAIT)["findings"] == [{"file": "out.txt", "line": "secret"}]
+    assert f"refused task={task_id}: task id {task_id} already stands for another run" in worker.log_text()
+    # The id names acme's run: a reader asking for globex's run under it gets the refusal, never acme's
+    # findings; acme's reader gets acme's.
+    with pytest.raises(TaskIdentityError, match="tenant_id differ"):
+        result_for(task_id, "script", "globex", "shared-id", timeout=WAIT)
+    assert result_for(task_id, "script", "acme", "shared-id", timeout=WAIT)["tenant_id"] == "acme"
+
+
+def test_progress_and_results_in_the_backend_never_carry_the_input_files(worker: Worker) -> None:
+    files = {"big.txt": "x" * (2 << 20)}  # 2 MiB of input
+    handle = run_tool.delay("script", "acme", "small-meta", script("sleep 3; echo done > /outputs/out.txt"), files)
+    key = f"celery-task-meta-{handle.id}"
+    largest = 0
+    with redis.Redis.from_url(app.conf.result_backend) as conn:
+        while not handle.ready():
+            largest = max(largest, int(conn.strlen(key)))
+            time.sleep(0.1)
+        assert handle.get(timeout=WAIT)["status"] == "ok"
+        largest = max(largest, int(conn.strlen(key)))
+    assert 0 < largest < 16 << 10, f"a stored state of {largest} bytes: the input files reached the backend"

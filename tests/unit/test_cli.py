@@ -8,8 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tasks import app
-from tasks.cli import UserError, cli, main, parse_params
-
+from tasks.cli import UserError, _print_result, cli, main, parse_params
 
 FFUF = ["url=http://127.0.0.1/FUZZ", "wordlist=admin"]
 FFUF_PARAMS = {"url": "http://127.0.0.1/FUZZ", "wordlist": ["admin"]}
@@ -83,3 +82,19 @@ def test_the_help_lists_every_command() -> None:
     assert result.exit_code == 0
     for command in ("run", "tools", "volumes", "sweep"):
         assert command in result.output
+
+
+def test_tool_controlled_text_is_printed_plainly_with_control_characters_made_visible(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    title = "\x1b]0;owned\x07[bold]pwned[/bold]\u202etxt.exe\x1b[2J"
+    result = {
+        "tool": "httpx", "tenant_id": "acme", "run_id": "r", "status": "ok", "exit_code": 0, "reason": None,
+        "findings": [{"title": title}], "stats": {"duration_ms": 5},
+    }  # fmt: skip
+    _print_result(result, app.catalogue["httpx"])
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\u202e" not in printed and "\x07" not in printed
+    assert "\\x1b]0;owned\\x07[bold]pwned[/bold]\\u202etxt.exe\\x1b[2J" in printed.replace("\n", "").replace(
+        "│", ""
+    ).replace(" ", "")

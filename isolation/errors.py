@@ -50,5 +50,9 @@ class MissingOutputError(IsolationError):
         )
 
 
-class ContainerTimeoutError(IsolationError):
-    """Raised when reading from the engine exceeds its deadline."""
+class OutputReadError(IsolationError):
+    """Raised when the engine's archive of the outputs is truncated, malformed or breaks off mid-stream."""
+
+
+class OutputReadTimeoutError(OutputReadError):
+    """Raised when downloading the archive of the outputs exceeds its deadline."""

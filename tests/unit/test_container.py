@@ -16,7 +16,7 @@ def options(limits: ContainerLimits) -> dict[str, Any]:
     """The create_container arguments for a spec with these limits (an API client never connects here)."""
     api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.45")
     spec = ContainerSpec(image="tool:1", entrypoint=["tool"], argv=["-x"], mounts=[], labels={}, limits=limits)
-    return _create_options(SimpleNamespace(api=api), spec)  # type: ignore[arg-type]
+    return _create_options(SimpleNamespace(api=api), spec)
 
 
 def test_a_tool_runs_as_the_unprivileged_user_with_every_capability_dropped() -> None:
@@ -42,9 +42,9 @@ def test_a_custom_nofile_limit_is_soft_and_hard() -> None:
 
 def test_limits_and_results_are_built_by_keyword_only() -> None:
     with pytest.raises(TypeError):
-        ContainerLimits("1g")  # type: ignore[misc]
+        ContainerLimits("1g")  # type: ignore[call-arg]
     with pytest.raises(TypeError):
-        ContainerResult(None, True)  # type: ignore[misc]
+        ContainerResult(None, True)  # type: ignore[call-arg]
     assert ContainerResult(exit_code=None, timed_out=True) == ContainerResult(
         exit_code=None, timed_out=True, oom_killed=False, duration_ms=0, stdout_tail="", stderr_tail="", stdout_lines=0
     )

@@ -100,12 +100,13 @@ def event(**fields: object) -> bytes:
 def api_error(status: int, message: str, kind: type[docker.errors.APIError] = docker.errors.APIError) -> Exception:
     response = requests.Response()
     response.status_code = status
-    return kind(message, response=response, explanation=message)
+    error: Exception = kind(message, response=response, explanation=message)
+    return error
 
 
 def pull(client: FakeClient, image: str = "registry.test/tool:1", **options: Any) -> None:
     options.setdefault("timeout_seconds", 60)
-    pull_image(client, image, **options)  # type: ignore[arg-type]
+    pull_image(client, image, **options)
 
 
 def test_a_pull_that_finishes_posts_the_repository_and_tag_with_a_bounded_read() -> None:
@@ -197,21 +198,21 @@ def test_a_pull_needs_a_positive_timeout(timeout: float) -> None:
 def test_an_engine_server_error_while_inspecting_is_raised_not_taken_for_a_missing_image() -> None:
     client = FakeClient(FakeAPI(inspect=api_error(500, "layer store is broken")))
     with pytest.raises(DockerUnavailableError, match="layer store is broken"):
-        ensure_image(client, "toolrunner-tools:local")  # type: ignore[arg-type]
+        ensure_image(client, "toolrunner-tools:local")
     assert client.pulled == [] and client.api.posts == []
 
 
 def test_a_present_image_is_never_pulled() -> None:
     client = FakeClient(FakeAPI())
-    ensure_image(client, "toolrunner-tools:local")  # type: ignore[arg-type]
-    assert image_present(client, "toolrunner-tools:local")  # type: ignore[arg-type]
+    ensure_image(client, "toolrunner-tools:local")
+    assert image_present(client, "toolrunner-tools:local")
     assert client.api.posts == []
 
 
 def test_a_missing_image_is_pulled_once_with_the_given_timeout() -> None:
     missing = api_error(404, "No such image", docker.errors.ImageNotFound)
     client = FakeClient(FakeAPI(FakeResponse(lines=[event(status="done")]), inspect=missing))
-    assert not image_present(client, "tool:2")  # type: ignore[arg-type]
-    ensure_image(client, "tool:2", timeout_seconds=5)  # type: ignore[arg-type]
+    assert not image_present(client, "tool:2")
+    ensure_image(client, "tool:2", timeout_seconds=5)
     ((_, options),) = client.api.posts
     assert options["params"] == {"fromImage": "tool", "tag": "2"} and options["timeout"][1] == 5

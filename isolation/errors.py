@@ -40,7 +40,7 @@ class ImageNotFoundError(ImagePullError):
 
 
 class ImagePullTimeoutError(ImagePullError):
-    """Raised when a pull has not finished by its deadline; the pull is abandoned."""
+    """Raised when a pull has not finished by its deadline; the caller stops waiting for it."""
 
 
 class OutputTooLargeError(IsolationError):

@@ -1,4 +1,4 @@
-"""Image presence and pulls against a fake low-level API: errors, deadlines and abandoning (no Docker)."""
+"""Image presence and pulls against a fake low-level API: errors and deadlines (no Docker)."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def test_a_pull_that_finishes_posts_the_repository_and_tag_with_a_bounded_read()
     assert response.closed
 
 
-def test_a_pull_still_running_at_its_deadline_is_abandoned_and_its_connection_closed() -> None:
+def test_a_pull_still_running_at_its_deadline_stops_waiting_and_closes_its_connection() -> None:
     clock = FakeClock()
 
     def slow_progress() -> bytes:
@@ -128,7 +128,7 @@ def test_a_pull_still_running_at_its_deadline_is_abandoned_and_its_connection_cl
         return event(status="Downloading", progress="[=>   ]")
 
     response = FakeResponse(lines=[slow_progress] * 100)
-    with pytest.raises(ImagePullTimeoutError, match="did not finish in time and was abandoned"):
+    with pytest.raises(ImagePullTimeoutError, match="did not finish in time; stopped waiting"):
         pull(FakeClient(FakeAPI(response)), timeout_seconds=25, clock=clock)
     assert response.closed
 
@@ -143,6 +143,14 @@ def test_a_read_that_stalls_until_the_socket_times_out_is_a_pull_timeout() -> No
     with pytest.raises(ImagePullTimeoutError):
         pull(FakeClient(FakeAPI(response)))
     assert response.closed
+
+
+def test_a_progress_stream_that_breaks_off_is_a_pull_error() -> None:
+    def cut() -> bytes:
+        raise requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead(0 bytes read)")
+
+    with pytest.raises(ImagePullError, match="broke off"):
+        pull(FakeClient(FakeAPI(FakeResponse(lines=[event(status="Pulling"), cut]))))
 
 
 def test_an_engine_that_sends_no_headers_before_the_deadline_is_a_pull_timeout() -> None:

@@ -11,16 +11,24 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO, Protocol, Union
 
+import requests.exceptions
+import urllib3.exceptions
+
 from isolation.errors import (
-    ContainerTimeoutError,
     InvalidFilenameError,
     MissingOutputError,
+    OutputReadError,
+    OutputReadTimeoutError,
     OutputTooLargeError,
     UnsafeOutputError,
 )
 from isolation.naming import validate_filenames
 
 CHUNK = 1 << 20
+# What a broken download raises: the transport (the daemon closed the stream, a chunk was cut short)
+# and tarfile (a truncated or malformed archive). Both are turned into OutputReadError at this boundary.
+_TRANSPORT_ERRORS = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError)
 FILE_MODE = 0o644
 # Directories are world-writable so a tool running as any non-root uid can create its outputs.
 DIR_MODE = 0o777
@@ -169,11 +177,14 @@ class ChunkReader(io.RawIOBase):
 
     def _next_chunk(self) -> bytes:
         if time.monotonic() > self._deadline:
-            raise ContainerTimeoutError(
+            raise OutputReadTimeoutError(
                 f"reading outputs took longer than {self._limits.timeout_seconds:g}s; "
                 "raise the read timeout or make the tool write less"
             )
-        chunk = next(self._chunks, b"")
+        try:
+            chunk = next(self._chunks, b"")
+        except _TRANSPORT_ERRORS as exc:
+            raise _broken_download(exc) from exc
         self.transferred += len(chunk)
         # The tar framing adds at most a header and padding per file; allow a little slack for it.
         if self.transferred > self._limits.max_total_bytes + (1 << 20):
@@ -190,25 +201,54 @@ class Sink(Protocol):
     def open(self, name: str) -> BinaryIO: ...
 
 
+def _broken_download(exc: Exception) -> OutputReadError:
+    if isinstance(exc, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)) or any(
+        isinstance(arg, urllib3.exceptions.TimeoutError) for arg in exc.args
+    ):
+        return OutputReadTimeoutError(f"the engine stopped sending the archive of the outputs: {exc}")
+    return OutputReadError(f"the archive of the outputs broke off mid-stream: {exc}")
+
+
 def read_archive(
     reader: ChunkReader, wanted: set[str], strip_root: bool, limits: ReadLimits, sink: Sink
 ) -> dict[str, int]:
-    """Copy the wanted regular files out of a get_archive stream into sink; return name -> size."""
+    """Copy the wanted regular files out of a get_archive stream into sink; return name -> size.
+
+    A truncated or malformed archive raises OutputReadError, never a tarfile error.
+    """
+    try:
+        found, links = _read_members(reader, wanted, strip_root, limits, sink)
+    except _ARCHIVE_ERRORS as exc:
+        raise OutputReadError(f"the archive of the outputs from the engine is truncated or malformed: {exc}") from exc
+    _check_complete(wanted, found, links)
+    return found
+
+
+def _members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Each header once, keeping none: TarFile.members would hold every one (500k entries: +266 MiB)."""
+    while (member := archive.next()) is not None:
+        archive.members.clear()  # type: ignore[attr-defined]  # a real attribute typeshed omits
+        yield member
+
+
+def _read_members(
+    reader: ChunkReader, wanted: set[str], strip_root: bool, limits: ReadLimits, sink: Sink
+) -> tuple[dict[str, int], dict[str, str]]:
     found: dict[str, int] = {}
-    links: dict[str, str] = {}
+    links: dict[str, str] = {}  # only links that stand where a wanted file's parent should be
+    parents = {p for name in wanted for p in _parents(name)}
     with tarfile.open(fileobj=io.BufferedReader(reader, CHUNK), mode="r|") as archive:
-        for member in archive:
+        for member in _members(archive):
             rel = _relative_name(member.name, strip_root)
             if rel is None or (rel in wanted and not member.isreg()):
                 raise UnsafeOutputError(_unsafe_reason(member, rel))
-            if not member.isreg() and not member.isdir():
+            if rel in parents and not member.isreg() and not member.isdir():
                 links[rel] = _kind(member)
             if rel in wanted:
                 found[rel] = _copy_member(archive, member, rel, sum(found.values()), limits, sink)
                 if len(found) == len(wanted):
                     break
-    _check_complete(wanted, found, links)
-    return found
+    return found, links
 
 
 def _relative_name(raw: str, strip_root: bool) -> str | None:
@@ -258,12 +298,15 @@ def _copy_member(
     return member.size
 
 
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
 def _check_complete(wanted: set[str], found: dict[str, int], links: dict[str, str]) -> None:
     missing = wanted - found.keys()
     for name in sorted(missing):
-        parts = name.split("/")
-        for i in range(1, len(parts)):
-            parent = "/".join(parts[:i])
+        for parent in _parents(name):
             if parent in links:
                 raise UnsafeOutputError(
                     f"output {name!r} lies under {parent!r}, which is {links[parent]}; links are never followed"

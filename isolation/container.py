@@ -14,27 +14,39 @@ import requests.exceptions
 import urllib3.exceptions
 from docker.types import LogConfig, Mount, Ulimit
 
-from isolation.engine import translate
-from isolation.errors import ImageNotFoundError
+from isolation import defaults
+from isolation.engine import force_remove, translate
+from isolation.errors import ImageMissingError, IsolationError
+from isolation.image import ensure_image
 
 logger = logging.getLogger(__name__)
 
 Tick = Callable[[float, int], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ContainerLimits:
-    """Resource caps of a tool container."""
+    """Resource caps of a tool container; every default lives in isolation.defaults.
 
-    memory: str = "1g"
-    cpus: float = 1.0
-    pids: int = 256
-    tmpfs_size: str = "64m"
-    file_size_bytes: int = 1 << 30
-    log_max_size: str = "1m"
+    memory: "1g" (Docker syntax; swap is capped at the same value, so none), cpus: 1.0,
+    pids: 256 processes, tmpfs_size: "64m" for /tmp, file_size_bytes: 1 GiB per written file (RLIMIT_FSIZE),
+    log_max_size: "1m" of kept stdout/stderr, nofile: 1024 open files (RLIMIT_NOFILE, soft = hard).
+    """
+
+    memory: str = defaults.MEMORY
+    cpus: float = defaults.CPUS
+    pids: int = defaults.PIDS
+    tmpfs_size: str = defaults.TMPFS_SIZE
+    file_size_bytes: int = defaults.FILE_SIZE_BYTES
+    log_max_size: str = defaults.LOG_MAX_SIZE
+    nofile: int = defaults.NOFILE
+
+    def __post_init__(self) -> None:
+        if self.cpus <= 0 or self.pids < 1 or self.file_size_bytes < 1 or self.nofile < 16:
+            raise ValueError(f"container limits out of range: {self}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ContainerSpec:
     """What to run: image, entrypoint and argv (a list, never a shell string), mounts and labels."""
 
@@ -43,25 +55,25 @@ class ContainerSpec:
     argv: Sequence[str]
     mounts: Sequence[Mount]
     labels: Mapping[str, str]
-    network: str = "none"
-    user: str | None = "65532:65532"
+    network: str = defaults.TOOL_NETWORK
+    user: str | None = defaults.TOOL_USER
     cap_add: Sequence[str] = ()
     limits: ContainerLimits = field(default_factory=ContainerLimits)
     environment: Mapping[str, str] = field(default_factory=dict)
     image_hint: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ContainerResult:
-    """How a tool container ended."""
+    """How a tool container ended: exit_code is None when it never exited on its own (killed, or never ran)."""
 
     exit_code: int | None
-    timed_out: bool
-    oom_killed: bool
-    duration_ms: int
-    stdout_tail: str
-    stderr_tail: str
-    stdout_lines: int
+    timed_out: bool = False
+    oom_killed: bool = False
+    duration_ms: int = 0
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    stdout_lines: int = 0
 
 
 def run_container(
@@ -72,13 +84,19 @@ def run_container(
     on_tick: Tick | None = None,
     tick_seconds: float = 1.0,
     tail_bytes: int = 8192,
+    pull: bool = True,
 ) -> ContainerResult:
-    """Run spec to completion or until timeout (then kill it by id); the container is always removed."""
+    """Run spec to completion or until timeout (then kill it by id); the container is always removed.
+
+    When the engine lacks the image it is pulled first (with the default pull timeout, not counted in
+    timeout); with pull=False ImageMissingError is raised instead, so the caller can pull_image() as its
+    own step with its own timeout and then call again.
+    """
     container_id: str | None = None
     started = time.monotonic()
     try:
         with translate("run the tool container", context=spec.image):
-            container_id = _create(client, spec)
+            container_id = _create(client, spec, pull)
             client.api.start(container_id)
             started = time.monotonic()
             timed_out = _wait(client, container_id, timeout, started, on_tick, tick_seconds)
@@ -88,33 +106,19 @@ def run_container(
             _force_remove(client, container_id)
 
 
-def _create(client: docker.DockerClient, spec: ContainerSpec) -> str:
+def _create(client: docker.DockerClient, spec: ContainerSpec, pull: bool) -> str:
     """Create the container; only when the engine lacks the image, pull it (once) and create again."""
     options = _create_options(client, spec)
     try:
         return str(client.api.create_container(**options)["Id"])
-    except docker.errors.ImageNotFound:
+    except docker.errors.ImageNotFound as exc:
+        if not pull:
+            hint = f", or {spec.image_hint}" if spec.image_hint else ""
+            raise ImageMissingError(
+                f"image {spec.image!r} is not present on the Docker Engine; pull it first{hint}"
+            ) from exc
         ensure_image(client, spec.image, spec.image_hint)
         return str(client.api.create_container(**options)["Id"])
-
-
-def ensure_image(client: docker.DockerClient, image: str, hint: str = "") -> None:
-    """Make sure image is present, pulling it once; raise ImageNotFoundError naming it otherwise."""
-    try:
-        client.api.inspect_image(image)
-        return
-    except docker.errors.ImageNotFound:
-        pass
-    except docker.errors.APIError:
-        pass
-    logger.info("pulling image %s", image)
-    try:
-        client.images.pull(image)
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise ImageNotFoundError(
-            f"image {image!r} is not present on the Docker Engine and could not be pulled ({exc}); "
-            f"load or build it there{', or ' + hint if hint else ''}"
-        ) from exc
 
 
 def _create_options(client: docker.DockerClient, spec: ContainerSpec) -> dict[str, Any]:
@@ -122,16 +126,19 @@ def _create_options(client: docker.DockerClient, spec: ContainerSpec) -> dict[st
     host_config = client.api.create_host_config(
         mounts=list(spec.mounts),
         network_mode=spec.network,
-        cap_drop=["ALL"],
+        cap_drop=list(defaults.DROPPED_CAPABILITIES),
         cap_add=list(spec.cap_add) or None,
-        security_opt=["no-new-privileges"],
+        security_opt=list(defaults.SECURITY_OPTIONS),
         read_only=True,
         tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_size}"},
         mem_limit=limits.memory,
         memswap_limit=limits.memory,
         nano_cpus=int(limits.cpus * 1e9),
         pids_limit=limits.pids,
-        ulimits=[Ulimit(name="fsize", soft=limits.file_size_bytes, hard=limits.file_size_bytes)],
+        ulimits=[
+            Ulimit(name="fsize", soft=limits.file_size_bytes, hard=limits.file_size_bytes),
+            Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
+        ],
         log_config=LogConfig(type="json-file", config={"max-size": limits.log_max_size, "max-file": "1"}),
     )
     return {
@@ -215,8 +222,6 @@ def _tail(data: bytes, limit: int) -> str:
 
 def _force_remove(client: docker.DockerClient, container_id: str) -> None:
     try:
-        client.api.remove_container(container_id, force=True)
-    except docker.errors.NotFound:
-        pass
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        logger.warning("tool container %s not removed (the sweep will): %s", container_id[:12], exc)
+        force_remove(client, container_id)
+    except IsolationError as exc:
+        logger.warning("tool container %s not removed (the sweep or reaper will): %s", container_id[:12], exc)

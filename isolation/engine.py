@@ -7,7 +7,7 @@ import io
 import logging
 import tarfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import docker
 import docker.errors
@@ -51,6 +51,16 @@ def translate(action: str, *, context: str = "") -> Iterator[None]:
         raise IsolationError(f"could not {action}{where}: {exc.explanation or exc}") from exc
     except docker.errors.DockerException as exc:
         raise DockerUnavailableError(f"could not {action}{where}: {exc}") from exc
+
+
+def force_remove(client: docker.DockerClient, container_id: str) -> None:
+    """Kill (SIGKILL, no grace period) and remove a container; one already gone is not an error.
+
+    The engine's force removal kills before it removes, so a running tool stops at once: this is also
+    how a cancelled run's containers are stopped.
+    """
+    with translate("remove the container", context=container_id[:12]), suppress(docker.errors.NotFound):
+        client.api.remove_container(container_id, force=True, v=False)
 
 
 def helper_image_tar() -> bytes:

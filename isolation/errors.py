@@ -27,8 +27,20 @@ class DockerUnavailableError(IsolationError):
     """Raised when the Docker Engine cannot be reached or answers with a server error."""
 
 
-class ImageNotFoundError(IsolationError):
-    """Raised when a tool image is absent locally and cannot be pulled."""
+class ImageMissingError(IsolationError):
+    """Raised when a tool image is absent from the engine and the caller asked not to pull it."""
+
+
+class ImagePullError(IsolationError):
+    """Raised when pulling an image fails: the registry is unreachable or the pull broke off."""
+
+
+class ImageNotFoundError(ImagePullError):
+    """Raised when the registry has no such image (or refuses access to it), so it cannot be pulled."""
+
+
+class ImagePullTimeoutError(ImagePullError):
+    """Raised when a pull has not finished by its deadline; the caller stops waiting for it."""
 
 
 class OutputTooLargeError(IsolationError):
@@ -50,5 +62,9 @@ class MissingOutputError(IsolationError):
         )
 
 
-class ContainerTimeoutError(IsolationError):
-    """Raised when reading from the engine exceeds its deadline."""
+class OutputReadError(IsolationError):
+    """Raised when the engine's archive of the outputs is truncated, malformed or breaks off mid-stream."""
+
+
+class OutputReadTimeoutError(OutputReadError):
+    """Raised when downloading the archive of the outputs exceeds its deadline."""

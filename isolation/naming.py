@@ -1,7 +1,8 @@
-"""Pure functions for volume names, labels, and identifier and filename validation."""
+"""Pure functions for volume names, the label schema, and identifier and filename validation."""
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import time
@@ -9,10 +10,12 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
 
+from isolation.defaults import LABEL_PREFIX as DEFAULT_LABEL_PREFIX
 from isolation.errors import InvalidFilenameError, InvalidIdentifierError
 
-DEFAULT_LABEL_PREFIX = "studio"
 IDENTIFIER_RULE = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_SEGMENT_BYTES = 255
 MAX_PATH_BYTES = 1024
@@ -84,6 +87,102 @@ def _segment_problem(segment: str) -> str | None:
     return None
 
 
+class Label(StrEnum):
+    """The label keys this module writes, without the prefix: the whole schema in one place."""
+
+    MANAGED = "managed"
+    TENANT = "tenant"
+    RUN = "run"
+    CREATED = "created"
+    NONCE = "nonce"
+    ROLE = "role"
+    DEADLINE = "deadline"
+
+
+class Role(StrEnum):
+    """What a managed container is for, in its `<prefix>.role` label."""
+
+    TOOL = "tool"
+    HELPER = "helper"
+
+
+def label_key(prefix: str, key: str) -> str:
+    """The full label key for an unprefixed key: every label key of the project is built here."""
+    return f"{prefix}.{key}"
+
+
+def prefixed(labels: Mapping[str, str], prefix: str) -> dict[str, str]:
+    """The same labels with their keys prefixed (callers name their extra labels without the prefix)."""
+    return {label_key(prefix, k): v for k, v in labels.items()}
+
+
+def label(labels: Mapping[str, str] | None, prefix: str, key: str) -> str | None:
+    """Read one prefixed label from a Docker labels mapping (which may be None)."""
+    return (labels or {}).get(label_key(prefix, key))
+
+
+def managed_filter(
+    prefix: str = DEFAULT_LABEL_PREFIX, *, present: Iterable[str] = (), **extra: str
+) -> dict[str, list[str]]:
+    """A Docker `filters=` value selecting this module's resources, narrowed by label values and by keys present."""
+    wanted = [f"{label_key(prefix, Label.MANAGED)}=true"]
+    wanted += [f"{label_key(prefix, k)}={v}" for k, v in sorted(extra.items())]
+    wanted += [label_key(prefix, k) for k in present]
+    return {"label": wanted}
+
+
+def role_labels(labels: Mapping[str, str], role: Role, *, prefix: str) -> dict[str, str]:
+    """A container's labels: the (prefixed) labels of the volume it holds plus its role."""
+    return {**labels, label_key(prefix, Label.ROLE): str(role)}
+
+
+def deadline_labels(deadline: datetime, *, prefix: str) -> dict[str, str]:
+    """The `<prefix>.deadline` label: after this moment the reaper kills and removes the resource."""
+    return {label_key(prefix, Label.DEADLINE): format_deadline(deadline)}
+
+
+def format_deadline(moment: datetime) -> str:
+    """UTC epoch seconds, rounded up: the form of the `deadline` label."""
+    if moment.tzinfo is None:
+        raise ValueError("a deadline must be timezone-aware")
+    return str(math.ceil(moment.timestamp()))
+
+
+def parse_deadline(value: str | None) -> datetime | None:
+    """Parse a `deadline` label; None when absent or malformed (the reaper then leaves the resource alone)."""
+    if not value or not value.isascii() or not value.isdigit():
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManagedVolume:
+    """One managed volume as listed: its name, whose it is, when it was made and whether a container uses it."""
+
+    name: str
+    tenant: str
+    run: str
+    created: datetime | None
+    deadline: datetime | None
+    in_use: bool
+
+
+def managed_volume(summary: Mapping[str, Any], prefix: str, *, in_use: bool) -> ManagedVolume:
+    """Read a ManagedVolume from one entry of Docker's volume list."""
+    labels = summary.get("Labels") or {}
+    return ManagedVolume(
+        name=str(summary["Name"]),
+        tenant=label(labels, prefix, Label.TENANT) or "",
+        run=label(labels, prefix, Label.RUN) or "",
+        created=parse_created(label(labels, prefix, Label.CREATED)) or parse_created(summary.get("CreatedAt")),
+        deadline=parse_deadline(label(labels, prefix, Label.DEADLINE)),
+        in_use=in_use,
+    )
+
+
 @dataclass(frozen=True)
 class VolumeIdentity:
     """Everything that names and labels one volume: chosen once, at construction."""
@@ -94,20 +193,25 @@ class VolumeIdentity:
     nonce: str
     created: datetime
     prefix: str = DEFAULT_LABEL_PREFIX
+    deadline: datetime | None = None
 
     def labels(self) -> dict[str, str]:
         """The labels put on the volume and on every container of this module that holds it."""
-        p = self.prefix
-        return {
-            f"{p}.managed": "true",
-            f"{p}.tenant": self.tenant_id,
-            f"{p}.run": self.run_id,
-            f"{p}.created": format_created(self.created),
-            f"{p}.nonce": self.nonce,
+        own: dict[str, str] = {
+            Label.MANAGED: "true",
+            Label.TENANT: self.tenant_id,
+            Label.RUN: self.run_id,
+            Label.CREATED: format_created(self.created),
+            Label.NONCE: self.nonce,
         }
+        if self.deadline is not None:
+            own[Label.DEADLINE] = format_deadline(self.deadline)
+        return prefixed(own, self.prefix)
 
 
-def new_identity(tenant_id: str, run_id: str, prefix: str = DEFAULT_LABEL_PREFIX) -> VolumeIdentity:
+def new_identity(
+    tenant_id: str, run_id: str, prefix: str = DEFAULT_LABEL_PREFIX, *, deadline: datetime | None = None
+) -> VolumeIdentity:
     """Pick a unique volume name and nonce for a tenant's run."""
     validate_identifier("tenant_id", tenant_id)
     validate_identifier("run_id", run_id)
@@ -115,7 +219,9 @@ def new_identity(tenant_id: str, run_id: str, prefix: str = DEFAULT_LABEL_PREFIX
     now_ms = time.time_ns() // 1_000_000
     name = f"tenant-{tenant_id}-run-{run_id}-{now_ms}-{secrets.token_hex(4)}"
     created = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
-    return VolumeIdentity(tenant_id, run_id, name, secrets.token_hex(16), created, prefix)
+    if deadline is not None:
+        format_deadline(deadline)  # refuse a naive deadline here, before any Docker call
+    return VolumeIdentity(tenant_id, run_id, name, secrets.token_hex(16), created, prefix, deadline)
 
 
 def format_created(moment: datetime) -> str:
@@ -132,14 +238,3 @@ def parse_created(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def managed_filter(prefix: str = DEFAULT_LABEL_PREFIX, **extra: str) -> dict[str, list[str]]:
-    """A Docker `filters=` value selecting this module's resources, optionally narrowed by label."""
-    labels = [f"{prefix}.managed=true"] + [f"{prefix}.{k}={v}" for k, v in sorted(extra.items())]
-    return {"label": labels}
-
-
-def label(labels: Mapping[str, str] | None, prefix: str, key: str) -> str | None:
-    """Read one prefixed label from a Docker labels mapping (which may be None)."""
-    return (labels or {}).get(f"{prefix}.{key}")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -15,6 +15,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import Mount
 
+from isolation import defaults
 from isolation.archive import (
     CHUNK,
     ChunkReader,
@@ -29,17 +30,24 @@ from isolation.archive import (
     read_archive,
     tar_stream,
 )
-from isolation.engine import HELPER_MOUNT, connect, helper_image_ref, provision_helper_image, translate
-from isolation.errors import MissingOutputError, VolumeConflictError, VolumeStateError
-from isolation.naming import DEFAULT_LABEL_PREFIX, VolumeIdentity, new_identity, validate_filenames
+from isolation.engine import HELPER_MOUNT, connect, force_remove, helper_image_ref, provision_helper_image, translate
+from isolation.errors import IsolationError, MissingOutputError, VolumeConflictError, VolumeStateError
+from isolation.naming import (
+    Label,
+    Role,
+    VolumeIdentity,
+    deadline_labels,
+    label,
+    managed_filter,
+    new_identity,
+    prefixed,
+    role_labels,
+    validate_filenames,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_FILE_BYTES = 64 << 20
-DEFAULT_MAX_TOTAL_BYTES = 256 << 20
-DEFAULT_READ_TIMEOUT = 120.0
-DEFAULT_CLEANUP_TIMEOUT = 15.0
-_CLEANUP_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+_CLEANUP_ERRORS = (IsolationError, docker.errors.DockerException, requests.exceptions.RequestException)
 
 
 class IsolatedContainerVolume:
@@ -51,14 +59,15 @@ class IsolatedContainerVolume:
         run_id: str,
         client: docker.DockerClient | None = None,
         *,
-        label_prefix: str = DEFAULT_LABEL_PREFIX,
+        label_prefix: str = defaults.LABEL_PREFIX,
         extra_labels: Mapping[str, str] | None = None,
-        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-        max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
-        cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
+        deadline: datetime | None = None,
+        max_file_bytes: int = defaults.MAX_FILE_BYTES,
+        max_total_bytes: int = defaults.MAX_TOTAL_BYTES,
+        read_timeout: float = defaults.READ_TIMEOUT_SECONDS,
+        cleanup_timeout: float = defaults.CLEANUP_TIMEOUT_SECONDS,
     ) -> None:
-        self.identity: VolumeIdentity = new_identity(tenant_id, run_id, label_prefix)
+        self.identity: VolumeIdentity = new_identity(tenant_id, run_id, label_prefix, deadline=deadline)
         self._client = client
         self._extra_labels = dict(extra_labels or {})
         self._limits = ReadLimits(max_file_bytes, max_total_bytes, read_timeout)
@@ -74,9 +83,14 @@ class IsolatedContainerVolume:
     @property
     def labels(self) -> dict[str, str]:
         """Labels on the volume and on every container of this module that holds it."""
-        prefix = self.identity.prefix
-        extra = {f"{prefix}.{k}": v for k, v in self._extra_labels.items()}
-        return {**self.identity.labels(), **extra}
+        return {**self.identity.labels(), **prefixed(self._extra_labels, self.identity.prefix)}
+
+    def container_labels(self, role: Role = Role.TOOL, *, deadline: datetime | None = None) -> dict[str, str]:
+        """Labels for a container holding this volume: its labels, the role and (if given) its own deadline."""
+        labels = role_labels(self.labels, role, prefix=self.identity.prefix)
+        if deadline is not None:
+            labels.update(deadline_labels(deadline, prefix=self.identity.prefix))
+        return labels
 
     @property
     def exists(self) -> bool:
@@ -195,8 +209,7 @@ class IsolatedContainerVolume:
     def _create_volume(self, client: docker.DockerClient) -> None:
         with translate("create the volume", context=self.name):
             volume = client.volumes.create(name=self.name, driver="local", labels=self.labels)
-        nonce_key = f"{self.identity.prefix}.nonce"
-        if (volume.attrs.get("Labels") or {}).get(nonce_key) != self.identity.nonce:
+        if label(volume.attrs.get("Labels"), self.identity.prefix, Label.NONCE) != self.identity.nonce:
             # Docker returns an existing volume for a reused name: never write into (or remove) it.
             self._state = "removed"
             raise VolumeConflictError(
@@ -209,7 +222,7 @@ class IsolatedContainerVolume:
         options: dict[str, Any] = {
             "image": helper_image_ref(),
             "command": ["/nonexistent"],
-            "labels": {**self.labels, f"{self.identity.prefix}.role": "helper"},
+            "labels": self.container_labels(Role.HELPER),
             "network_disabled": True,
             "host_config": client.api.create_host_config(
                 mounts=[Mount(target=HELPER_MOUNT, source=self.name, type="volume")], network_mode="none"
@@ -224,7 +237,7 @@ class IsolatedContainerVolume:
 
     def _remove_everything(self, client: docker.DockerClient) -> bool:
         if self._helper_id:
-            _remove_container(client, self._helper_id)
+            force_remove(client, self._helper_id)
             self._helper_id = None
         deadline = time.monotonic() + self._cleanup_timeout
         delay = 0.05
@@ -244,9 +257,9 @@ class IsolatedContainerVolume:
 
     def _remove_holders(self, client: docker.DockerClient) -> None:
         """Force-remove this module's containers (helper or tool) that still hold the volume."""
-        filters = {"volume": self.name, "label": [f"{self.identity.prefix}.managed=true"]}
+        filters = {"volume": self.name, **managed_filter(self.identity.prefix)}
         for holder in client.api.containers(all=True, filters=filters):
-            _remove_container(client, holder["Id"])
+            force_remove(client, holder["Id"])
 
     def _connected(self) -> docker.DockerClient:
         self._client = connect(self._client)
@@ -258,8 +271,3 @@ class IsolatedContainerVolume:
 
     def _who(self) -> tuple[str, str, str]:
         return self.identity.tenant_id, self.identity.run_id, self.name
-
-
-def _remove_container(client: docker.DockerClient, container_id: str) -> None:
-    with contextlib.suppress(docker.errors.NotFound):
-        client.api.remove_container(container_id, force=True, v=False)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import docker
 import pytest
 
-from isolation import IsolatedContainerVolume, cleanup_orphaned_volumes, remove_labelled
+from isolation import IsolatedContainerVolume, Role, cleanup_orphaned_volumes, list_managed_volumes, remove_labelled
 from isolation.naming import format_created, new_identity
 
 pytestmark = pytest.mark.integration
@@ -114,3 +114,45 @@ def test_remove_labelled_removes_one_tasks_resources_whatever_their_age(docker_c
         assert other.read_files(["b"]) == {"b": b"b"}
     finally:
         assert mine.cleanup() and other.cleanup()
+
+
+def test_removing_a_runs_resources_kills_its_running_tool_with_sigkill_at_once(
+    docker_client: docker.DockerClient, busybox_image: str, make_container: Callable[..., str]
+) -> None:
+    # What cancel relies on: the tool ignores SIGTERM, so only an immediate SIGKILL ends it within the call.
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    with IsolatedContainerVolume("acme", "cancel", docker_client, extra_labels={"task": "task-cancel"}) as volume:
+        volume.initialize({})
+        tool = make_container(
+            busybox_image,
+            ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done"],
+            start=True,
+            labels=volume.container_labels(Role.TOOL),
+            network_mode="none",
+        )
+        report = remove_labelled({"task": "task-cancel"}, docker_client)
+        assert len(report.removed_containers) == 2 and report.removed == (volume.name,)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(tool)
+    kills = docker_client.events(
+        since=since,
+        until=datetime.now(UTC) + timedelta(seconds=1),
+        filters={"container": tool, "event": "kill"},
+        decode=True,
+    )
+    assert [e["Actor"]["Attributes"]["signal"] for e in kills] == ["9"]
+
+
+def test_managed_volumes_are_listed_as_records_with_owner_and_use(
+    docker_client: docker.DockerClient, make_volume: Callable[..., str]
+) -> None:
+    identity = new_identity("lister", "idle")
+    idle = make_volume("lister-idle", identity.labels())
+    make_volume("lister-unmanaged", {"studio.tenant": "lister"})
+    with IsolatedContainerVolume("lister-2", "busy", docker_client) as busy:
+        busy.initialize({})  # its helper container holds it
+        listed = list_managed_volumes(docker_client, tenant="lister")
+        assert [(v.name, v.tenant, v.run, v.created, v.in_use) for v in listed] == [
+            (idle, "lister", "idle", identity.created, False)
+        ]
+        assert {v.name: v.in_use for v in list_managed_volumes(docker_client)}[busy.name] is True

@@ -6,6 +6,7 @@ import io
 import os
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import docker
@@ -16,11 +17,12 @@ from isolation import (
     IsolatedContainerVolume,
     MissingOutputError,
     OutputTooLargeError,
+    Role,
     UnsafeOutputError,
     VolumeConflictError,
     VolumeStateError,
 )
-from isolation.naming import new_identity
+from isolation.naming import new_identity, parse_deadline
 
 pytestmark = pytest.mark.integration
 
@@ -233,6 +235,21 @@ def test_volume_carries_the_documented_name_and_labels(docker_client: docker.Doc
     assert labels["studio.task"] == "t-1"
 
 
+def test_a_deadline_labels_the_volume_its_helper_and_the_containers_it_labels(
+    docker_client: docker.DockerClient,
+) -> None:
+    deadline = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with IsolatedContainerVolume("acme", "deadline", docker_client, deadline=deadline) as volume:
+        volume.initialize({})
+        on_volume = docker_client.volumes.get(volume.name).attrs["Labels"]
+        (helper,) = docker_client.api.containers(all=True, filters={"label": ["studio.run=deadline"]})
+        tool = volume.container_labels(Role.TOOL, deadline=deadline + timedelta(minutes=1))
+    assert parse_deadline(on_volume["studio.deadline"]) == deadline
+    assert helper["Labels"]["studio.deadline"] == on_volume["studio.deadline"]
+    assert helper["Labels"]["studio.role"] == "helper"
+    assert tool["studio.role"] == "tool" and parse_deadline(tool["studio.deadline"]) == deadline + timedelta(minutes=1)
+
+
 def test_a_custom_label_prefix_is_used_everywhere(docker_client: docker.DockerClient) -> None:
     with IsolatedContainerVolume("acme", "prefix", docker_client, label_prefix="acme.scan") as volume:
         volume.initialize({})
@@ -247,7 +264,7 @@ def test_a_reused_name_is_refused_and_the_existing_volume_is_untouched(
 ) -> None:
     identity = new_identity("acme", "clash")
     make_volume(identity.name, {"studio.nonce": "someone-else"})
-    monkeypatch.setattr("isolation.volume.new_identity", lambda *args: identity)
+    monkeypatch.setattr("isolation.volume.new_identity", lambda *args, **kwargs: identity)
     volume = IsolatedContainerVolume("acme", "clash", docker_client)
     with pytest.raises(VolumeConflictError, match="not ours"):
         volume.initialize({"a.txt": "a"})

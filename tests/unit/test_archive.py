@@ -22,9 +22,9 @@ from isolation.archive import (
     tar_stream,
 )
 from isolation.errors import (
-    ContainerTimeoutError,
     InvalidFilenameError,
     MissingOutputError,
+    OutputReadTimeoutError,
     OutputTooLargeError,
     UnsafeOutputError,
 )
@@ -194,7 +194,7 @@ def test_a_stalled_archive_hits_its_deadline() -> None:
             time.sleep(0.03)
             yield b"\0" * 512
 
-    with pytest.raises(ContainerTimeoutError, match="took longer"):
+    with pytest.raises(OutputReadTimeoutError, match="took longer"):
         read_archive(ChunkReader(slow(), limits), {"a"}, True, limits, MemorySink())
 
 

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from isolation.errors import InvalidFilenameError, InvalidIdentifierError
 from isolation.naming import (
+    Label,
+    Role,
+    deadline_labels,
     format_created,
+    format_deadline,
+    label,
+    label_key,
+    managed_filter,
+    managed_volume,
     new_identity,
     parse_created,
+    parse_deadline,
+    prefixed,
+    role_labels,
     validate_filename,
     validate_filenames,
     validate_identifier,
@@ -102,3 +113,62 @@ def test_created_labels_are_utc_iso8601_with_a_z() -> None:
     moment = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     assert format_created(moment) == "2026-01-02T03:04:05.678Z"
     assert parse_created("2026-01-02T03:04:05.678Z") == moment
+
+
+def test_every_label_key_is_the_prefix_a_dot_and_the_key() -> None:
+    assert label_key("acme.scan", Label.TENANT) == "acme.scan.tenant"
+    assert prefixed({"task": "t-1", "worker": "w"}, "studio") == {"studio.task": "t-1", "studio.worker": "w"}
+    assert label({"studio.run": "r"}, "studio", Label.RUN) == "r"
+    assert label(None, "studio", Label.RUN) is None
+
+
+def test_the_managed_filter_narrows_by_label_values_and_by_keys_present() -> None:
+    assert managed_filter("studio") == {"label": ["studio.managed=true"]}
+    assert managed_filter("studio", present=[Label.DEADLINE], tenant="t1", run="r") == {
+        "label": ["studio.managed=true", "studio.run=r", "studio.tenant=t1", "studio.deadline"]
+    }
+
+
+def test_a_tool_container_carries_the_volume_labels_and_its_role() -> None:
+    volume = new_identity("acme", "scan").labels()
+    tool = role_labels(volume, Role.TOOL, prefix="studio")
+    assert tool == {**volume, "studio.role": "tool"}
+    assert role_labels(volume, Role.HELPER, prefix="studio")["studio.role"] == "helper"
+
+
+def test_a_deadline_label_is_utc_epoch_seconds_rounded_up() -> None:
+    moment = datetime(2026, 1, 2, 3, 4, 5, 1000, tzinfo=UTC)
+    assert deadline_labels(moment, prefix="studio") == {"studio.deadline": str(int(moment.timestamp()) + 1)}
+    assert parse_deadline(format_deadline(moment)) == moment.replace(microsecond=0) + timedelta(seconds=1)
+
+
+def test_a_naive_deadline_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        format_deadline(datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        new_identity("a", "b", deadline=datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize("raw", [None, "", "soon", "-5", "1.5", "١٢٣", "9" * 40])
+def test_unreadable_deadline_labels_parse_to_none(raw: str | None) -> None:
+    assert parse_deadline(raw) is None
+
+
+def test_an_identity_with_a_deadline_labels_the_volume_with_it() -> None:
+    deadline = datetime(2030, 1, 1, tzinfo=UTC)
+    assert parse_deadline(new_identity("a", "b", deadline=deadline).labels()["studio.deadline"]) == deadline
+    assert "studio.deadline" not in new_identity("a", "b").labels()
+
+
+def test_a_managed_volume_record_is_read_from_dockers_volume_list() -> None:
+    labels = new_identity("acme", "scan-1", deadline=datetime(2030, 1, 1, tzinfo=UTC)).labels()
+    record = managed_volume({"Name": "v", "Labels": labels}, "studio", in_use=True)
+    assert (record.name, record.tenant, record.run, record.in_use) == ("v", "acme", "scan-1", True)
+    assert record.created == parse_created(labels["studio.created"])
+    assert record.deadline == datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def test_a_volume_without_labels_falls_back_to_dockers_creation_time() -> None:
+    record = managed_volume({"Name": "v", "Labels": None, "CreatedAt": "2026-01-02T03:04:05Z"}, "studio", in_use=False)
+    assert (record.tenant, record.run, record.deadline) == ("", "", None)
+    assert record.created == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tasks.tools import naabu
+from tasks.tools.base import parse_bytes
 from tasks.tools.naabu import NaabuParams
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "naabu"
-
-
-def report(name: str) -> dict[str, bytes]:
-    return {"naabu.jsonl": (FIXTURES / name).read_bytes()}
 
 
 def test_a_typical_run_builds_a_connect_scan_argv_with_the_hosts_in_a_file() -> None:
@@ -80,26 +74,6 @@ def test_no_accepted_port_list_can_be_read_as_a_flag(text: str) -> None:
     assert text[:1].isdigit() and not any(c.isspace() for c in text)
 
 
-def test_each_open_port_is_a_finding_and_a_host_defaults_to_its_ip() -> None:
-    assert naabu.parse(report("ports.jsonl")) == [
-        {"host": "scanme.example.com", "ip": "192.0.2.10", "port": 22, "protocol": "tcp", "tls": False},
-        {"host": "scanme.example.com", "ip": "192.0.2.10", "port": 443, "protocol": "tcp", "tls": True},
-        {"host": "192.0.2.20", "ip": "192.0.2.20", "port": 8080, "protocol": "tcp", "tls": False},
-        {"host": "104.16.99.52", "ip": "104.16.99.52", "port": 80, "protocol": "tcp", "tls": False},
-    ]
-
-
-def test_a_truncated_last_line_is_dropped_and_unknown_fields_are_ignored() -> None:
-    assert [f["port"] for f in naabu.parse(report("truncated.jsonl"))] == [25]
-    assert naabu.parse(report("extra-fields.jsonl")) == [
-        {"host": "edge.example.com", "ip": "203.0.113.9", "port": 443, "protocol": "tcp", "tls": True}
-    ]
-
-
 @pytest.mark.parametrize("outputs", [{}, {"naabu.jsonl": b""}, {"naabu.jsonl": b'{"ip": "192.0.2.1"}\n'}])
 def test_empty_missing_or_portless_output_gives_no_findings(outputs: dict[str, bytes]) -> None:
-    assert naabu.parse(outputs) == []
-
-
-def test_the_empty_fixture_gives_no_findings() -> None:
-    assert naabu.parse(report("empty.jsonl")) == []
+    assert parse_bytes(naabu.SPEC, outputs) == []

@@ -112,7 +112,7 @@ def test_networks_over_the_limit_are_refused_with_the_limit_named(value: str) ->
 
 
 @pytest.mark.parametrize(
-    "value", ["10.0.0.1/33", "300.1.1.1/24", "10.0.0.0/x", "/24", "-oX/24", "a b/24", "-iL/etc/passwd", "http://x.com"]
+    "value", ["10.0.0.1/33", "300.1.1.1/24", "10.0.0.0/x", "/24", "-oX/24", "-iL/etc/passwd", "http://x.com"]
 )
 def test_values_with_a_slash_that_are_not_networks_are_refused(value: str) -> None:
     with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 network"):
@@ -120,7 +120,7 @@ def test_values_with_a_slash_that_are_not_networks_are_refused(value: str) -> No
 
 
 @pytest.mark.parametrize(
-    "value", [*INJECTIONS, "-example.com", "ex_ample.com", "host;id", "http:example.com", "x" * 254]
+    "value", [*INJECTIONS, "-example.com", "ex_ample.com", "host;id", "http:example.com", "x" * 254, "a b/24"]
 )
 def test_flags_whitespace_urls_and_junk_are_refused_as_hosts(value: str) -> None:
     with pytest.raises(ValueError, match=r"is not a hostname, an IP address or a CIDR network$"):

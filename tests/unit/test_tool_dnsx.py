@@ -122,3 +122,16 @@ def test_no_accepted_name_can_be_read_as_a_flag_or_split_a_line(text: str) -> No
 @pytest.mark.parametrize("outputs", [{}, {"dnsx.jsonl": b""}, {"dnsx.jsonl": b"\n\n"}, {"other.jsonl": b"{}"}])
 def test_empty_or_missing_output_gives_no_findings(outputs: dict[str, bytes]) -> None:
     assert parse_bytes(dnsx.SPEC, outputs) == []
+
+
+def test_a_soa_owned_by_the_zone_above_is_not_the_hosts_record_but_names_the_zone() -> None:
+    line = b'{"host": "www.example.com", "resolver": ["8.8.8.8:53", "1.1.1.1:53"], "a": ["192.0.2.1"], '
+    line += b'"soa": [{"name": "example.com", "ns": "ns1.example.com"}], "status_code": "NOERROR"}\n'
+    (finding,) = parse_bytes(dnsx.SPEC, {"dnsx.jsonl": line})
+    assert (finding["record_type"], finding["zone"], finding["resolver"]) == ("a", "example.com", "1.1.1.1:53")
+
+
+def test_a_hosts_own_soa_matches_without_case_or_trailing_dot() -> None:
+    line = b'{"host": "Example.com.", "soa": [{"name": "example.com", "ns": "ns1"}]}\n'
+    (finding,) = parse_bytes(dnsx.SPEC, {"dnsx.jsonl": line})
+    assert finding["record_type"] == "soa" and finding["zone"] == "example.com"

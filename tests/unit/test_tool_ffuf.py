@@ -103,3 +103,39 @@ def test_a_result_without_input_keeps_its_other_fields() -> None:
         ffuf.SPEC, {"ffuf.json": b'{"results": [{"url": "http://x/a", "status": 200, "input": "a"}]}'}
     )
     assert findings[0]["input"] is None and findings[0]["url"] == "http://x/a" and findings[0]["status"] == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "place"),
+    [
+        ("http://FUZZ/", "host or port"),
+        ("http://FUZZ.example.com/x", "host or port"),
+        ("http://example.com:FUZZ/", "host or port"),
+        ("http://user:FUZZ@example.com/FUZZ", "user info"),
+        ("http://example.com/#FUZZ", "fragment"),
+    ],
+)
+def test_fuzz_outside_the_path_and_query_is_refused_naming_where(url: str, place: str) -> None:
+    with pytest.raises(ValidationError, match=f"not in its {place}"):
+        FfufParams(url=url, wordlist=("169.254.169.254",))
+
+
+@pytest.mark.parametrize("url", ["http://FUZZ/", "http://10.0.0.5:FUZZ/", "http://FUZZ.example.com/FUZZ"])
+def test_fuzz_in_the_host_or_port_is_accepted_only_with_fuzz_host(url: str) -> None:
+    assert FfufParams(url=url, wordlist=("a",), fuzz_host=True).url == url
+
+
+def test_fuzz_host_never_allows_fuzz_in_user_info() -> None:
+    with pytest.raises(ValidationError, match="user info"):
+        FfufParams(url="http://FUZZ@example.com/", wordlist=("a",), fuzz_host=True)
+
+
+def test_the_fuzz_host_field_tells_the_api_tier_what_it_must_check() -> None:
+    description = FfufParams.model_fields["fuzz_host"].description or ""
+    assert "API tier must check every word" in description
+
+
+@pytest.mark.parametrize("word", ["a\x85b", "a\u2028b", "a\x9bb"])
+def test_words_with_unicode_line_breaks_or_c1_controls_are_refused(word: str) -> None:
+    with pytest.raises(ValidationError):
+        FfufParams(url=URL, wordlist=(word,))

@@ -77,3 +77,17 @@ def test_no_accepted_port_list_can_be_read_as_a_flag(text: str) -> None:
 @pytest.mark.parametrize("outputs", [{}, {"naabu.jsonl": b""}, {"naabu.jsonl": b'{"ip": "192.0.2.1"}\n'}])
 def test_empty_missing_or_portless_output_gives_no_findings(outputs: dict[str, bytes]) -> None:
     assert parse_bytes(naabu.SPEC, outputs) == []
+
+
+def test_a_host_smuggling_extra_lines_through_an_ipv6_scope_id_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        NaabuParams(hosts=("fe80::1%x\n10.0.0.0-255.0-255.0-255\n169.254.169.254",))
+
+
+def test_naabu_runs_with_tls_detection_switched_on_by_its_environment() -> None:
+    assert naabu.SPEC.environment == {"ENABLE_TLS_DETECTION": "true"}
+
+
+def test_a_false_tls_or_missing_host_reads_as_false_and_the_ip() -> None:
+    (finding,) = parse_bytes(naabu.SPEC, {"naabu.jsonl": b'{"ip": "192.0.2.1", "port": 80, "protocol": "tcp"}\n'})
+    assert finding == {"host": "192.0.2.1", "ip": "192.0.2.1", "port": 80, "protocol": "tcp", "tls": False}

@@ -119,7 +119,7 @@ def test_empty_or_cut_off_reports_give_no_findings_and_never_raise(data: bytes) 
 
 @pytest.mark.parametrize("data", [b"\x00\xff garbage", b"</nmaprun>", b"<nmaprun><host></ports></host></nmaprun>"])
 def test_reports_broken_before_their_end_raise_a_parse_error(data: bytes) -> None:
-    with pytest.raises(ParseError, match="not well-formed"):
+    with pytest.raises(ParseError, match=r"not well-formed"):
         parse_bytes(nmap.SPEC, {"nmap.xml": data})
 
 
@@ -137,7 +137,7 @@ def test_a_missing_report_gives_no_findings() -> None:
 )
 def test_a_report_declaring_a_dtd_or_entities_is_refused(doctype: bytes) -> None:
     data = b'<?xml version="1.0"?>\n' + doctype + b"\n<nmaprun><host/></nmaprun>"
-    with pytest.raises(ParseError, match="refusing the nmap report|not well-formed"):
+    with pytest.raises(ParseError, match=r"refusing the nmap report|not well-formed"):
         parse_bytes(nmap.SPEC, {"nmap.xml": data})
 
 
@@ -149,3 +149,8 @@ def test_ports_without_state_or_service_elements_still_parse() -> None:
          "state": None, "reason": None, "service": None, "product": None, "version": None,
          "extra_info": None},
     ]  # fmt: skip
+
+
+def test_a_target_smuggling_extra_lines_through_an_ipv6_scope_id_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        NmapParams(targets=("fe80::1%x\n10.0.0.0-255.0-255.0-255\n169.254.169.254",))

@@ -99,3 +99,19 @@ def test_a_line_without_info_still_gives_a_finding() -> None:
         nuclei.SPEC, {"nuclei.jsonl": b'{"template-id": "t", "info": "odd", "extracted-results": "x"}\n'}
     )
     assert finding["name"] is None and finding["severity"] is None and finding["extracted_results"] == []
+
+
+@pytest.mark.parametrize("template", ["a.yml", "dns/caa.yml", "x.YML"])
+def test_yml_templates_are_refused_since_nuclei_reads_only_yaml_and_json_as_templates(template: str) -> None:
+    with pytest.raises(ValidationError, match=r"nuclei does not read \.yml files as templates; name it \.yaml"):
+        NucleiParams(targets=("example.com",), templates=(template,))
+
+
+def test_tags_references_and_ids_given_as_one_string_become_lists() -> None:
+    line = b'{"template-id": "t", "info": {"tags": "a", "reference": "https://x", "classification": '
+    line += b'{"cve-id": "cve-1", "cwe-id": null, "cvss-score": 9.8, "cvss-metrics": "CVSS:3.1/AV:N"}}}\n'
+    (finding,) = parse_bytes(nuclei.SPEC, {"nuclei.jsonl": line})
+    assert (finding["tags"], finding["reference"], finding["cve_id"], finding["cwe_id"]) == (
+        ["a"], ["https://x"], ["cve-1"], [],
+    )  # fmt: skip
+    assert finding["cvss_score"] == 9.8 and finding["cvss_metrics"] == "CVSS:3.1/AV:N"

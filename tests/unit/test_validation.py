@@ -291,3 +291,40 @@ def test_the_module_defines_no_spec_so_the_catalogue_skips_it() -> None:
 def test_port_lists_accept_ascii_digits_only(ports: str) -> None:
     with pytest.raises(ValueError):
         validation.port_list(ports)
+
+
+SMUGGLED = "fe80::1%x\n10.0.0.0-255.0-255.0-255\n169.254.169.254"
+
+
+@pytest.mark.parametrize(
+    "value", [SMUGGLED, "fe80::1%eth0", "fe80::1%x", "192.0.2.1%1", "fe80::%x/64", "caf\u00e9.com"]
+)
+def test_scope_ids_and_anything_outside_printable_ascii_are_refused_as_hosts(value: str) -> None:
+    with pytest.raises(ValueError, match="is not a hostname, an IP address or a CIDR network"):
+        host_or_small_network(value)
+
+
+@pytest.mark.parametrize("value", ["fe80::1%eth0", "[fe80::1%25eth0]:80", "http://[fe80::1%25x]/"])
+def test_ipv6_scope_ids_are_refused_in_web_targets(value: str) -> None:
+    with pytest.raises(ValueError):
+        web_target(value)
+
+
+@pytest.mark.parametrize("value", ["a.example.com", "fe80::1%x"])
+def test_a_scope_id_makes_a_value_no_ip(value: str) -> None:
+    assert not is_ip(value)
+
+
+@pytest.mark.parametrize("brk", ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"])
+def test_the_lines_writer_refuses_a_value_holding_any_line_break(brk: str) -> None:
+    with pytest.raises(ValueError, match="holds a line break"):
+        lines(("192.0.2.1", f"fe80::1%x{brk}10.0.0.0/8"))
+
+
+@given(st.text(max_size=20))
+def test_whatever_the_lines_writer_accepts_reads_back_as_the_same_values(text: str) -> None:
+    try:
+        written = lines(("a", text, "b"))
+    except ValueError:
+        return
+    assert written.splitlines() == ["a", text, "b"]

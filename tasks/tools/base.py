@@ -1,18 +1,27 @@
-"""What a tool is: its image, params model, argv and input files, output files, and a pure parser."""
+"""What a tool is: its image, params model, argv and input files, output files, and a streaming parser."""
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
 INPUTS = "/inputs"
 OUTPUTS = "/outputs"
+# One JSON line larger than this is refused rather than read into memory (the tools write well under 64 KiB a line).
+MAX_LINE_BYTES = 4 * 1024 * 1024
 
 Finding = dict[str, Any]
+Outputs = Mapping[str, BinaryIO]  # one readable binary stream per output file the tool wrote
+Parser = Callable[[Outputs], Iterator[Finding]]
+
+
+class ParseError(ValueError):
+    """Raised mid-iteration when a record of a tool's output cannot be read; findings yielded before it stand."""
 
 
 class ToolParams(BaseModel):
@@ -41,31 +50,63 @@ class ToolSpec:
     entrypoint: list[str]
     params_model: type[ToolParams]
     build: Callable[[Any], Invocation]
-    parse: Callable[[Mapping[str, bytes]], list[Finding]]
+    parse: Parser
     default_timeout: int = 600
     description: str = ""
     cap_add: tuple[str, ...] = ()
     user: str | None = "65532:65532"
     network: str | None = None
     finding_fields: Mapping[str, str] = field(default_factory=dict)
+    # Changes whenever build or parse change meaning, so results cached under an older version are not reused.
+    version: int = 1
+    # Variables the tool needs in its container: fixed by the spec, never secrets, never from the request.
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
-def parse_jsonl(data: bytes) -> list[dict[str, Any]]:
-    """Parse JSON lines, skipping blank lines and a truncated (undecodable) last line."""
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    records: list[dict[str, Any]] = []
-    for index, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if index == len(lines) - 1:
-                break  # a tool killed mid-write leaves half a line: keep what was complete
-            raise ValueError(f"line {index + 1} of the output is not JSON: {line[:80]!r}") from None
+def jsonl_records(stream: BinaryIO | None) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON-lines stream, read one b"\\n"-terminated line at a time.
+
+    Blank lines and values that are not objects are skipped; an undecodable last line (a tool killed
+    mid-write) ends the records silently; any other unreadable line raises ParseError.
+    """
+    if stream is None:
+        return
+    number = 0
+    while line := stream.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise ParseError(f"line {number} of the output is longer than {MAX_LINE_BYTES} bytes")
+        record = _json_line(line, number, stream)
         if isinstance(record, dict):
-            records.append(record)
-    return records
+            yield record
+
+
+def _json_line(line: bytes, number: int, stream: BinaryIO) -> Any:
+    """One line as JSON; None for a blank line or an undecodable last line."""
+    # Go's encoder writes valid UTF-8; replacing keeps a stray byte from failing the whole line.
+    text = line.decode("utf-8", errors="replace")
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ParseError(f"line {number} of the output is nested too deeply") from None
+    except ValueError:
+        if _only_blank_lines_left(stream):
+            return None  # a tool killed mid-write leaves half a line: keep what was complete
+        raise ParseError(f"line {number} of the output is not JSON: {text[:80]!r}") from None
+
+
+def _only_blank_lines_left(stream: BinaryIO) -> bool:
+    while rest := stream.readline(MAX_LINE_BYTES + 1):
+        if rest.strip():
+            return False
+    return True
+
+
+def parse_bytes(spec: ToolSpec, outputs: Mapping[str, bytes]) -> list[Finding]:
+    """Every finding of outputs held in memory (tests, small outputs); the runner streams files instead."""
+    return list(spec.parse({name: io.BytesIO(data) for name, data in outputs.items()}))
 
 
 def output_path(name: str) -> str:

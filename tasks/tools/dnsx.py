@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, Field
 
-from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path, parse_jsonl
+from tasks.tools.base import Finding, Invocation, Outputs, ToolParams, ToolSpec, input_path, jsonl_records, output_path
 from tasks.tools.validation import DnsName, lines
 
 DOMAINS_FILE = "domains.txt"
@@ -59,19 +59,39 @@ def build(params: DnsxParams) -> Invocation:
     return Invocation(argv=argv, input_files=files, output_files=[REPORT_FILE])
 
 
-def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
-    """One finding per record type present for a host; a host with no records (e.g. NXDOMAIN) gives one."""
-    findings: list[Finding] = []
-    for record in parse_jsonl(outputs.get(REPORT_FILE, b"")):
-        found = [_finding(record, t, _values(record[t])) for t in RECORD_TYPES if record.get(t)]
-        findings += found or [_finding(record, None, [])]
-    return findings
+def parse(outputs: Outputs) -> Iterator[Finding]:
+    """One finding per record type present for a host; a host with none of its own (e.g. NXDOMAIN) gives one.
+
+    dnsx merges the answer, additional and authority sections, so a negative reply carries the SOA of
+    the zone above: a SOA whose owner is not the host is not the host's record; its owner is kept as
+    zone. A line without a host (e.g. `{}`) is no finding.
+    """
+    for record in jsonl_records(outputs.get(REPORT_FILE)):
+        host = record.get("host")
+        if isinstance(host, str) and host:
+            yield from _host_findings(record, host)
+
+
+def _host_findings(record: dict[str, Any], host: str) -> Iterator[Finding]:
+    soas = [soa for soa in _items(record.get("soa")) if isinstance(soa, dict)]
+    own = {**record, "soa": [soa for soa in soas if _same_name(soa.get("name"), host)]}
+    zone = next((soa["name"] for soa in soas if isinstance(soa.get("name"), str)), None)
+    found = [_finding(record, t, _values(own[t]), zone) for t in RECORD_TYPES if own.get(t)]
+    yield from found or [_finding(record, None, [], zone)]
+
+
+def _same_name(owner: Any, host: str) -> bool:
+    """Whether a record's owner is the host: DNS names compare without case and trailing dot."""
+    return isinstance(owner, str) and owner.rstrip(".").lower() == host.rstrip(".").lower()
+
+
+def _items(raw: Any) -> list[Any]:
+    return raw if isinstance(raw, list) else [raw]
 
 
 def _values(raw: Any) -> list[str]:
     """Record values as strings; SOA records (objects) are rendered in zone-file order."""
-    items = raw if isinstance(raw, list) else [raw]
-    return [_soa(item) if isinstance(item, dict) else str(item) for item in items]
+    return [_soa(item) if isinstance(item, dict) else str(item) for item in _items(raw)]
 
 
 def _soa(soa: dict[str, Any]) -> str:
@@ -79,15 +99,17 @@ def _soa(soa: dict[str, Any]) -> str:
     return " ".join(str(soa.get(key, "")) for key in keys)
 
 
-def _finding(record: dict[str, Any], record_type: str | None, values: list[str]) -> Finding:
+def _finding(record: dict[str, Any], record_type: str | None, values: list[str], zone: str | None) -> Finding:
     resolvers = record.get("resolver")
     return {
         "host": record.get("host"),
         "record_type": record_type,
         "values": values,
         "ttl": record.get("ttl"),
-        "resolver": resolvers[0] if isinstance(resolvers, list) and resolvers else None,
+        # retryabledns appends each resolver it got a reply from: the last one's reply is what dnsx reports.
+        "resolver": resolvers[-1] if isinstance(resolvers, list) and resolvers else None,
         "status_code": record.get("status_code"),
+        "zone": zone,
     }
 
 
@@ -98,14 +120,25 @@ SPEC = ToolSpec(
     params_model=DnsxParams,
     build=build,
     parse=parse,
+    version=2,
     default_timeout=900,
     description="DNS resolution of many names for A, AAAA, CNAME, NS, TXT, SRV, PTR, MX, SOA or CAA records.",
     finding_fields={
         "host": "the name that was resolved",
-        "record_type": "a, aaaa, cname, ns, txt, srv, ptr, mx, soa or caa; null when no records came back",
+        "record_type": (
+            "a, aaaa, cname, ns, txt, srv, ptr, mx, soa or caa; null when no record of the host came back"
+            " (NXDOMAIN, no data, or only the SOA of the zone above)"
+        ),
         "values": "the record values as strings (SOA as 'ns mailbox serial refresh retry expire minttl')",
-        "ttl": "the TTL of the first answer record, or null",
-        "resolver": "the resolver that answered, as host:port, or null",
+        "ttl": (
+            "one TTL per host and response, not per record: the first non-zero TTL among all the records"
+            " dnsx merged for the host (answer, additional and authority), or null"
+        ),
+        "resolver": "the resolver whose reply is reported (the last one dnsx asked), as host:port, or null",
         "status_code": "the DNS response code, e.g. NOERROR, NXDOMAIN, SERVFAIL",
+        "zone": (
+            "the owner name of the SOA in the reply: the host itself, or the zone above it that answered"
+            " a negative reply; null when the reply carried no SOA"
+        ),
     },
 )

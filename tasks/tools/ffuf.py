@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping
-from typing import Annotated, Any
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any, BinaryIO
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field
+import ijson  # type: ignore[import-untyped]
+from pydantic import AfterValidator, Field, model_validator
 
-from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path
+from tasks.tools.base import Finding, Invocation, Outputs, ParseError, ToolParams, ToolSpec, input_path, output_path
 from tasks.tools.validation import StatusCode, WebUrl, lines
 
 WORDLIST_FILE = "wordlist.txt"
 REPORT_FILE = "ffuf.json"
 MAX_WORDS = 100_000
-_WORD = re.compile(r"[^\s\x00-\x1f\x7f]{1,256}")
+_WORD = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]{1,256}")
+KEYWORD = "FUZZ"
+# Nesting deeper than this is refused; ffuf's report nests four levels (report, results, result, input).
+MAX_DEPTH = 32
+_OPEN = frozenset({"start_map", "start_array"})
+_CLOSE = frozenset({"end_map", "end_array"})
 _EXTENSION = re.compile(r"\.?[A-Za-z0-9_~][A-Za-z0-9_~-]{0,15}")
 
 
@@ -41,12 +47,40 @@ def _extension(value: str) -> str:
 class FfufParams(ToolParams):
     """What to fuzz: a URL with FUZZ, the words to put there, and which responses count as hits."""
 
-    url: Annotated[WebUrl, AfterValidator(_fuzz)]
+    url: Annotated[WebUrl, AfterValidator(_fuzz)] = Field(
+        description="an http(s) URL with FUZZ in its path or query (or, with fuzz_host, its host or port)"
+    )
     wordlist: tuple[Annotated[str, AfterValidator(_word)], ...] = Field(min_length=1, max_length=MAX_WORDS)
     match_codes: tuple[StatusCode, ...] | None = Field(default=None, min_length=1, max_length=50)
     extensions: tuple[Annotated[str, AfterValidator(_extension)], ...] = Field(default=(), max_length=20)
     threads: int | None = Field(default=None, ge=1, le=100)
     follow_redirects: bool = False
+    fuzz_host: bool = Field(
+        default=False,
+        description=(
+            "allow FUZZ in the URL's host or port: the words then choose which hosts and ports are contacted,"
+            " so the API tier must check every word, placed into the URL, as a target it allows (checking the"
+            " URL alone means nothing)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _fuzz_only_where_allowed(self) -> FfufParams:
+        refused = _fuzz_outside_path_and_query(self.url, allow_host=self.fuzz_host)
+        if refused:
+            hint = "" if self.fuzz_host or refused != "host or port" else " unless fuzz_host is true"
+            raise ValueError(f"url may hold FUZZ only in its path or query, not in its {refused}{hint}")
+        return self
+
+
+def _fuzz_outside_path_and_query(url: str, *, allow_host: bool) -> str | None:
+    """The part of url outside path and query that holds FUZZ, or None."""
+    parts = urlsplit(url)
+    userinfo, _, host_port = parts.netloc.rpartition("@")
+    places = {"scheme": parts.scheme, "user info": userinfo, "fragment": parts.fragment}
+    if not allow_host:
+        places["host or port"] = host_port
+    return next((place for place, text in places.items() if KEYWORD in text), None)
 
 
 def build(params: FfufParams) -> Invocation:
@@ -65,31 +99,89 @@ def build(params: FfufParams) -> Invocation:
     return Invocation(argv=argv, input_files={WORDLIST_FILE: lines(params.wordlist)}, output_files=[REPORT_FILE])
 
 
-def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
-    """One finding per entry of results[] (ffuf 1.x and 2.x -of json); unreadable JSON gives no findings."""
+def parse(outputs: Outputs) -> Iterator[Finding]:
+    """One finding per object in results[] (ffuf 1.x and 2.x -of json) with a url and a status.
+
+    The report is one JSON document, read as a stream of events: one result at a time is built, so
+    memory never grows with the report. An entry without url or status (e.g. `{}`) or one that is not
+    an object is no finding. An empty report gives nothing (ffuf writes it once, at the end: a killed
+    run leaves none); a report that ends early, is not JSON, nests deeper than MAX_DEPTH, or has a
+    url or status of the wrong type raises ParseError after the findings before it.
+    """
+    stream = outputs.get(REPORT_FILE)
+    if stream is None:
+        return
+    sniffer = _Sniffer(stream)
     try:
-        report = json.loads(outputs.get(REPORT_FILE, b"").decode("utf-8", errors="replace"))
-    except json.JSONDecodeError:
-        return []  # ffuf writes the report once, at the end: a killed run leaves nothing usable
-    results = report.get("results") if isinstance(report, dict) else None
-    if not isinstance(results, list):
-        return []
-    return [_finding(result) for result in results if isinstance(result, dict)]
+        for result in _results(ijson.basic_parse(sniffer, use_float=True)):
+            if isinstance(result, dict) and result.get("url") is not None and result.get("status") is not None:
+                yield _finding(result)
+    except ijson.IncompleteJSONError:
+        if not sniffer.blank:
+            raise ParseError("the ffuf report ends early or is not JSON") from None
+    except ijson.JSONError as exc:
+        raise ParseError(f"the ffuf report is not JSON: {exc}") from None
+
+
+class _Sniffer:
+    """A reader that passes bytes through and remembers whether any of them was not whitespace."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.blank = True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.blank = self.blank and not data.strip()
+        return data
+
+
+def _results(events: Iterable[tuple[str, Any]]) -> Iterator[Any]:
+    """Each value of the top-level results array, built from parser events one value at a time."""
+    depth, key, in_results, builder = 0, None, False, None
+    for event, value in events:
+        if builder is None and in_results and depth == 2 and event != "end_array":
+            builder = ijson.ObjectBuilder()
+        if builder is not None:
+            builder.event(event, value)
+        depth += (event in _OPEN) - (event in _CLOSE)
+        if depth > MAX_DEPTH:
+            raise ParseError(f"the ffuf report nests deeper than {MAX_DEPTH} levels")
+        if builder is not None and depth == 2:
+            yield builder.value
+            builder = None
+        key = value if depth == 1 and event == "map_key" else key
+        in_results = depth >= 2 and (in_results or (event == "start_array" and key == "results"))
 
 
 def _finding(result: dict[str, Any]) -> Finding:
     inputs = result.get("input")
-    word = inputs.get("FUZZ") if isinstance(inputs, dict) else None
+    word = inputs.get(KEYWORD) if isinstance(inputs, dict) else None
+    url, status = result.get("url"), result.get("status")
+    if not isinstance(url, str) or not _is_int(status):
+        raise ParseError(f"an ffuf result has a url or status of the wrong type: {url!r:.80}, {status!r:.20}")
     return {
         "input": word if isinstance(word, str) else None,
-        "url": result.get("url"),
-        "status": result.get("status"),
-        "length": result.get("length"),
-        "words": result.get("words"),
-        "lines": result.get("lines"),
-        "content_type": result.get("content-type") or None,
-        "redirect_location": result.get("redirectlocation") or None,
+        "url": url,
+        "status": status,
+        "length": _int_or_none(result.get("length")),
+        "words": _int_or_none(result.get("words")),
+        "lines": _int_or_none(result.get("lines")),
+        "content_type": _str_or_none(result.get("content-type")),
+        "redirect_location": _str_or_none(result.get("redirectlocation")),
     }
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if _is_int(value) else None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 SPEC = ToolSpec(
@@ -100,6 +192,7 @@ SPEC = ToolSpec(
     params_model=FfufParams,
     build=build,
     parse=parse,
+    version=2,
     default_timeout=900,
     description="Web content discovery: put each word in place of FUZZ in one URL and report the matches.",
     finding_fields={

@@ -2,47 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path, parse_jsonl
+from tasks.tools.base import Finding, Invocation, Outputs, ToolParams, ToolSpec, input_path, jsonl_records, output_path
 from tasks.tools.validation import StatusCode, WebTarget, lines, port_number, str_items
 
 TARGETS_FILE = "targets.txt"
 REPORT_FILE = "httpx.jsonl"
 MAX_TARGETS = 100_000
+# Params of version 1 that never did anything: -json turns tech detection on and always carries title and server.
+REMOVED_PARAMS = ("title", "web_server", "tech_detect")
 
 
 class HttpxParams(ToolParams):
-    """What to probe, which status codes to keep, and which extra probes to run."""
+    """What to probe, which status codes to keep, and whether to follow redirects."""
 
     targets: tuple[WebTarget, ...] = Field(min_length=1, max_length=MAX_TARGETS)
     match_codes: tuple[StatusCode, ...] | None = Field(default=None, min_length=1, max_length=50)
-    title: bool = True
-    web_server: bool = True
-    tech_detect: bool = False
-    follow_redirects: bool = False
+    follow_redirects: bool = Field(default=False, description="follow redirects; findings then carry final_url")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_removed_params(cls, data: Any) -> Any:
+        removed = [key for key in REMOVED_PARAMS if isinstance(data, dict) and key in data]
+        if removed:
+            raise ValueError(
+                f"{', '.join(removed)}: removed; every finding carries title, webserver and tech (httpx -json"
+                " always collects them), so leave the key out and read or ignore those fields"
+            )
+        return data
 
 
 def build(params: HttpxParams) -> Invocation:
     """Targets go in through -l; -sc and -cl are always on since the findings report them."""
+    # No -title, -server or -td: they change only the console text, -json always collects all three.
     argv = ["-l", input_path(TARGETS_FILE), "-json", "-o", output_path(REPORT_FILE), "-silent", "-duc"]
     argv += ["-sc", "-cl"]
     if params.match_codes:
         argv += ["-mc", ",".join(str(code) for code in params.match_codes)]
-    flags = {"-title": params.title, "-server": params.web_server, "-td": params.tech_detect}
-    argv += [flag for flag, wanted in flags.items() if wanted]
     if params.follow_redirects:
         argv.append("-fr")
     return Invocation(argv=argv, input_files={TARGETS_FILE: lines(params.targets)}, output_files=[REPORT_FILE])
 
 
-def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
-    """One finding per JSON line that has a URL; probe failures (failed: true) are skipped."""
-    records = parse_jsonl(outputs.get(REPORT_FILE, b""))
-    return [_finding(r) for r in records if r.get("url") and not r.get("failed")]
+def parse(outputs: Outputs) -> Iterator[Finding]:
+    """One finding per JSON line that has a URL; probe failures (failed: true) and lines without a URL are none."""
+    for record in jsonl_records(outputs.get(REPORT_FILE)):
+        if record.get("url") and not record.get("failed"):
+            yield _finding(record)
 
 
 def _finding(record: dict[str, Any]) -> Finding:
@@ -60,7 +70,13 @@ def _finding(record: dict[str, Any]) -> Finding:
         "ip": record.get("host_ip"),
         "port": port_number(record.get("port")),
         "scheme": record.get("scheme"),
+        "final_url": record.get("final_url") or None,
+        "chain_status_codes": [code for code in _list(record.get("chain_status_codes")) if isinstance(code, int)],
     }
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 SPEC = ToolSpec(
@@ -70,15 +86,16 @@ SPEC = ToolSpec(
     params_model=HttpxParams,
     build=build,
     parse=parse,
+    version=2,
     default_timeout=900,
     description="HTTP(S) probing of hosts and URLs: status code, title, web server and technologies.",
     finding_fields={
         "url": "the URL that answered",
         "input": "the target line it came from",
         "status_code": "the HTTP status code",
-        "title": "the page title, or null",
-        "webserver": "the Server header, or null",
-        "tech": "technologies detected (-td), e.g. ['Nginx:1.25', 'PHP']; empty without -td",
+        "title": "the page title, or null (always collected: httpx -json implies -title)",
+        "webserver": "the Server header, or null (always collected)",
+        "tech": "technologies detected (httpx -json implies -td), e.g. ['Nginx:1.25', 'PHP']",
         "content_length": "the response body length in bytes",
         "content_type": "the Content-Type without parameters, or null",
         "location": "the Location header of a redirect, or null",
@@ -86,5 +103,7 @@ SPEC = ToolSpec(
         "ip": "the IP address that answered, or null",
         "port": "the port as a number",
         "scheme": "http or https",
+        "final_url": "with follow_redirects, the URL at the end of the redirect chain; else null",
+        "chain_status_codes": "with follow_redirects, the status code of each response in the chain; else []",
     },
 )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator
 from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path, parse_jsonl
+from tasks.tools.base import Finding, Invocation, Outputs, ToolParams, ToolSpec, input_path, jsonl_records, output_path
 from tasks.tools.validation import PortList, host_or_network, lines, not_both, port_number
 
 HOSTS_FILE = "hosts.txt"
@@ -46,9 +46,15 @@ def build(params: NaabuParams) -> Invocation:
     return Invocation(argv=argv, input_files={HOSTS_FILE: lines(params.hosts)}, output_files=[REPORT_FILE])
 
 
-def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
-    """One finding per JSON line with a port."""
-    return [_finding(r) for r in parse_jsonl(outputs.get(REPORT_FILE, b"")) if r.get("port") is not None]
+def parse(outputs: Outputs) -> Iterator[Finding]:
+    """One finding per JSON line with a port; a line without one (e.g. `{}`) is no finding.
+
+    naabu writes its -o file only when the whole scan has finished (runner.handleOutput), so a run
+    that times out or is killed leaves no report and gives no findings.
+    """
+    for record in jsonl_records(outputs.get(REPORT_FILE)):
+        if record.get("port") is not None:
+            yield _finding(record)
 
 
 def _finding(record: dict[str, Any]) -> Finding:
@@ -69,13 +75,19 @@ SPEC = ToolSpec(
     params_model=NaabuParams,
     build=build,
     parse=parse,
+    version=2,
+    # naabu v2.6.1 pkg/scan/scan.go reads it with strconv.ParseBool; without it connect scans never detect TLS.
+    environment={"ENABLE_TLS_DETECTION": "true"},
     default_timeout=1800,
-    description="Fast port discovery with naabu's TCP connect scan (-s c); reports open ports only.",
+    description=(
+        "Fast port discovery with naabu's TCP connect scan (-s c); reports open ports only, and only once the"
+        " scan has finished (a timed-out run reports none)."
+    ),
     finding_fields={
         "host": "the hostname scanned, or the IP when the target was an address",
         "ip": "the IP address the open port is on",
         "port": "the open port number",
         "protocol": "tcp",
-        "tls": "whether naabu saw TLS on the port",
+        "tls": "whether naabu detected TLS on the port (ENABLE_TLS_DETECTION is set for it)",
     },
 )

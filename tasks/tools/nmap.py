@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-import re
+import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Annotated, Any
+from xml.parsers.expat import errors as expat_errors
 
+from defusedxml import DefusedXmlException, DTDForbidden
+from defusedxml import ElementTree as DefusedET
+from defusedxml.ElementTree import DefusedXMLParser
 from pydantic import AfterValidator, Field, model_validator
 
-from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path
+from tasks.tools.base import Finding, Invocation, Outputs, ParseError, ToolParams, ToolSpec, input_path, output_path
 from tasks.tools.validation import PortList, host_or_network, lines, not_both
 
 TARGETS_FILE = "targets.txt"
 REPORT_FILE = "nmap.xml"
 MAX_TARGETS = 1024
 MAX_NETWORK_ADDRESSES = 65536
-# nmap itself writes a bare `<!DOCTYPE nmaprun>`; anything else that declares a DTD or entities is refused.
-_NMAP_DOCTYPE = re.compile(rb"<!DOCTYPE\s+nmaprun\s*>")
+# The expat errors of a report that simply stops (nmap killed mid-run): what came before it stands.
+_CUT_OFF = frozenset(
+    expat_errors.codes[message]
+    for message in (expat_errors.XML_ERROR_NO_ELEMENTS, expat_errors.XML_ERROR_UNCLOSED_TOKEN,
+                    expat_errors.XML_ERROR_PARTIAL_CHAR)
+)  # fmt: skip
+_PORT_FIELDS = ("port", "protocol", "state", "reason", "service", "product", "version", "extra_info")
+_Port = tuple[int, str | None, str | None, str | None, str | None, str | None, str | None, str | None]
 
 Target = Annotated[str, AfterValidator(partial(host_or_network, max_addresses=MAX_NETWORK_ADDRESSES))]
 
@@ -49,63 +59,93 @@ def build(params: NmapParams) -> Invocation:
     return Invocation(argv=argv, input_files={TARGETS_FILE: lines(params.targets)}, output_files=[REPORT_FILE])
 
 
-def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
-    """One finding per port of every complete <host>; a report cut off mid-run keeps its complete hosts."""
-    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("end",))
-    findings: list[Finding] = []
+def parse(outputs: Outputs) -> Iterator[Finding]:
+    """One finding per port of every complete <host>; a report cut off mid-run keeps its complete hosts.
+
+    The report is read incrementally and each host's elements are dropped once its findings are out, so
+    memory grows with the ports of one host (a tuple of about 150 bytes a port), never with the report.
+    A port without a numeric portid is no finding. A DTD other than nmap's bare one, any entity
+    declaration, or XML broken before its end raises ParseError.
+    """
+    stream = outputs.get(REPORT_FILE)
+    if stream is None:
+        return
+    parser = _NmapReportParser(target=ET.TreeBuilder())
     try:
-        parser.feed(_without_nmap_doctype(outputs.get(REPORT_FILE, b"")))
-        findings += _complete_hosts(parser)
-        parser.close()
-    except ET.ParseError:
-        pass  # truncated or damaged: the hosts completed before the damage are kept
-    return findings + _complete_hosts(parser)
+        yield from _host_findings(DefusedET.iterparse(stream, events=("start", "end"), parser=parser))
+    except ET.ParseError as exc:
+        if exc.code not in _CUT_OFF:
+            raise ParseError(f"the nmap report is not well-formed XML: {exc}") from None
+    except DefusedXmlException as exc:
+        raise ParseError(f"refusing the nmap report: {exc}") from None
 
 
-def _without_nmap_doctype(data: bytes) -> bytes:
-    data = _NMAP_DOCTYPE.sub(b"", data, count=1)
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise ValueError("refusing an nmap report that declares a DTD or entities")
-    return data
+class _NmapReportParser(DefusedXMLParser):
+    """defusedxml's parser (no entities, no external references) that allows only nmap's bare DOCTYPE."""
+
+    def __init__(self, target: ET.TreeBuilder) -> None:
+        super().__init__(target=target, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+        self.parser.StartDoctypeDeclHandler = self._start_doctype
+
+    def _start_doctype(self, name: str, sysid: str | None, pubid: str | None, has_internal_subset: bool) -> None:
+        if name != "nmaprun" or sysid or pubid or has_internal_subset:
+            raise DTDForbidden(name, sysid, pubid)
 
 
-def _complete_hosts(parser: ET.XMLPullParser[ET.Element]) -> list[Finding]:
-    findings: list[Finding] = []
-    for event in parser.read_events():
-        element = event[-1]
-        if isinstance(element, ET.Element) and element.tag == "host":
-            findings += _port_findings(element)
+def _host_findings(events: Iterable[tuple[str, ET.Element]]) -> Iterator[Finding]:
+    """Findings of each host as its element ends; its ports wait in a small buffer until then."""
+    path: list[str] = []
+    root: ET.Element | None = None
+    ports: list[_Port] = []
+    for event, element in events:
+        if event == "start":
+            root = element if root is None else root
+            path.append(element.tag)
+            ports = [] if element.tag == "host" else ports
+            continue
+        path.pop()
+        if element.tag == "port" and path[-2:] == ["host", "ports"]:
+            ports += _port(element)
             element.clear()
-    return findings
+        elif element.tag == "host" and root is not None:
+            yield from (_finding(element, port) for port in ports)
+            ports = []
+            root.clear()  # drop finished hosts and scan info: the tree never grows with the report
 
 
-def _port_findings(host: ET.Element) -> list[Finding]:
+def _port(port: ET.Element) -> list[_Port]:
+    """The port as a compact tuple, or nothing when it has no numeric portid."""
+    portid = port.get("portid", "")
+    if not (portid.isascii() and portid.isdigit()):
+        return []
+    state = port.find("state")
+    service = port.find("service")
+    return [
+        (
+            int(portid),
+            _attribute(port, "protocol"),
+            _attribute(state, "state"),
+            _attribute(state, "reason"),
+            _attribute(service, "name"),
+            _attribute(service, "product"),
+            _attribute(service, "version"),
+            _attribute(service, "extrainfo"),
+        )
+    ]
+
+
+def _finding(host: ET.Element, port: _Port) -> Finding:
     addresses = {a.get("addrtype"): a.get("addr") for a in host.iterfind("address")}
     address = addresses.get("ipv4") or addresses.get("ipv6")
     hostname = next((n.get("name") for n in host.iterfind("hostnames/hostname") if n.get("name")), None)
     base: dict[str, Any] = {"host": hostname or address, "address": address, "hostname": hostname}
-    return [{**base, **_port(port)} for port in host.iterfind("ports/port")]
-
-
-def _port(port: ET.Element) -> dict[str, Any]:
-    state = port.find("state")
-    service = port.find("service")
-    portid = port.get("portid", "")
-    return {
-        "port": int(portid) if portid.isascii() and portid.isdigit() else None,
-        "protocol": port.get("protocol"),
-        "state": _attribute(state, "state"),
-        "reason": _attribute(state, "reason"),
-        "service": _attribute(service, "name"),
-        "product": _attribute(service, "product"),
-        "version": _attribute(service, "version"),
-        "extra_info": _attribute(service, "extrainfo"),
-    }
+    return {**base, **dict(zip(_PORT_FIELDS, port, strict=True))}
 
 
 def _attribute(element: ET.Element | None, name: str) -> str | None:
-    """An attribute of a child element that nmap may leave out altogether."""
-    return element.get(name) if element is not None else None
+    """An attribute of an element that nmap may leave out altogether, interned since most repeat."""
+    value = element.get(name) if element is not None else None
+    return sys.intern(value) if value is not None else None
 
 
 SPEC = ToolSpec(
@@ -115,6 +155,7 @@ SPEC = ToolSpec(
     params_model=NmapParams,
     build=build,
     parse=parse,
+    version=2,
     default_timeout=1800,
     description="Port scan with nmap's TCP connect scan (-sT -Pn -n), optionally detecting services (-sV).",
     finding_fields={

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path, parse_jsonl
-from tasks.tools.validation import WebTarget, lines, str_items
+from tasks.tools.base import Finding, Invocation, Outputs, ToolParams, ToolSpec, input_path, jsonl_records, output_path
+from tasks.tools.validation import WebTarget, lines, one_or_many, port_number, str_items
 
 TARGETS_FILE = "targets.txt"
 TEMPLATES_DIR = "templates"
 REPORT_FILE = "nuclei.jsonl"
 MAX_TARGETS = 10_000
 # Relative paths under templates/ (no '..', no leading '.' or '-', no ',' which -t would split on).
-_TEMPLATE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}/){0,4}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.ya?ml")
+_TEMPLATE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}/){0,4}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.yaml")
 
 Severity = Literal["info", "low", "medium", "high", "critical", "unknown"]
 
 
 def _template(value: str) -> str:
+    # nuclei v3.10.0 (pkg/catalog/config/template.go IsTemplate) takes only .yaml and .json files as
+    # templates: `-t x.yml` is read as a list of template paths, and .yml files in a directory are skipped.
+    if value.lower().endswith(".yml"):
+        raise ValueError(f"template {value!r}: nuclei does not read .yml files as templates; name it .yaml")
     if not _TEMPLATE.fullmatch(value) or ".." in value:
         raise ValueError(f"template {value!r} must be a relative .yaml path inside {TEMPLATES_DIR}/")
     return value
@@ -50,25 +54,44 @@ def build(params: NucleiParams) -> Invocation:
     return Invocation(argv=argv, input_files={TARGETS_FILE: lines(params.targets)}, output_files=[REPORT_FILE])
 
 
-def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
-    """One finding per JSON line that names a template."""
-    return [_finding(r) for r in parse_jsonl(outputs.get(REPORT_FILE, b"")) if r.get("template-id")]
+def parse(outputs: Outputs) -> Iterator[Finding]:
+    """One finding per JSON line that names a template; a line without template-id is no finding."""
+    for record in jsonl_records(outputs.get(REPORT_FILE)):
+        if record.get("template-id"):
+            yield _finding(record)
 
 
 def _finding(record: dict[str, Any]) -> Finding:
-    info = record.get("info")
-    info = info if isinstance(info, dict) else {}
+    info = _object(record.get("info"))
+    classification = _object(info.get("classification"))
+    score = classification.get("cvss-score")
     return {
         "template_id": record.get("template-id"),
         "name": info.get("name"),
         "severity": info.get("severity"),
         "matched_at": record.get("matched-at"),
         "host": record.get("host"),
+        "port": port_number(record.get("port")),
+        "url": record.get("url") or None,
         "ip": record.get("ip"),
         "type": record.get("type"),
         "matcher_name": record.get("matcher-name"),
+        "extractor_name": record.get("extractor-name"),
         "extracted_results": str_items(record.get("extracted-results")),
+        "tags": one_or_many(info.get("tags")),
+        "description": info.get("description") or None,
+        "remediation": info.get("remediation") or None,
+        "reference": one_or_many(info.get("reference")),
+        "cve_id": one_or_many(classification.get("cve-id")),
+        "cwe_id": one_or_many(classification.get("cwe-id")),
+        "cvss_score": score if isinstance(score, int | float) and not isinstance(score, bool) else None,
+        "cvss_metrics": classification.get("cvss-metrics") or None,
+        "curl_command": record.get("curl-command") or None,
     }
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 SPEC = ToolSpec(
@@ -78,17 +101,30 @@ SPEC = ToolSpec(
     params_model=NucleiParams,
     build=build,
     parse=parse,
+    version=2,
     default_timeout=3600,
     description="Template-based vulnerability checks with nuclei, using only the templates the task ships.",
     finding_fields={
         "template_id": "the id of the template that matched",
         "name": "the template's name (info.name)",
         "severity": "info, low, medium, high, critical or unknown (info.severity)",
-        "matched_at": "where it matched: a URL, or host:port for network templates",
-        "host": "the target the match was made against",
+        "matched_at": "where it matched: a URL, or host:port for tcp templates",
+        "host": "the host name or address of the target, never with a port",
+        "port": "the port of the target as a number, or null",
+        "url": "the URL of the target (http templates), or null",
         "ip": "the IP address that answered, or null",
-        "type": "the protocol of the template: http, dns, network, ssl, ...",
+        "type": "the protocol of the template: http, dns, tcp, ssl, ...",
         "matcher_name": "the name of the matcher that fired, or null",
+        "extractor_name": "the name of the extractor that fired (the only label of a template without matchers)",
         "extracted_results": "values pulled out by the template's extractors",
+        "tags": "the template's tags (info.tags)",
+        "description": "what the template checks (info.description), or null",
+        "remediation": "how to fix what it found (info.remediation), or null",
+        "reference": "links about the issue (info.reference)",
+        "cve_id": "the CVE ids of the issue (info.classification.cve-id), e.g. ['cve-2021-41773']",
+        "cwe_id": "the CWE ids of the issue (info.classification.cwe-id), e.g. ['cwe-22']",
+        "cvss_score": "the CVSS base score (info.classification.cvss-score), or null",
+        "cvss_metrics": "the CVSS vector (info.classification.cvss-metrics), or null",
+        "curl_command": "a curl command that repeats the matching request, or null",
     },
 )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
-from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, input_path, output_path, parse_jsonl
+from tasks.tools.base import Finding, Invocation, Outputs, ToolParams, ToolSpec, input_path, jsonl_records, output_path
 from tasks.tools.validation import DomainName, lines, not_both, str_items
 
 DOMAINS_FILE = "domains.txt"
@@ -49,9 +49,11 @@ def build(params: SubfinderParams) -> Invocation:
     return Invocation(argv=argv, input_files={DOMAINS_FILE: lines(params.domains)}, output_files=[REPORT_FILE])
 
 
-def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
-    """One finding per JSON line; with -cs the sources list is joined into source."""
-    return [_finding(record) for record in parse_jsonl(outputs.get(REPORT_FILE, b"")) if record.get("host")]
+def parse(outputs: Outputs) -> Iterator[Finding]:
+    """One finding per JSON line with a host (a line without one is no finding); -cs sources are joined."""
+    for record in jsonl_records(outputs.get(REPORT_FILE)):
+        if record.get("host"):
+            yield _finding(record)
 
 
 def _finding(record: dict[str, Any]) -> Finding:
@@ -59,7 +61,12 @@ def _finding(record: dict[str, Any]) -> Finding:
     sources = record.get("sources")
     if source is None and isinstance(sources, list):
         source = ",".join(str_items(sources))
-    return {"host": record.get("host"), "input": record.get("input"), "source": source}
+    return {
+        "host": record.get("host"),
+        "input": record.get("input"),
+        "source": source,
+        "wildcard_certificate": record.get("wildcard_certificate") is True,
+    }
 
 
 SPEC = ToolSpec(
@@ -69,11 +76,15 @@ SPEC = ToolSpec(
     params_model=SubfinderParams,
     build=build,
     parse=parse,
+    version=2,
     default_timeout=1200,
     description="Passive subdomain enumeration from public sources (certificate logs, archives, DNS data).",
     finding_fields={
         "host": "the subdomain found",
         "input": "the domain it was found for",
         "source": "the passive source that reported it (comma-joined when several)",
+        "wildcard_certificate": (
+            "true when the name came from a wildcard certificate (subfinder strips the '*.' from host)"
+        ),
     },
 )

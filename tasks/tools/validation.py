@@ -18,10 +18,16 @@ _DNS_NAME = re.compile(rf"(?=.{{1,253}}\Z){_DNS_LABEL}(?:\.{_DNS_LABEL})*\.?")
 _DOMAIN_NAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})+\.?")  # at least two labels
 _PORT_LIST = re.compile(r"[0-9]{1,5}(?:-[0-9]{1,5})?(?:,[0-9]{1,5}(?:-[0-9]{1,5})?){0,99}")  # ASCII digits only
 _PRINTABLE = re.compile(r"[\x21-\x7e]{1,2048}")  # no spaces or control characters: one line, one argv item
+# A host or network: printable ASCII without '%', since Python's ipaddress takes anything after '%' as an IPv6 scope id.
+_HOST_CHARACTERS = re.compile(r"[\x21-\x24\x26-\x7e]{1,253}")
+# Every character str.splitlines() (and so a careless reader of the file) treats as the end of a line.
+_LINE_BREAK = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 
 
 def is_ip(value: str) -> bool:
-    """Whether value is one IPv4 or IPv6 address (not a network)."""
+    """Whether value is one IPv4 or IPv6 address (not a network, and without an IPv6 %scope id)."""
+    if "%" in value:
+        return False
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -52,6 +58,8 @@ def domain_name(value: str) -> str:
 
 def host_or_network(value: str, *, max_addresses: int) -> str:
     """Accept a hostname, an IP address or a CIDR network of at most max_addresses addresses."""
+    if not _HOST_CHARACTERS.fullmatch(value):
+        raise ValueError(f"{value!r} is not a hostname, an IP address or a CIDR network")
     if "/" in value:
         network = ipaddress.ip_network(value, strict=False)  # raises ValueError, which pydantic reports
         if network.num_addresses > max_addresses:
@@ -115,13 +123,22 @@ StatusCode = Annotated[int, Field(ge=100, le=599)]
 
 
 def lines(values: Iterable[str]) -> str:
-    """An input file of one value a line; the validators above keep line breaks out of every value."""
+    """An input file of one value a line; a value holding any line break is refused, whatever let it by."""
+    values = list(values)
+    for value in values:
+        if _LINE_BREAK.search(value):
+            raise ValueError(f"refusing to write {value[:80]!r} into a lines file: it holds a line break")
     return "\n".join(values) + "\n"
 
 
 def str_items(value: Any) -> list[str]:
     """The items of a JSON list as strings; anything that is not a list gives []."""
     return [str(item) for item in value] if isinstance(value, list) else []
+
+
+def one_or_many(value: Any) -> list[str]:
+    """A value that may be one string or a list of them (nuclei's StringSlice) as a list of strings."""
+    return [value] if isinstance(value, str) else str_items(value)
 
 
 def port_number(value: Any) -> Any:

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.tools import ToolSpec, load_catalogue
+from tasks.tools.base import parse_bytes
 
 CATALOGUE = load_catalogue()
 
@@ -95,8 +96,8 @@ def test_the_argv_names_the_output_files_under_outputs_and_the_input_files_under
 @specs
 def test_parsing_empty_or_missing_outputs_gives_no_findings(spec: ToolSpec) -> None:
     invocation = spec.build(spec.params_model.model_validate(example(spec)))
-    assert spec.parse({}) == []
-    assert spec.parse(dict.fromkeys(invocation.output_files, b"")) == []
+    assert parse_bytes(spec, {}) == []
+    assert parse_bytes(spec, dict.fromkeys(invocation.output_files, b"")) == []
 
 
 @specs

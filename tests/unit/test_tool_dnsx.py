@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tasks.tools import dnsx
+from tasks.tools.base import parse_bytes
 from tasks.tools.dnsx import DnsxParams
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dnsx"
-
-
-def report(name: str) -> dict[str, bytes]:
-    return {"dnsx.jsonl": (FIXTURES / name).read_bytes()}
 
 
 def test_a_typical_run_builds_argv_with_record_type_flags_and_the_names_in_a_file() -> None:
@@ -125,44 +119,19 @@ def test_no_accepted_name_can_be_read_as_a_flag_or_split_a_line(text: str) -> No
     assert not text.startswith("-") and not any(c.isspace() for c in text)
 
 
-def test_each_record_type_of_a_host_is_a_finding_and_nxdomain_is_one_too() -> None:
-    findings = dnsx.parse(report("records.jsonl"))
-    assert [(f["host"], f["record_type"], f["values"]) for f in findings] == [
-        ("example.com", "a", ["192.0.2.10"]),
-        ("example.com", "aaaa", ["2001:db8::10"]),
-        ("example.com", "txt", ["v=spf1 -all"]),
-        ("example.com", "mx", ["mail.example.com"]),
-        ("example.com", "soa", ["ns1.example.com hostmaster.example.com 2024090101 7200 3600 1209600 3600"]),
-        ("www.example.com", "a", ["192.0.2.10"]),
-        ("www.example.com", "cname", ["example.com"]),
-        ("missing.example.com", None, []),
-    ]
-    assert findings[0] == {
-        "host": "example.com", "record_type": "a", "values": ["192.0.2.10"], "ttl": 3600,
-        "resolver": "1.1.1.1:53", "status_code": "NOERROR",
-    }  # fmt: skip
-    assert findings[-1]["status_code"] == "NXDOMAIN" and findings[-1]["ttl"] is None
-
-
-def test_a_truncated_last_line_is_dropped_and_the_complete_lines_kept() -> None:
-    findings = dnsx.parse(report("truncated.jsonl"))
-    assert [(f["host"], f["values"]) for f in findings] == [
-        ("example.com", ["192.0.2.10"]),
-        ("api.example.com", ["192.0.2.11", "192.0.2.12"]),
-    ]
-
-
-def test_unknown_extra_fields_are_ignored() -> None:
-    assert dnsx.parse(report("extra-fields.jsonl")) == [
-        {"host": "shop.example.com", "record_type": "a", "values": ["198.51.100.7"], "ttl": 120,
-         "resolver": "9.9.9.9:53", "status_code": "NOERROR"},
-    ]  # fmt: skip
-
-
 @pytest.mark.parametrize("outputs", [{}, {"dnsx.jsonl": b""}, {"dnsx.jsonl": b"\n\n"}, {"other.jsonl": b"{}"}])
 def test_empty_or_missing_output_gives_no_findings(outputs: dict[str, bytes]) -> None:
-    assert dnsx.parse(outputs) == []
+    assert parse_bytes(dnsx.SPEC, outputs) == []
 
 
-def test_the_empty_fixture_gives_no_findings() -> None:
-    assert dnsx.parse(report("empty.jsonl")) == []
+def test_a_soa_owned_by_the_zone_above_is_not_the_hosts_record_but_names_the_zone() -> None:
+    line = b'{"host": "www.example.com", "resolver": ["8.8.8.8:53", "1.1.1.1:53"], "a": ["192.0.2.1"], '
+    line += b'"soa": [{"name": "example.com", "ns": "ns1.example.com"}], "status_code": "NOERROR"}\n'
+    (finding,) = parse_bytes(dnsx.SPEC, {"dnsx.jsonl": line})
+    assert (finding["record_type"], finding["zone"], finding["resolver"]) == ("a", "example.com", "1.1.1.1:53")
+
+
+def test_a_hosts_own_soa_matches_without_case_or_trailing_dot() -> None:
+    line = b'{"host": "Example.com.", "soa": [{"name": "example.com", "ns": "ns1"}]}\n'
+    (finding,) = parse_bytes(dnsx.SPEC, {"dnsx.jsonl": line})
+    assert finding["record_type"] == "soa" and finding["zone"] == "example.com"

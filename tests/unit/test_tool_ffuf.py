@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,14 +10,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tasks.tools import ffuf
+from tasks.tools.base import parse_bytes
 from tasks.tools.ffuf import FfufParams
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ffuf"
 URL = "https://example.com/FUZZ"
-
-
-def report(name: str) -> dict[str, bytes]:
-    return {"ffuf.json": (FIXTURES / name).read_bytes()}
 
 
 def test_a_typical_run_builds_argv_with_the_wordlist_in_a_file_and_a_json_report() -> None:
@@ -92,48 +87,55 @@ def test_no_accepted_word_can_split_a_wordlist_line(word: str) -> None:
     assert "\n" not in word and "\r" not in word and word.strip() == word
 
 
-def test_a_real_ffuf_1_1_0_report_gives_one_finding_per_match() -> None:
-    findings = ffuf.parse(report("v1-match-codes.json"))
-    assert [(f["input"], f["status"], f["length"], f["redirect_location"]) for f in findings] == [
-        ("admin", 301, 0, "/admin/"),
-        ("robots.txt", 200, 14, None),
-        ("index.html", 200, 6, None),
-        ("images", 301, 0, "/images/"),
-    ]
-    assert findings[1] == {
-        "input": "robots.txt", "url": "http://127.0.0.1:18080/robots.txt", "status": 200, "length": 14,
-        "words": 2, "lines": 2, "content_type": None, "redirect_location": None,
-    }  # fmt: skip
-
-
-def test_with_extensions_the_input_is_the_word_plus_its_extension() -> None:
-    inputs = [f["input"] for f in ffuf.parse(report("v1-extensions-follow-redirects.json"))]
-    assert sorted(inputs) == ["admin", "backup.zip", "images", "index.html", "robots.txt"]
-
-
-def test_the_ffuf_2_shape_reads_fuzz_and_content_type_and_ignores_ffufhash() -> None:
-    assert ffuf.parse(report("v2-documented-shape.json"))[0] == {
-        "input": "admin", "url": "https://example.com/admin", "status": 301, "length": 169, "words": 5,
-        "lines": 8, "content_type": "text/html", "redirect_location": "https://example.com/admin/",
-    }  # fmt: skip
-
-
-@pytest.mark.parametrize("fixture", ["v1-no-results.json", "truncated.json"])
-def test_a_report_without_results_or_cut_off_gives_no_findings(fixture: str) -> None:
-    assert ffuf.parse(report(fixture)) == []
-
-
 @pytest.mark.parametrize(
-    "data", [b"", b"null", b"[]", b'{"results": null}', b'{"results": [1, "x", null]}', b"\xff\xfe"]
+    "data", [b"", b" \n", b"null", b"[]", b'{"results": null}', b'{"results": [1, "x", null]}', b'{"results": [{}]}']
 )
-def test_empty_or_odd_json_gives_no_findings(data: bytes) -> None:
-    assert ffuf.parse({"ffuf.json": data}) == []
+def test_empty_or_odd_json_and_entries_without_url_or_status_give_no_findings(data: bytes) -> None:
+    assert parse_bytes(ffuf.SPEC, {"ffuf.json": data}) == []
 
 
 def test_a_missing_report_gives_no_findings() -> None:
-    assert ffuf.parse({}) == []
+    assert parse_bytes(ffuf.SPEC, {}) == []
 
 
 def test_a_result_without_input_keeps_its_other_fields() -> None:
-    findings = ffuf.parse({"ffuf.json": b'{"results": [{"url": "http://x/a", "status": 200, "input": "a"}]}'})
+    findings = parse_bytes(
+        ffuf.SPEC, {"ffuf.json": b'{"results": [{"url": "http://x/a", "status": 200, "input": "a"}]}'}
+    )
     assert findings[0]["input"] is None and findings[0]["url"] == "http://x/a" and findings[0]["status"] == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "place"),
+    [
+        ("http://FUZZ/", "host or port"),
+        ("http://FUZZ.example.com/x", "host or port"),
+        ("http://example.com:FUZZ/", "host or port"),
+        ("http://user:FUZZ@example.com/FUZZ", "user info"),
+        ("http://example.com/#FUZZ", "fragment"),
+    ],
+)
+def test_fuzz_outside_the_path_and_query_is_refused_naming_where(url: str, place: str) -> None:
+    with pytest.raises(ValidationError, match=f"not in its {place}"):
+        FfufParams(url=url, wordlist=("169.254.169.254",))
+
+
+@pytest.mark.parametrize("url", ["http://FUZZ/", "http://10.0.0.5:FUZZ/", "http://FUZZ.example.com/FUZZ"])
+def test_fuzz_in_the_host_or_port_is_accepted_only_with_fuzz_host(url: str) -> None:
+    assert FfufParams(url=url, wordlist=("a",), fuzz_host=True).url == url
+
+
+def test_fuzz_host_never_allows_fuzz_in_user_info() -> None:
+    with pytest.raises(ValidationError, match="user info"):
+        FfufParams(url="http://FUZZ@example.com/", wordlist=("a",), fuzz_host=True)
+
+
+def test_the_fuzz_host_field_tells_the_api_tier_what_it_must_check() -> None:
+    description = FfufParams.model_fields["fuzz_host"].description or ""
+    assert "API tier must check every word" in description
+
+
+@pytest.mark.parametrize("word", ["a\x85b", "a\u2028b", "a\x9bb"])
+def test_words_with_unicode_line_breaks_or_c1_controls_are_refused(word: str) -> None:
+    with pytest.raises(ValidationError):
+        FfufParams(url=URL, wordlist=(word,))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tasks.tools import httpx
+from tasks.tools.base import parse_bytes
 from tasks.tools.httpx import HttpxParams
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "httpx"
-
-
-def report(name: str) -> dict[str, bytes]:
-    return {"httpx.jsonl": (FIXTURES / name).read_bytes()}
 
 
 def test_a_typical_run_builds_argv_with_match_codes_probes_and_the_targets_in_a_file() -> None:
@@ -25,17 +19,20 @@ def test_a_typical_run_builds_argv_with_match_codes_probes_and_the_targets_in_a_
     invocation = httpx.build(params)
     assert invocation.argv == [
         "-l", "/inputs/targets.txt", "-json", "-o", "/outputs/httpx.jsonl", "-silent", "-duc", "-sc", "-cl",
-        "-mc", "200,301", "-title", "-server",
+        "-mc", "200,301",
     ]  # fmt: skip
     assert invocation.input_files == {"targets.txt": "example.com\nhttps://api.example.com:8443/v1\n"}
     assert invocation.output_files == ["httpx.jsonl"]
 
 
-def test_tech_detection_and_redirects_are_opt_in_and_title_and_server_opt_out() -> None:
-    params = HttpxParams(
-        targets=("example.com",), title=False, web_server=False, tech_detect=True, follow_redirects=True
-    )
-    assert httpx.build(params).argv[9:] == ["-td", "-fr"]
+def test_redirects_are_opt_in() -> None:
+    assert httpx.build(HttpxParams(targets=("example.com",), follow_redirects=True)).argv[9:] == ["-fr"]
+
+
+@pytest.mark.parametrize("key", ["title", "web_server", "tech_detect"])
+def test_the_removed_probe_params_are_refused_saying_what_replaced_them(key: str) -> None:
+    with pytest.raises(ValidationError, match="every finding carries title, webserver and tech"):
+        HttpxParams.model_validate({"targets": ["example.com"], key: True})
 
 
 @pytest.mark.parametrize(
@@ -82,30 +79,6 @@ def test_no_accepted_target_can_be_read_as_a_flag_or_split_a_line(text: str) -> 
     assert not text.startswith("-") and not any(c.isspace() for c in text)
 
 
-def test_each_answering_url_is_a_finding_and_failed_probes_are_skipped() -> None:
-    findings = httpx.parse(report("probes.jsonl"))
-    assert findings == [
-        {"url": "https://example.com", "input": "example.com", "status_code": 200,
-         "title": "Example Domain", "webserver": "nginx/1.25.3", "tech": ["Nginx:1.25.3", "HSTS"],
-         "content_length": 1256, "content_type": "text/html", "location": None, "host": "example.com",
-         "ip": "192.0.2.10", "port": 443, "scheme": "https"},
-        {"url": "http://old.example.com", "input": "http://old.example.com", "status_code": 301,
-         "title": None, "webserver": "Apache", "tech": [], "content_length": 229, "content_type": "text/html",
-         "location": "https://www.example.com/", "host": "old.example.com", "ip": "192.0.2.20", "port": 80,
-         "scheme": "http"},
-    ]  # fmt: skip
-
-
-def test_a_truncated_last_line_is_dropped_and_unknown_fields_are_ignored() -> None:
-    assert [f["url"] for f in httpx.parse(report("truncated.jsonl"))] == ["http://192.0.2.30:8080"]
-    (finding,) = httpx.parse(report("extra-fields.jsonl"))
-    assert finding["tech"] == ["ExampleCDN"] and finding["ip"] == "203.0.113.5" and "hash" not in finding
-
-
 @pytest.mark.parametrize("outputs", [{}, {"httpx.jsonl": b""}, {"httpx.jsonl": b'{"status_code": 200}\n'}])
 def test_empty_missing_or_urlless_output_gives_no_findings(outputs: dict[str, bytes]) -> None:
-    assert httpx.parse(outputs) == []
-
-
-def test_the_empty_fixture_gives_no_findings() -> None:
-    assert httpx.parse(report("empty.jsonl")) == []
+    assert parse_bytes(httpx.SPEC, outputs) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tasks.tools import naabu
+from tasks.tools.base import parse_bytes
 from tasks.tools.naabu import NaabuParams
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "naabu"
-
-
-def report(name: str) -> dict[str, bytes]:
-    return {"naabu.jsonl": (FIXTURES / name).read_bytes()}
 
 
 def test_a_typical_run_builds_a_connect_scan_argv_with_the_hosts_in_a_file() -> None:
@@ -80,26 +74,20 @@ def test_no_accepted_port_list_can_be_read_as_a_flag(text: str) -> None:
     assert text[:1].isdigit() and not any(c.isspace() for c in text)
 
 
-def test_each_open_port_is_a_finding_and_a_host_defaults_to_its_ip() -> None:
-    assert naabu.parse(report("ports.jsonl")) == [
-        {"host": "scanme.example.com", "ip": "192.0.2.10", "port": 22, "protocol": "tcp", "tls": False},
-        {"host": "scanme.example.com", "ip": "192.0.2.10", "port": 443, "protocol": "tcp", "tls": True},
-        {"host": "192.0.2.20", "ip": "192.0.2.20", "port": 8080, "protocol": "tcp", "tls": False},
-        {"host": "104.16.99.52", "ip": "104.16.99.52", "port": 80, "protocol": "tcp", "tls": False},
-    ]
-
-
-def test_a_truncated_last_line_is_dropped_and_unknown_fields_are_ignored() -> None:
-    assert [f["port"] for f in naabu.parse(report("truncated.jsonl"))] == [25]
-    assert naabu.parse(report("extra-fields.jsonl")) == [
-        {"host": "edge.example.com", "ip": "203.0.113.9", "port": 443, "protocol": "tcp", "tls": True}
-    ]
-
-
 @pytest.mark.parametrize("outputs", [{}, {"naabu.jsonl": b""}, {"naabu.jsonl": b'{"ip": "192.0.2.1"}\n'}])
 def test_empty_missing_or_portless_output_gives_no_findings(outputs: dict[str, bytes]) -> None:
-    assert naabu.parse(outputs) == []
+    assert parse_bytes(naabu.SPEC, outputs) == []
 
 
-def test_the_empty_fixture_gives_no_findings() -> None:
-    assert naabu.parse(report("empty.jsonl")) == []
+def test_a_host_smuggling_extra_lines_through_an_ipv6_scope_id_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        NaabuParams(hosts=("fe80::1%x\n10.0.0.0-255.0-255.0-255\n169.254.169.254",))
+
+
+def test_naabu_runs_with_tls_detection_switched_on_by_its_environment() -> None:
+    assert naabu.SPEC.environment == {"ENABLE_TLS_DETECTION": "true"}
+
+
+def test_a_false_tls_or_missing_host_reads_as_false_and_the_ip() -> None:
+    (finding,) = parse_bytes(naabu.SPEC, {"naabu.jsonl": b'{"ip": "192.0.2.1", "port": 80, "protocol": "tcp"}\n'})
+    assert finding == {"host": "192.0.2.1", "ip": "192.0.2.1", "port": 80, "protocol": "tcp", "tls": False}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tasks.tools import nuclei
+from tasks.tools.base import parse_bytes
 from tasks.tools.nuclei import NucleiParams
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nuclei"
-
-
-def report(name: str) -> dict[str, bytes]:
-    return {"nuclei.jsonl": (FIXTURES / name).read_bytes()}
 
 
 def test_a_typical_run_uses_the_shipped_templates_directory_and_a_severity_filter() -> None:
@@ -32,13 +26,13 @@ def test_a_typical_run_uses_the_shipped_templates_directory_and_a_severity_filte
 
 
 def test_named_templates_are_each_passed_with_t_under_the_templates_directory() -> None:
-    params = NucleiParams(targets=("example.com",), templates=("cves/CVE-2021-41773.yaml", "dns/caa.yml"))
+    params = NucleiParams(targets=("example.com",), templates=("cves/CVE-2021-41773.yaml", "dns/caa.yaml"))
     argv = nuclei.build(params).argv
     assert argv[9:13] == [
         "-t",
         "/inputs/templates/cves/CVE-2021-41773.yaml",
         "-t",
-        "/inputs/templates/dns/caa.yml",
+        "/inputs/templates/dns/caa.yaml",
     ]
 
 
@@ -46,7 +40,7 @@ def test_interactsh_is_off_unless_asked_for() -> None:
     assert "-no-interactsh" not in nuclei.build(NucleiParams(targets=("example.com",), interactsh=True)).argv
 
 
-@pytest.mark.parametrize("template", ["a.yaml", "cves/2021/CVE-2021-1.yaml", "x_y-z.v2.yml", "A/B/C/D/e.yaml"])
+@pytest.mark.parametrize("template", ["a.yaml", "cves/2021/CVE-2021-1.yaml", "x_y-z.v2.yaml", "A/B/C/D/e.yaml"])
 def test_relative_yaml_paths_are_accepted_as_templates(template: str) -> None:
     assert NucleiParams(targets=("example.com",), templates=(template,)).templates == (template,)
 
@@ -92,37 +86,32 @@ def test_no_accepted_template_can_leave_the_templates_directory_or_read_as_a_fla
     assert ".." not in text.split("/") and not text.startswith(("-", "/")) and "," not in text
 
 
-def test_each_match_is_a_finding_with_template_severity_and_location() -> None:
-    findings = nuclei.parse(report("matches.jsonl"))
-    assert findings[0] == {
-        "template_id": "nginx-version", "name": "Nginx Version - Detect", "severity": "info",
-        "matched_at": "https://example.com", "host": "example.com", "ip": "192.0.2.10", "type": "http",
-        "matcher_name": None, "extracted_results": ["nginx/1.25.3"],
-    }  # fmt: skip
-    assert [(f["template_id"], f["severity"], f["matcher_name"], f["type"]) for f in findings[1:]] == [
-        ("git-config", "medium", "git-config", "http"),
-        ("openssh-detect", "info", None, "tcp"),
-    ]
-
-
-def test_a_truncated_last_line_is_dropped_and_unknown_fields_are_ignored() -> None:
-    assert [f["template_id"] for f in nuclei.parse(report("truncated.jsonl"))] == ["dns-caa"]
-    (finding,) = nuclei.parse(report("extra-fields.jsonl"))
-    assert finding["severity"] == "high" and finding["matcher_name"] == "passwd" and "curl-command" not in finding
-
-
 @pytest.mark.parametrize(
     "outputs",
     [{}, {"nuclei.jsonl": b""}, {"nuclei.jsonl": b'{"info": {"severity": "high"}}\n'}],
 )
 def test_empty_missing_or_templateless_output_gives_no_findings(outputs: dict[str, bytes]) -> None:
-    assert nuclei.parse(outputs) == []
+    assert parse_bytes(nuclei.SPEC, outputs) == []
 
 
 def test_a_line_without_info_still_gives_a_finding() -> None:
-    (finding,) = nuclei.parse({"nuclei.jsonl": b'{"template-id": "t", "info": "odd", "extracted-results": "x"}\n'})
+    (finding,) = parse_bytes(
+        nuclei.SPEC, {"nuclei.jsonl": b'{"template-id": "t", "info": "odd", "extracted-results": "x"}\n'}
+    )
     assert finding["name"] is None and finding["severity"] is None and finding["extracted_results"] == []
 
 
-def test_the_empty_fixture_gives_no_findings() -> None:
-    assert nuclei.parse(report("empty.jsonl")) == []
+@pytest.mark.parametrize("template", ["a.yml", "dns/caa.yml", "x.YML"])
+def test_yml_templates_are_refused_since_nuclei_reads_only_yaml_and_json_as_templates(template: str) -> None:
+    with pytest.raises(ValidationError, match=r"nuclei does not read \.yml files as templates; name it \.yaml"):
+        NucleiParams(targets=("example.com",), templates=(template,))
+
+
+def test_tags_references_and_ids_given_as_one_string_become_lists() -> None:
+    line = b'{"template-id": "t", "info": {"tags": "a", "reference": "https://x", "classification": '
+    line += b'{"cve-id": "cve-1", "cwe-id": null, "cvss-score": 9.8, "cvss-metrics": "CVSS:3.1/AV:N"}}}\n'
+    (finding,) = parse_bytes(nuclei.SPEC, {"nuclei.jsonl": line})
+    assert (finding["tags"], finding["reference"], finding["cve_id"], finding["cwe_id"]) == (
+        ["a"], ["https://x"], ["cve-1"], [],
+    )  # fmt: skip
+    assert finding["cvss_score"] == 9.8 and finding["cvss_metrics"] == "CVSS:3.1/AV:N"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tasks.tools import subfinder
+from tasks.tools.base import parse_bytes
 from tasks.tools.subfinder import SubfinderParams
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "subfinder"
-
-
-def report(name: str) -> dict[str, bytes]:
-    return {"subfinder.jsonl": (FIXTURES / name).read_bytes()}
 
 
 def test_a_typical_run_builds_argv_with_json_lines_and_the_domains_in_a_file() -> None:
@@ -82,31 +76,6 @@ def test_no_accepted_domain_can_be_read_as_a_flag_or_split_a_line(text: str) -> 
     assert not text.startswith("-") and not any(c.isspace() for c in text)
 
 
-def test_each_json_line_is_a_finding_with_host_input_and_source() -> None:
-    assert subfinder.parse(report("subdomains.jsonl")) == [
-        {"host": "www.example.com", "input": "example.com", "source": "crtsh"},
-        {"host": "api.example.com", "input": "example.com", "source": "alienvault"},
-        {"host": "mail.example.org", "input": "example.org", "source": "hackertarget"},
-    ]
-
-
-def test_collected_sources_are_joined_into_source() -> None:
-    assert subfinder.parse(report("collect-sources.jsonl"))[0]["source"] == "crtsh,alienvault,waybackarchive"
-
-
-def test_a_truncated_last_line_is_dropped_and_unknown_fields_are_ignored() -> None:
-    assert subfinder.parse(report("truncated.jsonl")) == [
-        {"host": "www.example.com", "input": "example.com", "source": "crtsh"}
-    ]
-    assert subfinder.parse(report("extra-fields.jsonl")) == [
-        {"host": "portal.example.com", "input": "example.com", "source": "dnsdumpster"}
-    ]
-
-
 @pytest.mark.parametrize("outputs", [{}, {"subfinder.jsonl": b""}, {"subfinder.jsonl": b'{"input": "x.com"}\n'}])
 def test_empty_missing_or_hostless_output_gives_no_findings(outputs: dict[str, bytes]) -> None:
-    assert subfinder.parse(outputs) == []
-
-
-def test_the_empty_fixture_gives_no_findings() -> None:
-    assert subfinder.parse(report("empty.jsonl")) == []
+    assert parse_bytes(subfinder.SPEC, outputs) == []

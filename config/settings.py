@@ -7,7 +7,7 @@ import os
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from isolation import DEFAULT_LABEL_PREFIX, ContainerLimits
+from isolation import ContainerLimits, defaults
 
 IMAGE_PREFIX = "TOOLRUNNER_IMAGE_"
 
@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, description="Redis URL of the broker; unset = the CLI runs in-process")
     result_backend: str | None = Field(None, description="result backend URL; defaults to the broker URL")
     tool_network: str = Field("bridge", description="network mode of tool containers unless their spec says")
-    label_prefix: str = Field(DEFAULT_LABEL_PREFIX, description="prefix of the labels on every volume and container")
+    label_prefix: str = Field(defaults.LABEL_PREFIX, description="prefix of the labels on every volume and container")
 
     max_timeout_seconds: int = Field(3600, ge=1, description="cap on any tool's timeout_seconds")
     time_limit_margin_seconds: int = Field(120, ge=1, description="soft limit = max timeout + this; hard = soft + this")
@@ -29,14 +29,22 @@ class Settings(BaseSettings):
     max_input_bytes: int = Field(64 << 20, ge=0, description="cap on the total size of a run's input files")
     max_output_file_bytes: int = Field(64 << 20, ge=1, description="cap on one output file read back")
     max_output_total_bytes: int = Field(256 << 20, ge=1, description="cap on all output files of a run")
+    inline_findings_bytes: int = Field(
+        1 << 20, ge=1024, description="findings JSON a result carries; past it the rest is counted, not inlined"
+    )
     stdout_tail_bytes: int = Field(8192, ge=0, description="bytes of stdout/stderr kept in results")
 
-    memory_limit: str = Field(ContainerLimits.memory, description="tool container memory limit (Docker syntax)")
-    cpus: float = Field(ContainerLimits.cpus, gt=0, description="tool container CPU limit")
-    pids_limit: int = Field(ContainerLimits.pids, ge=16, description="tool container process limit")
-    tmpfs_size: str = Field(ContainerLimits.tmpfs_size, description="size of the tool container's /tmp tmpfs")
+    memory_limit: str = Field(defaults.MEMORY, description="tool container memory limit (Docker syntax)")
+    cpus: float = Field(defaults.CPUS, gt=0, description="tool container CPU limit")
+    pids_limit: int = Field(defaults.PIDS, ge=16, description="tool container process limit")
+    tmpfs_size: str = Field(defaults.TMPFS_SIZE, description="size of the tool container's /tmp tmpfs")
     file_size_limit: int = Field(
-        ContainerLimits.file_size_bytes, ge=1 << 20, description="RLIMIT_FSIZE of tool processes, bytes"
+        defaults.FILE_SIZE_BYTES, ge=1 << 20, description="RLIMIT_FSIZE of tool processes, bytes"
+    )
+
+    nofile_limit: int = Field(defaults.NOFILE, ge=16, description="open-files limit (soft = hard) of tool processes")
+    pull_timeout_seconds: float = Field(
+        defaults.PULL_TIMEOUT_SECONDS, gt=0, description="how long a run waits for a missing image's pull"
     )
 
     docker_retries: int = Field(5, ge=0, description="retries of a run when the Docker Engine is unreachable")
@@ -109,6 +117,7 @@ class Settings(BaseSettings):
             pids=self.pids_limit,
             tmpfs_size=self.tmpfs_size,
             file_size_bytes=self.file_size_limit,
+            nofile=self.nofile_limit,
         )
 
     def image_for(self, tool: str, default: str) -> str:

@@ -19,6 +19,7 @@ class Stage(StrEnum):
     """The lifecycle stage a run reports in its progress."""
 
     VALIDATING = "validating"
+    PULLING_IMAGE = "pulling_image"
     PREPARING_INPUTS = "preparing_inputs"
     RUNNING = "running"
     READING_OUTPUTS = "reading_outputs"
@@ -73,6 +74,7 @@ class RunResult:
     status: Status
     reason: str | None
     findings: list[dict[str, Any]]
+    findings_truncated: bool = False
     stats: RunStats
     stderr_tail: str
     outputs: dict[str, int] = field(default_factory=dict)
@@ -96,6 +98,7 @@ class RunResult:
             "status": self.status.value,
             "reason": self.reason,
             "findings": self.findings,
+            "findings_truncated": self.findings_truncated,
             "stats": {
                 "findings": s.findings,
                 "duration_ms": s.duration_ms,

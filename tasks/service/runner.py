@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import docker
 
 import isolation
 from config import Settings
+from tasks.service.findings import Findings, collect
 from tasks.service.plan import RunPlan
 from tasks.service.result import Outcome, RunResult, RunStats, Stage, Status, outcome
 from tasks.tools.base import INPUTS, OUTPUTS
@@ -22,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 Reporter = Callable[[Stage, Mapping[str, Any]], None]
 Volume = isolation.IsolatedContainerVolume
+# A tool container is killed at its timeout by its run; past the timeout plus this, it is an orphan the
+# reaper may kill (its worker is gone).
+CONTAINER_DEADLINE_GRACE = timedelta(seconds=30)
 
 
 class RunMetrics(Protocol):
@@ -81,45 +88,75 @@ class ToolRun:
 
 @dataclass(frozen=True)
 class OutputFiles:
-    """The outputs read back: their bytes, the names the tool did not write, why they were refused."""
+    """The outputs read back into a local directory: their sizes, the names the tool did not write, why refused."""
 
-    files: dict[str, bytes] = field(default_factory=dict)
+    directory: str
+    sizes: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     refused: str | None = None
 
     @property
     def size(self) -> int:
         """Total bytes read."""
-        return sum(len(v) for v in self.files.values())
+        return sum(self.sizes.values())
 
 
 def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
-    """Run plan end to end and return its result; volumes and containers are always removed."""
+    """Run plan end to end and return its result; volumes and containers are always removed.
+
+    Outputs stream from the engine into a local spool directory, never whole into memory, and the
+    parser reads them from there as streams after the volumes are gone.
+    """
     started = time.monotonic()
+    image = ctx.settings.image_for(plan.spec.name, plan.spec.image)
+    _pull_if_missing(plan, ctx, image)
     labels = {"task": ctx.task_id, "tool": plan.spec.name, "worker": ctx.worker}
-    new_volume = partial(Volume, plan.tenant_id, plan.run_id, ctx.client, **_volume_options(ctx, labels))
+    new_volume = partial(
+        Volume, plan.tenant_id, plan.run_id, ctx.client, deadline=_volume_deadline(plan, ctx.settings),
+        **_volume_options(ctx, labels),
+    )  # fmt: skip
     inputs, outputs = new_volume(), new_volume()
-    try:
-        with ctx.stage(Stage.PREPARING_INPUTS, files=len(plan.inputs)):
-            inputs.initialize(plan.inputs)
-            outputs.initialize({})
-        run = _run_tool(plan, ctx, inputs, outputs)
-        with ctx.stage(Stage.READING_OUTPUTS, files=len(plan.invocation.output_files)):
-            read = _read_outputs(outputs, plan.invocation.output_files)
-    finally:
-        # Cleanup runs even if reporting the stage raises (e.g. Celery's soft time limit fires right then).
+    with tempfile.TemporaryDirectory(prefix="toolrunner-outputs-") as spool:
         try:
-            ctx.report(Stage.CLEANING_UP, {})
+            with ctx.stage(Stage.PREPARING_INPUTS, files=len(plan.inputs)):
+                inputs.initialize(plan.inputs)
+                outputs.initialize({})
+            run = _run_tool(plan, ctx, inputs, outputs, image)
+            with ctx.stage(Stage.READING_OUTPUTS, files=len(plan.invocation.output_files)):
+                read = _read_outputs(outputs, plan.invocation.output_files, spool)
         finally:
-            with ctx.timed(Stage.CLEANING_UP):
-                _cleanup(ctx, inputs, outputs)
-    findings = plan.spec.parse(read.files)
-    result = _outcome(plan, run, read)
+            # Cleanup runs even if reporting the stage raises (e.g. Celery's soft time limit fires right then).
+            try:
+                ctx.report(Stage.CLEANING_UP, {})
+            finally:
+                with ctx.timed(Stage.CLEANING_UP):
+                    _cleanup(ctx, inputs, outputs)
+        found = _parse(plan, ctx, read)
+    result = _outcome(plan, run, read, found)
     if ctx.metrics:
         ctx.metrics.run_done(
             plan.spec.name, result.status, run.container.duration_ms / 1000, plan.input_bytes, read.size
         )
-    return _result(plan, ctx, run, result, findings, read, started)
+    return _result(plan, ctx, image, run, result, found, read, started)
+
+
+def _pull_if_missing(plan: RunPlan, ctx: RunContext, image: str) -> None:
+    """Pull a missing image in a stage of its own, with its own timeout: a pull is never tool time."""
+    if isolation.image_present(ctx.client, image):
+        return
+    with ctx.stage(Stage.PULLING_IMAGE, image=image):
+        isolation.pull_image(
+            ctx.client, image, timeout_seconds=ctx.settings.pull_timeout_seconds, hint=_image_hint(plan)
+        )
+
+
+def _image_hint(plan: RunPlan) -> str:
+    return f"point TOOLRUNNER_IMAGE_{plan.spec.name.upper()} at an image that has it"
+
+
+def _volume_deadline(plan: RunPlan, settings: Settings) -> datetime:
+    """When this run's volumes are surely orphans: the tool's timeout, then reading outputs and cleanup."""
+    return datetime.now(UTC) + timedelta(seconds=plan.timeout_seconds + 2 * settings.time_limit_margin_seconds)
 
 
 def _volume_options(ctx: RunContext, labels: Mapping[str, str]) -> dict[str, Any]:
@@ -131,8 +168,8 @@ def _volume_options(ctx: RunContext, labels: Mapping[str, str]) -> dict[str, Any
     }
 
 
-def _run_tool(plan: RunPlan, ctx: RunContext, inputs: Volume, outputs: Volume) -> ToolRun:
-    spec = _container_spec(plan, ctx.settings, inputs, outputs)
+def _run_tool(plan: RunPlan, ctx: RunContext, inputs: Volume, outputs: Volume, image: str) -> ToolRun:
+    spec = _container_spec(plan, ctx.settings, inputs, outputs, image)
 
     def tick(elapsed: float, lines: int) -> None:
         ctx.report(Stage.RUNNING, {"elapsed_seconds": round(elapsed, 1), "output_lines": lines})
@@ -142,53 +179,66 @@ def _run_tool(plan: RunPlan, ctx: RunContext, inputs: Volume, outputs: Volume) -
         try:
             return ToolRun(
                 isolation.run_container(
-                    ctx.client, spec, plan.timeout_seconds, on_tick=tick, tail_bytes=ctx.settings.stdout_tail_bytes
+                    ctx.client, spec, plan.timeout_seconds, on_tick=tick, tail_bytes=ctx.settings.stdout_tail_bytes,
+                    pull=False,
                 )
-            )
+            )  # fmt: skip
         except ctx.interruptions:
             # The caller interrupted the run mid-tool: run_container already killed and removed the
             # container; keep what the tool wrote so far and report the run as timed out.
             logger.warning("run interrupted while the tool ran task=%s volume=%s", ctx.task_id, outputs.name)
             elapsed = int((time.monotonic() - started) * 1000)
-            killed = isolation.ContainerResult(
-                exit_code=None, timed_out=True, oom_killed=False, duration_ms=elapsed,
-                stdout_tail="", stderr_tail="", stdout_lines=0,
-            )  # fmt: skip
-            return ToolRun(killed, interrupted=True)
+            return ToolRun(isolation.ContainerResult(exit_code=None, timed_out=True, duration_ms=elapsed), True)
 
 
-def _container_spec(plan: RunPlan, settings: Settings, inputs: Volume, outputs: Volume) -> isolation.ContainerSpec:
+def _container_spec(
+    plan: RunPlan, settings: Settings, inputs: Volume, outputs: Volume, image: str
+) -> isolation.ContainerSpec:
+    deadline = datetime.now(UTC) + timedelta(seconds=plan.timeout_seconds) + CONTAINER_DEADLINE_GRACE
     return isolation.ContainerSpec(
-        image=settings.image_for(plan.spec.name, plan.spec.image),
+        image=image,
         entrypoint=plan.spec.entrypoint,
         argv=plan.invocation.argv,
         mounts=[inputs.get_volume_config(INPUTS, True), outputs.get_volume_config(OUTPUTS, False)],
-        labels={**outputs.labels, f"{settings.label_prefix}.role": "tool"},
+        labels=outputs.container_labels(isolation.Role.TOOL, deadline=deadline),
         network=plan.spec.network or settings.tool_network,
-        user=plan.spec.user,
+        user=plan.spec.user or isolation.TOOL_USER,
         cap_add=plan.spec.cap_add,
         limits=settings.container_limits(),
-        image_hint=f"point TOOLRUNNER_IMAGE_{plan.spec.name.upper()} at an image that has it",
+        environment=dict(plan.spec.environment),
+        image_hint=_image_hint(plan),
     )
 
 
-def _read_outputs(volume: Volume, names: list[str]) -> OutputFiles:
-    """Read the outputs back in one archive download.
+def _read_outputs(volume: Volume, names: list[str], directory: str) -> OutputFiles:
+    """Stream the outputs into directory in one archive download.
 
-    A tool that wrote nothing is not an error here; one whose outputs are links or over the caps gets
-    no findings and a tool_failed status saying why, rather than a task failure without a result.
+    A tool that wrote nothing is not an error here; one whose outputs are links, over the caps or
+    unreadable gets no findings and a tool_failed status saying why, rather than a task failure.
     """
-    missing: list[str] = []
     try:
         try:
-            return OutputFiles(volume.read_files(names))
+            return OutputFiles(directory, volume.copy_files_to(names, directory))
         except isolation.MissingOutputError as exc:
-            missing = exc.missing
-            present = [n for n in names if n not in exc.missing]
-            return OutputFiles(volume.read_files(present) if present else {}, missing)
-    except (isolation.OutputTooLargeError, isolation.UnsafeOutputError) as exc:
+            # The files that were there are in the directory already, whole: the archive was read to its end.
+            present = [n for n in names if n not in exc.missing and os.path.isfile(os.path.join(directory, n))]
+            return OutputFiles(
+                directory, {n: os.path.getsize(os.path.join(directory, n)) for n in present}, exc.missing
+            )
+    except (isolation.OutputTooLargeError, isolation.UnsafeOutputError, isolation.OutputReadError) as exc:
         logger.warning("outputs refused volume=%s: %s", volume.name, exc)
-        return OutputFiles({}, missing, str(exc))
+        return OutputFiles(directory, refused=str(exc))
+
+
+def _parse(plan: RunPlan, ctx: RunContext, read: OutputFiles) -> Findings:
+    """Feed the parser one binary stream per output file and collect what it yields."""
+    if read.refused:
+        return Findings()
+    with ExitStack() as stack:
+        streams: dict[str, BinaryIO] = {
+            name: stack.enter_context(open(os.path.join(read.directory, name), "rb")) for name in read.sizes
+        }
+        return collect(plan.spec.parse(streams), ctx.settings.inline_findings_bytes, interruptions=ctx.interruptions)
 
 
 def _cleanup(ctx: RunContext, *volumes: Volume) -> None:
@@ -205,19 +255,26 @@ def _cleanup_one(ctx: RunContext, volume: Volume) -> None:
         ctx.metrics.volume_done(gone)
 
 
-def _outcome(plan: RunPlan, run: ToolRun, read: OutputFiles) -> Outcome:
+def _outcome(plan: RunPlan, run: ToolRun, read: OutputFiles, found: Findings) -> Outcome:
     if read.refused:
         return Outcome(Status.TOOL_FAILED, f"its outputs were refused: {read.refused}")
     c = run.container
-    return outcome(c.exit_code, c.timed_out or run.interrupted, c.oom_killed, plan.timeout_seconds)
+    result = outcome(c.exit_code, c.timed_out or run.interrupted, c.oom_killed, plan.timeout_seconds)
+    if found.parse_error is None:
+        return result
+    why = f"its output could not be parsed after {found.count} finding(s): {found.parse_error}"
+    if result.status is Status.OK:
+        return Outcome(Status.TOOL_FAILED, why)
+    return Outcome(result.status, f"{result.reason}; {why}")
 
 
 def _result(
     plan: RunPlan,
     ctx: RunContext,
+    image: str,
     run: ToolRun,
     result: Outcome,
-    findings: list[dict[str, Any]],
+    found: Findings,
     read: OutputFiles,
     started: float,
 ) -> RunResult:
@@ -227,13 +284,14 @@ def _result(
         tenant_id=plan.tenant_id,
         run_id=plan.run_id,
         task_id=ctx.task_id,
-        image=ctx.settings.image_for(plan.spec.name, plan.spec.image),
+        image=image,
         exit_code=c.exit_code,
         status=result.status,
         reason=result.reason,
-        findings=findings,
+        findings=found.inline,
+        findings_truncated=found.truncated,
         stats=RunStats(
-            findings=len(findings),
+            findings=found.count,
             duration_ms=int((time.monotonic() - started) * 1000),
             tool_duration_ms=c.duration_ms,
             bytes_in=plan.input_bytes,
@@ -241,6 +299,6 @@ def _result(
             stdout_lines=c.stdout_lines,
         ),
         stderr_tail=c.stderr_tail,
-        outputs={name: len(data) for name, data in read.files.items()},
+        outputs=read.sizes,
         missing_outputs=read.missing,
     )

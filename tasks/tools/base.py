@@ -54,7 +54,8 @@ class ToolSpec:
     default_timeout: int = 600
     description: str = ""
     cap_add: tuple[str, ...] = ()
-    user: str | None = "65532:65532"
+    # None runs the tool as the worker's non-root default user (isolation.TOOL_USER); "0:0" would be root.
+    user: str | None = None
     network: str | None = None
     finding_fields: Mapping[str, str] = field(default_factory=dict)
     # Changes whenever build or parse change meaning, so results cached under an older version are not reused.

@@ -10,7 +10,7 @@ SPEC = ToolSpec(
     entrypoint=["true"],
     params_model=ToolParams,
     build=lambda params: Invocation(argv=[]),
-    parse=lambda outputs: [],
+    parse=lambda outputs: iter(()),
     default_timeout=10,
     description="test-only: an image that cannot be found or pulled",
 )

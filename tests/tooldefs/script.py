@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator
 
 from pydantic import Field
 
 from tasks.tools import Finding, Invocation, ToolParams, ToolSpec
+from tasks.tools.base import Outputs
 
 
 class ScriptParams(ToolParams):
@@ -21,13 +22,12 @@ def build(params: ScriptParams) -> Invocation:
     return Invocation(argv=["-c", params.script], output_files=list(params.outputs))
 
 
-def parse(outputs: Mapping[str, bytes]) -> list[Finding]:
-    """One finding per line of every output file."""
-    return [
-        {"file": name, "line": line}
-        for name, data in sorted(outputs.items())
-        for line in data.decode("utf-8", errors="replace").splitlines()
-    ]
+def parse(outputs: Outputs) -> Iterator[Finding]:
+    """One finding per line of every output file, read as it streams."""
+    for name, stream in sorted(outputs.items()):
+        for raw in stream:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            yield {"file": name, "line": line}
 
 
 SPEC = ToolSpec(

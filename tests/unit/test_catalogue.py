@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+import isolation
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.tools.base import parse_bytes
 
@@ -104,7 +105,8 @@ def test_parsing_empty_or_missing_outputs_gives_no_findings(spec: ToolSpec) -> N
 def test_security_tools_run_as_the_unprivileged_user_without_added_capabilities(spec: ToolSpec) -> None:
     if spec.name not in EXAMPLES:
         pytest.skip("not one of the security tools")
-    assert spec.user == "65532:65532"
+    assert spec.user is None, "None runs the tool as isolation's non-root default user"
+    assert isolation.TOOL_USER == "65532:65532"
     assert spec.cap_add == ()
 
 

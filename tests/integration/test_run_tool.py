@@ -10,7 +10,7 @@ import docker
 import pytest
 
 from tasks import TOOL_TASKS, app, run_tool
-from tests.integration.workers import Worker
+from tasks.worker.testing import Worker
 
 pytestmark = pytest.mark.integration
 WAIT = 120

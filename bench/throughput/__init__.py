@@ -34,7 +34,7 @@ Numbers:
   CPU          CPU ms per run during the rounds, from /proc: the whole machine (other people's load included),
                the worker's main process and pool children, dockerd, containerd, this process; and how busy
                the machine's CPUs were. Near 100% busy, every extra CPU ms per run costs throughput.
-  profile      `--profile-runs` runs of tasks.runner.execute in this process (the same isolation calls in
+  profile      `--profile-runs` runs of tasks.service.execute in this process (the same isolation calls in
                the same order, no Celery) at the same concurrency with every stage timed, and every Docker API
                request timed by endpoint next to the plain loop's. Requests overlap under concurrency, so their
                milliseconds add up to more than the wall time.

@@ -1,4 +1,4 @@
-"""What the benchmarks share: timing Docker API requests, percentiles, rich tables, labels, signals and the worker."""
+"""What the benchmarks share: their error, timed Docker API requests, percentiles, rich tables, labels and signals."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -21,15 +20,16 @@ from rich.table import Table
 
 from isolation.naming import managed_filter
 
-if TYPE_CHECKING:
-    from celery import Celery
-
-    from tests.integration.workers import Worker
-
 BUSYBOX = "toolrunner-busybox:local"
-SCRIPT_TOOL_MODULE = "tests.tooldefs.script"  # the test-only `script` tool the worker benchmarks run
+# The test-only `script` tool the worker benchmarks run, named by string in the worker's environment: that is
+# configuration the worker reads at start, not an import of tests/ by the benchmarks.
+SCRIPT_TOOL_MODULE = "tests.tooldefs.script"
 
 Call = tuple[str, float]
+
+
+class BenchError(RuntimeError):
+    """Raised when a benchmark cannot measure: a variant did not do the job, results never arrive, a daemon hangs."""
 
 
 @dataclass
@@ -96,7 +96,7 @@ def usable_cpus() -> str:
     return f"{os.cpu_count()} ({len(os.sched_getaffinity(0))})"
 
 
-# --- resources, signals and the worker ------------------------------------------------------------------------------
+# --- resources, signals and the worker's environment ----------------------------------------------------------------
 
 
 def count_managed(client: Any, prefix: str, tenant: str | None = None) -> tuple[int, int]:
@@ -123,14 +123,3 @@ def worker_env(redis_url: str) -> dict[str, str]:
         "TOOLRUNNER_TOOL_NETWORK": "none",
         "TOOLRUNNER_EXTRA_TOOL_MODULES": json.dumps([SCRIPT_TOOL_MODULE]),
     }
-
-
-def start_bench_worker(
-    log_dir: Path, name: str, concurrency: int, env: Mapping[str, str], client: Celery | None = None
-) -> Worker:
-    """Start a prefork worker with the integration tests' helper; it returns once the worker answers a ping."""
-    from tests.integration.workers import start_worker  # late: lifecycle needs neither Celery nor the test helpers
-
-    if client is None:  # the helper's default: the tasks app
-        return start_worker(log_dir, name, concurrency=concurrency, env=dict(env))
-    return start_worker(log_dir, name, concurrency=concurrency, env=dict(env), client=client)

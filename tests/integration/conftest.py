@@ -9,8 +9,8 @@ import docker
 import pytest
 import redis
 
+from tasks.worker.testing import Worker, free_port, start_worker
 from tests.conftest import LABEL_PREFIX
-from tests.integration.workers import Worker, free_port, start_worker
 
 MANAGED = {"label": [f"{LABEL_PREFIX}.managed=true"]}
 

@@ -18,10 +18,9 @@ import pytest
 
 from isolation import IsolatedContainerVolume, cleanup_orphaned_volumes
 from tasks import run_tool
+from tasks.worker.testing import DIND_IMAGE, InnerDaemon, Worker, inner_daemon, start_worker
 from tests.conftest import LABEL_PREFIX
-from tests.integration.dind import DIND_IMAGE, InnerDaemon, inner_daemon
 from tests.integration.test_sweep import aged_labels, volume_exists
-from tests.integration.workers import Worker, start_worker
 
 pytestmark = pytest.mark.integration
 WAIT = 120

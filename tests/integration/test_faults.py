@@ -16,8 +16,8 @@ from celery import Celery
 
 from config import celery_config, load_settings
 from tasks.worker.delivery import DELIVERY_KEY
+from tasks.worker.testing import free_port, start_worker
 from tests.conftest import REDIS_URL
-from tests.integration.workers import free_port, start_worker
 
 pytestmark = pytest.mark.integration
 # The same Redis server as the rest of the suite, another database.

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tasks import run_tool
-from tests.integration.workers import ROOT, Worker, free_port
+from tasks.worker.testing import ROOT, Worker, free_port
 
 pytestmark = pytest.mark.integration
 AUTH = ("flower-admin", "test-password-1")

@@ -10,7 +10,7 @@ import docker
 import pytest
 
 from tasks import run_tool
-from tests.integration.workers import Worker, start_worker
+from tasks.worker.testing import Worker, start_worker
 
 pytestmark = pytest.mark.integration
 QUEUE = "hostile"

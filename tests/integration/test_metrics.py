@@ -7,7 +7,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tasks import run_tool
-from tests.integration.workers import Worker
+from tasks.worker.testing import Worker
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 from libnmap.parser import NmapParser
 
 from tasks import run_tool
-from tests.integration.workers import Worker, free_port, start_worker
+from tasks.worker.testing import Worker, free_port, start_worker
 
 pytestmark = pytest.mark.integration
 QUEUE = "scanners"

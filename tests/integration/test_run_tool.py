@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tasks import TOOL_TASKS, TaskIdentityError, app, result_for, run_tool
-from tests.integration.workers import Worker
+from tasks.worker.testing import Worker
 
 pytestmark = pytest.mark.integration
 WAIT = 120

@@ -9,7 +9,7 @@ import docker
 import pytest
 
 from tasks import app
-from tests.integration.workers import Worker
+from tasks.worker.testing import Worker
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""A short soak through bench/soak.py: a real worker SIGKILLed mid-run loses no run, runs none twice, leaks nothing."""
+"""A short soak through bench.soak: a real worker SIGKILLed mid-run loses no run, runs none twice, leaks nothing."""
 
 from __future__ import annotations
 
@@ -9,23 +9,26 @@ import pytest
 import redis
 from rich.console import Console
 
-from bench.soak_check import duplicate_completions, duplicate_log_successes, lost, mismatches, read_classes
-from bench.soak_plan import Observed, Plan, SoakConfig
-from bench.soak_run import run_soak
-from bench.soak_table import report
-from bench.soak_worker import SOAK_DB
+from bench.soak.check import duplicate_completions, duplicate_log_successes, lost, mismatches, read_classes
+from bench.soak.plan import Observed, Plan, SoakConfig
+from bench.soak.run import run_soak
+from bench.soak.table import report
+from tests.conftest import REDIS_URL
 
 # The first test also pays for the shared soak: each must be done within two minutes.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+SOAK_DB = REDIS_URL.rsplit("/", 1)[0] + "/11"  # the suite's Redis server, a database of the soak's own
 # Host engine, no daemon restart: one SIGKILL of the worker (its runs come back after the 16 s visibility timeout).
-SHORT = SoakConfig(runs=24, tenants=3, concurrency=4, seed=7, kill_rate=0.04, daemon_restart=False, dind=False)
+SHORT = SoakConfig(
+    runs=24, tenants=3, concurrency=4, seed=7, kill_rate=0.04, daemon_restart=False, dind=False, redis_url=SOAK_DB
+)
 
 
 @pytest.fixture(scope="module")
 def soak(
     redis_url: str, busybox_image: str, docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Plan, Observed]]:
-    """One short soak shared by the tests below; its workers use label prefix soak and Redis db 11 only."""
+    """One short soak shared by the tests below; its workers use label prefix soak and Redis database 11 only."""
     with redis.Redis.from_url(SOAK_DB, socket_connect_timeout=2) as conn:
         conn.ping()
     plan, observed = run_soak(SHORT, tmp_path_factory.mktemp("soak"), Console(width=150))

@@ -12,8 +12,8 @@ import redis
 
 from tasks import app, sweep_all, sweep_daemon
 from tasks.worker.maintenance import LOCK_KEY
+from tasks.worker.testing import Worker, start_worker
 from tests.integration.test_sweep import aged_labels, volume_exists
-from tests.integration.workers import Worker, start_worker
 
 pytestmark = pytest.mark.integration
 WAIT = 120

@@ -1,4 +1,4 @@
-"""The throughput benchmark's profile: tasks.runner.execute in this process, each stage and API request timed."""
+"""The throughput benchmark's profile: tasks.service.execute in this process, each stage and API request timed."""
 
 from __future__ import annotations
 
@@ -15,34 +15,33 @@ from typing import Any
 
 import docker
 
-from bench.common import CallLog
-from bench.throughput_cpu import process_seconds
-from bench.throughput_round import EXPECTED_FINDINGS, PARAMS, Bench, BenchError, new_client, plain_round
+from bench.common import BenchError, CallLog
+from bench.throughput.cpu import process_seconds
+from bench.throughput.variant import EXPECTED_FINDINGS, PARAMS, ThroughputBench, new_client, plain_round
 from config import Settings
-from tasks import app
-from tasks.request import RunPlan, plan_run
-from tasks.runner import RunContext, execute
+from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
 from tasks.tools import load_catalogue
+from tasks.worker import app
 
 
 def profiled_execute(
     client: docker.DockerClient, settings: Settings, plan: RunPlan, stages: dict[str, list[float]]
 ) -> bool:
-    """Run tasks.runner.execute itself; a stage lasts from its first progress report to the next stage's."""
+    """Run tasks.service.execute itself; a stage lasts from its first progress report to the next stage's."""
     network = plan.spec.network or settings.tool_network
     if network != "none":
         raise BenchError(f"the tool container would get network {network!r}; this benchmark only uses none")
     marks: list[tuple[str, float]] = []
 
-    def report(stage: str, meta: Mapping[str, Any]) -> None:
+    def report(stage: Stage, meta: Mapping[str, Any]) -> None:
         if not marks or marks[-1][0] != stage:  # `running` is reported again on every tick
-            marks.append((stage, time.perf_counter()))
+            marks.append((stage.value, time.perf_counter()))
 
-    result = execute(plan, RunContext(client, settings, "bench-profile", report, "bench"))
+    result = execute(plan, RunContext(client, settings, "bench-profile", report, worker="bench"))
     marks.append(("done", time.perf_counter()))
     for (stage, began), (_, ended) in itertools.pairwise(marks):
         stages[stage].append((ended - began) * 1000)
-    return bool(result["status"] == "ok" and result["findings"] == EXPECTED_FINDINGS)
+    return result.status is Status.OK and result.findings == EXPECTED_FINDINGS
 
 
 @dataclass
@@ -60,14 +59,14 @@ class Profile:
     copy_failures: int = 0
 
 
-def profile(bench: Bench, runs: int) -> Profile:
+def profile(bench: ThroughputBench, runs: int) -> Profile:
     """Run execute() in this process, then the plain loop, `runs` times each at the benchmark's concurrency,
     every request timed."""
     result = Profile(runs)
     settings = app.settings
     catalogue = load_catalogue(settings.extra_tool_modules)
     plans = [
-        plan_run(catalogue, "script", bench.tenants[i % len(bench.tenants)], f"profile-{i}", PARAMS, None,
+        plan_run(catalogue, RunRequest("script", bench.tenants[i % len(bench.tenants)], f"profile-{i}", PARAMS),
                  max_input_bytes=settings.max_input_bytes, max_timeout_seconds=settings.max_timeout_seconds)
         for i in range(runs)
     ]  # fmt: skip
@@ -79,7 +78,7 @@ def profile(bench: Bench, runs: int) -> Profile:
     plain_client = new_client(bench.concurrency)
     result.plain_calls.attach(plain_client)
     with phase() as plain:
-        plain_round(Bench(plain_client, bench.concurrency, [], bench.nonce), runs, "profile")
+        plain_round(ThroughputBench(plain_client, bench.concurrency, [], bench.nonce), runs, "profile")
     result.plain_seconds, result.plain_cpu_seconds = plain
     return result
 

@@ -18,7 +18,7 @@ from typing import Any
 from docker.types import Mount
 from rich.console import Console
 
-from bench.common import BUSYBOX, Call, CallLog, ms_since, percentile
+from bench.common import BUSYBOX, BenchError, Call, CallLog, ms_since, percentile
 from isolation import IsolatedContainerVolume
 from isolation.engine import HELPER_MOUNT, helper_image_ref
 from isolation.naming import new_identity
@@ -30,12 +30,8 @@ OURS2, SEED2, FLOOR2, OURS20, FLOOR20 = "ours", "seed", "floor", "ours, 20 files
 Variant = Callable[[], bytes]
 
 
-class BenchError(RuntimeError):
-    """Raised when a variant did not do the job (wrong bytes read back, a failed docker command)."""
-
-
 @dataclass(frozen=True)
-class Bench:
+class LifecycleBench:
     """What every variant needs: a client, the tenant id labelling all we create, an optional call log."""
 
     client: Any
@@ -86,14 +82,14 @@ def untar_one(data: bytes, name: str) -> bytes:
 # --- the variants --------------------------------------------------------------------------------
 
 
-def ours(bench: Bench, files: Mapping[str, bytes]) -> bytes:
+def ours(bench: LifecycleBench, files: Mapping[str, bytes]) -> bytes:
     """The module under test, used the way a task uses it."""
     with IsolatedContainerVolume(bench.tenant, secrets.token_hex(4), bench.client) as volume:
         volume.initialize(files)
         return volume.read_files([OUTPUT])[OUTPUT]
 
 
-def floor(bench: Bench, files: Mapping[str, bytes]) -> bytes:
+def floor(bench: LifecycleBench, files: Mapping[str, bytes]) -> bytes:
     """The fewest raw SDK calls that do the same job: six requests, no checks, no streaming."""
     api, identity = bench.client.api, new_identity(bench.tenant, secrets.token_hex(4))
     api.create_volume(identity.name, driver="local", labels=identity.labels())
@@ -112,7 +108,7 @@ def floor(bench: Bench, files: Mapping[str, bytes]) -> bytes:
         api.remove_volume(identity.name)
 
 
-def seed(bench: Bench, files: Mapping[str, bytes]) -> bytes:
+def seed(bench: LifecycleBench, files: Mapping[str, bytes]) -> bytes:
     """The seed's approach: a `docker run` per file written and per file read, all through the CLI."""
     identity = new_identity(bench.tenant, secrets.token_hex(4))
     labels = {k: v for k, v in identity.labels().items() if not k.endswith(".nonce")}
@@ -130,7 +126,7 @@ def seed(bench: Bench, files: Mapping[str, bytes]) -> bytes:
         cli(bench, "volume rm", ["volume", "rm", identity.name])
 
 
-def cli(bench: Bench, step: str, args: list[str], stdin: bytes = b"") -> bytes:
+def cli(bench: LifecycleBench, step: str, args: list[str], stdin: bytes = b"") -> bytes:
     """Run one docker CLI command, timing it as `step` when profiling; its stdout."""
     start = time.perf_counter()
     done = subprocess.run(["docker", *args], input=stdin, capture_output=True, check=False)
@@ -141,7 +137,7 @@ def cli(bench: Bench, step: str, args: list[str], stdin: bytes = b"") -> bytes:
     return done.stdout
 
 
-def variants(bench: Bench) -> dict[str, Variant]:
+def variants(bench: LifecycleBench) -> dict[str, Variant]:
     """Every small-file variant, in the order of the first round (ours first: it provisions the helper)."""
     two, twenty = small_files(2), small_files(20)
     return {
@@ -156,7 +152,9 @@ def variants(bench: Bench) -> dict[str, Variant]:
 # --- measuring -----------------------------------------------------------------------------------
 
 
-def measure(bench: Bench, chosen: Mapping[str, Variant], runs: int, console: Console) -> dict[str, list[Sample]]:
+def measure(
+    bench: LifecycleBench, chosen: Mapping[str, Variant], runs: int, console: Console
+) -> dict[str, list[Sample]]:
     """Warm up, then run every variant once per round, rotating which goes first; samples per variant."""
     names, expected = list(chosen), small_files(2)[OUTPUT]
     samples: dict[str, list[Sample]] = {name: [] for name in names}
@@ -171,7 +169,7 @@ def measure(bench: Bench, chosen: Mapping[str, Variant], runs: int, console: Con
     return samples
 
 
-def timed(bench: Bench, variant: Variant, name: str, expected: bytes) -> Sample:
+def timed(bench: LifecycleBench, variant: Variant, name: str, expected: bytes) -> Sample:
     """Run a variant once; its time and, when profiling, the calls it made."""
     first_call = len(bench.log.calls) if bench.log else 0
     start = time.perf_counter()

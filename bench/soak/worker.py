@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import docker
 import docker.errors
@@ -19,15 +19,11 @@ import requests.exceptions
 from celery import Celery
 
 from bench import common
-from bench.common import BUSYBOX, count_managed, start_bench_worker
-from bench.soak_plan import Observed
+from bench.common import BUSYBOX, BenchError, count_managed
+from bench.soak.plan import Observed
 from config import Settings, celery_config
+from tasks.worker.testing import InnerDaemon, Worker, inner_daemon, start_worker
 
-if TYPE_CHECKING:
-    from tests.integration.dind import InnerDaemon
-    from tests.integration.workers import Worker
-
-SOAK_DB = "redis://127.0.0.1:6379/11"
 LABEL_PREFIX = "soak"
 WORKER_NAME = "soak"
 LIMITS: dict[str, Any] = {"max_timeout_seconds": 10, "time_limit_margin_seconds": 2, "visibility_margin_seconds": 2}
@@ -50,8 +46,6 @@ def engine(use_dind: bool) -> Iterator[Engine]:
         if not use_dind:
             yield Engine(host, None, None)
             return
-        from tests.integration.dind import inner_daemon  # late: only a DinD soak needs it
-
         with inner_daemon(host, [BUSYBOX]) as daemon:
             yield Engine(daemon.client, daemon.docker_host, partial(restart_inner, host, daemon))
     finally:
@@ -68,7 +62,7 @@ def restart_inner(host: docker.DockerClient, daemon: InnerDaemon) -> None:
             if daemon.client.ping():
                 return
         time.sleep(0.1)
-    raise RuntimeError("the inner dockerd did not answer within 60s of its restart")
+    raise BenchError("the inner dockerd did not answer within 60s of its restart")
 
 
 def leftovers(client: docker.DockerClient) -> tuple[int, int]:
@@ -76,27 +70,27 @@ def leftovers(client: docker.DockerClient) -> tuple[int, int]:
     return count_managed(client, LABEL_PREFIX)
 
 
-def soak_settings() -> Settings:
+def soak_settings(redis_url: str) -> Settings:
     """The settings producer and workers share (explicit values win over any TOOLRUNNER_* environment)."""
     return Settings(
-        broker_url=SOAK_DB, result_backend=SOAK_DB, label_prefix=LABEL_PREFIX, tool_network="none", **LIMITS
+        broker_url=redis_url, result_backend=redis_url, label_prefix=LABEL_PREFIX, tool_network="none", **LIMITS
     )
 
 
-def worker_env(docker_host: str | None) -> dict[str, str]:
+def worker_env(redis_url: str, docker_host: str | None) -> dict[str, str]:
     """The workers' environment: the soak's database, label prefix and limits, and the engine to use."""
     env = {
-        **common.worker_env(SOAK_DB),
+        **common.worker_env(redis_url),
         "TOOLRUNNER_LABEL_PREFIX": LABEL_PREFIX,
         **{f"TOOLRUNNER_{key.upper()}": str(value) for key, value in LIMITS.items()},
     }
     return {**env, "DOCKER_HOST": docker_host} if docker_host else env
 
 
-def producer_app() -> Celery:
+def producer_app(redis_url: str) -> Celery:
     """A producer on the soak's Redis database, configured like the workers."""
     producer = Celery("soak-client", set_as_current=False)
-    producer.conf.update(celery_config(soak_settings()))
+    producer.conf.update(celery_config(soak_settings(redis_url)))
     return producer
 
 
@@ -113,7 +107,8 @@ class Workers:
 
     def start(self) -> None:
         log_dir = self.log_dir / f"incarnation-{len(self.all):02d}"
-        self.all.append(start_bench_worker(log_dir, WORKER_NAME, self.concurrency, self.env, client=self.producer))
+        worker = start_worker(log_dir, WORKER_NAME, concurrency=self.concurrency, env=self.env, client=self.producer)
+        self.all.append(worker)
 
     def kill_and_replace(self) -> None:
         self.current.kill_group()

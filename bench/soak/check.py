@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from bench.soak_plan import Expectation, Observed, Plan, PlannedRun
+from bench.soak.plan import Expectation, Observed, Plan, PlannedRun
 
 SUCCEEDED = re.compile(r"Task toolrunner\.run_tool\[(?P<id>[0-9a-f-]+)\] succeeded in")
 SHORT_CIRCUIT = re.compile(r"task=(?P<id>[0-9a-f-]+) already succeeded in another delivery")

@@ -13,10 +13,9 @@ from celery.utils import worker_direct
 from rich.console import Console
 
 import isolation
-from bench.soak_plan import Disruption, Observed, Plan, SoakConfig, make_plan
-from bench.soak_worker import (
+from bench.soak.plan import Disruption, Observed, Plan, SoakConfig, make_plan
+from bench.soak.worker import (
     LABEL_PREFIX,
-    SOAK_DB,
     Engine,
     Workers,
     engine,
@@ -114,12 +113,12 @@ def finish(soak: Soak) -> None:
 def run_soak(config: SoakConfig, log_dir: Path, console: Console) -> tuple[Plan, Observed]:
     """Run a whole soak and return the plan and what was observed; every resource it made is removed."""
     plan, observed = make_plan(config), Observed(log_dir=log_dir)
-    producer, conn = producer_app(), redis.Redis.from_url(SOAK_DB)
+    producer, conn = producer_app(config.redis_url), redis.Redis.from_url(config.redis_url)
     conn.flushdb()
     keys = {run.task_id: producer.backend.get_key_for_task(run.task_id).decode() for run in plan.runs}
     try:
         with engine(config.dind) as used:
-            workers = Workers(log_dir, config.concurrency, worker_env(used.docker_host), producer)
+            workers = Workers(log_dir, config.concurrency, worker_env(config.redis_url, used.docker_host), producer)
             soak = Soak(config, plan, used, workers, conn, keys, observed)
             try:
                 _soak(soak, console)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bench.throughput_round import Bench, Measurement
+from bench.throughput.variant import Measurement, ThroughputBench
 
 TICKS = os.sysconf("SC_CLK_TCK")
 MACHINE = "whole machine (all CPUs, everyone's load)"
@@ -56,7 +56,7 @@ def cpu_snapshot(worker_pid: int) -> dict[str, float]:
     }
 
 
-def with_cpu(bench: Bench, variant: Callable[[], Measurement]) -> Measurement:
+def with_cpu(bench: ThroughputBench, variant: Callable[[], Measurement]) -> Measurement:
     """Run one round and attach the CPU seconds each group spent during it."""
     before = cpu_snapshot(bench.worker_pid)
     measurement = variant()

@@ -1,11 +1,20 @@
-"""Docker-in-Docker for integration tests: a dockerd inside a container, reached through a socket on the host."""
+"""Launchers for integration tests and benchmarks: real `celery -A tasks worker` processes and DinD daemons.
+
+Like `celery.contrib.testing`, but with real subprocesses: a worker is started from the repository root in its
+own process group and is ready once it answers a ping; an inner dockerd runs in a container of the host engine
+and is removed, with its volume, whatever happens.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
+import signal
 import socket as socketlib
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -15,11 +24,16 @@ from pathlib import Path
 import docker
 import docker.errors
 import requests.exceptions
+from celery import Celery
 from docker.models.containers import Container
 from docker.types import Mount
 
+from tasks.errors import ToolrunnerError
+from tasks.worker.app import app
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository root: where `celery -A tasks` finds the package
 DIND_IMAGE = "toolrunner-dind:local"
-TEST_LABELS = {"toolrunner.test": "dind"}
+DIND_LABELS = {"toolrunner.test": "dind"}
 # Added to Docker's default set: the smallest addition with which the inner daemon loads images and runs
 # hardened tool containers. --privileged and --cap-add ALL fail on these machines (the kernel's bounding
 # set lacks CAP_SYS_RESOURCE). Without SYS_ADMIN `docker load` cannot create a mount namespace; without
@@ -27,6 +41,97 @@ TEST_LABELS = {"toolrunner.test": "dind"}
 CAPABILITIES = ("SYS_ADMIN", "NET_ADMIN")
 SECURITY_OPTIONS = ("seccomp=unconfined", "apparmor=unconfined")
 _UNREACHABLE = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+class LaunchError(ToolrunnerError):
+    """Raised when a worker or an inner dockerd started for a test or a benchmark does not come up."""
+
+
+# --- Celery workers -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    """A running worker subprocess and where its log goes."""
+
+    process: subprocess.Popen[bytes]
+    name: str
+    log: Path
+    metrics_url: str = ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
+        """Stop the worker (warm shutdown by default) and wait for it; SIGKILL if it lingers."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker and its pool children at once, as a crashed or OOM-killed container would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
+    def log_text(self) -> str:
+        """Everything the worker logged so far."""
+        return self.log.read_text(errors="replace")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socketlib.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_worker(
+    log_dir: Path,
+    name: str,
+    *,
+    concurrency: int = 4,
+    env: dict[str, str] | None = None,
+    pool: str = "prefork",
+    queues: str | None = None,
+    client: Celery = app,
+) -> Worker:
+    """Start `celery -A tasks worker` from the repository root and wait until it answers `client`'s ping."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{name}.log"
+    command = [
+        sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", pool, "--concurrency", str(concurrency),
+        "--hostname", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    if queues:
+        command += ["--queues", queues]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # its own process group, so a caller can kill worker and children at once
+        )
+    worker = Worker(process, name, log)
+    _wait_ready(worker, client)
+    return worker
+
+
+def _wait_ready(worker: Worker, client: Celery, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            raise LaunchError(f"worker {worker.name} exited early:\n{worker.log_text()[-4000:]}")
+        replies = client.control.ping(timeout=1.0) or []
+        if any(name.startswith(f"{worker.name}@") for reply in replies for name in reply):
+            return
+    worker.stop(signal.SIGKILL)
+    raise LaunchError(f"worker {worker.name} did not answer a ping within {timeout}s:\n{worker.log_text()[-4000:]}")
+
+
+# --- Docker-in-Docker ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -69,7 +174,7 @@ def inner_daemon(
         directory = Path(tempfile.mkdtemp(prefix="dind-"))
         stack.callback(shutil.rmtree, directory, ignore_errors=True)
         name = f"toolrunner-dind-{secrets.token_hex(4)}"
-        host.volumes.create(name=name, labels=TEST_LABELS)
+        host.volumes.create(name=name, labels=DIND_LABELS)
         stack.callback(_remove_volume, host, name)
         container = _create_container(host, name, directory, capabilities)
         stack.callback(_remove_container, host, container.id)
@@ -95,7 +200,7 @@ def _create_container(host: docker.DockerClient, name: str, directory: Path, cap
         DIND_IMAGE,
         dockerd_command(directory / "docker.sock"),
         name=name,
-        labels=TEST_LABELS,
+        labels=DIND_LABELS,
         network_mode="host",
         cap_add=list(capabilities),
         security_opt=list(SECURITY_OPTIONS),
@@ -113,12 +218,12 @@ def _wait_for_daemon(container: Container, socket: Path, timeout: float) -> dock
     while time.monotonic() < deadline:
         container.reload()
         if container.status != "running":
-            raise RuntimeError(f"the inner dockerd stopped ({container.status}):\n{_logs(container)}")
+            raise LaunchError(f"the inner dockerd stopped ({container.status}):\n{_logs(container)}")
         client = _answering_client(socket) if _listening(socket) else None
         if client is not None:
             return client
         time.sleep(0.1)
-    raise RuntimeError(f"the inner dockerd did not answer on {socket} within {timeout}s:\n{_logs(container)}")
+    raise LaunchError(f"the inner dockerd did not answer on {socket} within {timeout}s:\n{_logs(container)}")
 
 
 def _listening(path: Path) -> bool:

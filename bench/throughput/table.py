@@ -16,9 +16,9 @@ from rich.table import Table
 
 from bench import common
 from bench.common import CallLog, percentile, usable_cpus, verdict
-from bench.throughput_cpu import MACHINE
-from bench.throughput_profile import Profile
-from bench.throughput_round import Measurement, Run, WorkerTiming, pooled
+from bench.throughput.cpu import MACHINE
+from bench.throughput.profile import Profile
+from bench.throughput.variant import Measurement, Run, WorkerTiming, pooled
 
 TARGET_RATIO, TARGET_P50_DELTA_MS = 0.8, 250.0
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from bench import common
 from bench.common import verdict
-from bench.soak_check import (
+from bench.soak.check import (
     IGNORED,
     SHORT_CIRCUIT,
     duplicate_completions,
@@ -20,7 +20,7 @@ from bench.soak_check import (
     final_status,
     mismatches,
 )
-from bench.soak_plan import EXPECTED, Observed, Plan, SoakConfig
+from bench.soak.plan import EXPECTED, Observed, Plan, SoakConfig
 
 
 def status_table(plan: Plan, observed: Observed) -> Table:
@@ -105,7 +105,7 @@ def print_anomalies(plan: Plan, observed: Observed, console: Console, limit: int
         meta = observed.metas.get(run.task_id) or {}
         result = meta.get("result")
         why = result.get("reason") or result.get("exc_message") if isinstance(result, dict) else result
-        console.print(f"status {status!r}, expected {run.expected!r}: {run.run_id} task {run.task_id}: {why}")
+        console.print(f"status {status!r}, expected {run.expected.value!r}: {run.run_id} task {run.task_id}: {why}")
     for task_id, n in list(duplicate_completions(observed).items())[:limit]:
         console.print(f"duplicate completion: task {task_id} published {n} distinct executions")
     for task_id, n in list(duplicate_log_successes(observed.logs).items())[:limit]:

@@ -16,10 +16,11 @@ from pathlib import Path
 import docker
 import redis
 
-from bench.common import BUSYBOX, percentile, worker_env
-from tasks import app, run_tool
+from bench.common import BUSYBOX, BenchError, percentile, worker_env
+from tasks.service import Status
+from tasks.worker import app, run_tool
 
-BROKER = "redis://127.0.0.1:6379/14"
+BROKER = "redis://127.0.0.1:6379/14"  # the default of --redis-url
 PARAMS = {"script": "echo ok > /outputs/out.txt", "outputs": ["out.txt"]}
 EXPECTED_FINDINGS = [{"file": "out.txt", "line": "ok"}]
 PLAIN_LABEL = "toolrunner.bench"  # the plain loop's containers are not the project's: a label of their own
@@ -31,10 +32,6 @@ TASK_LINE = re.compile(
     r"(?:received|succeeded in (?P<seconds>[0-9.e-]+)s)",
     re.MULTILINE,
 )
-
-
-class BenchError(RuntimeError):
-    """Raised when the benchmark cannot measure (results never arrive, a network other than none)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ class Measurement:
 
 
 @dataclass(frozen=True)
-class Bench:
+class ThroughputBench:
     """What every phase needs: the client, the concurrency, this benchmark's tenants and nonce."""
 
     client: docker.DockerClient
@@ -89,17 +86,18 @@ def pooled(measurements: Sequence[Measurement]) -> Measurement:
     return Measurement(measurements[0].variant, "all rounds", runs, sum(m.wall_seconds for m in measurements), cpu)
 
 
-def configure_environment() -> dict[str, str]:
-    """Point this process (whose app reads settings on first use) and the worker at db 14; return that env."""
-    env = worker_env(BROKER)
+def configure_environment(redis_url: str) -> dict[str, str]:
+    """Point this process (whose app reads settings on first use) and the worker at redis_url; return that env."""
+    env = worker_env(redis_url)
     os.environ.update(env)
     if "settings" in app.__dict__:
         raise BenchError("the Celery app read its settings before the benchmark configured them")
-    redis.Redis.from_url(BROKER).flushdb()
+    with redis.Redis.from_url(redis_url) as conn:
+        conn.flushdb()
     return env
 
 
-def toolrunner_round(bench: Bench, runs: int, label: str) -> Measurement:
+def toolrunner_round(bench: ThroughputBench, runs: int, label: str) -> Measurement:
     """Enqueue every run at once, then poll until each has a result."""
     submitted: dict[str, float] = {}
     for i in range(runs):
@@ -138,7 +136,7 @@ def parse_result(task_id: str, submitted: float, started: float, done: float, ra
     result = meta.get("result") if meta.get("status") == "SUCCESS" else None
     if not isinstance(result, dict):
         return Run(submitted, started, done, False, task_id, None, f"{meta.get('status')}: {meta.get('result')}")
-    ok = result.get("status") == "ok" and result.get("findings") == EXPECTED_FINDINGS
+    ok = result.get("status") == Status.OK and result.get("findings") == EXPECTED_FINDINGS
     error = "" if ok else f"{result.get('status')}: {result.get('reason')}"
     return Run(submitted, started, done, ok, task_id, float(result["stats"]["duration_ms"]), error)
 
@@ -170,7 +168,7 @@ def worker_timings(log: Path) -> dict[str, WorkerTiming]:
     return timings
 
 
-def plain_round(bench: Bench, runs: int, label: str) -> Measurement:
+def plain_round(bench: ThroughputBench, runs: int, label: str) -> Measurement:
     """Submit every run to a pool of `concurrency` threads at once and wait for all."""
     labels = {PLAIN_LABEL: bench.nonce}
     with ThreadPoolExecutor(bench.concurrency) as pool:

@@ -1,30 +1,4 @@
-"""Benchmark of one volume's lifecycle: ours vs the seed's docker-CLI approach vs the raw-SDK floor.
-
-Run:  .venv/bin/python bench/lifecycle.py [--runs 20] [--big-mib 1024] [--skip-big] [--profile-runs 10]
-
-Everything runs in one process on one machine (the big-file phase in a fresh child process, so its
-peak RSS is its own). Each iteration of the small-file phases creates a volume, writes the inputs plus
-the tool's output `results.json` (so that every variant has something to read back), reads
-`results.json` back, and removes everything: "2 files" writes 3 files, "20 files" writes 21.
-After 2 warm-up rounds the variants run round-robin, the starting variant rotating per round, so
-machine drift hits all alike. Nothing is asserted: the tables show the numbers and each target.
-
-Variants:
-  ours   IsolatedContainerVolume: initialize(files), read_files(["results.json"]), cleanup().
-  seed   the seed's approach through the docker CLI: `volume create`, one `docker run ... cat > FILE`
-         per file written, one `chmod -R 777`, one `docker run ... cat FILE` per file read,
-         `volume rm` (busybox instead of alpine; its containers get our labels so a Ctrl-C leaves
-         nothing the reaper cannot find).
-  floor  the fewest raw SDK calls doing the same job: create volume, create helper container (never
-         started), put_archive, get_archive, remove container, remove volume.
-
-Columns: median and p90 are milliseconds per iteration; "x floor" is the median divided by the
-floor's median for the same number of files; "x ours 2 files" divides by ours' 2-file median.
-Machines here are noisy: read the ratios, not the absolute times.
-The profile table comes from a separate, shorter pass with every HTTP request to the engine timed
-(to response headers; a streamed body is read after) and every docker CLI command timed; its
-"client side" row is the mean iteration time minus the time spent inside those calls.
-"""
+"""`python -m bench.lifecycle`: its options, its phases, and the reaper of whatever a run labelled."""
 
 from __future__ import annotations
 
@@ -33,21 +7,17 @@ import contextlib
 import json
 import secrets
 import sys
-from pathlib import Path
 from typing import Any
-
-if __name__ == "__main__":  # run as a script, bench/ (not the repository root) heads sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import docker
 import docker.errors
 from rich.console import Console
 
-from bench import common
+from bench import common, lifecycle
 from bench.common import CallLog, count_managed, exit_on_sigterm
-from bench.lifecycle_big import big_round_trip, run_big_child
-from bench.lifecycle_table import big_table, machine_table, profile_table, small_table, targets_table
-from bench.lifecycle_variant import Bench, measure, variants
+from bench.lifecycle.big import big_round_trip, run_big_child
+from bench.lifecycle.table import big_table, machine_table, profile_table, small_table, targets_table
+from bench.lifecycle.variant import LifecycleBench, measure, variants
 from isolation.naming import DEFAULT_LABEL_PREFIX, managed_filter
 
 
@@ -69,7 +39,7 @@ def reap(client: Any, tenant: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The benchmark's options (and the child process's hidden ones)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="python -m bench.lifecycle", description=_summary())
     parser.add_argument("--runs", type=int, default=20, help="measured rounds after 2 warm-up rounds")
     parser.add_argument("--big-mib", type=int, default=1024, help="size of the big file in MiB")
     parser.add_argument("--skip-big", action="store_true", help="skip the big-file phase")
@@ -77,6 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only-big", action="store_true", help=argparse.SUPPRESS)  # the child process
     parser.add_argument("--tenant", default=f"bench-lifecycle-{secrets.token_hex(4)}", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def _summary() -> str | None:
+    """The first line of the package's docstring."""
+    return lifecycle.__doc__.splitlines()[0] if lifecycle.__doc__ else None
 
 
 def main_child(args: argparse.Namespace) -> None:
@@ -90,9 +65,9 @@ def main_child(args: argparse.Namespace) -> None:
 
 def run_phases(args: argparse.Namespace, client: Any, console: Console) -> None:
     """Print the machine, the small-file, big-file and target tables, then the profiled pass."""
-    bench = Bench(client, args.tenant)
+    setup = LifecycleBench(client, args.tenant)
     console.print(machine_table(client))
-    samples = measure(bench, variants(bench), args.runs, console)
+    samples = measure(setup, variants(setup), args.runs, console)
     console.print(small_table(samples, args.runs))
     big = None
     if not args.skip_big:
@@ -101,9 +76,9 @@ def run_phases(args: argparse.Namespace, client: Any, console: Console) -> None:
         console.print(big_table(big))
     console.print(targets_table(samples, big))
     if args.profile_runs > 0:
-        profiled = Bench(docker.from_env(), args.tenant, CallLog())
-        assert profiled.log is not None
-        profiled.log.attach(profiled.client)
+        log, profiled_client = CallLog(), docker.from_env()
+        log.attach(profiled_client)
+        profiled = LifecycleBench(profiled_client, args.tenant, log)
         console.print(
             profile_table(measure(profiled, variants(profiled), args.profile_runs, console), args.profile_runs)
         )

@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ms_since
-from bench.lifecycle_variant import BenchError
+from bench.common import BenchError, ms_since
 from isolation import IsolatedContainerVolume
 
 MIB = 1 << 20
-SCRIPT = Path(__file__).with_name("lifecycle.py")  # the child is the benchmark itself, run with --only-big
+ROOT = Path(__file__).resolve().parents[2]  # the child runs `python -m bench.lifecycle` from the repository root
 
 
 def write_pattern(path: Path, mib: int) -> str:
@@ -35,6 +34,7 @@ def write_pattern(path: Path, mib: int) -> str:
 
 
 def sha256_of(path: Path) -> str:
+    """The sha256 of a file, read 1 MiB at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(MIB):
@@ -43,6 +43,7 @@ def sha256_of(path: Path) -> str:
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident set size so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
@@ -71,8 +72,9 @@ def big_round_trip(client: Any, tenant: str, mib: int) -> dict[str, Any]:
 
 def run_big_child(tenant: str, mib: int) -> dict[str, Any]:
     """Run the big round trip in a fresh interpreter so its peak RSS reflects only the streaming."""
-    command = [sys.executable, str(SCRIPT), "--only-big", "--big-mib", str(mib), "--tenant", tenant]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+    # The child is the benchmark itself, run with --only-big.
+    command = [sys.executable, "-m", "bench.lifecycle", "--only-big", "--big-mib", str(mib), "--tenant", tenant]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as child:
         try:
             out, _ = child.communicate()
         except BaseException as exc:

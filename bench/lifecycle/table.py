@@ -11,8 +11,8 @@ import docker
 from rich.table import Table
 
 from bench.common import table, usable_cpus, verdict
-from bench.lifecycle_big import MIB
-from bench.lifecycle_variant import FLOOR2, FLOOR20, OURS2, OURS20, SEED2, Sample, median, p90
+from bench.lifecycle.big import MIB
+from bench.lifecycle.variant import FLOOR2, FLOOR20, OURS2, OURS20, SEED2, Sample, median, p90
 
 TARGET_OURS_VS_FLOOR, TARGET_SPEEDUP, TARGET_20_VS_2, TARGET_RSS_MIB = 1.2, 3.5, 1.3, 150.0
 

@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.service import Status
+
+SOAK_DB = "redis://127.0.0.1:6379/11"  # the default Redis database of broker and results, flushed by the soak
 TOOL_TIMEOUT, INJECTED_TIMEOUT = 10, 2
-EXPECTED = {"none": "ok", "exit": "tool_failed", "timeout": "timed_out"}
+EXPECTED = {"none": Status.OK, "exit": Status.TOOL_FAILED, "timeout": Status.TIMED_OUT}
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class SoakConfig:
     daemon_restart: bool = True
     dind: bool = True
     stall_seconds: float = 150.0
+    redis_url: str = SOAK_DB
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,8 @@ class PlannedRun:
     marker: str
 
     @property
-    def expected(self) -> str:
+    def expected(self) -> Status:
+        """The status the injected failure calls for."""
         return EXPECTED[self.failure]
 
     def params(self) -> dict[str, Any]:

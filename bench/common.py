@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.table import Table
 
-from isolation.naming import managed_filter
+from isolation import managed_filter
 
 BUSYBOX = "toolrunner-busybox:local"
 # The test-only `script` tool the worker benchmarks run, named by string in the worker's environment: that is

@@ -18,7 +18,7 @@ from bench.common import CallLog, count_managed, exit_on_sigterm
 from bench.lifecycle.big import big_round_trip, run_big_child
 from bench.lifecycle.table import big_table, machine_table, profile_table, small_table, targets_table
 from bench.lifecycle.variant import LifecycleBench, measure, variants
-from isolation.naming import DEFAULT_LABEL_PREFIX, managed_filter
+from isolation import DEFAULT_LABEL_PREFIX, managed_filter
 
 
 def reap(client: Any, tenant: str) -> int:

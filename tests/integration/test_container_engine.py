@@ -22,7 +22,7 @@ from isolation import (
     pull_image,
     run_container,
 )
-from tests.integration.workers import free_port
+from tasks.worker.testing import free_port
 
 pytestmark = pytest.mark.integration
 

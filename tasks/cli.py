@@ -239,19 +239,12 @@ def _present(client: Any, image: str) -> bool:
 def volumes(tenant: Annotated[str | None, typer.Option("--tenant", help="only this tenant's volumes")] = None) -> None:
     """List managed volumes with tenant, run, age and whether a container uses them."""
     settings = load_settings()
-    client = isolation.connect(None)
-    prefix = settings.label_prefix
-    labels = [f"{prefix}.managed=true"] + ([f"{prefix}.tenant={tenant}"] if tenant else [])
     table = Table("volume", "tenant", "run", "age", "in use")
     now = datetime.now(UTC)
-    for volume in client.api.volumes(filters={"label": labels}).get("Volumes") or []:
-        vl = volume.get("Labels") or {}
-        created = isolation.parse_created(vl.get(f"{prefix}.created"))
-        age = f"{(now - created).total_seconds() / 3600:.1f}h" if created else "?"
-        users = client.api.containers(all=True, filters={"volume": volume["Name"]})
-        table.add_row(
-            volume["Name"], vl.get(f"{prefix}.tenant", ""), vl.get(f"{prefix}.run", ""), age, "yes" if users else "no"
-        )
+    listed = isolation.list_managed_volumes(isolation.connect(None), label_prefix=settings.label_prefix, tenant=tenant)
+    for volume in listed:
+        age = f"{(now - volume.created).total_seconds() / 3600:.1f}h" if volume.created else "?"
+        table.add_row(volume.name, volume.tenant, volume.run, age, "yes" if volume.in_use else "no")
     out.print(table)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 
@@ -14,11 +15,12 @@ TOOLS_IMAGE = "toolrunner-tools:local"
 LABEL_PREFIX = "studio"
 REDIS_URL = os.environ.get("TOOLRUNNER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
+TEST_TOOLS = ("script", "absent", "suicide", "flood")  # test-only tools, tests/tooldefs/<name>.py
 # The settings the test process and the workers it starts share (the app reads them on first use).
 TEST_ENVIRONMENT = {
     "TOOLRUNNER_BROKER_URL": REDIS_URL,
     "TOOLRUNNER_TOOL_NETWORK": "none",
-    "TOOLRUNNER_EXTRA_TOOL_MODULES": '["tests.tooldefs.script", "tests.tooldefs.absent", "tests.tooldefs.suicide"]',
+    "TOOLRUNNER_EXTRA_TOOL_MODULES": json.dumps([f"tests.tooldefs.{t}" for t in TEST_TOOLS]),
     "TOOLRUNNER_IMAGE_NMAP": TOOLS_IMAGE,
     "TOOLRUNNER_IMAGE_FFUF": TOOLS_IMAGE,
 }

@@ -74,3 +74,10 @@ def test_an_amplifying_report_keeps_the_pool_process_and_the_stored_result_small
     assert len(result["findings"]) < findings or not truncated
     assert grown <= 200 * MIB, f"the pool process's peak RSS grew by {grown / MIB:.0f} MiB"
     assert stored < 1.5 * MIB, f"Redis stored {stored / MIB:.2f} MiB for one result"
+
+
+def test_a_report_the_parser_cannot_read_ends_tool_failed_keeping_what_parsed(lone_worker: Worker) -> None:
+    result, _ = flood({"format": "ffuf-deep", "count": 100_000})
+    assert result["status"] == "tool_failed"
+    assert "could not be parsed after 1 finding(s)" in result["reason"]
+    assert [f["url"] for f in result["findings"]] == ["http://127.0.0.1/ok"]

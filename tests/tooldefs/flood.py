@@ -28,6 +28,11 @@ _FFUF_HITS = (
     '\\"url\\":\\"http://127.0.0.1/w%d\\",\\"host\\":\\"127.0.0.1\\"}", (i > 1 ? "," : ""), i, i, i;'
     ' print "]}" }'
 )
+# One good hit, then nesting deeper than any parser should follow: the run must keep the hit.
+_FFUF_DEEP = (
+    'BEGIN { printf "{\\"results\\":[{\\"input\\":{\\"FUZZ\\":\\"ok\\"},\\"status\\":200,'
+    '\\"url\\":\\"http://127.0.0.1/ok\\"},"; for (i = 1; i <= N; i++) printf "["; print "" }'
+)
 _FFUF_EMPTY = (
     'BEGIN { printf "{\\"results\\":["; for (i = 1; i <= N; i++) printf "%s{}", (i > 1 ? "," : ""); print "]}" }'
 )
@@ -36,7 +41,7 @@ _FFUF_EMPTY = (
 class FloodParams(ToolParams):
     """Which report to write and how large."""
 
-    format: Literal["nmap", "ffuf", "ffuf-empty"]
+    format: Literal["nmap", "ffuf", "ffuf-empty", "ffuf-deep"]
     count: int = Field(ge=1, le=10_000_000, description="hosts of 65535 open ports (nmap) or ffuf results")
 
 
@@ -45,7 +50,8 @@ def build(params: FloodParams) -> Invocation:
     if params.format == "nmap":
         program, variable, output = _NMAP, "HOSTS", nmap.REPORT_FILE
     else:
-        program, output = (_FFUF_HITS if params.format == "ffuf" else _FFUF_EMPTY), ffuf.REPORT_FILE
+        program = {"ffuf": _FFUF_HITS, "ffuf-empty": _FFUF_EMPTY, "ffuf-deep": _FFUF_DEEP}[params.format]
+        output = ffuf.REPORT_FILE
         variable = "N"
     script = f"awk -v {variable}={params.count} '{program}' > /outputs/{output}"
     return Invocation(argv=["-c", script], output_files=[output])

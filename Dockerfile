@@ -47,7 +47,7 @@ COPY isolation/ isolation/
 COPY tasks/ tasks/
 RUN pip install --no-cache-dir --no-deps . \
  && rm -rf build ./*.egg-info
-COPY docker/preflight.py /usr/local/lib/toolrunner/preflight.py
+COPY deploy/preflight.py /usr/local/lib/toolrunner/preflight.py
 
 # /var/lib/toolrunner: beat's schedule; a named volume there inherits this owner on first mount.
 USER 10001:10001
@@ -61,7 +61,7 @@ FROM ${DIND_IMAGE} AS dind
 # python3 runs config/egress.py; docker:dind (Alpine) lacks it, the local Debian base has it.
 RUN command -v python3 >/dev/null || apk add --no-cache python3
 COPY config/egress.py /usr/local/lib/toolrunner/egress.py
-COPY docker/dind-entrypoint.sh /usr/local/bin/toolrunner-dind-entrypoint
+COPY deploy/dind-entrypoint.sh /usr/local/bin/toolrunner-dind-entrypoint
 VOLUME /var/lib/docker
 EXPOSE 2376
 ENTRYPOINT ["toolrunner-dind-entrypoint"]

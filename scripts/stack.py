@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +79,9 @@ class Ports:
     @classmethod
     def from_base(cls, base: int, pairs: int) -> Ports:
         """Consecutive ports from base: Redis, Flower, then per pair its DinD and its worker's metrics."""
-        return cls(base, base + 1, tuple(base + 10 + i for i in range(pairs)), tuple(base + 20 + i for i in range(pairs)))
+        return cls(
+            base, base + 1, tuple(base + 10 + i for i in range(pairs)), tuple(base + 20 + i for i in range(pairs))
+        )
 
 
 def suffix(pair: int) -> str:
@@ -87,7 +89,7 @@ def suffix(pair: int) -> str:
     return "" if pair == 0 else f"-{pair + 1}"
 
 
-def adapt(production: Mapping[str, Any], further: list[Mapping[str, Any]], ports: Ports) -> dict[str, Any]:
+def adapt(production: Mapping[str, Any], further: Sequence[Mapping[str, Any]], ports: Ports) -> dict[str, Any]:
     """The production configuration adapted to this machine, with a (worker, DinD) pair per rendering.
 
     further: the production configuration rendered again with TOOLRUNNER_WORKER_NAME=worker-2, ... (one

@@ -44,7 +44,7 @@ CHANGES: dict[str, str] = {
     "dind*.command": "--bridge=none --iptables=false (no bridge, no iptables here) instead of --icc=false, "
     "which needs iptables; the MTU argument is kept",
     "dind*.environment.DIND_ADDRESS": "the TLS endpoint listens on 127.0.0.1 only (host networking)",
-    "dind*.environment.DIND_PORT": "a free port per pair instead of 2376",
+    "dind*.environment.DIND_PORT": "BASE+10+i for pair i instead of 2376 (TOOLRUNNER_STACK_PORT_BASE)",
     "dind*.environment.DIND_EGRESS": "off: with host networking the fence would be installed in the host's "
     "own tables; config/egress.py's rules are checked with iptables-restore in a test instead",
     "worker*.environment.DOCKER_HOST": "tcp://dind:2376 becomes tcp://127.0.0.1:PORT of the pair's DinD "
@@ -52,9 +52,9 @@ CHANGES: dict[str, str] = {
     "worker*.environment.TOOLRUNNER_TOOL_NETWORK": "host: the inner daemon has no bridge, and the smoke's "
     "targets listen on 127.0.0.1",
     "worker*.environment.TOOLRUNNER_METRICS_ADDRESS": "127.0.0.1: no metrics network here",
-    "worker*.environment.TOOLRUNNER_METRICS_PORT": "a free port per pair instead of 9808",
+    "worker*.environment.TOOLRUNNER_METRICS_PORT": "BASE+20+i for pair i instead of 9808",
     "flower.environment.TOOLRUNNER_FLOWER_ADDRESS": "127.0.0.1 instead of 0.0.0.0 behind a loopback publish",
-    "flower.environment.TOOLRUNNER_FLOWER_PORT": "a free port instead of 5555",
+    "flower.environment.TOOLRUNNER_FLOWER_PORT": "BASE+1 instead of 5555",
     "worker-*": "a further (worker, DinD) pair: the production worker rendered with its own "
     "TOOLRUNNER_WORKER_NAME, its own DinD and volumes (the scale-out recipe)",
     "dind-*": "the DinD of a further pair",

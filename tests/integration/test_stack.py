@@ -199,7 +199,8 @@ def test_a_scan_sent_from_the_host_runs_on_an_inner_daemon_only_and_finds_the_op
 
 def test_flower_answers_with_its_credentials_and_refuses_without(stack: Stack) -> None:
     auth = (stack.values["TOOLRUNNER_FLOWER_USER"], stack.values["TOOLRUNNER_FLOWER_PASSWORD"])
-    workers = requests.get(f"{stack.flower_url}/api/workers", auth=auth, timeout=30)
+    # refresh: a Flower that just started knows no worker until it has asked them.
+    workers = requests.get(f"{stack.flower_url}/api/workers", params={"refresh": "1"}, auth=auth, timeout=60)
     assert workers.status_code == 200
     assert {name.partition("@")[0] for name in workers.json()} >= set(NODES.values())
     assert requests.get(f"{stack.flower_url}/api/workers", timeout=30).status_code == 401
@@ -306,6 +307,8 @@ def test_killing_one_pairs_worker_leaves_the_other_serving(stack: Stack) -> None
     assert [r["status"] for r in results] == ["ok"] * 4
     runs = {f"survivor-{i}" for i in range(4)}
     assert created_for(stack.inner[""], since, runs) == runs
+    victim.reload()
+    assert victim.status == "exited", "the killed worker came back: the runs prove nothing"
 
 
 @pytest.mark.skipif(KEEP, reason="scripts/stack smoke keeps the stack: scripts/stack down removes it")

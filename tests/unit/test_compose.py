@@ -358,3 +358,45 @@ def test_the_service_has_a_healthcheck(services: dict[str, dict[str, Any]], name
     healthcheck = services[name].get("healthcheck") or {}
     assert not healthcheck.get("disable")
     assert healthcheck.get("test") not in (None, [], "", ["NONE"])
+
+
+def test_the_celery_processes_and_dind_build_their_own_dockerfile_targets(services: dict[str, dict[str, Any]]) -> None:
+    targets = {name: (service.get("build") or {}).get("target") for name, service in services.items()}
+    assert targets == {"redis": None, "dind": "dind", "worker": "worker", "beat": "worker", "flower": "worker"}
+
+
+def test_dind_isolates_tool_containers_from_one_another(services: dict[str, dict[str, Any]]) -> None:
+    assert "--icc=false" in _argv(services["dind"])
+
+
+def test_dind_takes_the_egress_allow_and_deny_lists_from_the_environment(services: dict[str, dict[str, Any]]) -> None:
+    env = _env(services["dind"])
+    assert {key: env.get(key, "absent") for key in ("TOOLRUNNER_EGRESS_ALLOW", "TOOLRUNNER_EGRESS_DENY")} == {
+        "TOOLRUNNER_EGRESS_ALLOW": None,
+        "TOOLRUNNER_EGRESS_DENY": None,
+    }
+
+
+def test_the_worker_serves_metrics_only_on_its_address_in_the_internal_metrics_network(
+    compose_tool: ComposeTool, empty_env_file: Path, services: dict[str, dict[str, Any]]
+) -> None:
+    worker = services["worker"]
+    address = _env(worker)["TOOLRUNNER_METRICS_ADDRESS"]
+    assert address not in ("0.0.0.0", "::", "")
+    assert worker["networks"]["metrics"]["ipv4_address"] == address
+    assert [name for name, service in services.items() if "metrics" in _networks(service)] == ["worker"]
+    done = compose_tool.config(_environment(), empty_env_file)
+    rendered = json.loads(done.stdout) if compose_tool.prints_json else _load_yaml(done.stdout)
+    assert rendered["networks"]["metrics"]["internal"] is True
+
+
+def test_a_further_pairs_worker_name_sets_its_hostname_node_name_and_healthcheck(
+    compose_tool: ComposeTool, empty_env_file: Path
+) -> None:
+    done = compose_tool.config(_environment(TOOLRUNNER_WORKER_NAME="worker-2"), empty_env_file)
+    rendered = json.loads(done.stdout) if compose_tool.prints_json else _load_yaml(done.stdout)
+    worker = rendered["services"]["worker"]
+    assert worker["hostname"] == "worker-2"
+    assert "worker-2@%h" in _argv(worker)
+    test = worker["healthcheck"]["test"]
+    assert "worker-2@$HOSTNAME" in (test if isinstance(test, str) else " ".join(test)).replace("$$", "$")

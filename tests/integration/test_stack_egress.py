@@ -1,0 +1,94 @@
+"""The egress fence for real: iptables accepts config/egress.py's rules, and the DinD entrypoint installs them.
+
+What cannot run here: tool traffic through the fence. This machine's daemons have no bridge (no container
+may get an address outside loopback), so no tool container sits behind DOCKER-USER; the rules are checked
+by the kernel's own parser and read back from a DinD container's network namespace instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from config.egress import EgressPolicy, parse_networks, ruleset
+
+pytestmark = pytest.mark.integration
+IMAGE = "toolrunner-dind:stack"  # the Dockerfile's dind target, which scripts/stack builds
+LISTS = {"TOOLRUNNER_EGRESS_ALLOW": "10.20.0.0/16", "TOOLRUNNER_EGRESS_DENY": "198.51.100.7"}
+POLICY = EgressPolicy(allow=parse_networks("10.20.0.0/16, fd12::/64"), deny=parse_networks("198.51.100.7"))
+
+
+def _need(what: str, present: bool) -> None:
+    if present:
+        return
+    message = f"{what} is not available here"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.mark.parametrize(("version", "command"), [(4, "iptables-restore"), (6, "ip6tables-restore")])
+def test_iptables_restore_accepts_the_generated_ruleset(version: int, command: str) -> None:
+    _need(command, shutil.which(command) is not None and shutil.which("unshare") is not None)
+    text = ruleset(POLICY, version)
+    # --test parses and builds the tables without committing them; a throwaway network namespace makes
+    # sure this machine's own tables are never touched, whatever the tool does.
+    checked = subprocess.run(["unshare", "--net", command, "--test"], input=text, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_ruleset_applied_in_a_fresh_namespace_reads_back_rule_for_rule() -> None:
+    _need("iptables", shutil.which("iptables-restore") is not None and shutil.which("unshare") is not None)
+    script = "iptables-restore && iptables -S TOOLRUNNER-EGRESS"
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", script], input=ruleset(POLICY, 4), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    expected = [line for line in ruleset(POLICY, 4).splitlines() if line.startswith("-A TOOLRUNNER-EGRESS")]
+    assert [line for line in done.stdout.splitlines() if line.startswith("-A")] == expected
+
+
+@pytest.fixture
+def fenced_dind(docker_client: docker.DockerClient) -> Iterator[docker.models.containers.Container]:
+    """The stack's DinD image with its egress fence on, in a network namespace of its own (network none)."""
+    try:
+        docker_client.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        _need(f"the image {IMAGE} (scripts/stack up builds it)", False)
+    container = docker_client.containers.run(
+        IMAGE, ["--bridge=none", "--iptables=false"], detach=True, network_mode="none",
+        environment={"DOCKER_TLS_CERTDIR": "/certs", **LISTS},
+        cap_add=["SYS_ADMIN", "NET_ADMIN"], security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+        device_cgroup_rules=["a *:* rwm"], volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+        labels={"toolrunner.test": "egress"},
+    )  # fmt: skip
+    try:
+        yield container
+    finally:
+        container.remove(force=True, v=True)
+
+
+def test_the_dind_entrypoint_installs_the_fence_in_its_own_namespace_before_dockerd(
+    fenced_dind: docker.models.containers.Container,
+) -> None:
+    host_before = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
+    deadline = time.monotonic() + 60
+    while "API listen on" not in (logs := bytes(fenced_dind.logs()).decode()) and time.monotonic() < deadline:
+        fenced_dind.reload()
+        assert fenced_dind.status == "running", logs
+        time.sleep(0.5)
+    assert "egress fence installed (allow: 10.20.0.0/16; deny: 198.51.100.7)" in logs
+    assert logs.index("egress fence installed") < logs.index("API listen on")
+    exit_code, out = fenced_dind.exec_run(["iptables", "-S", "TOOLRUNNER-EGRESS"])
+    assert exit_code == 0
+    expected = ruleset(EgressPolicy(allow=parse_networks("10.20.0.0/16"), deny=parse_networks("198.51.100.7")), 4)
+    assert [line for line in out.decode().splitlines() if line.startswith("-A")] == [
+        line for line in expected.splitlines() if line.startswith("-A TOOLRUNNER-EGRESS")
+    ]
+    assert subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout == host_before

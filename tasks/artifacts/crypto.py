@@ -79,7 +79,7 @@ class Sealer:
     def _seal(self, plaintext: bytes | bytearray | memoryview, last: bool) -> None:
         nonce = _nonce(self._prefix, self._counter, last)
         self._counter += 1
-        self._emit(self._aead.encrypt(nonce, bytes(plaintext), self._header))
+        self._emit(self._aead.encrypt(nonce, plaintext, self._header))
 
 
 class OpenedReader(io.RawIOBase):

@@ -10,12 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from tasks.artifacts.background import WriteBehind
 from tasks.artifacts.errors import ArtifactNotFoundError, StoreError
 from tasks.artifacts.store import ObjectInfo
 
 _TEMP_MARK = ".part-"
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
+_WRITE_DEPTH = 4  # blocks (about 1 MiB each) queued behind the producer
 
 
 class FileStore:
@@ -73,8 +75,13 @@ class FileStore:
             for name in files:
                 path = Path(directory, name)
                 key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    yield _info(path, key)
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    info = _info(path, key)
+                except FileNotFoundError:  # removed since the walk saw it
+                    continue
+                yield info
 
     def delete(self, keys: Iterable[str]) -> int:
         """Remove files, then the directories they leave empty."""
@@ -103,25 +110,32 @@ class FileStore:
 
 
 class _FileWriter:
-    """One object being written to its temp file."""
+    """One object being written to its temp file by a write-behind thread."""
 
     def __init__(self, fh: BinaryIO, temp: Path, final: Path) -> None:
         self._fh, self._temp, self._final = fh, temp, final
+        # Measured on a 512 MiB export: write() took 2.5 of 4.6 s; in a thread it overlaps the archive download.
+        self._behind = WriteBehind(self._write, _WRITE_DEPTH, "artifact-file-writer")
 
     def write(self, data: bytes) -> None:
         with _store_errors(self._final.name):
-            self._fh.write(data)
+            self._behind.put(data)
 
     def commit(self) -> None:
         # No fsync: a crash can lose a fresh artifact, and a torn one fails authentication when read.
         with _store_errors(self._final.name):
+            self._behind.finish()
             self._fh.close()
             os.replace(self._temp, self._final)
 
     def abort(self) -> None:
+        self._behind.cancel()
         self._fh.close()
         with contextlib.suppress(FileNotFoundError):
             self._temp.unlink()
+
+    def _write(self, data: bytes) -> None:
+        self._fh.write(data)
 
 
 def _info(path: Path, key: str) -> ObjectInfo:

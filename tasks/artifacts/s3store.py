@@ -27,6 +27,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from tasks.artifacts.background import WriteBehind
 from tasks.artifacts.errors import ArtifactConfigError, ArtifactNotFoundError, StoreError
 from tasks.artifacts.store import ObjectInfo, S3Options
 
@@ -107,47 +108,58 @@ class S3Store:
 
 
 class _MultipartWriter:
-    """Buffers at most one part; a small object becomes one PUT, a large one a multipart upload."""
+    """Buffers one part while the previous one uploads; a small object becomes one PUT, a large one multipart."""
 
     def __init__(self, client: S3Client, bucket: str, key: str, part_size: int) -> None:
         self._client, self._bucket, self._key, self._part_size = client, bucket, key, part_size
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        self._behind: WriteBehind | None = None
 
     def write(self, data: bytes) -> None:
         self._buffer += data
         while len(self._buffer) >= self._part_size:
-            self._upload_part(bytes(self._buffer[: self._part_size]))
+            self._send(bytes(memoryview(self._buffer)[: self._part_size]))
             del self._buffer[: self._part_size]
 
     def commit(self) -> None:
-        with _s3_errors(self._key):
-            if self._upload_id is None:
+        if self._behind is None:
+            with _s3_errors(self._key):
                 self._client.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer))
-            else:
-                if self._buffer:
-                    self._upload_part(bytes(self._buffer))
+        else:
+            if self._buffer:
+                self._send(bytes(self._buffer))
+            self._behind.finish()
+            with _s3_errors(self._key):
                 self._client.complete_multipart_upload(
-                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
+                    Bucket=self._bucket, Key=self._key, UploadId=cast(str, self._upload_id),
                     MultipartUpload={"Parts": cast(Any, self._parts)},
                 )  # fmt: skip
         self._buffer = bytearray()
 
     def abort(self) -> None:
         self._buffer = bytearray()
+        if self._behind is not None:
+            self._behind.cancel()
         if self._upload_id is not None:
             # A failed abort leaves parts the bucket's AbortIncompleteMultipartUpload lifecycle rule removes.
             with contextlib.suppress(*_ERRORS):
                 self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
 
-    def _upload_part(self, body: bytes) -> None:
-        with _s3_errors(self._key):
-            if self._upload_id is None:
+    def _send(self, body: bytes) -> None:
+        if self._behind is None:
+            with _s3_errors(self._key):
                 self._upload_id = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)["UploadId"]
-            number = len(self._parts) + 1
+            # One part uploads while the next fills: at most three parts of memory, and the network overlaps reading.
+            self._behind = WriteBehind(self._upload_part, 1, "artifact-s3-uploader")
+        self._behind.put(body)
+
+    def _upload_part(self, body: bytes) -> None:
+        number = len(self._parts) + 1
+        with _s3_errors(self._key):
             reply = self._client.upload_part(
-                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body
+                Bucket=self._bucket, Key=self._key, UploadId=cast(str, self._upload_id), PartNumber=number, Body=body
             )
         self._parts.append({"PartNumber": number, "ETag": reply["ETag"]})
 

@@ -1,4 +1,9 @@
-"""The artifact layer's front: write a task's artifacts, read them back, list, expire and purge them."""
+"""The artifact layer's front: write a task's artifacts, read them back, list, expire and purge them.
+
+No presigned URLs: every stored object is ciphertext under a data key that only the tenant's key-encryption key
+unwraps, so a URL straight to the bucket would hand out bytes nobody outside the worker tier can read. The API tier
+streams `Artifacts.open_artifact()` to its client instead (it decrypts and verifies on the way).
+"""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ class ObjectWriter(Protocol):
     """A new object being written: nothing is visible under its key until commit()."""
 
     def write(self, data: bytes) -> None:
-        """Append bytes."""
+        """Append bytes (immutable: a store may write them a moment later, from another thread)."""
         ...
 
     def commit(self) -> None:

@@ -151,9 +151,9 @@ def test_a_256_mib_output_streams_to_s3_in_bounded_memory_and_back_byte_for_byte
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # A part filling, one queued, one uploading and the request's own copies (36 MiB measured): a bound set by
-    # the part size, whatever the object's size.
-    assert peak < 5 * DEFAULT_PART_SIZE, f"peak {peak / MiB:.1f} MiB"
+    # At worst a part filling, its copy waiting to be queued, one queued, one uploading, plus the request's own
+    # buffers (36 MiB measured): a bound set by the part size, whatever the object's size.
+    assert peak < 6 * DEFAULT_PART_SIZE, f"peak {peak / MiB:.1f} MiB"
     key = "toolrunner/tenants/acme/runs/run-1/task-big/big.bin"
     assert raw_s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"').endswith("-33")  # 33 parts: multipart
     received = hashlib.sha256()

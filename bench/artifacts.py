@@ -1,0 +1,278 @@
+"""A 1 GiB tool output exported from a volume into each artifact store, beside the engine's floor: MB/s, peak RSS.
+
+    python -m bench.artifacts [--size-mib 1024] [--no-s3] [--file-root /var/tmp]
+
+Rows beside the floor that involve no artifact code (the isolation layer's tar reader to /dev/null, and its own
+copy_files_to into a directory) show how much of the gap is the archive reader and the disk, not the store.
+
+Peak RSS is this process's VmHWM, reset before each export (/proc/self/clear_refs), so each row is that export's
+own peak. The S3 rows run against a moto server process on 127.0.0.1: a test stand-in whose speed is not ours to
+claim, which is why they sit beside a raw boto3 upload of the same bytes to the same server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import IO, Any, BinaryIO, cast
+
+import boto3
+import docker
+
+from bench.common import BUSYBOX, console, table, verdict
+from isolation import IsolatedContainerVolume
+from isolation.archive import Sink
+from isolation.engine import HELPER_MOUNT
+from tasks.artifacts import ArtifactConfig, Artifacts, ObjectStore, S3Options, new_master_key, open_artifacts
+
+MiB = 1 << 20
+NAME = "big.bin"
+BUCKET = "bench-artifacts"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One export's measurement."""
+
+    what: str
+    seconds: float
+    rss_before_mib: float
+    peak_rss_mib: float
+
+
+def main() -> None:
+    """Fill a volume with one large random file, export it every way, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--no-s3", action="store_true", help="skip the S3 rows (no moto server)")
+    parser.add_argument("--file-root", default="/var/tmp", help="where the file store goes (try /dev/shm)")
+    args = parser.parse_args()
+    client = docker.from_env(timeout=600)
+    size = args.size_mib * MiB
+    with IsolatedContainerVolume("bench", "artifacts", client, max_file_bytes=size, max_total_bytes=size) as volume:
+        _fill(client, volume, args.size_mib)
+        rows = _file_rows(volume, size, args.file_root)
+        if not args.no_s3:
+            with _moto() as endpoint:
+                rows += _s3_rows(volume, endpoint)
+    _print(rows, size)
+
+
+def _fill(client: docker.DockerClient, volume: IsolatedContainerVolume, size_mib: int) -> None:
+    volume.initialize({})
+    container = client.containers.run(
+        BUSYBOX, ["sh", "-c", f"head -c {size_mib}m /dev/urandom > /out/{NAME}"], detach=True,
+        network_mode="none", mounts=[volume.get_volume_config("/out", read_only=False)],
+    )  # fmt: skip
+    try:
+        if container.wait(timeout=600)["StatusCode"] != 0:
+            raise SystemExit("the busybox writer failed")
+    finally:
+        container.remove(force=True)
+
+
+def _file_rows(volume: IsolatedContainerVolume, size: int, root: str) -> list[Row]:
+    rows = [_measure("floor: get_archive -> /dev/null", lambda: _drain(_archive_chunks(volume)))]
+    rows.append(_measure("tar reader -> /dev/null (no store)", lambda: _export(volume, _NullSink())))
+    with TemporaryDirectory(dir=root) as tmp:
+        rows.append(_measure(f"copy_files_to {root} (no store)", lambda: volume.copy_files_to([NAME], Path(tmp, "c"))))
+        Path(tmp, "c", NAME).unlink()
+        artifacts = open_artifacts(ArtifactConfig(url=Path(tmp, "store").as_uri(), master_key=new_master_key()))
+        rows.append(_measure("file store, plain", lambda: _export(volume, _PlainSink(artifacts.store, "plain/"))))
+        rows.append(_measure("file store, encrypted", lambda: _export(volume, _sealed(artifacts, "f1"))))
+        _check(artifacts, "f1", size)
+    return rows
+
+
+def _s3_rows(volume: IsolatedContainerVolume, endpoint: str) -> list[Row]:
+    raw = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
+    )
+    raw.create_bucket(Bucket=BUCKET)
+    options = S3Options(endpoint_url=endpoint, access_key_id="bench", secret_access_key="bench", region="us-east-1")
+    artifacts = open_artifacts(ArtifactConfig(url=f"s3://{BUCKET}/bench", master_key=new_master_key(), s3=options))
+    rows = [_measure("S3: raw boto3 upload_fileobj", lambda: _raw_upload(raw, volume))]
+    _empty(artifacts.store)
+    rows.append(_measure("S3 store, plain", lambda: _export(volume, _PlainSink(artifacts.store, "plain/"))))
+    _empty(artifacts.store)
+    rows.append(_measure("S3 store, encrypted", lambda: _export(volume, _sealed(artifacts, "s1"))))
+    _empty(artifacts.store)
+    return rows
+
+
+def _measure(what: str, export: Callable[[], object]) -> Row:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    before = _status_kib("VmRSS")
+    start = time.perf_counter()
+    export()
+    seconds = time.perf_counter() - start
+    return Row(what, seconds, before / 1024, _status_kib("VmHWM") / 1024)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _archive_chunks(volume: IsolatedContainerVolume) -> Iterator[bytes]:
+    api = volume._connected().api
+    chunks, _ = api.get_archive(volume._helper_id, f"{HELPER_MOUNT}/{NAME}", chunk_size=MiB)
+    return cast(Iterator[bytes], chunks)
+
+
+def _drain(chunks: Iterator[bytes]) -> None:
+    with open("/dev/null", "wb") as null:
+        for chunk in chunks:
+            null.write(chunk)
+
+
+def _export(volume: IsolatedContainerVolume, sink: Sink) -> None:
+    volume._read([NAME], sink, None, None)
+
+
+def _sealed(artifacts: Artifacts, task: str) -> Sink:
+    return artifacts.for_task("bench", "artifacts", task)
+
+
+def _check(artifacts: Artifacts, task: str, size: int) -> None:
+    """The encrypted export reads back whole and verified (not timed)."""
+    with artifacts.open_artifact(task, NAME) as source:
+        total = sum(len(chunk) for chunk in iter(lambda: source.read(MiB), b""))
+    if total != size:
+        raise SystemExit(f"read back {total} bytes of {size}")
+
+
+def _raw_upload(raw: Any, volume: IsolatedContainerVolume) -> None:
+    reader = io.BufferedReader(_ChunkStream(_archive_chunks(volume)), MiB)
+    with tarfile.open(fileobj=reader, mode="r|") as archive:
+        for member in archive:
+            body = archive.extractfile(member)
+            if body is not None:
+                # s3transfer probes seekable(), which tarfile's stream mode cannot answer; a plain reader says no.
+                raw.upload_fileobj(io.BufferedReader(_Unseekable(body), MiB), BUCKET, f"raw/{member.name}")
+
+
+def _empty(store: ObjectStore) -> None:
+    store.delete([info.key for info in store.list("")])
+
+
+class _ChunkStream(io.RawIOBase):
+    """A readable stream over an iterator of chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._pending = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pending:
+            self._pending = next(self._chunks, b"")
+        n = min(len(buffer), len(self._pending))
+        buffer[:n], self._pending = self._pending[:n], self._pending[n:]
+        return n
+
+
+class _Unseekable(io.RawIOBase):
+    """A forward-only readable view of a file object."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _NullSink:
+    """Discards every file (the tar reader's own cost)."""
+
+    def open(self, name: str) -> BinaryIO:
+        return open("/dev/null", "wb")
+
+
+class _PlainSink:
+    """The store's own writer with sha256 but no encryption: what the sealing costs on top."""
+
+    def __init__(self, store: ObjectStore, prefix: str) -> None:
+        self._store, self._prefix = store, prefix
+
+    def open(self, name: str) -> BinaryIO:
+        return cast(BinaryIO, _PlainWriter(self._store, self._prefix + name))
+
+
+class _PlainWriter(io.RawIOBase):
+    def __init__(self, store: ObjectStore, key: str) -> None:
+        self._target, self._sha256 = store.create(key), hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._sha256.update(data)
+        self._target.write(bytes(data))
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._target.commit()
+        super().close()
+
+
+@contextlib.contextmanager
+def _moto() -> Iterator[str]:
+    """A moto S3 server process on 127.0.0.1 for the duration of a `with` block; yields its URL."""
+    binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(150):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _print(rows: list[Row], size: int) -> None:
+    floor = rows[0].seconds
+    out = console(120)
+    title = f"Export of a {size // MiB} MiB output (python -m bench.artifacts {' '.join(sys.argv[1:])})"
+    result = table(title, "export", "s", "MB/s",
+                   "vs floor", "RSS before MiB", "peak RSS MiB", "growth MiB")  # fmt: skip
+    for row in rows:
+        mbps = size / row.seconds / 1e6
+        result.add_row(row.what, f"{row.seconds:.1f}", f"{mbps:.0f}", f"{floor / row.seconds:.2f}x",
+                       f"{row.rss_before_mib:.0f}", f"{row.peak_rss_mib:.0f}",
+                       f"{row.peak_rss_mib - row.rss_before_mib:.0f}")  # fmt: skip
+    out.print(result)
+    sealed = next(r for r in rows if r.what == "file store, encrypted")
+    out.print(f"target file store RSS <= 150 MiB: {verdict(sealed.peak_rss_mib <= 150)} ({sealed.peak_rss_mib:.0f})")
+    ratio = floor / sealed.seconds
+    out.print(f"target encrypted >= 0.6x floor: {verdict(ratio >= 0.6)} ({ratio:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The `toolrunner artifacts` commands: list a task's artifacts, get one (decrypted, verified), sweep, purge."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tasks.artifacts import ArtifactConfig, ArtifactError, Artifacts, open_artifacts
+
+ArtifactsFactory = Callable[[], Artifacts]
+out = Console()
+err = Console(stderr=True)
+
+
+def _unconfigured() -> Artifacts:
+    raise ArtifactError("no artifact store is configured: pass --url (and --master-key-file for s3://)")
+
+
+def build_app(factory: ArtifactsFactory = _unconfigured) -> typer.Typer:
+    """The `artifacts` sub-app; `factory` builds the store from the settings unless --url overrides it."""
+    app = typer.Typer(name="artifacts", add_completion=False, no_args_is_help=True, help=__doc__)
+
+    @app.callback()
+    def _options(
+        ctx: typer.Context,
+        url: Annotated[str | None, typer.Option(help="store URL (file:///path or s3://bucket/prefix)")] = None,
+        master_key_file: Annotated[Path | None, typer.Option(help="file holding the base64 master key")] = None,
+    ) -> None:
+        ctx.obj = factory if url is None else _from_options(url, master_key_file)
+
+    app.command("list")(list_artifacts)
+    app.command("get")(get)
+    app.command("sweep")(sweep)
+    app.command("purge")(purge)
+    return app
+
+
+def _from_options(url: str, master_key_file: Path | None) -> ArtifactsFactory:
+    # The key comes from a file, never the command line, where `ps` would show it.
+    key = master_key_file.read_text().strip() if master_key_file else None
+    return lambda: open_artifacts(ArtifactConfig(url=url, master_key=key))
+
+
+def _artifacts(ctx: typer.Context) -> Artifacts:
+    factory: ArtifactsFactory = ctx.obj
+    return factory()
+
+
+def list_artifacts(
+    ctx: typer.Context, task_id: Annotated[str, typer.Argument(help="the Celery task id of the run")]
+) -> None:
+    """List the artifacts a task stored."""
+    with _reported():
+        index = _artifacts(ctx).index(task_id)
+    table = Table(title=f"task {task_id}: tenant {index.location.tenant}, run {index.location.run}")
+    for column in ("name", "size", "sha256", "uri"):
+        table.add_column(column, overflow="fold")
+    for record in index.artifacts:
+        table.add_row(record.name, str(record.size), record.sha256, record.uri)
+    out.print(table)
+    out.print(f"expires {index.expires.isoformat()}")
+
+
+def get(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(help="the Celery task id of the run")],
+    name: Annotated[str, typer.Argument(help="the artifact's name, see `artifacts list`")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write (default: stdout)")] = None,
+) -> None:
+    """Decrypt an artifact, verify its sha256 and stream it to a file or stdout."""
+    with _reported(), _artifacts(ctx).open_artifact(task_id, name) as source:
+        if output is None:
+            shutil.copyfileobj(source, sys.stdout.buffer, 1 << 20)
+        else:
+            _write_verified(source, output)
+
+
+def sweep(ctx: typer.Context) -> None:
+    """Delete every task whose retention has passed."""
+    with _reported():
+        report = _artifacts(ctx).sweep_expired()
+    out.print(f"removed {report.tasks} tasks, {report.objects} objects")
+
+
+def purge(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Option("--tenant", help="the tenant whose artifacts go")],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Delete every artifact and index entry of one tenant."""
+    if not yes:
+        typer.confirm(f"delete every artifact of tenant {tenant!r}?", abort=True)
+    with _reported():
+        report = _artifacts(ctx).purge_tenant(tenant)
+    out.print(f"removed {report.tasks} tasks, {report.objects} objects of tenant {tenant}")
+
+
+def _write_verified(source: BinaryIO, output: Path) -> None:
+    """Write under a temp name and rename only after the whole artifact verified: no partial file is left."""
+    temp = output.with_name(f".{output.name}.part-{os.getpid()}")
+    try:
+        with temp.open("xb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        temp.replace(output)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """Artifact errors become one red line and exit code 1 (2 for a missing artifact)."""
+    try:
+        yield
+    except LookupError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    except (ArtifactError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+app = build_app()

@@ -32,7 +32,7 @@ from tasks.artifacts import (
     open_artifacts,
 )
 from tasks.artifacts.store import DEFAULT_PART_SIZE
-from tests.integration.workers import free_port
+from tasks.worker.testing import free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

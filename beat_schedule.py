@@ -1,4 +1,4 @@
-"""The periodic schedule: the orphan sweep on every worker's Docker daemon, on a wall-clock crontab."""
+"""The periodic schedule: the orphan sweep on every worker's Docker daemon and the artifact retention sweep."""
 
 from __future__ import annotations
 
@@ -10,14 +10,24 @@ from config import Settings
 
 
 def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Celery's beat_schedule: `toolrunner.sweep_all` fans the sweep out to every live worker."""
-    minute, hour, day_of_month, month_of_year, day_of_week = settings.sweep_cron.split()
+    """Celery's beat_schedule: `toolrunner.sweep_all` fans the orphan sweep out to every live worker; one
+    artifact retention sweep (the store is shared: S3 once there is more than one worker host)."""
     return {
         "sweep-orphaned-volumes": {
             "task": "toolrunner.sweep_all",
-            "schedule": crontab(minute, hour, day_of_week, day_of_month, month_of_year),
+            "schedule": _crontab(settings.sweep_cron),
             "kwargs": {"max_age_hours": settings.sweep_max_age_hours},
             # A sweep that waited longer than an hour is stale: the next one is due.
             "options": {"expires": 3600},
-        }
+        },
+        "sweep-expired-artifacts": {
+            "task": "toolrunner.sweep_artifacts",
+            "schedule": _crontab(settings.artifact_sweep_cron),
+            "options": {"expires": 3600},
+        },
     }
+
+
+def _crontab(fields: str) -> crontab:
+    minute, hour, day_of_month, month_of_year, day_of_week = fields.split()
+    return crontab(minute, hour, day_of_week, day_of_month, month_of_year)

@@ -27,8 +27,13 @@ class Settings(BaseSettings):
     visibility_margin_seconds: int = Field(600, ge=1, description="Redis visibility timeout = hard limit + this")
     max_redeliveries: int = Field(2, ge=0, description="times a task whose worker died is run again")
     max_input_bytes: int = Field(64 << 20, ge=0, description="cap on the total size of a run's input files")
-    max_output_file_bytes: int = Field(64 << 20, ge=1, description="cap on one output file read back")
-    max_output_total_bytes: int = Field(256 << 20, ge=1, description="cap on all output files of a run")
+    max_output_file_bytes: int = Field(
+        10 << 30, ge=1, description="cap on one output file streamed back (to disk and the artifact store)"
+    )
+    max_output_total_bytes: int = Field(20 << 30, ge=1, description="cap on all output files of a run")
+    output_read_timeout_seconds: float = Field(
+        defaults.READ_TIMEOUT_SECONDS, gt=0, description="how long reading a run's outputs back may take"
+    )
     inline_findings_bytes: int = Field(
         1 << 20, ge=1024, description="findings JSON a result carries; past it the rest is counted, not inlined"
     )
@@ -38,9 +43,7 @@ class Settings(BaseSettings):
     cpus: float = Field(defaults.CPUS, gt=0, description="tool container CPU limit")
     pids_limit: int = Field(defaults.PIDS, ge=16, description="tool container process limit")
     tmpfs_size: str = Field(defaults.TMPFS_SIZE, description="size of the tool container's /tmp tmpfs")
-    file_size_limit: int = Field(
-        defaults.FILE_SIZE_BYTES, ge=1 << 20, description="RLIMIT_FSIZE of tool processes, bytes"
-    )
+    file_size_limit: int = Field(10 << 30, ge=1 << 20, description="RLIMIT_FSIZE of tool processes, bytes")
 
     nofile_limit: int = Field(defaults.NOFILE, ge=16, description="open-files limit (soft = hard) of tool processes")
     pull_timeout_seconds: float = Field(
@@ -55,6 +58,21 @@ class Settings(BaseSettings):
     metrics_address: str = Field("127.0.0.1", description="address the worker's metrics server binds to")
     extra_tool_modules: list[str] = Field(default_factory=list, description="extra modules defining SPEC")
 
+    artifact_url: str = Field(
+        "file:///var/lib/toolrunner/artifacts", description="artifact store: file:///path or s3://bucket/prefix"
+    )
+    artifact_master_key: SecretStr | None = Field(
+        None, description="base64 of 32 random bytes; required for s3://; file:// creates <store>.master-key"
+    )
+    artifact_retention_days: int = Field(30, ge=1, description="days artifacts and their index entries are kept")
+    artifact_max_bytes: int = Field(10 << 30, ge=1 << 20, description="cap on one artifact's plaintext bytes")
+    artifact_s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph); unset = AWS")
+    artifact_s3_region: str | None = Field(None, description="S3 region; unset = AWS_REGION / AWS config")
+    artifact_s3_access_key_id: str | None = Field(None, description="unset = the usual AWS credential chain")
+    artifact_s3_secret_access_key: SecretStr | None = Field(None, description="unset = the usual AWS credential chain")
+    artifact_s3_part_size: int = Field(8 << 20, ge=5 << 20, description="multipart part size; ~5 parts of memory")
+    artifact_sweep_cron: str = Field("30 3 * * *", description="crontab of the artifact retention sweep")
+
     flower_user: str | None = Field(None, description="Flower basic-auth user")
     flower_password: SecretStr | None = Field(None, description="Flower basic-auth password")
     flower_address: str = Field("127.0.0.1", description="address Flower binds to")
@@ -65,11 +83,11 @@ class Settings(BaseSettings):
         default_factory=dict, description="per-tool images, from TOOLRUNNER_IMAGE_<TOOL>"
     )
 
-    @field_validator("sweep_cron")
+    @field_validator("sweep_cron", "artifact_sweep_cron")
     @classmethod
     def _five_cron_fields(cls, value: str) -> str:
         if len(value.split()) != 5:
-            raise ValueError("sweep_cron needs five fields: minute hour day-of-month month day-of-week")
+            raise ValueError("a crontab needs five fields: minute hour day-of-month month day-of-week")
         return value
 
     @model_validator(mode="after")

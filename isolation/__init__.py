@@ -1,6 +1,6 @@
 """Per-tenant, per-run Docker named volumes and hardened tool containers that work on any daemon."""
 
-from isolation.archive import Sink
+from isolation.archive import DirectorySink, Sink
 from isolation.container import ContainerLimits, ContainerResult, ContainerSpec, run_container
 from isolation.defaults import LABEL_PREFIX as DEFAULT_LABEL_PREFIX
 from isolation.defaults import TOOL_USER
@@ -53,6 +53,7 @@ __all__ = [
     "ContainerLimits",
     "ContainerResult",
     "ContainerSpec",
+    "DirectorySink",
     "DockerUnavailableError",
     "ImageMissingError",
     "ImageNotFoundError",

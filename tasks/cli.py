@@ -20,8 +20,11 @@ from rich.text import Text
 
 import isolation
 from config import Settings, load_settings
+from tasks.artifacts import ArtifactError, Artifacts, open_artifacts
+from tasks.cli_artifacts import build_app
 from tasks.errors import ToolrunnerError
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
+from tasks.service.outputs import artifact_config
 from tasks.tools import ToolSpec, load_catalogue
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -148,7 +151,9 @@ def _in_process(settings: Settings, plan: RunPlan) -> dict[str, Any]:
         def report(stage: Stage, meta: Mapping[str, Any]) -> None:
             status.update(_stage_line(tool, stage, meta, time.monotonic() - started))
 
-        ctx = RunContext(isolation.connect(None), settings, f"cli-{uuid.uuid4()}", report, "cli")
+        ctx = RunContext(
+            isolation.connect(None), settings, f"cli-{uuid.uuid4()}", report, "cli", artifacts=_artifacts()
+        )
         return execute(plan, ctx).as_dict()
 
 
@@ -268,10 +273,17 @@ def sweep(
         out.print(f"  failed: {name}: {reason}")
 
 
+def _artifacts() -> Artifacts:
+    return open_artifacts(artifact_config(load_settings()))
+
+
+cli.add_typer(build_app(_artifacts), name="artifacts")
+
+
 def main() -> None:
     """Console-script entry point: user errors print one line and exit non-zero, without a traceback."""
     try:
         cli()
-    except (ToolrunnerError, isolation.IsolationError) as exc:
+    except (ToolrunnerError, isolation.IsolationError, ArtifactError) as exc:
         err.print(Text("error: ", style="bold red") + _plain(str(exc)), highlight=False)
         sys.exit(2)

@@ -79,6 +79,7 @@ class RunResult:
     stderr_tail: str
     outputs: dict[str, int] = field(default_factory=dict)
     missing_outputs: list[str] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def timed_out(self) -> bool:
@@ -110,5 +111,6 @@ class RunResult:
             "stderr_tail": self.stderr_tail,
             "outputs": dict(sorted(self.outputs.items())),
             "missing_outputs": self.missing_outputs,
+            "artifacts": self.artifacts,
             "timed_out": self.timed_out,
         }

@@ -17,7 +17,9 @@ import docker
 
 import isolation
 from config import Settings
+from tasks.artifacts import Artifacts, ArtifactTooLargeError, TaskArtifacts
 from tasks.service.findings import Findings, collect
+from tasks.service.outputs import SpoolSink
 from tasks.service.plan import RunPlan
 from tasks.service.result import Outcome, RunResult, RunStats, Stage, Status, outcome
 from tasks.tools.base import INPUTS, OUTPUTS
@@ -58,6 +60,7 @@ class RunContext:
     report: Reporter
     worker: str = "local"
     metrics: RunMetrics | None = None
+    artifacts: Artifacts | None = None
     interruptions: tuple[type[BaseException], ...] = field(default=())
 
     @contextmanager
@@ -116,6 +119,7 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
         **_volume_options(ctx, labels),
     )  # fmt: skip
     inputs, outputs = new_volume(), new_volume()
+    stored = ctx.artifacts.for_task(plan.tenant_id, plan.run_id, ctx.task_id) if ctx.artifacts else None
     with tempfile.TemporaryDirectory(prefix="toolrunner-outputs-") as spool:
         try:
             with ctx.stage(Stage.PREPARING_INPUTS, files=len(plan.inputs)):
@@ -123,7 +127,7 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
                 outputs.initialize({})
             run = _run_tool(plan, ctx, inputs, outputs, image)
             with ctx.stage(Stage.READING_OUTPUTS, files=len(plan.invocation.output_files)):
-                read = _read_outputs(outputs, plan.invocation.output_files, spool)
+                read = _read_outputs(outputs, plan.invocation.output_files, SpoolSink(spool, stored))
         finally:
             # Cleanup runs even if reporting the stage raises (e.g. Celery's soft time limit fires right then).
             try:
@@ -131,13 +135,14 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
             finally:
                 with ctx.timed(Stage.CLEANING_UP):
                     _cleanup(ctx, inputs, outputs)
-        found = _parse(plan, ctx, read)
+        found = _parse(plan, ctx, read, stored)
     result = _outcome(plan, run, read, found)
     if ctx.metrics:
         ctx.metrics.run_done(
             plan.spec.name, result.status, run.container.duration_ms / 1000, plan.input_bytes, read.size
         )
-    return _result(plan, ctx, image, run, result, found, read, started)
+    artifacts = [r.as_dict() for r in stored.records] if stored else []
+    return _result(plan, ctx, image, run, result, found, read, started, artifacts)
 
 
 def _pull_if_missing(plan: RunPlan, ctx: RunContext, image: str) -> None:
@@ -210,35 +215,51 @@ def _container_spec(
     )
 
 
-def _read_outputs(volume: Volume, names: list[str], directory: str) -> OutputFiles:
-    """Stream the outputs into directory in one archive download.
+def _read_outputs(volume: Volume, names: list[str], sink: SpoolSink) -> OutputFiles:
+    """Stream the outputs into the spool directory (and the artifact store) in one archive download.
 
     A tool that wrote nothing is not an error here; one whose outputs are links, over the caps or
     unreadable gets no findings and a tool_failed status saying why, rather than a task failure.
     """
+    directory = sink.directory
     try:
         try:
-            return OutputFiles(directory, volume.copy_files_to(names, directory))
+            return OutputFiles(directory, volume.read_into(names, sink))
         except isolation.MissingOutputError as exc:
             # The files that were there are in the directory already, whole: the archive was read to its end.
             present = [n for n in names if n not in exc.missing and os.path.isfile(os.path.join(directory, n))]
             return OutputFiles(
                 directory, {n: os.path.getsize(os.path.join(directory, n)) for n in present}, exc.missing
             )
-    except (isolation.OutputTooLargeError, isolation.UnsafeOutputError, isolation.OutputReadError) as exc:
+    except (
+        isolation.OutputTooLargeError, isolation.UnsafeOutputError, isolation.OutputReadError, ArtifactTooLargeError
+    ) as exc:  # fmt: skip
         logger.warning("outputs refused volume=%s: %s", volume.name, exc)
         return OutputFiles(directory, refused=str(exc))
 
 
-def _parse(plan: RunPlan, ctx: RunContext, read: OutputFiles) -> Findings:
-    """Feed the parser one binary stream per output file and collect what it yields."""
+def _parse(plan: RunPlan, ctx: RunContext, read: OutputFiles, stored: TaskArtifacts | None) -> Findings:
+    """Feed the parser one binary stream per output file and collect what it yields.
+
+    Every finding also goes to the `findings.jsonl` artifact as it comes; that artifact is published
+    only when the result cannot carry them all, and dropped otherwise.
+    """
     if read.refused:
         return Findings()
     with ExitStack() as stack:
         streams: dict[str, BinaryIO] = {
             name: stack.enter_context(open(os.path.join(read.directory, name), "rb")) for name in read.sizes
         }
-        return collect(plan.spec.parse(streams), ctx.settings.inline_findings_bytes, interruptions=ctx.interruptions)
+        writer = stored.findings() if stored else None
+        if writer:
+            stack.callback(writer.abort)  # a no-op once closed (published) below
+        found = collect(
+            plan.spec.parse(streams), ctx.settings.inline_findings_bytes,
+            also=writer.write if writer else None, interruptions=ctx.interruptions,
+        )  # fmt: skip
+        if writer and found.truncated:
+            writer.close()
+        return found
 
 
 def _cleanup(ctx: RunContext, *volumes: Volume) -> None:
@@ -277,6 +298,7 @@ def _result(
     found: Findings,
     read: OutputFiles,
     started: float,
+    artifacts: list[dict[str, Any]],
 ) -> RunResult:
     c = run.container
     return RunResult(
@@ -301,4 +323,5 @@ def _result(
         stderr_tail=c.stderr_tail,
         outputs=read.sizes,
         missing_outputs=read.missing,
+        artifacts=artifacts,
     )

@@ -13,6 +13,8 @@ from celery import Celery
 import isolation
 from beat_schedule import build_schedule
 from config import Settings, celery_config, load_settings
+from tasks.artifacts import Artifacts, open_artifacts
+from tasks.service.outputs import artifact_config
 from tasks.tools import ToolSpec, load_catalogue
 
 
@@ -33,6 +35,11 @@ class ToolrunnerCelery(Celery):  # type: ignore[misc]
     def redis(self) -> redis.Redis:
         """A Redis client on the broker, for delivery counters and locks."""
         return redis.Redis.from_url(self.settings.broker)
+
+    @cached_property
+    def artifacts(self) -> Artifacts:
+        """The artifact store, its keys checked (an s3:// store without a master key refuses to open)."""
+        return open_artifacts(artifact_config(self.settings))
 
     @cached_property
     def docker_client(self) -> docker.DockerClient:

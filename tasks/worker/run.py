@@ -13,6 +13,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 import isolation
 from config import Settings
+from tasks.artifacts import Artifacts
 from tasks.errors import RedeliveryLimitError, TaskIdentityError
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
@@ -49,7 +50,8 @@ def _tool_task(tool: str) -> Task:
 
 
 def _run(task: Task, request: RunRequest) -> Result:
-    return run_request(task, request, app.docker_client, app.redis, app.settings, app.catalogue)
+    deps = (app.docker_client, app.redis, app.settings, app.catalogue)
+    return run_request(task, request, *deps, artifacts=app.artifacts)
 
 
 def run_request(
@@ -59,6 +61,7 @@ def run_request(
     redis_client: redis.Redis,
     settings: Settings,
     catalogue: Mapping[str, ToolSpec],
+    artifacts: Artifacts | None = None,
 ) -> Result:
     """Validate, run and shape the result; bad input fails at once, an unreachable engine is retried.
 
@@ -70,7 +73,7 @@ def run_request(
     )
     delivery = Delivery(task.request.id, plan.spec.name, plan.tenant_id, plan.run_id)
     if task.request.is_eager:
-        return _run_or_retry(task, plan, delivery, client, settings, earlier=bool(task.request.retries))
+        return _run_or_retry(task, plan, delivery, client, settings, artifacts, earlier=bool(task.request.retries))
     try:
         claim_identity(redis_client, delivery, ttl=_identity_ttl(settings))
     except TaskIdentityError as exc:
@@ -83,7 +86,7 @@ def run_request(
             logger.info("task=%s already succeeded in another delivery; returning its result", task.request.id)
             return done
         earlier = _earlier_attempt(task, delivery, client, redis_client, settings)
-        return _run_or_retry(task, plan, delivery, client, settings, earlier=earlier)
+        return _run_or_retry(task, plan, delivery, client, settings, artifacts, earlier=earlier)
 
 
 def _identity_ttl(settings: Settings) -> int:
@@ -92,7 +95,14 @@ def _identity_ttl(settings: Settings) -> int:
 
 
 def _run_or_retry(
-    task: Task, plan: RunPlan, delivery: Delivery, client: docker.DockerClient, settings: Settings, *, earlier: bool
+    task: Task,
+    plan: RunPlan,
+    delivery: Delivery,
+    client: docker.DockerClient,
+    settings: Settings,
+    artifacts: Artifacts | None,
+    *,
+    earlier: bool,
 ) -> Result:
     """Run the plan; when the engine is unreachable, retry with backoff a bounded number of times."""
     try:
@@ -103,7 +113,8 @@ def _run_or_retry(
             logger.info("removed leftovers of an earlier attempt task=%s: %s", delivery.task_id, report.as_dict())
         ctx = RunContext(
             client, settings, delivery.task_id, reporter(task, plan.spec.name, plan.tenant_id, plan.run_id),
-            worker=task.request.hostname or "local", metrics=metrics(), interruptions=(SoftTimeLimitExceeded,),
+            worker=task.request.hostname or "local", metrics=metrics(), artifacts=artifacts,
+            interruptions=(SoftTimeLimitExceeded,),
         )  # fmt: skip
         return execute(plan, ctx).as_dict()
     except isolation.DockerUnavailableError as exc:

@@ -19,7 +19,7 @@ from tasks.errors import (
     ToolrunnerError,
 )
 
-_WORKER_NAMES = {"app", "result_for", "run_tool", "TOOL_TASKS", "sweep_all", "sweep_daemon"}
+_WORKER_NAMES = {"app", "cancel_run", "result_for", "run_tool", "TOOL_TASKS", "sweep_all", "sweep_daemon"}
 
 __all__ = [
     "TOOL_TASKS",
@@ -29,6 +29,7 @@ __all__ = [
     "TaskInputError",
     "ToolrunnerError",
     "app",
+    "cancel_run",
     "result_for",
     "run_tool",
     "sweep_all",

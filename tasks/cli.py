@@ -20,6 +20,7 @@ from rich.text import Text
 
 import isolation
 from config import Settings, load_settings
+from tasks.cli_runctl import register as register_runctl
 from tasks.errors import ToolrunnerError
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
@@ -273,6 +274,9 @@ def sweep(
         out.print(f"  {verb}: {name}")
     for name, reason in report.failed:
         out.print(f"  failed: {name}: {reason}")
+
+
+register_runctl(cli)
 
 
 def main() -> None:

@@ -1,8 +1,12 @@
 """The Celery layer: the app, the run and maintenance tasks, delivery locks, progress and metrics."""
 
-from tasks.worker import maintenance, metrics
+from tasks.worker import maintenance, metrics, reaper, shutdown
 from tasks.worker.app import app
+from tasks.worker.cancel import cancel_run
 from tasks.worker.maintenance import sweep_all, sweep_daemon
 from tasks.worker.run import TOOL_TASKS, result_for, run_tool
 
-__all__ = ["TOOL_TASKS", "app", "maintenance", "metrics", "result_for", "run_tool", "sweep_all", "sweep_daemon"]
+__all__ = [
+    "TOOL_TASKS", "app", "cancel_run", "maintenance", "metrics", "reaper", "result_for", "run_tool", "shutdown",
+    "sweep_all", "sweep_daemon",
+]  # fmt: skip

@@ -14,6 +14,7 @@ import isolation
 from beat_schedule import build_schedule
 from config import Settings, celery_config, load_settings
 from tasks.tools import ToolSpec, load_catalogue
+from tasks.worker.visibility import VisibilityHeartbeat
 
 
 class ToolrunnerCelery(Celery):  # type: ignore[misc]
@@ -45,5 +46,6 @@ def _configuration() -> dict[str, Any]:
 
 
 app = ToolrunnerCelery("toolrunner")
+app.steps["consumer"].add(VisibilityHeartbeat)
 # Evaluated when the configuration is first read (worker start, first send), not at import.
 app.add_defaults(_configuration)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import docker
@@ -14,9 +14,11 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 import isolation
 from config import Settings
 from tasks.errors import RedeliveryLimitError, TaskIdentityError
-from tasks.service import RunContext, RunPlan, RunRequest, Stage, execute, plan_run
+from tasks.service import Reporter, RunContext, RunPlan, RunRequest, Stage, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker.app import app
+from tasks.worker.cancel import is_cancelled
+from tasks.worker.control import controlled, revoke_cancelled
 from tasks.worker.delivery import RUN_LOCK_TTL, Delivery, claim_identity, count_delivery, run_lock
 from tasks.worker.metrics import metrics
 from tasks.worker.progress import reporter
@@ -76,6 +78,8 @@ def run_request(
     except TaskIdentityError as exc:
         logger.error("refused task=%s: %s", delivery.task_id, exc)
         raise Ignore() from exc
+    if is_cancelled(redis_client, delivery.task_id):
+        raise revoke_cancelled(task, redis_client, settings, delivery)
     reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.VALIDATING, {})
     with run_lock(redis_client, delivery.key, wait=settings.hard_time_limit + RUN_LOCK_TTL):
         done = _stored_success(task, delivery)
@@ -83,17 +87,19 @@ def run_request(
             logger.info("task=%s already succeeded in another delivery; returning its result", task.request.id)
             return done
         earlier = _earlier_attempt(task, delivery, client, redis_client, settings)
-        return _run_or_retry(task, plan, delivery, client, settings, earlier=earlier)
+        with controlled(task, redis_client, settings, delivery) as control:
+            return _run_or_retry(task, plan, delivery, client, settings, earlier=earlier, guard=control.guard)
 
 
 def _identity_ttl(settings: Settings) -> int:
     """As long as the id may still be delivered again, plus as long as its result is kept."""
-    return settings.visibility_timeout * (settings.max_redeliveries + 2) + settings.result_expires_seconds
+    return settings.redelivery_window * (settings.max_redeliveries + 2) + settings.result_expires_seconds
 
 
 def _run_or_retry(
-    task: Task, plan: RunPlan, delivery: Delivery, client: docker.DockerClient, settings: Settings, *, earlier: bool
-) -> Result:
+    task: Task, plan: RunPlan, delivery: Delivery, client: docker.DockerClient, settings: Settings, *, earlier: bool,
+    guard: Callable[[Reporter], Reporter] = lambda report: report,
+) -> Result:  # fmt: skip
     """Run the plan; when the engine is unreachable, retry with backoff a bounded number of times."""
     try:
         if earlier:
@@ -102,7 +108,7 @@ def _run_or_retry(
             report = isolation.remove_labelled(delivery.labels, client, label_prefix=settings.label_prefix)
             logger.info("removed leftovers of an earlier attempt task=%s: %s", delivery.task_id, report.as_dict())
         ctx = RunContext(
-            client, settings, delivery.task_id, reporter(task, plan.spec.name, plan.tenant_id, plan.run_id),
+            client, settings, delivery.task_id, guard(reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)),
             worker=task.request.hostname or "local", metrics=metrics(), interruptions=(SoftTimeLimitExceeded,),
         )  # fmt: skip
         return execute(plan, ctx).as_dict()

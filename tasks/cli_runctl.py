@@ -10,7 +10,7 @@ from rich.console import Console
 from config import load_settings
 from tasks.errors import ToolrunnerError
 
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # one line, whatever the terminal width
 
 
 class NoBrokerError(ToolrunnerError):

@@ -47,18 +47,34 @@ class SlowProxy:
     def __post_init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
+        self.open: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
         with contextlib.suppress(OSError):
             while True:
                 client, _ = self.listener.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.upstream))
-                threading.Thread(target=_pump, args=(client, upstream, 0.0), daemon=True).start()
-                threading.Thread(target=_pump, args=(upstream, client, self.pause), daemon=True).start()
+                threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, socket.create_connection(("127.0.0.1", self.upstream)) as upstream:
+            self.open.extend([client, upstream])
+            pumps = [
+                threading.Thread(target=_pump, args=(client, upstream, 0.0), daemon=True),
+                threading.Thread(target=_pump, args=(upstream, client, self.pause), daemon=True),
+            ]
+            for pump in pumps:
+                pump.start()
+            for pump in pumps:
+                pump.join()
 
     def close(self) -> None:
+        """Stop listening and cut every connection (the engine's pull then fails)."""
         self.listener.close()
+        for sock in self.open:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        time.sleep(0.5)  # let the serving threads close their sockets
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import redis
 from celery import Celery
 
 from config import celery_config, load_settings
-from tasks.worker.delivery import DELIVERY_KEY
+from tasks.worker.delivery import DELIVERY_KEY, Delivery
 from tasks.worker.testing import free_port, start_worker
 from tests.conftest import REDIS_URL
 
@@ -83,7 +83,8 @@ def test_a_run_whose_worker_is_sigkilled_completes_exactly_once_and_leaves_nothi
     assert result["status"] == "ok"
     assert [f["line"] for f in result["findings"]] == ["started", "done"]
     with redis.Redis.from_url(FAULT_DB) as conn:
-        assert int(conn.get(DELIVERY_KEY.format(handle.id)) or 0) == 2
+        key = Delivery(handle.id, "script", "acme", "sigkill-1").key
+        assert int(conn.get(DELIVERY_KEY.format(key)) or 0) == 2
     logs = first.log_text() + second.log_text()
     assert logs.count(f"run_tool[{handle.id}] succeeded") == 1
 

@@ -24,7 +24,16 @@ class Settings(BaseSettings):
 
     max_timeout_seconds: int = Field(3600, ge=1, description="cap on any tool's timeout_seconds")
     time_limit_margin_seconds: int = Field(120, ge=1, description="soft limit = max timeout + this; hard = soft + this")
-    visibility_margin_seconds: int = Field(600, ge=1, description="Redis visibility timeout = hard limit + this")
+    visibility_timeout_seconds: int = Field(
+        60, ge=10, description="Redis redelivers a message whose worker stopped renewing it for this long"
+    )
+    visibility_heartbeat_seconds: float = Field(
+        10, gt=0, description="how often each worker renews the messages it holds, so live runs are never redelivered"
+    )
+    cancel_ttl_seconds: int = Field(86400, ge=60, description="how long a cancel is kept for a run not yet started")
+    reaper_interval_seconds: float = Field(
+        60, gt=0, description="how often each worker kills and removes its daemon's containers past their deadline"
+    )
     max_redeliveries: int = Field(2, ge=0, description="times a task whose worker died is run again")
     max_input_bytes: int = Field(64 << 20, ge=0, description="cap on the total size of a run's input files")
     max_output_file_bytes: int = Field(
@@ -102,6 +111,16 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _heartbeat_outpaces_visibility(self) -> Settings:
+        # Three missed beats before a live worker's messages look abandoned: one slow beat is not a redelivery.
+        if self.visibility_heartbeat_seconds * 3 > self.visibility_timeout_seconds:
+            raise ValueError(
+                f"visibility_heartbeat_seconds={self.visibility_heartbeat_seconds:g} must be at most a third of "
+                f"visibility_timeout_seconds={self.visibility_timeout_seconds}: live runs would be delivered twice"
+            )
+        return self
+
     @property
     def broker(self) -> str:
         """The broker URL the Celery app uses (a local Redis when none is configured)."""
@@ -124,8 +143,13 @@ class Settings(BaseSettings):
 
     @property
     def visibility_timeout(self) -> int:
-        """Redis redelivers an unacked task after this; built to exceed the hard limit by a positive margin."""
-        return self.hard_time_limit + self.visibility_margin_seconds
+        """Redis redelivers an unacked task after this long without its worker's heartbeat (not the run's length)."""
+        return self.visibility_timeout_seconds
+
+    @property
+    def redelivery_window(self) -> int:
+        """The longest a delivery can take before the next one of the same message: a whole run, then a timeout."""
+        return self.hard_time_limit + self.visibility_timeout
 
     def container_limits(self) -> ContainerLimits:
         """The resource caps of every tool container."""

@@ -19,7 +19,9 @@ from tasks.errors import (
     ToolrunnerError,
 )
 
-_WORKER_NAMES = {"app", "open_artifact", "result_for", "run_tool", "TOOL_TASKS", "sweep_all", "sweep_daemon"}
+_WORKER_NAMES = {
+    "app", "cancel_run", "open_artifact", "result_for", "run_tool", "TOOL_TASKS", "sweep_all", "sweep_daemon"
+}  # fmt: skip
 
 __all__ = [
     "TOOL_TASKS",
@@ -29,6 +31,7 @@ __all__ = [
     "TaskInputError",
     "ToolrunnerError",
     "app",
+    "cancel_run",
     "open_artifact",
     "result_for",
     "run_tool",

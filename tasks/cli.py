@@ -22,6 +22,7 @@ import isolation
 from config import Settings, load_settings
 from tasks.artifacts import ArtifactError, Artifacts, open_artifacts
 from tasks.cli_artifacts import build_app
+from tasks.cli_runctl import register as register_runctl
 from tasks.errors import ToolrunnerError
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
 from tasks.service.outputs import artifact_config
@@ -278,6 +279,7 @@ def _artifacts() -> Artifacts:
 
 
 cli.add_typer(build_app(_artifacts), name="artifacts")
+register_runctl(cli)
 
 
 def main() -> None:

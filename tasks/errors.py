@@ -21,3 +21,15 @@ class RunLockTimeoutError(ToolrunnerError):
 
 class TaskIdentityError(ToolrunnerError):
     """Raised when a task id already stands for another run (tool, tenant or run differ): ids are not reusable."""
+
+
+class RunStoppedError(ToolrunnerError):
+    """Raised inside a run, at its next progress report, when it must stop: the run is cleaned up on the way out."""
+
+
+class RunCancelledError(RunStoppedError):
+    """Raised inside a run that was cancelled (`cancel_run`, `toolrunner cancel` or a revoke with terminate)."""
+
+
+class RunRequeuedError(RunStoppedError):
+    """Raised inside a run whose worker is shutting down: the run is stopped and its message put back on the queue."""

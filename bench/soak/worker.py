@@ -26,7 +26,7 @@ from tasks.worker.testing import InnerDaemon, Worker, inner_daemon, start_worker
 
 LABEL_PREFIX = "soak"
 WORKER_NAME = "soak"
-LIMITS: dict[str, Any] = {"max_timeout_seconds": 10, "time_limit_margin_seconds": 2, "visibility_margin_seconds": 2}
+LIMITS: dict[str, Any] = {"max_timeout_seconds": 10, "time_limit_margin_seconds": 2, "visibility_timeout_seconds": 16}
 
 
 @dataclass(frozen=True)

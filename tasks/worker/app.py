@@ -16,6 +16,7 @@ from config import Settings, celery_config, load_settings
 from tasks.artifacts import Artifacts, open_artifacts
 from tasks.service.outputs import artifact_config
 from tasks.tools import ToolSpec, load_catalogue
+from tasks.worker.visibility import VisibilityHeartbeat
 
 
 class ToolrunnerCelery(Celery):  # type: ignore[misc]
@@ -52,5 +53,6 @@ def _configuration() -> dict[str, Any]:
 
 
 app = ToolrunnerCelery("toolrunner")
+app.steps["consumer"].add(VisibilityHeartbeat)
 # Evaluated when the configuration is first read (worker start, first send), not at import.
 app.add_defaults(_configuration)

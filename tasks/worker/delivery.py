@@ -121,7 +121,7 @@ def count_delivery(redis_client: redis.Redis, settings: Settings, key: str, retr
     with redis_client.pipeline() as pipe:
         pipe.incr(DELIVERY_KEY.format(key))
         # Long enough to outlive every redelivery (each waits up to a visibility timeout) plus the result.
-        ttl = settings.visibility_timeout * (settings.max_redeliveries + 2) + settings.result_expires_seconds
+        ttl = settings.redelivery_window * (settings.max_redeliveries + 2) + settings.result_expires_seconds
         pipe.expire(DELIVERY_KEY.format(key), ttl)
         count = int(pipe.execute()[0]) - retries
     if count > settings.max_redeliveries + 1:

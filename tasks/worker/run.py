@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import docker
@@ -15,9 +15,11 @@ import isolation
 from config import Settings
 from tasks.artifacts import Artifacts
 from tasks.errors import RedeliveryLimitError, TaskIdentityError
-from tasks.service import RunContext, RunPlan, RunRequest, Stage, execute, plan_run
+from tasks.service import Reporter, RunContext, RunPlan, RunRequest, Stage, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker.app import app
+from tasks.worker.cancel import is_cancelled
+from tasks.worker.control import controlled, revoke_cancelled
 from tasks.worker.delivery import RUN_LOCK_TTL, Delivery, claim_identity, count_delivery, run_lock
 from tasks.worker.metrics import metrics
 from tasks.worker.progress import reporter
@@ -79,6 +81,8 @@ def run_request(
     except TaskIdentityError as exc:
         logger.error("refused task=%s: %s", delivery.task_id, exc)
         raise Ignore() from exc
+    if is_cancelled(redis_client, delivery.task_id):
+        raise revoke_cancelled(task, redis_client, settings, delivery)
     reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.VALIDATING, {})
     with run_lock(redis_client, delivery.key, wait=settings.hard_time_limit + RUN_LOCK_TTL):
         done = _stored_success(task, delivery)
@@ -86,12 +90,15 @@ def run_request(
             logger.info("task=%s already succeeded in another delivery; returning its result", task.request.id)
             return done
         earlier = _earlier_attempt(task, delivery, client, redis_client, settings)
-        return _run_or_retry(task, plan, delivery, client, settings, artifacts, earlier=earlier)
+        with controlled(task, redis_client, settings, delivery) as control:
+            return _run_or_retry(
+                task, plan, delivery, client, settings, artifacts, earlier=earlier, guard=control.guard
+            )
 
 
 def _identity_ttl(settings: Settings) -> int:
     """As long as the id may still be delivered again, plus as long as its result is kept."""
-    return settings.visibility_timeout * (settings.max_redeliveries + 2) + settings.result_expires_seconds
+    return settings.redelivery_window * (settings.max_redeliveries + 2) + settings.result_expires_seconds
 
 
 def _run_or_retry(
@@ -103,6 +110,7 @@ def _run_or_retry(
     artifacts: Artifacts | None,
     *,
     earlier: bool,
+    guard: Callable[[Reporter], Reporter] = lambda report: report,
 ) -> Result:
     """Run the plan; when the engine is unreachable, retry with backoff a bounded number of times."""
     try:
@@ -112,7 +120,7 @@ def _run_or_retry(
             report = isolation.remove_labelled(delivery.labels, client, label_prefix=settings.label_prefix)
             logger.info("removed leftovers of an earlier attempt task=%s: %s", delivery.task_id, report.as_dict())
         ctx = RunContext(
-            client, settings, delivery.task_id, reporter(task, plan.spec.name, plan.tenant_id, plan.run_id),
+            client, settings, delivery.task_id, guard(reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)),
             worker=task.request.hostname or "local", metrics=metrics(), artifacts=artifacts,
             interruptions=(SoftTimeLimitExceeded,),
         )  # fmt: skip

@@ -26,7 +26,8 @@ FAULT_DB = REDIS_URL.rsplit("/", 1)[0] + "/12"
 SHORT_LIMITS = {
     "TOOLRUNNER_MAX_TIMEOUT_SECONDS": "10",
     "TOOLRUNNER_TIME_LIMIT_MARGIN_SECONDS": "2",
-    "TOOLRUNNER_VISIBILITY_MARGIN_SECONDS": "2",
+    "TOOLRUNNER_VISIBILITY_TIMEOUT_SECONDS": "16",
+    "TOOLRUNNER_VISIBILITY_HEARTBEAT_SECONDS": "2",
 }
 
 
@@ -82,8 +83,8 @@ def test_a_run_whose_worker_is_sigkilled_completes_exactly_once_and_leaves_nothi
     assert result["status"] == "ok"
     assert [f["line"] for f in result["findings"]] == ["started", "done"]
     with redis.Redis.from_url(FAULT_DB) as conn:
-        delivery = Delivery(handle.id, "script", "acme", "sigkill-1")
-        assert int(conn.get(DELIVERY_KEY.format(delivery.key)) or 0) == 2
+        key = Delivery(handle.id, "script", "acme", "sigkill-1").key
+        assert int(conn.get(DELIVERY_KEY.format(key)) or 0) == 2
     logs = first.log_text() + second.log_text()
     assert logs.count(f"run_tool[{handle.id}] succeeded") == 1
 

@@ -1,0 +1,119 @@
+"""Stopping a run from outside while it runs: a cancel, a revoke with terminate, or its worker shutting down.
+
+A watcher thread polls Redis once a second for the run's cancel key and its worker's draining key; a SIGTERM
+to the pool child (Celery's `revoke(terminate=True)`) only sets a flag. The run itself stops at its next
+progress report (each second while the tool runs), where the guarded reporter raises: the runner then kills the
+tool container and removes both volumes on its normal way out, and no progress is written after that.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import Ignore, Reject
+
+from config import Settings
+from tasks.errors import RunCancelledError, RunRequeuedError, RunStoppedError
+from tasks.service import Reporter, Stage
+from tasks.worker.cancel import CANCEL_KEY, record_cancel
+from tasks.worker.delivery import DELIVERY_KEY, Delivery
+
+logger = logging.getLogger(__name__)
+
+DRAINING_KEY = "toolrunner:draining:{}"
+POLL_SECONDS = 1.0
+
+
+class RunControl:
+    """The stop request of one running task, set by the watcher thread or a SIGTERM, read by its reporter."""
+
+    def __init__(self, redis_client: redis.Redis, settings: Settings, task_id: str, worker: str) -> None:
+        self.redis, self.settings, self.task_id, self.worker = redis_client, settings, task_id, worker
+        self.stop: type[RunStoppedError] | None = None
+        self.signalled = False
+        self.done = threading.Event()
+
+    def guard(self, report: Reporter) -> Reporter:
+        """A reporter that raises the stop request instead of reporting once there is one."""
+
+        def guarded(stage: Stage, meta: Mapping[str, Any]) -> None:
+            if self.stop is not None:
+                raise self.stop(f"task {self.task_id} stopped at {stage.value}")
+            report(stage, meta)
+
+        return guarded
+
+    def watch(self) -> None:
+        """Poll the cancel and draining keys until the run ends or a stop is decided."""
+        keys = [CANCEL_KEY.format(self.task_id), DRAINING_KEY.format(self.worker)]
+        while self.stop is None and not self.done.wait(POLL_SECONDS):
+            try:
+                cancelled, draining = self.redis.mget(keys)
+            except redis.RedisError as exc:  # Redis away for a moment: poll again
+                logger.warning("could not read the cancel key task=%s: %s", self.task_id, exc)
+                continue
+            if cancelled or (self.signalled and not draining):
+                self.stop = RunCancelledError
+            elif draining:
+                self.stop = RunRequeuedError
+        if self.stop is not None:
+            logger.warning("stopping task=%s: %s", self.task_id, self.stop.__name__)
+
+    def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        """A SIGTERM to the pool child: Celery's terminate, or a deploy signalling the whole group."""
+        self.signalled = True  # the watcher decides at its next poll: draining worker -> requeue, else cancel
+
+
+@contextmanager
+def controlled(task: Task, redis_client: redis.Redis, settings: Settings, delivery: Delivery) -> Iterator[RunControl]:
+    """Watch the run while the block runs; turn a stop into REVOKED (cancel) or a requeued message (deploy)."""
+    control = RunControl(redis_client, settings, delivery.task_id, task.request.hostname or "")
+    watcher = threading.Thread(target=control.watch, daemon=True, name=f"run-control-{delivery.task_id}")
+    previous = _install_sigterm(control)
+    watcher.start()
+    try:
+        yield control
+    except RunCancelledError as exc:
+        raise _revoked(task, redis_client, settings, delivery, str(exc)) from exc
+    except RunRequeuedError as exc:
+        raise _requeued(redis_client, delivery) from exc
+    finally:
+        control.done.set()
+        watcher.join()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _install_sigterm(control: RunControl) -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None  # signals reach only the main thread (a solo or threads pool runs tasks elsewhere)
+    return signal.signal(signal.SIGTERM, control.on_sigterm)
+
+
+def revoke_cancelled(task: Task, redis_client: redis.Redis, settings: Settings, delivery: Delivery) -> Ignore:
+    """End a run cancelled before it started: REVOKED, no volume, no container."""
+    return _revoked(task, redis_client, settings, delivery, "cancelled before it started")
+
+
+def _revoked(task: Task, redis_client: redis.Redis, settings: Settings, delivery: Delivery, why: str) -> Ignore:
+    # A revoke with terminate is recorded too, so a redelivery of this message would not run it again.
+    record_cancel(redis_client, delivery.task_id, settings.cancel_ttl_seconds)
+    # The last word on the task's state: written after the run's last progress report, never before.
+    task.backend.mark_as_revoked(delivery.task_id, f"cancelled: {why}")
+    logger.info("run cancelled task=%s tenant=%s run=%s", delivery.task_id, delivery.tenant_id, delivery.run_id)
+    return Ignore()
+
+
+def _requeued(redis_client: redis.Redis, delivery: Delivery) -> Reject:
+    # A graceful put-back is not a worker that died: take this delivery off the redelivery count.
+    redis_client.decr(DELIVERY_KEY.format(delivery.key))
+    logger.warning("run put back on the queue (worker shutting down) task=%s run=%s", delivery.task_id, delivery.run_id)
+    return Reject("worker shutting down: run put back on the queue", requeue=True)

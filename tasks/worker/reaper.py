@@ -1,0 +1,54 @@
+"""The deadline reaper of each worker: kills and removes its daemon's containers (and volumes) past their deadline.
+
+A thread of the worker's main process, started when the worker is ready and run at once, then every
+`reaper_interval_seconds`. Not a beat task: beat may be down, and a task would wait behind the runs filling the
+pool, while an orphaned scanner must be stopped whatever the worker is busy with. Each worker reaps its own
+daemon (workers may own different daemons); two reapers of one daemon are harmless (removal is idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import closing
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+
+import isolation
+from config import Settings
+from tasks.worker.app import app
+
+logger = logging.getLogger(__name__)
+
+_stop = threading.Event()
+
+
+def reap_once(settings: Settings) -> isolation.SweepReport | None:
+    """One pass over this worker's daemon with a client of its own; a failure is logged, never raised."""
+    try:
+        with closing(isolation.connect(None)) as client:
+            return isolation.reap_past_deadline(client, label_prefix=settings.label_prefix)
+    except isolation.IsolationError as exc:
+        logger.warning("deadline reaper pass failed (next pass in %ss): %s", settings.reaper_interval_seconds, exc)
+        return None
+
+
+def _loop(settings: Settings, stop: threading.Event) -> None:
+    while True:
+        reap_once(settings)
+        if stop.wait(settings.reaper_interval_seconds):
+            return
+
+
+@worker_ready.connect
+def _start(**_: Any) -> None:
+    """Start the reaper once the pool has forked its children (no thread is copied into them)."""
+    _stop.clear()
+    thread = threading.Thread(target=_loop, args=(app.settings, _stop), daemon=True, name="deadline-reaper")
+    thread.start()
+
+
+@worker_shutdown.connect
+def _halt(**_: Any) -> None:
+    _stop.set()

@@ -20,7 +20,7 @@ from rich.text import Text
 
 import isolation
 from config import Settings, load_settings
-from tasks.artifacts import ArtifactError, Artifacts, open_artifacts
+from tasks.artifacts import Artifacts, open_artifacts
 from tasks.cli_artifacts import build_app
 from tasks.cli_runctl import register as register_runctl
 from tasks.errors import ToolrunnerError
@@ -286,6 +286,6 @@ def main() -> None:
     """Console-script entry point: user errors print one line and exit non-zero, without a traceback."""
     try:
         cli()
-    except (ToolrunnerError, isolation.IsolationError, ArtifactError) as exc:
+    except (ToolrunnerError, isolation.IsolationError) as exc:
         err.print(Text("error: ", style="bold red") + _plain(str(exc)), highlight=False)
         sys.exit(2)

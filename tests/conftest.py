@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import docker
@@ -15,6 +17,7 @@ TOOLS_IMAGE = "toolrunner-tools:local"
 LABEL_PREFIX = "studio"
 REDIS_URL = os.environ.get("TOOLRUNNER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
+ARTIFACT_ROOTS: list[str] = []  # the session's artifact store, made at configure time
 TEST_TOOLS = ("script", "absent", "suicide", "flood")  # test-only tools, tests/tooldefs/<name>.py
 # The settings the test process and the workers it starts share (the app reads them on first use).
 TEST_ENVIRONMENT = {
@@ -27,9 +30,21 @@ TEST_ENVIRONMENT = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Give the test process the shared settings (where the environment does not set them) before any test."""
+    """Give the test process the shared settings (where the environment does not set them) before any test.
+
+    Artifacts go to a store of this session's own, removed at its end (with its generated master key).
+    """
     for key, value in TEST_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
+    if "TOOLRUNNER_ARTIFACT_URL" not in os.environ:
+        ARTIFACT_ROOTS.append(tempfile.mkdtemp(prefix="toolrunner-test-artifacts-"))
+        os.environ["TOOLRUNNER_ARTIFACT_URL"] = f"file://{ARTIFACT_ROOTS[0]}/store"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's artifact store."""
+    for root in ARTIFACT_ROOTS:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _missing(what: str, why: object) -> None:

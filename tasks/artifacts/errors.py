@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from tasks.errors import ToolrunnerError
 
-class ArtifactError(Exception):
-    """Raised for any failure of the artifact layer (the root of this tree)."""
+
+class ArtifactError(ToolrunnerError):
+    """Raised for any failure of the artifact layer (the root of its branch of the task layer's tree)."""
 
 
 class ArtifactConfigError(ArtifactError, ValueError):

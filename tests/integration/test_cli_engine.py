@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tasks.cli import cli
+from tasks.worker.testing import Worker
 from tests.integration.test_sweep import aged_labels
 
 pytestmark = pytest.mark.integration
@@ -63,3 +64,37 @@ def test_volumes_and_a_dry_run_sweep_show_an_aged_volume_without_removing_it(
     assert docker_client.volumes.get("cli-aged-volume")
     swept = in_process.invoke(cli, ["sweep"])
     assert "removed: cli-aged-volume" in swept.output
+
+
+# One value per param, each of the type its field wants: the CLI converts by field (issue: `ports=6379`
+# was sent as a JSON number and refused). Every case must end ok in both modes.
+TYPED_PARAMS = [
+    ["nmap", "-p", "targets=127.0.0.1", "-p", "ports=6379"],
+    ["nmap", "-p", "targets=127.0.0.1", "-p", "top_ports=100", "-p", "service_detection=false"],
+    ["ffuf", "-p", "url=http://127.0.0.1:9/FUZZ", "-p", "wordlist=a", "-p", "wordlist=b", "-p", "threads=5",
+     "-p", "match_codes=200"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args", TYPED_PARAMS, ids=["ports", "top_ports-and-boolean", "threads-codes-list"])
+def test_single_numeric_boolean_and_list_params_run_in_process(
+    in_process: CliRunner, tools_image: str, args: list[str]
+) -> None:
+    result = in_process.invoke(cli, ["run", args[0], "--tenant", "acme", "--json", *args[1:]])
+    assert result.exit_code == 0, result.output
+    parsed = json.loads(result.stdout)
+    assert parsed["status"] == "ok"
+    if "ports=6379" in args:
+        assert [(f["port"], f["state"]) for f in parsed["findings"]] == [(6379, "closed")]
+
+
+@pytest.mark.parametrize("args", TYPED_PARAMS, ids=["ports", "top_ports-and-boolean", "threads-codes-list"])
+def test_single_numeric_boolean_and_list_params_run_through_the_queue(
+    worker: Worker, tools_image: str, args: list[str]
+) -> None:
+    result = CliRunner().invoke(cli, ["run", args[0], "--tenant", "acme", "--json", *args[1:]])
+    assert result.exit_code == 0, result.output
+    parsed = json.loads(result.stdout)
+    assert parsed["status"] == "ok" and len(parsed["task_id"]) == 36
+    if "ports=6379" in args:
+        assert [(f["port"], f["state"]) for f in parsed["findings"]] == [(6379, "closed")]

@@ -10,6 +10,7 @@ from pydantic import Field
 from tasks.tools import Finding, Invocation, ToolParams, ToolSpec, ffuf, nmap
 from tasks.tools.base import Outputs
 
+ZEROS_FILE = "zeros.bin"
 # busybox awk writes the reports inside the container: nothing this large crosses the queue.
 _NMAP = (
     'BEGIN { print "<?xml version=\\"1.0\\"?><!DOCTYPE nmaprun><nmaprun scanner=\\"nmap\\">";'
@@ -41,12 +42,15 @@ _FFUF_EMPTY = (
 class FloodParams(ToolParams):
     """Which report to write and how large."""
 
-    format: Literal["nmap", "ffuf", "ffuf-empty", "ffuf-deep"]
-    count: int = Field(ge=1, le=10_000_000, description="hosts of 65535 open ports (nmap) or ffuf results")
+    format: Literal["nmap", "ffuf", "ffuf-empty", "ffuf-deep", "zeros"]
+    count: int = Field(ge=1, le=10_000_000, description="nmap hosts of 65535 open ports, ffuf results, MiB of zeros")
 
 
 def build(params: FloodParams) -> Invocation:
-    """An awk program writing the report into /outputs."""
+    """An awk program writing the report into /outputs (dd for zeros: a large output nobody parses)."""
+    if params.format == "zeros":
+        script = f"dd if=/dev/zero of=/outputs/{ZEROS_FILE} bs=1048576 count={params.count} 2>/dev/null"
+        return Invocation(argv=["-c", script], output_files=[ZEROS_FILE])
     if params.format == "nmap":
         program, variable, output = _NMAP, "HOSTS", nmap.REPORT_FILE
     else:
@@ -58,8 +62,10 @@ def build(params: FloodParams) -> Invocation:
 
 
 def parse(outputs: Outputs) -> Iterator[Finding]:
-    """The real nmap or ffuf parser, whichever report the tool wrote."""
-    return nmap.parse(outputs) if nmap.REPORT_FILE in outputs else ffuf.parse(outputs)
+    """The real nmap or ffuf parser, whichever report the tool wrote; zeros give no findings."""
+    if nmap.REPORT_FILE in outputs:
+        return nmap.parse(outputs)
+    return ffuf.parse(outputs) if ffuf.REPORT_FILE in outputs else iter(())
 
 
 SPEC = ToolSpec(

@@ -30,7 +30,7 @@ def stored_bytes_contain(marker: bytes) -> bool:
 
 
 def test_a_runs_outputs_are_stored_encrypted_and_read_back_byte_for_byte(worker: Worker) -> None:
-    script = f"printf '{MARKER}\\000\\377\\n' > /outputs/out.txt; head -c 300000 /dev/urandom > /outputs/b.bin"
+    script = f"printf '{MARKER}\\000\\377\\n' > /outputs/out.txt; head -c 30000 /dev/urandom > /outputs/b.bin"
     params = {"script": script, "outputs": ["out.txt", "b.bin"]}
     result = run_tool.delay("script", "acme", "artifacts-1", params).get(timeout=WAIT)
     stored = {a["name"]: a for a in result["artifacts"]}

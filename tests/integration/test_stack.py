@@ -291,8 +291,10 @@ def _sweep_reports(broker_url: str) -> dict[str, dict[str, Any]]:
     with redis.Redis.from_url(broker_url) as conn:
         for key in conn.scan_iter("celery-task-meta-*"):
             meta = json.loads(conn.get(key) or "{}")
-            if meta.get("name") == "toolrunner.sweep_daemon" and meta.get("status") == "SUCCESS":
-                reports[str(meta["result"]["worker"]).partition("@")[0]] = meta["result"]
+            result = meta.get("result")
+            # A sweep_daemon report by its shape: the backend keeps no task names (result_extended is off).
+            if meta.get("status") == "SUCCESS" and isinstance(result, dict) and {"daemon", "worker"} <= result.keys():
+                reports[str(result["worker"]).partition("@")[0]] = result
     return reports
 
 

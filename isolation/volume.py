@@ -17,7 +17,6 @@ from docker.types import Mount
 
 from isolation import defaults
 from isolation.archive import (
-    CHUNK,
     ChunkReader,
     Content,
     DirectorySink,
@@ -46,6 +45,10 @@ from isolation.naming import (
 )
 
 logger = logging.getLogger(__name__)
+
+# get_archive's chunk_size (docker-py's default is 2 MiB): each chunk is one bytes object the reader slices
+# without copying, so a large one costs a few MiB of RSS and saves per-chunk work on a 1 GiB output.
+ARCHIVE_CHUNK = 4 << 20
 
 _CLEANUP_ERRORS = (IsolationError, docker.errors.DockerException, requests.exceptions.RequestException)
 
@@ -204,7 +207,7 @@ class IsolatedContainerVolume:
         client = self._connected()
         with translate("read the output files", context=self.name):
             try:
-                chunks, _stat = client.api.get_archive(self._helper_id, path, chunk_size=CHUNK)
+                chunks, _stat = client.api.get_archive(self._helper_id, path, chunk_size=ARCHIVE_CHUNK)
             except docker.errors.NotFound as exc:
                 top = path[len(HELPER_MOUNT) + 1 :]
                 raise MissingOutputError([n for n in wanted if n.split("/")[0] == top]) from exc

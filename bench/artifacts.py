@@ -1,13 +1,15 @@
 """A 1 GiB tool output exported from a volume into each artifact store, beside the engine's floor: MB/s, peak RSS.
 
-    python -m bench.artifacts [--size-mib 1024] [--no-s3] [--file-root /var/tmp]
+    python -m bench.artifacts [--size-mib 1024] [--no-s3] [--file-root /var/tmp] [--repeat 1]
 
 Rows beside the floor that involve no artifact code (the isolation layer's tar reader to /dev/null, and its own
 copy_files_to into a directory) show how much of the gap is the archive reader and the disk, not the store.
 
-Peak RSS is this process's VmHWM, reset before each export (/proc/self/clear_refs), so each row is that export's
-own peak. The S3 rows run against a moto server process on 127.0.0.1: a test stand-in whose speed is not ours to
-claim, which is why they sit beside a raw boto3 upload of the same bytes to the same server.
+With --repeat N every export runs N times: the table shows the best run and the spread of all of them (the
+machine is shared, so one run says little). Peak RSS is this process's VmHWM, reset before each run
+(/proc/self/clear_refs), so each row is the highest of its own runs' peaks. The S3 rows run against a moto server
+process on 127.0.0.1: a test stand-in whose speed is not ours to claim, which is why they sit beside a raw boto3
+upload of the same bytes to the same server.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import contextlib
 import hashlib
 import io
+import itertools
 import shutil
 import socket
 import subprocess
@@ -35,6 +38,7 @@ from bench.common import BUSYBOX, console, table, verdict
 from isolation import IsolatedContainerVolume
 from isolation.archive import Sink
 from isolation.engine import HELPER_MOUNT
+from isolation.volume import ARCHIVE_CHUNK
 from tasks.artifacts import ArtifactConfig, Artifacts, ObjectStore, S3Options, new_master_key, open_artifacts
 
 MiB = 1 << 20
@@ -44,10 +48,11 @@ BUCKET = "bench-artifacts"
 
 @dataclass(frozen=True)
 class Row:
-    """One export's measurement."""
+    """One export's measurement: its best and worst run, and the highest peak of them all."""
 
     what: str
     seconds: float
+    slowest: float
     rss_before_mib: float
     peak_rss_mib: float
 
@@ -58,15 +63,17 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 rows (no moto server)")
     parser.add_argument("--file-root", default="/var/tmp", help="where the file store goes (try /dev/shm)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each export; the best one is shown")
     args = parser.parse_args()
+    runs = max(1, args.repeat)
     client = docker.from_env(timeout=600)
     size = args.size_mib * MiB
     with IsolatedContainerVolume("bench", "artifacts", client, max_file_bytes=size, max_total_bytes=size) as volume:
         _fill(client, volume, args.size_mib)
-        rows = _file_rows(volume, size, args.file_root)
+        rows = _file_rows(volume, size, args.file_root, runs)
         if not args.no_s3:
             with _moto() as endpoint:
-                rows += _s3_rows(volume, endpoint)
+                rows += _s3_rows(volume, endpoint, runs)
     _print(rows, size)
 
 
@@ -83,42 +90,72 @@ def _fill(client: docker.DockerClient, volume: IsolatedContainerVolume, size_mib
         container.remove(force=True)
 
 
-def _file_rows(volume: IsolatedContainerVolume, size: int, root: str) -> list[Row]:
-    rows = [_measure("floor: get_archive -> /dev/null", lambda: _drain(_archive_chunks(volume)))]
-    rows.append(_measure("tar reader -> /dev/null (no store)", lambda: _export(volume, _NullSink())))
+def _file_rows(volume: IsolatedContainerVolume, size: int, root: str, runs: int) -> list[Row]:
+    rows = [_measure("floor: get_archive -> /dev/null", lambda: _drain(_archive_chunks(volume)), runs)]
+    rows.append(_measure("tar reader -> /dev/null (no store)", lambda: _export(volume, _NullSink()), runs))
     with TemporaryDirectory(dir=root) as tmp:
-        rows.append(_measure(f"copy_files_to {root} (no store)", lambda: volume.copy_files_to([NAME], Path(tmp, "c"))))
-        Path(tmp, "c", NAME).unlink()
+        copied = Path(tmp, "c")
+        rows.append(
+            _measure(f"copy_files_to {root} (no store)", lambda: volume.copy_files_to([NAME], copied), runs,
+                     after=Path(copied, NAME).unlink)
+        )  # fmt: skip
         artifacts = open_artifacts(ArtifactConfig(url=Path(tmp, "store").as_uri(), master_key=new_master_key()))
-        rows.append(_measure("file store, plain", lambda: _export(volume, _PlainSink(artifacts.store, "plain/"))))
-        rows.append(_measure("file store, encrypted", lambda: _export(volume, _sealed(artifacts, "f1"))))
-        _check(artifacts, "f1", size)
+        rows.append(_plain_row(volume, artifacts, "file", runs))
+        rows.append(_sealed_row(volume, artifacts, "file", runs, check_size=size))
     return rows
 
 
-def _s3_rows(volume: IsolatedContainerVolume, endpoint: str) -> list[Row]:
+def _s3_rows(volume: IsolatedContainerVolume, endpoint: str, runs: int) -> list[Row]:
     raw = boto3.client(
         "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
     )
     raw.create_bucket(Bucket=BUCKET)
     options = S3Options(endpoint_url=endpoint, access_key_id="bench", secret_access_key="bench", region="us-east-1")
     artifacts = open_artifacts(ArtifactConfig(url=f"s3://{BUCKET}/bench", master_key=new_master_key(), s3=options))
-    rows = [_measure("S3: raw boto3 upload_fileobj", lambda: _raw_upload(raw, volume))]
+    rows = [_measure("S3: raw boto3 upload_fileobj", lambda: _raw_upload(raw, volume), runs)]
     _empty(artifacts.store)
-    rows.append(_measure("S3 store, plain", lambda: _export(volume, _PlainSink(artifacts.store, "plain/"))))
-    _empty(artifacts.store)
-    rows.append(_measure("S3 store, encrypted", lambda: _export(volume, _sealed(artifacts, "s1"))))
-    _empty(artifacts.store)
+    rows.append(_plain_row(volume, artifacts, "S3", runs))
+    rows.append(_sealed_row(volume, artifacts, "S3", runs))
     return rows
 
 
-def _measure(what: str, export: Callable[[], object]) -> Row:
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    before = _status_kib("VmRSS")
-    start = time.perf_counter()
-    export()
-    seconds = time.perf_counter() - start
-    return Row(what, seconds, before / 1024, _status_kib("VmHWM") / 1024)
+def _plain_row(volume: IsolatedContainerVolume, artifacts: Artifacts, kind: str, runs: int) -> Row:
+    """The store's writer without the sealing, emptied after every run."""
+    return _measure(
+        f"{kind} store, plain", lambda: _export(volume, _PlainSink(artifacts.store, "plain/")), runs,
+        after=lambda: _empty(artifacts.store),
+    )  # fmt: skip
+
+
+def _sealed_row(
+    volume: IsolatedContainerVolume, artifacts: Artifacts, kind: str, runs: int, check_size: int | None = None
+) -> Row:
+    """The sealed export, the store emptied after every run; with check_size each artifact is read back first."""
+    tasks = (f"{kind}-{n}" for n in itertools.count())
+    task = next(tasks)
+
+    def after() -> None:
+        nonlocal task
+        if check_size is not None:
+            _check(artifacts, task, check_size)  # untimed, like the emptying
+        _empty(artifacts.store)
+        task = next(tasks)
+
+    return _measure(f"{kind} store, encrypted", lambda: _export(volume, _sealed(artifacts, task)), runs, after)
+
+
+def _measure(what: str, export: Callable[[], object], runs: int, after: Callable[[], object] = lambda: None) -> Row:
+    """Run export `runs` times (after() untimed between runs): best and worst time, highest peak RSS."""
+    seconds, peaks, before = [], [], 0.0
+    for _ in range(runs):
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        before = max(before, _status_kib("VmRSS") / 1024)
+        start = time.perf_counter()
+        export()
+        seconds.append(time.perf_counter() - start)
+        peaks.append(_status_kib("VmHWM") / 1024)
+        after()
+    return Row(what, min(seconds), max(seconds), before, max(peaks))
 
 
 def _status_kib(field: str) -> int:
@@ -130,7 +167,8 @@ def _status_kib(field: str) -> int:
 
 def _archive_chunks(volume: IsolatedContainerVolume) -> Iterator[bytes]:
     api = volume._connected().api
-    chunks, _ = api.get_archive(volume._helper_id, f"{HELPER_MOUNT}/{NAME}", chunk_size=MiB)
+    # The chunk size the volume asks for itself, so the floor and the reader rows share one transport.
+    chunks, _ = api.get_archive(volume._helper_id, f"{HELPER_MOUNT}/{NAME}", chunk_size=ARCHIVE_CHUNK)
     return cast(Iterator[bytes], chunks)
 
 
@@ -141,7 +179,7 @@ def _drain(chunks: Iterator[bytes]) -> None:
 
 
 def _export(volume: IsolatedContainerVolume, sink: Sink) -> None:
-    volume._read([NAME], sink, None, None)
+    volume.read_into([NAME], sink)
 
 
 def _sealed(artifacts: Artifacts, task: str) -> Sink:
@@ -260,11 +298,12 @@ def _print(rows: list[Row], size: int) -> None:
     floor = rows[0].seconds
     out = console(120)
     title = f"Export of a {size // MiB} MiB output (python -m bench.artifacts {' '.join(sys.argv[1:])})"
-    result = table(title, "export", "s", "MB/s",
+    result = table(title, "export", "s", "MB/s", "spread MB/s",
                    "vs floor", "RSS before MiB", "peak RSS MiB", "growth MiB")  # fmt: skip
     for row in rows:
         mbps = size / row.seconds / 1e6
-        result.add_row(row.what, f"{row.seconds:.1f}", f"{mbps:.0f}", f"{floor / row.seconds:.2f}x",
+        spread = f"{size / row.slowest / 1e6:.0f}-{mbps:.0f}"
+        result.add_row(row.what, f"{row.seconds:.1f}", f"{mbps:.0f}", spread, f"{floor / row.seconds:.2f}x",
                        f"{row.rss_before_mib:.0f}", f"{row.peak_rss_mib:.0f}",
                        f"{row.peak_rss_mib - row.rss_before_mib:.0f}")  # fmt: skip
     out.print(result)

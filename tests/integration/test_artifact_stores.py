@@ -239,7 +239,7 @@ def test_a_container_output_streams_from_the_volume_into_the_store_byte_for_byte
         docker_client.api.remove_container(container)  # it holds the volume, which `with` removes next
         sink = any_artifacts.for_task("acme", "engine", "task-engine")
         # _read is the streaming read that read_files/copy_files_to wrap; it takes any Sink.
-        assert volume._read(["big.bin"], sink, None, None) == {"big.bin": size_mib * MiB}
+        assert volume.read_into(["big.bin"], sink) == {"big.bin": size_mib * MiB}
     [record] = any_artifacts.list_artifacts("task-engine")
     assert (record.size, record.sha256) == (size_mib * MiB, expected)
     received = hashlib.sha256()

@@ -172,17 +172,6 @@ class IsolatedContainerVolume:
         self.read_into(names, sink, max_file_bytes=max_file_bytes, max_total_bytes=max_total_bytes)
         return sink.result()
 
-    def read_into(
-        self,
-        names: Iterable[str],
-        sink: Sink,
-        *,
-        max_file_bytes: int | None = None,
-        max_total_bytes: int | None = None,
-    ) -> dict[str, int]:
-        """Stream the named files into sink (one `sink.open(name)` each), in one archive download; name -> size."""
-        return self._read(names, sink, max_file_bytes, max_total_bytes)
-
     def copy_files_to(
         self,
         names: Iterable[str],

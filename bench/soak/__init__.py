@@ -15,7 +15,8 @@ What runs:
            restarted. With --no-dind the worker uses the host engine and there is no daemon restart.
   worker   a real `celery worker --pool prefork` (tasks/worker/testing.py) with label prefix `soak`
            (its volumes and containers are labelled soak.*, invisible to the suite's studio.* leak checks),
-           the test-only `script` tool, network none and short limits (soft 12 s, hard 14 s, visibility 16 s),
+           the test-only `script` tool, network none and short limits (soft 12 s, hard 14 s, visibility
+           16 s, renewed every 5 s),
            so a killed worker's runs are delivered again within about half a minute.
   runs     all enqueued at once, tenants round-robin. Each run's input file marker.txt holds a tenant- and
            run-specific marker; its tool copies it to /outputs/out.txt, then appends a random execution id

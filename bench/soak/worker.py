@@ -26,7 +26,11 @@ from tasks.worker.testing import InnerDaemon, Worker, inner_daemon, start_worker
 
 LABEL_PREFIX = "soak"
 WORKER_NAME = "soak"
-LIMITS: dict[str, Any] = {"max_timeout_seconds": 10, "time_limit_margin_seconds": 2, "visibility_timeout_seconds": 16}
+# A killed worker's runs come back after 16 s; live workers renew theirs every 5 s (at most a third of it).
+LIMITS: dict[str, Any] = {
+    "max_timeout_seconds": 10, "time_limit_margin_seconds": 2, "visibility_timeout_seconds": 16,
+    "visibility_heartbeat_seconds": 5,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -114,5 +114,6 @@ def test_an_orphaned_scanner_is_killed_within_90s_of_its_deadline_by_another_wor
     crash: Crash, docker_client: docker.DockerClient
 ) -> None:
     bound = crash.orphan_deadline + 90 - time.time()
+    # Nobody consumes the orphan's queue, so no redelivery cleans it up: a reaper does (the survivor's, or
+    # that of any other worker on this daemon, e.g. the suite's shared one).
     wait_until(lambda: not tool_containers(docker_client, crash.orphan.id), max(bound, 1), "the reaper")
-    assert "reaped past their deadline" in crash.survivor.log_text()

@@ -35,8 +35,7 @@ import boto3
 import docker
 
 from bench.common import BUSYBOX, console, table, verdict
-from isolation import IsolatedContainerVolume
-from isolation.archive import Sink
+from isolation import IsolatedContainerVolume, Sink
 from isolation.engine import HELPER_MOUNT
 from isolation.volume import ARCHIVE_CHUNK
 from tasks.artifacts import ArtifactConfig, Artifacts, ObjectStore, S3Options, new_master_key, open_artifacts

@@ -1,6 +1,6 @@
 """Per-tenant, per-run Docker named volumes and hardened tool containers that work on any daemon."""
 
-from isolation.archive import DirectorySink, Sink
+from isolation.archive import DirectorySink
 from isolation.container import ContainerLimits, ContainerResult, ContainerSpec, run_container
 from isolation.defaults import LABEL_PREFIX as DEFAULT_LABEL_PREFIX
 from isolation.defaults import TOOL_USER
@@ -45,6 +45,7 @@ from isolation.sweep import (
     reap_past_deadline,
     remove_labelled,
 )
+from isolation.tarread import Sink
 from isolation.volume import IsolatedContainerVolume
 
 __all__ = [

@@ -16,19 +16,7 @@ import requests.exceptions
 from docker.types import Mount
 
 from isolation import defaults
-from isolation.archive import (
-    ChunkReader,
-    Content,
-    DirectorySink,
-    InputFile,
-    MemorySink,
-    ReadLimits,
-    Sink,
-    archive_request,
-    prepare_inputs,
-    read_archive,
-    tar_stream,
-)
+from isolation.archive import Content, DirectorySink, InputFile, MemorySink, archive_request, prepare_inputs, tar_stream
 from isolation.engine import HELPER_MOUNT, connect, force_remove, helper_image_ref, provision_helper_image, translate
 from isolation.errors import IsolationError, MissingOutputError, VolumeConflictError, VolumeStateError
 from isolation.naming import (
@@ -43,6 +31,7 @@ from isolation.naming import (
     role_labels,
     validate_filenames,
 )
+from isolation.tarread import ChunkReader, ReadLimits, Sink, read_archive
 
 logger = logging.getLogger(__name__)
 

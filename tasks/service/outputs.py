@@ -1,13 +1,37 @@
-"""Where a run's outputs go as they stream from the engine: a local spool for the parser, and the artifact store."""
+"""A run's outputs: streamed from the engine into a local spool and the artifact store, then parsed as streams."""
 
 from __future__ import annotations
 
+import logging
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
+import isolation
 from config import Settings
 from isolation import DirectorySink
-from tasks.artifacts import ArtifactConfig, S3Options, TaskArtifacts
+from tasks.artifacts import ArtifactConfig, ArtifactTooLargeError, S3Options, TaskArtifacts
+from tasks.service.findings import Findings, collect
+from tasks.tools.base import Parser
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutputFiles:
+    """The outputs read back into a local directory: their sizes, the names the tool did not write, why refused."""
+
+    directory: str
+    sizes: dict[str, int] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    refused: str | None = None
+
+    @property
+    def size(self) -> int:
+        """Total bytes read."""
+        return sum(self.sizes.values())
 
 
 class SpoolSink:
@@ -51,6 +75,59 @@ class _Tee:
             self._artifact.__exit__(exc_type, exc, tb)
         finally:
             self._spool.close()
+
+
+def read_outputs(volume: isolation.IsolatedContainerVolume, names: list[str], sink: SpoolSink) -> OutputFiles:
+    """Stream the outputs into the spool directory (and the artifact store) in one archive download.
+
+    A tool that wrote nothing is not an error here; one whose outputs are links, over the caps or
+    unreadable gets no findings and a tool_failed status saying why, rather than a task failure.
+    """
+    directory = sink.directory
+    try:
+        try:
+            return OutputFiles(directory, volume.read_into(names, sink))
+        except isolation.MissingOutputError as exc:
+            # The files that were there are in the directory already, whole: the archive was read to its end.
+            present = [n for n in names if n not in exc.missing and os.path.isfile(os.path.join(directory, n))]
+            return OutputFiles(
+                directory, {n: os.path.getsize(os.path.join(directory, n)) for n in present}, exc.missing
+            )
+    except (
+        isolation.OutputTooLargeError, isolation.UnsafeOutputError, isolation.OutputReadError, ArtifactTooLargeError
+    ) as exc:  # fmt: skip
+        logger.warning("outputs refused volume=%s: %s", volume.name, exc)
+        return OutputFiles(directory, refused=str(exc))
+
+
+def parse_outputs(
+    parse: Parser,
+    read: OutputFiles,
+    stored: TaskArtifacts | None,
+    inline_bytes: int,
+    *,
+    interruptions: tuple[type[BaseException], ...] = (),
+) -> Findings:
+    """Feed the parser one binary stream per output file and collect what it yields.
+
+    Every finding also goes to the `findings.jsonl` artifact as it comes; that artifact is published
+    only when the result cannot carry them all, and dropped otherwise.
+    """
+    if read.refused:
+        return Findings()
+    with ExitStack() as stack:
+        streams: dict[str, BinaryIO] = {
+            name: stack.enter_context(open(os.path.join(read.directory, name), "rb")) for name in read.sizes
+        }
+        writer = stored.findings() if stored else None
+        if writer:
+            stack.callback(writer.abort)  # a no-op once closed (published) below
+        found = collect(
+            parse(streams), inline_bytes, also=writer.write if writer else None, interruptions=interruptions
+        )
+        if writer and found.truncated:
+            writer.close()
+        return found
 
 
 def artifact_config(settings: Settings) -> ArtifactConfig:

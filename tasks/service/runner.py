@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -11,15 +10,15 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import docker
 
 import isolation
 from config import Settings
-from tasks.artifacts import Artifacts, ArtifactTooLargeError, TaskArtifacts
-from tasks.service.findings import Findings, collect
-from tasks.service.outputs import SpoolSink
+from tasks.artifacts import Artifacts
+from tasks.service.findings import Findings
+from tasks.service.outputs import OutputFiles, SpoolSink, parse_outputs, read_outputs
 from tasks.service.plan import RunPlan
 from tasks.service.result import Outcome, RunResult, RunStats, Stage, Status, outcome
 from tasks.tools.base import INPUTS, OUTPUTS
@@ -89,53 +88,21 @@ class ToolRun:
     interrupted: bool = False
 
 
-@dataclass(frozen=True)
-class OutputFiles:
-    """The outputs read back into a local directory: their sizes, the names the tool did not write, why refused."""
-
-    directory: str
-    sizes: dict[str, int] = field(default_factory=dict)
-    missing: list[str] = field(default_factory=list)
-    refused: str | None = None
-
-    @property
-    def size(self) -> int:
-        """Total bytes read."""
-        return sum(self.sizes.values())
-
-
 def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
     """Run plan end to end and return its result; volumes and containers are always removed.
 
-    Outputs stream from the engine into a local spool directory, never whole into memory, and the
-    parser reads them from there as streams after the volumes are gone.
+    Outputs stream from the engine into a local spool directory (and the artifact store), never whole
+    into memory, and the parser reads them from there as streams after the volumes are gone.
     """
     started = time.monotonic()
     image = ctx.settings.image_for(plan.spec.name, plan.spec.image)
     _pull_if_missing(plan, ctx, image)
-    labels = {"task": ctx.task_id, "tool": plan.spec.name, "worker": ctx.worker}
-    new_volume = partial(
-        Volume, plan.tenant_id, plan.run_id, ctx.client, deadline=_volume_deadline(plan, ctx.settings),
-        **_volume_options(ctx, labels),
-    )  # fmt: skip
-    inputs, outputs = new_volume(), new_volume()
     stored = ctx.artifacts.for_task(plan.tenant_id, plan.run_id, ctx.task_id) if ctx.artifacts else None
     with tempfile.TemporaryDirectory(prefix="toolrunner-outputs-") as spool:
-        try:
-            with ctx.stage(Stage.PREPARING_INPUTS, files=len(plan.inputs)):
-                inputs.initialize(plan.inputs)
-                outputs.initialize({})
-            run = _run_tool(plan, ctx, inputs, outputs, image)
-            with ctx.stage(Stage.READING_OUTPUTS, files=len(plan.invocation.output_files)):
-                read = _read_outputs(outputs, plan.invocation.output_files, SpoolSink(spool, stored))
-        finally:
-            # Cleanup runs even if reporting the stage raises (e.g. Celery's soft time limit fires right then).
-            try:
-                ctx.report(Stage.CLEANING_UP, {})
-            finally:
-                with ctx.timed(Stage.CLEANING_UP):
-                    _cleanup(ctx, inputs, outputs)
-        found = _parse(plan, ctx, read, stored)
+        run, read = _run_in_volumes(plan, ctx, image, SpoolSink(spool, stored))
+        found = parse_outputs(
+            plan.spec.parse, read, stored, ctx.settings.inline_findings_bytes, interruptions=ctx.interruptions
+        )
     result = _outcome(plan, run, read, found)
     if ctx.metrics:
         ctx.metrics.run_done(
@@ -143,6 +110,30 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
         )
     artifacts = [r.as_dict() for r in stored.records] if stored else []
     return _result(plan, ctx, image, run, result, found, read, started, artifacts)
+
+
+def _run_in_volumes(plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink) -> tuple[ToolRun, OutputFiles]:
+    """Inputs in, the tool, outputs out into sink; both volumes are removed whatever happens."""
+    labels = {"task": ctx.task_id, "tool": plan.spec.name, "worker": ctx.worker}
+    new_volume = partial(
+        Volume, plan.tenant_id, plan.run_id, ctx.client, deadline=_volume_deadline(plan, ctx.settings),
+        **_volume_options(ctx, labels),
+    )  # fmt: skip
+    inputs, outputs = new_volume(), new_volume()
+    try:
+        with ctx.stage(Stage.PREPARING_INPUTS, files=len(plan.inputs)):
+            inputs.initialize(plan.inputs)
+            outputs.initialize({})
+        run = _run_tool(plan, ctx, inputs, outputs, image)
+        with ctx.stage(Stage.READING_OUTPUTS, files=len(plan.invocation.output_files)):
+            return run, read_outputs(outputs, plan.invocation.output_files, sink)
+    finally:
+        # Cleanup runs even if reporting the stage raises (e.g. Celery's soft time limit fires right then).
+        try:
+            ctx.report(Stage.CLEANING_UP, {})
+        finally:
+            with ctx.timed(Stage.CLEANING_UP):
+                _cleanup(ctx, inputs, outputs)
 
 
 def _pull_if_missing(plan: RunPlan, ctx: RunContext, image: str) -> None:
@@ -213,53 +204,6 @@ def _container_spec(
         environment=dict(plan.spec.environment),
         image_hint=_image_hint(plan),
     )
-
-
-def _read_outputs(volume: Volume, names: list[str], sink: SpoolSink) -> OutputFiles:
-    """Stream the outputs into the spool directory (and the artifact store) in one archive download.
-
-    A tool that wrote nothing is not an error here; one whose outputs are links, over the caps or
-    unreadable gets no findings and a tool_failed status saying why, rather than a task failure.
-    """
-    directory = sink.directory
-    try:
-        try:
-            return OutputFiles(directory, volume.read_into(names, sink))
-        except isolation.MissingOutputError as exc:
-            # The files that were there are in the directory already, whole: the archive was read to its end.
-            present = [n for n in names if n not in exc.missing and os.path.isfile(os.path.join(directory, n))]
-            return OutputFiles(
-                directory, {n: os.path.getsize(os.path.join(directory, n)) for n in present}, exc.missing
-            )
-    except (
-        isolation.OutputTooLargeError, isolation.UnsafeOutputError, isolation.OutputReadError, ArtifactTooLargeError
-    ) as exc:  # fmt: skip
-        logger.warning("outputs refused volume=%s: %s", volume.name, exc)
-        return OutputFiles(directory, refused=str(exc))
-
-
-def _parse(plan: RunPlan, ctx: RunContext, read: OutputFiles, stored: TaskArtifacts | None) -> Findings:
-    """Feed the parser one binary stream per output file and collect what it yields.
-
-    Every finding also goes to the `findings.jsonl` artifact as it comes; that artifact is published
-    only when the result cannot carry them all, and dropped otherwise.
-    """
-    if read.refused:
-        return Findings()
-    with ExitStack() as stack:
-        streams: dict[str, BinaryIO] = {
-            name: stack.enter_context(open(os.path.join(read.directory, name), "rb")) for name in read.sizes
-        }
-        writer = stored.findings() if stored else None
-        if writer:
-            stack.callback(writer.abort)  # a no-op once closed (published) below
-        found = collect(
-            plan.spec.parse(streams), ctx.settings.inline_findings_bytes,
-            also=writer.write if writer else None, interruptions=ctx.interruptions,
-        )  # fmt: skip
-        if writer and found.truncated:
-            writer.close()
-        return found
 
 
 def _cleanup(ctx: RunContext, *volumes: Volume) -> None:

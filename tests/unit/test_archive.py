@@ -11,16 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from isolation.archive import (
-    ChunkReader,
-    DirectorySink,
-    MemorySink,
-    ReadLimits,
-    archive_request,
-    prepare_inputs,
-    read_archive,
-    tar_stream,
-)
+from isolation.archive import DirectorySink, MemorySink, archive_request, prepare_inputs, tar_stream
 from isolation.errors import (
     InvalidFilenameError,
     MissingOutputError,
@@ -28,6 +19,7 @@ from isolation.errors import (
     OutputTooLargeError,
     UnsafeOutputError,
 )
+from isolation.tarread import ChunkReader, ReadLimits, read_archive
 
 LIMITS = ReadLimits(max_file_bytes=1 << 20, max_total_bytes=4 << 20, timeout_seconds=30)
 

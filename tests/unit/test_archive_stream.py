@@ -11,7 +11,8 @@ import requests.exceptions
 import urllib3.exceptions
 
 from isolation import IsolationError, OutputReadError, OutputReadTimeoutError
-from isolation.archive import ChunkReader, MemorySink, ReadLimits, read_archive
+from isolation.archive import MemorySink
+from isolation.tarread import ChunkReader, ReadLimits, read_archive
 from tests.unit.test_archive import LIMITS, chunks_of, make_tar, read
 
 GOOD = make_tar(("data/a", b"x" * 1000), ("data/b", b"y" * 10))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from isolation.archive import Sink
+from isolation import Sink
 from tasks.artifacts import (
     ArtifactConfig,
     ArtifactConfigError,

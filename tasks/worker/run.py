@@ -18,6 +18,7 @@ from tasks.service import RunContext, RunPlan, RunRequest, Stage, execute, plan_
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker.app import app
 from tasks.worker.delivery import RUN_LOCK_TTL, Delivery, claim_identity, count_delivery, run_lock
+from tasks.worker.fairshare import tenant_slot
 from tasks.worker.metrics import metrics
 from tasks.worker.progress import reporter
 
@@ -76,14 +77,15 @@ def run_request(
     except TaskIdentityError as exc:
         logger.error("refused task=%s: %s", delivery.task_id, exc)
         raise Ignore() from exc
-    reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.VALIDATING, {})
-    with run_lock(redis_client, delivery.key, wait=settings.hard_time_limit + RUN_LOCK_TTL):
-        done = _stored_success(task, delivery)
-        if done is not None:
-            logger.info("task=%s already succeeded in another delivery; returning its result", task.request.id)
-            return done
-        earlier = _earlier_attempt(task, delivery, client, redis_client, settings)
-        return _run_or_retry(task, plan, delivery, client, settings, earlier=earlier)
+    with tenant_slot(task, plan, redis_client, settings):  # over the tenant's cap: parked here (Ignore)
+        reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.VALIDATING, {})
+        with run_lock(redis_client, delivery.key, wait=settings.hard_time_limit + RUN_LOCK_TTL):
+            done = _stored_success(task, delivery)
+            if done is not None:
+                logger.info("task=%s already succeeded in another delivery; returning its result", task.request.id)
+                return done
+            earlier = _earlier_attempt(task, delivery, client, redis_client, settings)
+            return _run_or_retry(task, plan, delivery, client, settings, earlier=earlier)
 
 
 def _identity_ttl(settings: Settings) -> int:

@@ -40,6 +40,7 @@ class Metrics:
     bytes_out: Any
     tool_runs: Any
     tool_seconds: Any
+    cache_lookups: Any
 
     def stage_took(self, stage: Stage, seconds: float) -> None:
         """A lifecycle stage ended after this many seconds."""
@@ -81,6 +82,10 @@ def metrics() -> Metrics | None:
             "Wall-clock duration of tool containers",
             ["tool"],
             buckets=_TOOL_BUCKETS,
+        ),
+        # Labels: tool (the catalogue, bounded) and outcome (hits, misses, waits); never the tenant.
+        cache_lookups=Counter(
+            "toolrunner_cache_lookups", "Result cache lookups by tool and outcome", ["tool", "outcome"]
         ),
     )
 

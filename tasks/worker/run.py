@@ -17,6 +17,7 @@ from tasks.errors import RedeliveryLimitError, TaskIdentityError
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker.app import app
+from tasks.worker.cache import result_cache
 from tasks.worker.delivery import RUN_LOCK_TTL, Delivery, claim_identity, count_delivery, run_lock
 from tasks.worker.fairshare import tenant_slot
 from tasks.worker.metrics import metrics
@@ -77,15 +78,19 @@ def run_request(
     except TaskIdentityError as exc:
         logger.error("refused task=%s: %s", delivery.task_id, exc)
         raise Ignore() from exc
-    with tenant_slot(task, plan, redis_client, settings):  # over the tenant's cap: parked here (Ignore)
-        reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.VALIDATING, {})
-        with run_lock(redis_client, delivery.key, wait=settings.hard_time_limit + RUN_LOCK_TTL):
-            done = _stored_success(task, delivery)
-            if done is not None:
-                logger.info("task=%s already succeeded in another delivery; returning its result", task.request.id)
-                return done
-            earlier = _earlier_attempt(task, delivery, client, redis_client, settings)
-            return _run_or_retry(task, plan, delivery, client, settings, earlier=earlier)
+    with result_cache(task, plan, client, redis_client, settings) as cached:  # behind an identical run: parked
+        if cached.hit is not None:
+            return cached.hit
+        with tenant_slot(task, plan, redis_client, settings):  # over the tenant's cap: parked here (Ignore)
+            reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.VALIDATING, {})
+            with run_lock(redis_client, delivery.key, wait=settings.hard_time_limit + RUN_LOCK_TTL):
+                done = _stored_success(task, delivery)
+                if done is not None:
+                    logger.info("task=%s already succeeded in another delivery; returning its result", task.request.id)
+                    return done
+                earlier = _earlier_attempt(task, delivery, client, redis_client, settings)
+                result = _run_or_retry(task, plan, delivery, client, settings, earlier=earlier)
+        return cached.keep(redis_client, settings, result)
 
 
 def _identity_ttl(settings: Settings) -> int:

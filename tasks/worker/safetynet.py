@@ -18,7 +18,7 @@ from celery import Celery
 from celery.signals import celeryd_after_setup
 
 from config import Settings
-from tasks.worker import fairshare, parking
+from tasks.worker import cache, fairshare, parking
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def _loop(hostname: str, concurrency: int, stop: threading.Event) -> None:
             register(client, hostname, concurrency, settings)
             if settings.fair_share:
                 sweep_parked(app, client, settings)
+            cache.sweep_flights(app, client, settings)
         except redis.RedisError as exc:  # Redis away (restarting): the next round tries again
             logger.warning("fair-share safety net skipped a round: %s", exc)
         if stop.wait(settings.lease_ttl_seconds / 3):

@@ -20,11 +20,14 @@ from rich.text import Text
 
 import isolation
 from config import Settings, load_settings
+from tasks import cli_share
 from tasks.errors import ToolrunnerError
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+cli.add_typer(cli_share.limits, name="limits")
+cli.add_typer(cli_share.results, name="cache")
 out = Console()
 err = Console(stderr=True)
 

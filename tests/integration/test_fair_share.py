@@ -74,9 +74,7 @@ def two_workers(producer: Celery, tmp_path: Path) -> Iterator[Callable[[], list[
 
 
 def submit(producer: Celery, tenant: str, count: int, prefix: str) -> list[AsyncResult]:
-    return [
-        producer.send_task("toolrunner.run_tool", ("script", tenant, f"{prefix}-{i}", SLEEP)) for i in range(count)
-    ]
+    return [producer.send_task("toolrunner.run_tool", ("script", tenant, f"{prefix}-{i}", SLEEP)) for i in range(count)]
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

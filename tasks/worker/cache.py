@@ -96,6 +96,8 @@ def result_cache(
     keys = (_entry(key), _flight(key), _waiters(key), parking.PARKED, fairshare.DISPATCHING, FLIGHTS)
     ttl = settings.lease_ttl_seconds * 1000
     answer = redis_client.eval(lua_cache.LOOKUP, 6, *keys, task.request.id, envelope.to_json(), max_age * 1000, ttl)
+    if answer[0] in (1, 2):  # ends here without running: a slot leased to it at dispatch goes to the next run
+        fairshare.give_back(task, redis_client, settings, plan.tenant_id, plan.spec.name)
     if answer[0] == 1:
         _count("hits", plan.spec.name)
         yield Cached(hit=_hit(task, plan, answer))

@@ -15,8 +15,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 import redis
 from celery import Task
@@ -24,7 +22,7 @@ from celery.exceptions import Ignore, Reject, Retry
 
 from config import Settings
 from tasks.service import RunPlan, Stage
-from tasks.worker import parking
+from tasks.worker import backlog, luascript, parking
 from tasks.worker.parking import PREFIX
 from tasks.worker.progress import reporter
 
@@ -34,19 +32,10 @@ LIMITS = PREFIX + "limits"  # hash: "<tenant>" or "<tenant>:<tool>" -> cap
 LEASES = PREFIX + "leases"  # sorted set of every live lease: task id -> expiry (ms)
 DISPATCHING = PREFIX + "dispatching"  # sorted set: task id -> when its message was published again (ms)
 RING = PREFIX + "ring"  # list of tenants with waiting runs
+PICK_BUDGET = 64  # the most runs one script dispatches at once
 WORKERS = PREFIX + "workers"  # sorted set: "<hostname>|<concurrency>" -> expiry (ms)
-_LUA = Path(__file__).with_name("lua")
-
-
-@cache
-def _script(name: str) -> str:
-    return (_LUA / "common.lua").read_text() + "\n" + (_LUA / f"{name}.lua").read_text()
-
-
-def _eval(redis_client: redis.Redis, name: str, *args: str | int) -> list[bytes | int]:
-    # The prefix is the first argument: every key is built from it inside the script (one Redis, not a cluster).
-    result = redis_client.eval(_script(name), 0, PREFIX, *args)
-    return list(result)
+_eval = luascript.run
+text = luascript.text
 
 
 @dataclass(frozen=True)
@@ -102,7 +91,7 @@ def tenant_slot(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: 
         return
     envelope = parking.envelope_of(task, plan.tenant_id, plan.spec.name)
     decision = admit(redis_client, envelope, settings)
-    dispatch(task, redis_client, decision.dispatched)
+    dispatch(task, redis_client, decision.dispatched + _drain_and_pick(task, redis_client, settings, envelope.queue))
     if decision.duplicate:
         logger.info("task=%s is parked already; dropping this copy", envelope.task_id)
         raise Ignore()
@@ -121,7 +110,22 @@ def tenant_slot(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: 
             finished = True
             raise
         finally:
+            backlog.drain(task.app, redis_client, settings, envelope.queue)
             dispatch(task, redis_client, release(redis_client, envelope, settings, finished=finished))
+
+
+def _drain_and_pick(task: Task, redis_client: redis.Redis, settings: Settings, queue: str) -> list[str]:
+    """With messages queued behind this run, move them to the waiting lists and pick what may start now."""
+    if not redis_client.llen(queue) or not backlog.drain(task.app, redis_client, settings, queue):
+        return []
+    return release(redis_client, None, settings, budget=PICK_BUDGET)
+
+
+def give_back(task: Task, redis_client: redis.Redis, settings: Settings, tenant_id: str, tool: str) -> None:
+    """Free the slot leased to a dispatched run that ends without running (a cache hit, or behind an identical run)."""
+    if settings.fair_share:
+        envelope = parking.envelope_of(task, tenant_id, tool)
+        dispatch(task, redis_client, release(redis_client, envelope, settings, finished=False))
 
 
 @contextmanager
@@ -150,8 +154,3 @@ def _with_list(envelope: parking.Envelope) -> parking.Envelope:
 
 def _ttl_ms(settings: Settings) -> int:
     return settings.lease_ttl_seconds * 1000
-
-
-def text(value: object) -> str:
-    """A Redis reply item as text."""
-    return value.decode() if isinstance(value, bytes) else str(value)

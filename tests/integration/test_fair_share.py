@@ -77,6 +77,10 @@ def submit(producer: Celery, tenant: str, count: int, prefix: str) -> list[Async
     return [producer.send_task("toolrunner.run_tool", ("script", tenant, f"{prefix}-{i}", SLEEP)) for i in range(count)]
 
 
+def waiting_for_slot(run: AsyncResult) -> bool:
+    return run.state == "PROGRESS" and run.info.get("stage") == "waiting_for_slot"
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,9 +108,12 @@ def test_a_waiting_run_reports_its_place_and_can_be_discarded(
     producer: Celery, two_workers: Callable[[], list[Worker]], docker_client: docker.DockerClient
 ) -> None:
     two_workers()
-    busy = submit(producer, "busy", 4, "place")
-    wait_until(lambda: busy[3].state == "PROGRESS" and busy[3].info.get("stage") == "waiting_for_slot", 60, "parking")
-    assert busy[3].info["ahead"] == 1
+    busy = submit(producer, "busy", 2, "place")
+    wait_until(lambda: tool_containers(docker_client, "busy") == 2, 60, "two runs of busy")
+    for i in (2, 3):  # one at a time: `ahead` is counted when a run parks, so the order must be known
+        busy += submit(producer, "busy", 1, f"place-{i}")
+        wait_until(lambda run=busy[-1]: waiting_for_slot(run), 60, "the run to park")
+    assert [busy[2].info["ahead"], busy[3].info["ahead"]] == [0, 1]
     with redis.Redis.from_url(SHARE_DB) as conn:
         assert discard_parked(conn, busy[3].id)
         assert not discard_parked(conn, busy[3].id)
@@ -143,7 +150,7 @@ def test_a_sigkilled_workers_slots_come_back_and_its_tenant_runs_on(
     waiting = submit(producer, "crash", 1, "crash-next")[0]
     wait_until(lambda: waiting.state == "PROGRESS", 30, "the next run to park")
     first.kill_group()
-    for container in docker_client.api.containers(filters={"label": ["studio.tenant=crash"]}):
+    for container in docker_client.api.containers(all=True, filters={"label": ["studio.tenant=crash"]}):
         docker_client.api.remove_container(container["Id"], force=True)
     for volume in docker_client.api.volumes(filters={"label": ["studio.tenant=crash"]})["Volumes"] or []:
         docker_client.api.remove_volume(volume["Name"], force=True)

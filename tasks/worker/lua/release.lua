@@ -11,5 +11,6 @@ if id ~= '' then
   redis.call('ZREM', P .. 'lease:' .. tenant, id)
   redis.call('ZREM', P .. 'lease:' .. tenant .. ':' .. tool, id)
   redis.call('ZREM', P .. 'leases', id)
+  redis.call('ZREM', P .. 'dispatching', id)
 end
 return pick(default_cap, ttl, budget)

@@ -18,11 +18,12 @@ def params(script: str, **extra: Any) -> dict[str, Any]:
     return {"script": script, "cache_max_age_seconds": 600, **extra}
 
 
-def tool_creations(client: docker.DockerClient, since: float, tenant: str) -> int:
-    """Tool containers of this tenant the engine created since then, from its event stream."""
+def tool_creations(client: docker.DockerClient, since: float, tenant: str, run: str | None = None) -> int:
+    """Tool containers of this tenant (and run) the engine created since then, from its event stream."""
+    labels = [f"studio.tenant={tenant}", "studio.role=tool"] + ([f"studio.run={run}"] if run else [])
     events = client.events(
         since=int(since), until=int(time.time()) + 1, decode=True,
-        filters={"type": "container", "event": "create", "label": [f"studio.tenant={tenant}", "studio.role=tool"]},
+        filters={"type": "container", "event": "create", "label": labels},
     )  # fmt: skip
     return sum(1 for _ in events)
 
@@ -30,13 +31,14 @@ def tool_creations(client: docker.DockerClient, since: float, tenant: str) -> in
 def test_a_second_identical_run_is_a_hit_that_starts_no_container(
     worker: Worker, docker_client: docker.DockerClient
 ) -> None:
+    started = time.time()
     first = run_tool.delay("script", "cache-a", "r1", params("echo $RANDOM > /outputs/out.txt")).get(timeout=120)
-    since = time.time()
     second = run_tool.delay("script", "cache-a", "r2", params("echo $RANDOM > /outputs/out.txt")).get(timeout=120)
     assert first["cache"] == {"hit": False}
     assert second["cache"]["hit"] is True and second["cache"]["source_task_id"] == first["task_id"]
     assert second["findings"] == first["findings"] and second["run_id"] == "r2"
-    assert tool_creations(docker_client, since, "cache-a") == 0
+    assert tool_creations(docker_client, started, "cache-a", run="r1") == 1, "the engine's events show real runs"
+    assert tool_creations(docker_client, started, "cache-a", run="r2") == 0
 
 
 def test_another_tenant_or_a_changed_input_byte_misses(worker: Worker) -> None:

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import docker
-import docker.errors
 import redis
 from celery import Celery, Task
 from celery.exceptions import Ignore
 
+import isolation
 from config import Settings
 from tasks.service import RunPlan, Stage, Status
 from tasks.service.cachekey import cache_key
@@ -59,20 +59,13 @@ class Cached:
         return {**result, "cache": {"hit": False}}
 
 
-def image_id(client: docker.DockerClient, image: str) -> str | None:
-    """The content id of the local image a tag names now, or None when it is not there yet."""
-    try:
-        return str(client.api.inspect_image(image)["Id"])
-    except docker.errors.ImageNotFound:
-        return None
-
-
 def key_of(plan: RunPlan, client: docker.DockerClient, settings: Settings) -> str | None:
     """The run's cache key ("<tenant>:<tool>:<digest>"), or None when it did not opt in or its image is missing."""
     if not plan.params.cache_max_age_seconds:
         return None
-    image = image_id(client, settings.image_for(plan.spec.name, plan.spec.image))
-    if image is None:
+    try:
+        image = isolation.image_id(client, settings.image_for(plan.spec.name, plan.spec.image))
+    except isolation.IsolationError:  # absent (pulled by the run) or the engine away (retried by the run): no cache
         return None
     digest = cache_key(
         tenant_id=plan.tenant_id, tool=plan.spec.name, image_id=image, argv=plan.invocation.argv, inputs=plan.inputs,

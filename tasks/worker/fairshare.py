@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +34,11 @@ LEASES = PREFIX + "leases"  # sorted set of every live lease: task id -> expiry 
 DISPATCHING = PREFIX + "dispatching"  # sorted set: task id -> when its message was published again (ms)
 RING = PREFIX + "ring"  # list of tenants with waiting runs
 PICK_BUDGET = 64  # the most runs one script dispatches at once
-WORKERS = PREFIX + "workers"  # sorted set: "<hostname>|<concurrency>" -> expiry (ms)
+WORKERS = PREFIX + "workers"
+TENANTS = PREFIX + "tenants"  # sorted set: tenant -> when it last leased a slot or parked a run (ms)
+TENANT_MEMORY_SECONDS = (
+    3600  # a tenant idle this long drops out of the gauges  # sorted set: "<hostname>|<concurrency>" -> expiry (ms)
+)
 _eval = luascript.run
 text = luascript.text
 
@@ -76,6 +81,28 @@ def release(
 def renew(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> None:
     """Push this run's lease expiry a TTL ahead."""
     _eval(redis_client, "renew", envelope.task_id, envelope.tenant_id, envelope.tool, _ttl_ms(settings))
+
+
+@dataclass(frozen=True)
+class TenantLoad:
+    """How many runs of a tenant hold a live lease and how many wait, across every worker."""
+
+    tenant_id: str
+    running: int
+    waiting: int
+
+
+def loads(redis_client: redis.Redis) -> list[TenantLoad]:
+    """Running and waiting runs of each tenant seen in the last hour: 1 + 2 reads per such tenant."""
+    now_ms = int(time.time() * 1000)
+    redis_client.zremrangebyscore(TENANTS, "-inf", now_ms - TENANT_MEMORY_SECONDS * 1000)
+    tenants = [text(t) for t in redis_client.zrange(TENANTS, 0, -1)]
+    with redis_client.pipeline(transaction=False) as pipe:
+        for tenant in tenants:
+            pipe.zcount(f"{PREFIX}lease:{tenant}", now_ms, "+inf")
+            pipe.llen(f"{PREFIX}wait:{tenant}")
+        replies = pipe.execute()
+    return [TenantLoad(t, int(replies[2 * i]), int(replies[2 * i + 1])) for i, t in enumerate(tenants)]
 
 
 def dispatch(task: Task, redis_client: redis.Redis, task_ids: list[str]) -> None:

@@ -12,6 +12,7 @@ from celery import Celery
 from config import Settings
 from tasks.worker import fairshare
 from tasks.worker.backlog import drain
+from tasks.worker.metrics import OTHER_TENANTS, TenantCollector, bounded
 from tasks.worker.parking import Envelope, discard_parked
 from tests.unit.test_backlog import raw_message
 
@@ -109,3 +110,18 @@ def test_the_drain_moves_run_messages_oldest_first_and_leaves_other_messages(con
     assert conn.lrange(QUEUE, 0, -1) == [messages[3]]
     assert [i.decode() for i in conn.lrange(fairshare.PREFIX + "wait:a", 0, -1)] == ["a0", "a1", "a2"]
     assert app.backend.get_task_meta("a2")["result"]["ahead"] == 2
+
+
+def test_the_tenant_gauges_count_live_leases_and_waiting_runs_per_tenant(conn: redis.Redis) -> None:
+    register(conn, 8)
+    for i in ("a1", "a2", "a3"):
+        fairshare.admit(conn, envelope(i, "a"), settings())
+    fairshare.admit(conn, envelope("b1", "b"), settings())
+    families = {f.name: {s.labels["tenant"]: s.value for s in f.samples} for f in TenantCollector(conn).collect()}
+    assert families == {"toolrunner_tenant_running": {"a": 2, "b": 1}, "toolrunner_tenant_waiting": {"a": 1, "b": 0}}
+
+
+def test_the_tenant_gauges_name_only_the_busiest_tenants_and_sum_the_rest() -> None:
+    loads = [fairshare.TenantLoad(f"t{i}", running=i, waiting=1) for i in range(5)]
+    assert bounded(loads, top=2) == {"t4": (4, 1), "t3": (3, 1), OTHER_TENANTS: (3, 3)}
+    assert bounded(loads[:2], top=2) == {"t1": (1, 1), "t0": (0, 1)}

@@ -42,6 +42,7 @@ local function lease(id, tenant, tool, ttl)
   redis.call('ZADD', P .. 'lease:' .. tenant, expiry, id)
   redis.call('ZADD', P .. 'lease:' .. tenant .. ':' .. tool, expiry, id)
   redis.call('ZADD', P .. 'leases', expiry, id)
+  redis.call('ZADD', P .. 'tenants', now, tenant)  -- seen lately: the per-tenant gauges look only at these
 end
 
 -- Pick parked runs round-robin across the tenants of the ring while global slots are free; each picked
@@ -88,5 +89,6 @@ local function park(id, tenant, envelope, at_head)
   if ahead == 0 then redis.call('RPUSH', P .. 'ring', tenant) end
   if at_head then redis.call('LPUSH', waiting, id); ahead = 0 else redis.call('RPUSH', waiting, id) end
   redis.call('HSET', P .. 'parked', id, envelope)
+  redis.call('ZADD', P .. 'tenants', now, tenant)
   return ahead
 end

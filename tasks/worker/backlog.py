@@ -79,14 +79,13 @@ def drain(
     celery_app: Celery, redis_client: redis.Redis, settings: Settings, queue: str, batch: int = DRAIN_BATCH
 ) -> int:
     """Park the run messages waiting in `queue` (oldest first) in their tenants' lists; return how many moved."""
-    raws = redis_client.lrange(queue, -batch, -1)
-    found = [q for q in (read_message(raw, queue) for raw in reversed(raws)) if q is not None]
-    if not found:
+    try:
+        raws = redis_client.lrange(queue, -batch, -1)
+        found = [q for q in (read_message(raw, queue) for raw in reversed(raws)) if q is not None]
+        reply = _park(redis_client, queue, found) if found else []
+    except redis.RedisError as exc:  # only an optimisation: the messages stay queued and are consumed in order
+        logger.warning("could not drain queue=%s: %s", queue, exc)
         return 0
-    args: list[str | bytes | int] = [queue]
-    for queued in found:
-        args += [queued.raw, queued.envelope.task_id, queued.envelope.tenant_id, queued.envelope.to_json()]
-    reply = luascript.run(redis_client, "drain", *args)
     ahead = {luascript.text(reply[i]): int(reply[i + 1]) for i in range(0, len(reply), 2)}
     for queued in found:
         if queued.envelope.task_id in ahead:
@@ -94,6 +93,13 @@ def drain(
     if ahead:
         logger.info("moved %d waiting runs from queue=%s to their tenants' lists", len(ahead), queue)
     return len(ahead)
+
+
+def _park(redis_client: redis.Redis, queue: str, found: list[Queued]) -> list[bytes | int]:
+    args: list[str | bytes | int] = [queue]
+    for queued in found:
+        args += [queued.raw, queued.envelope.task_id, queued.envelope.tenant_id, queued.envelope.to_json()]
+    return luascript.run(redis_client, "drain", *args)
 
 
 def _report_waiting(

@@ -18,7 +18,7 @@ from celery import Celery
 from celery.signals import celeryd_after_setup
 
 from config import Settings
-from tasks.worker import cache, fairshare, parking
+from tasks.worker import backlog, cache, fairshare, parking
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,9 @@ def sweep_parked(celery_app: Celery, redis_client: redis.Redis, settings: Settin
     if not lock.acquire():
         return 0
     try:
-        picked = fairshare.release(redis_client, None, settings, budget=64)
+        # Messages queued while every slot runs a long tool: parked now, so they report waiting_for_slot.
+        backlog.drain(celery_app, redis_client, settings, str(celery_app.conf.task_default_queue))
+        picked = fairshare.release(redis_client, None, settings, budget=fairshare.PICK_BUDGET)
         cutoff = int((time.time() - STALE_DISPATCH_SECONDS) * 1000)
         stale = [fairshare.text(s) for s in redis_client.zrangebyscore(fairshare.DISPATCHING, "-inf", cutoff)]
         for task_id in stale:

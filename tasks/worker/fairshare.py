@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import kombu.exceptions
 import redis
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
@@ -117,8 +118,15 @@ def tenant_slot(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: 
         yield
         return
     envelope = parking.envelope_of(task, plan.tenant_id, plan.spec.name)
-    decision = admit(redis_client, envelope, settings)
-    dispatch(task, redis_client, decision.dispatched + _drain_and_pick(task, redis_client, settings, envelope.queue))
+    try:
+        decision = admit(redis_client, envelope, settings)
+    except redis.RedisError as exc:  # Redis restarting: the message goes back to the queue, nothing decided
+        logger.warning("admission of task=%s failed, putting it back: %s", envelope.task_id, exc)
+        raise Reject(f"admission failed: {exc}", requeue=True) from exc
+    with _best_effort("dispatch after the admission of", envelope):
+        dispatch(
+            task, redis_client, decision.dispatched + _drain_and_pick(task, redis_client, settings, envelope.queue)
+        )
     if decision.duplicate:
         logger.info("task=%s is parked already; dropping this copy", envelope.task_id)
         raise Ignore()
@@ -137,8 +145,19 @@ def tenant_slot(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: 
             finished = True
             raise
         finally:
-            backlog.drain(task.app, redis_client, settings, envelope.queue)
-            dispatch(task, redis_client, release(redis_client, envelope, settings, finished=finished))
+            # A failure here must not turn a finished run into a failed one: the lease expires within its TTL
+            # and the safety net dispatches what waits.
+            with _best_effort("release of", envelope):
+                backlog.drain(task.app, redis_client, settings, envelope.queue)
+                dispatch(task, redis_client, release(redis_client, envelope, settings, finished=finished))
+
+
+@contextmanager
+def _best_effort(what: str, envelope: parking.Envelope) -> Iterator[None]:
+    try:
+        yield
+    except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+        logger.warning("%s task=%s failed (the safety net recovers it): %s", what, envelope.task_id, exc)
 
 
 def _drain_and_pick(task: Task, redis_client: redis.Redis, settings: Settings, queue: str) -> list[str]:

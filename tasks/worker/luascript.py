@@ -20,7 +20,8 @@ def source(name: str) -> str:
 
 def run(redis_client: redis.Redis, name: str, *args: str | bytes | int) -> list[bytes | int]:
     """Run a script; the prefix is its first argument and every key is built from it (one Redis, not a cluster)."""
-    return list(redis_client.eval(source(name), 0, PREFIX, *args))
+    reply = redis_client.eval(source(name), 0, PREFIX, *args)
+    return list(reply) if isinstance(reply, list) else [reply]  # renew answers a bare count
 
 
 def text(value: object) -> str:

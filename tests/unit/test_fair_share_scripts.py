@@ -125,3 +125,12 @@ def test_the_tenant_gauges_name_only_the_busiest_tenants_and_sum_the_rest() -> N
     loads = [fairshare.TenantLoad(f"t{i}", running=i, waiting=1) for i in range(5)]
     assert bounded(loads, top=2) == {"t4": (4, 1), "t3": (3, 1), OTHER_TENANTS: (3, 3)}
     assert bounded(loads[:2], top=2) == {"t1": (1, 1), "t0": (0, 1)}
+
+
+def test_renewing_a_lease_pushes_its_expiry_a_ttl_ahead(conn: redis.Redis) -> None:
+    register(conn, 8)
+    fairshare.admit(conn, envelope("a1", "a"), settings(ttl=5))
+    before = conn.zscore(fairshare.LEASES, "a1")
+    fairshare.renew(conn, envelope("a1", "a"), settings(ttl=59))
+    after = conn.zscore(fairshare.LEASES, "a1")
+    assert before is not None and after is not None and after - before > 50_000

@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     flower_port: int = Field(5555, ge=1, le=65535, description="port Flower listens on")
     flower_insecure_dev: bool = Field(False, description="allow Flower without auth (local dev only)")
 
+    tenant_max_running: int = Field(
+        4, ge=1, description="the most runs of one tenant running at once across every worker (a hard cap)"
+    )
+    fair_share: bool = Field(True, description="dispatch tenants' waiting runs round-robin; false = plain FIFO")
+    lease_ttl_seconds: int = Field(
+        30, ge=5, le=59, description="a dead worker's tenant slots come back after this (leases renewed at a third)"
+    )
+    cache_max_age_seconds: int = Field(
+        86400, ge=0, description="cap on a request's cache_max_age_seconds; below the artifact retention"
+    )
+    cache_salt: str = Field("", description="namespace of the result cache: change it to disown every entry")
+
     image_overrides: dict[str, str] = Field(
         default_factory=dict, description="per-tool images, from TOOLRUNNER_IMAGE_<TOOL>"
     )
@@ -118,6 +130,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"visibility_heartbeat_seconds={self.visibility_heartbeat_seconds:g} must be at most a third of "
                 f"visibility_timeout_seconds={self.visibility_timeout_seconds}: live runs would be delivered twice"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cache_outlived_by_artifacts(self) -> Settings:
+        # A cache hit hands back the original run's artifact URIs: they must still exist for as long as a hit can.
+        if self.cache_max_age_seconds >= self.artifact_retention_days * 86400:
+            raise ValueError(
+                f"cache_max_age_seconds={self.cache_max_age_seconds} must stay below the artifact retention "
+                f"({self.artifact_retention_days} days = {self.artifact_retention_days * 86400}s): "
+                "a cache hit would point at deleted artifacts"
             )
         return self
 

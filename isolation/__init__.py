@@ -23,7 +23,7 @@ from isolation.errors import (
     VolumeConflictError,
     VolumeStateError,
 )
-from isolation.image import ensure_image, image_present, pull_image
+from isolation.image import ensure_image, image_id, image_present, pull_image
 from isolation.naming import (
     Label,
     ManagedVolume,
@@ -81,6 +81,7 @@ __all__ = [
     "deadline_labels",
     "ensure_image",
     "force_remove",
+    "image_id",
     "image_present",
     "label_key",
     "list_managed_volumes",

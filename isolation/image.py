@@ -19,7 +19,7 @@ import urllib3.exceptions
 
 from isolation.defaults import PULL_TIMEOUT_SECONDS
 from isolation.engine import translate
-from isolation.errors import ImageNotFoundError, ImagePullError, ImagePullTimeoutError
+from isolation.errors import ImageMissingError, ImageNotFoundError, ImagePullError, ImagePullTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,15 @@ def image_present(client: docker.DockerClient, image: str) -> bool:
         except docker.errors.ImageNotFound:
             return False
     return True
+
+
+def image_id(client: docker.DockerClient, image: str) -> str:
+    """The content id (sha256:...) of the local image a reference names now; ImageMissingError when absent."""
+    with translate("inspect the image", context=image):
+        try:
+            return str(client.api.inspect_image(image)["Id"])
+        except docker.errors.ImageNotFound as exc:
+            raise ImageMissingError(f"image {image} is not on the engine") from exc
 
 
 def ensure_image(

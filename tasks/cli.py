@@ -20,6 +20,7 @@ from rich.text import Text
 
 import isolation
 from config import Settings, load_settings
+from tasks import cli_share
 from tasks.artifacts import Artifacts, open_artifacts
 from tasks.cli_artifacts import build_app
 from tasks.cli_runctl import register as register_runctl
@@ -29,6 +30,8 @@ from tasks.service.outputs import artifact_config
 from tasks.tools import ToolSpec, load_catalogue
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+cli.add_typer(cli_share.limits, name="limits")
+cli.add_typer(cli_share.results, name="cache")
 out = Console()
 err = Console(stderr=True)
 
@@ -278,7 +281,17 @@ def _artifacts() -> Artifacts:
     return open_artifacts(artifact_config(load_settings()))
 
 
-cli.add_typer(build_app(_artifacts), name="artifacts")
+def _clear_tenant_cache(tenant: str) -> int:
+    """A tenant whose artifacts are purged loses its cached results too (they point at those artifacts)."""
+    import redis
+
+    from tasks.worker import cache  # the Celery layer is only needed here
+
+    with redis.Redis.from_url(load_settings().broker) as conn:
+        return cache.clear(conn, tenant)
+
+
+cli.add_typer(build_app(_artifacts, on_purge=_clear_tenant_cache), name="artifacts")
 register_runctl(cli)
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -17,6 +18,7 @@ from rich.table import Table
 from tasks.artifacts import ArtifactConfig, ArtifactError, Artifacts, open_artifacts
 
 ArtifactsFactory = Callable[[], Artifacts]
+PurgeHook = Callable[[str], int]
 out = Console()
 err = Console(stderr=True)
 
@@ -25,8 +27,18 @@ def _unconfigured() -> Artifacts:
     raise ArtifactError("no artifact store is configured: pass --url (and --master-key-file for s3://)")
 
 
-def build_app(factory: ArtifactsFactory = _unconfigured) -> typer.Typer:
-    """The `artifacts` sub-app; `factory` builds the store from the settings unless --url overrides it."""
+@dataclass(frozen=True)
+class _Options:
+    factory: ArtifactsFactory
+    on_purge: PurgeHook | None
+
+
+def build_app(factory: ArtifactsFactory = _unconfigured, on_purge: PurgeHook | None = None) -> typer.Typer:
+    """The `artifacts` sub-app; `factory` builds the store from the settings unless --url overrides it.
+
+    `on_purge(tenant)` runs after a tenant's artifacts are purged (the CLI clears that tenant's cached
+    results with it) and returns how many it removed.
+    """
     app = typer.Typer(name="artifacts", add_completion=False, no_args_is_help=True, help=__doc__)
 
     @app.callback()
@@ -35,7 +47,7 @@ def build_app(factory: ArtifactsFactory = _unconfigured) -> typer.Typer:
         url: Annotated[str | None, typer.Option(help="store URL (file:///path or s3://bucket/prefix)")] = None,
         master_key_file: Annotated[Path | None, typer.Option(help="file holding the base64 master key")] = None,
     ) -> None:
-        ctx.obj = factory if url is None else _from_options(url, master_key_file)
+        ctx.obj = _Options(factory if url is None else _from_options(url, master_key_file), on_purge)
 
     app.command("list")(list_artifacts)
     app.command("get")(get)
@@ -51,8 +63,8 @@ def _from_options(url: str, master_key_file: Path | None) -> ArtifactsFactory:
 
 
 def _artifacts(ctx: typer.Context) -> Artifacts:
-    factory: ArtifactsFactory = ctx.obj
-    return factory()
+    options: _Options = ctx.obj
+    return options.factory()
 
 
 def list_artifacts(
@@ -102,6 +114,9 @@ def purge(
     with _reported():
         report = _artifacts(ctx).purge_tenant(tenant)
     out.print(f"removed {report.tasks} tasks, {report.objects} objects of tenant {tenant}")
+    options: _Options = ctx.obj
+    if options.on_purge is not None:
+        out.print(f"cleared {options.on_purge(tenant)} cached result(s) of tenant {tenant}")
 
 
 def _write_verified(source: BinaryIO, output: Path) -> None:

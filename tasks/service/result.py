@@ -19,6 +19,8 @@ class Stage(StrEnum):
     """The lifecycle stage a run reports in its progress."""
 
     VALIDATING = "validating"
+    WAITING_FOR_IDENTICAL_RUN = "waiting_for_identical_run"
+    WAITING_FOR_SLOT = "waiting_for_slot"
     PULLING_IMAGE = "pulling_image"
     PREPARING_INPUTS = "preparing_inputs"
     RUNNING = "running"

@@ -25,11 +25,14 @@ class ParseError(ValueError):
 
 
 class ToolParams(BaseModel):
-    """Base of every tool's params: unknown keys are rejected; every tool takes timeout_seconds."""
+    """Base of every tool's params: unknown keys are rejected; every tool takes a timeout and a cache age."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timeout_seconds: int | None = Field(default=None, ge=1, description="wall-clock limit for the tool container")
+    cache_max_age_seconds: int = Field(
+        default=0, ge=0, description="reuse a stored ok result of an identical run up to this old; 0 = no cache"
+    )
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,16 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import redis
 from celery.signals import celeryd_after_setup, worker_shutdown
 
 from tasks.service import Stage, Status
+from tasks.worker import fairshare
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -25,6 +28,10 @@ logger = logging.getLogger(__name__)
 _DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _TOOL_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600)
+# Per-tenant gauges name at most this many tenants (the busiest: most running + waiting); the rest are summed
+# under tenant="_other". Tenant ids are unbounded in a SaaS; a Prometheus series per tenant is not.
+TENANT_SERIES = 20
+OTHER_TENANTS = "_other"
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class Metrics:
     bytes_out: Any
     tool_runs: Any
     tool_seconds: Any
+    cache_lookups: Any
 
     def stage_took(self, stage: Stage, seconds: float) -> None:
         """A lifecycle stage ended after this many seconds."""
@@ -82,7 +90,40 @@ def metrics() -> Metrics | None:
             ["tool"],
             buckets=_TOOL_BUCKETS,
         ),
+        # Labels: tool (the catalogue, bounded) and outcome (hits, misses, waits); never the tenant.
+        cache_lookups=Counter(
+            "toolrunner_cache_lookups", "Result cache lookups by tool and outcome", ["tool", "outcome"]
+        ),
     )
+
+
+class TenantCollector:
+    """Running and waiting runs per tenant, read from Redis at scrape time (the whole fleet, not this worker)."""
+
+    def __init__(self, redis_client: redis.Redis, top: int = TENANT_SERIES) -> None:
+        self._redis, self._top = redis_client, top
+
+    def collect(self) -> Iterator[Any]:
+        """Two gauge families labelled by tenant, the busiest `top` tenants by name and the rest as _other."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        running = GaugeMetricFamily("toolrunner_tenant_running", "Runs holding a tenant slot", labels=["tenant"])
+        waiting = GaugeMetricFamily("toolrunner_tenant_waiting", "Runs waiting for a tenant slot", labels=["tenant"])
+        for tenant, load in bounded(fairshare.loads(self._redis), self._top).items():
+            running.add_metric([tenant], load[0])
+            waiting.add_metric([tenant], load[1])
+        yield running
+        yield waiting
+
+
+def bounded(loads: list[fairshare.TenantLoad], top: int) -> dict[str, tuple[int, int]]:
+    """The `top` busiest tenants by name, everyone else summed under _other (pure)."""
+    ranked = sorted(loads, key=lambda load: (-(load.running + load.waiting), load.tenant_id))
+    series = {load.tenant_id: (load.running, load.waiting) for load in ranked[:top]}
+    rest = ranked[top:]
+    if rest:
+        series[OTHER_TENANTS] = (sum(load.running for load in rest), sum(load.waiting for load in rest))
+    return series
 
 
 @celeryd_after_setup.connect
@@ -102,6 +143,8 @@ def _serve(sender: str | None = None, **_: Any) -> None:
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)
+    if app.settings.fair_share:
+        registry.register(TenantCollector(redis.Redis.from_url(app.settings.broker)))
     start_http_server(port, addr=app.settings.metrics_address, registry=registry)
     logger.info("metrics on :%d (worker %s, directory %s)", port, sender, directory)
 

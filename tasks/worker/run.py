@@ -18,9 +18,11 @@ from tasks.errors import RedeliveryLimitError, TaskIdentityError
 from tasks.service import Reporter, RunContext, RunPlan, RunRequest, Stage, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker.app import app
+from tasks.worker.cache import result_cache
 from tasks.worker.cancel import is_cancelled
 from tasks.worker.control import controlled, revoke_cancelled
 from tasks.worker.delivery import RUN_LOCK_TTL, Delivery, claim_identity, count_delivery, run_lock
+from tasks.worker.fairshare import tenant_slot
 from tasks.worker.metrics import metrics
 from tasks.worker.progress import reporter
 
@@ -83,7 +85,25 @@ def run_request(
         raise Ignore() from exc
     if is_cancelled(redis_client, delivery.task_id):
         raise revoke_cancelled(task, redis_client, settings, delivery)
-    reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.VALIDATING, {})
+    with result_cache(task, plan, client, redis_client, settings) as cached:  # behind an identical run: parked
+        if cached.hit is not None:
+            return cached.hit
+        with tenant_slot(task, plan, redis_client, settings):  # over the tenant's cap: parked here (Ignore)
+            reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.VALIDATING, {})
+            result = _run_once(task, plan, delivery, client, redis_client, settings, artifacts)
+        return cached.keep(redis_client, settings, result)
+
+
+def _run_once(
+    task: Task,
+    plan: RunPlan,
+    delivery: Delivery,
+    client: docker.DockerClient,
+    redis_client: redis.Redis,
+    settings: Settings,
+    artifacts: Artifacts | None,
+) -> Result:
+    """Run under the run lock, unless another delivery already did; a cancel or a drain stops it."""
     with run_lock(redis_client, delivery.key, wait=settings.hard_time_limit + RUN_LOCK_TTL):
         done = _stored_success(task, delivery)
         if done is not None:

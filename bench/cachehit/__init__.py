@@ -1,0 +1,1 @@
+"""Result cache: a hit against a real run, submit to result."""

@@ -1,0 +1,202 @@
+"""Fair share between tenants: per-tenant caps as leases in Redis, runs over them parked, slots given round-robin.
+
+A run asks for admission before it takes its run lock. One Lua script either leases it a slot (its tenant is
+under its cap, nobody waits and nothing is queued behind it) or parks it: the message is acked and its
+envelope waits in its tenant's list, the tenant in a ring. When a run ends, a second script releases its
+lease and picks the next runs round-robin across the ring, leasing each a slot before its message is
+published again, so nobody can take that slot meanwhile. Leases expire unless renewed, so a dead worker's
+slots come back within TOOLRUNNER_LEASE_TTL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import kombu.exceptions
+import redis
+from celery import Task
+from celery.exceptions import Ignore, Reject, Retry
+
+from config import Settings
+from tasks.service import RunPlan, Stage
+from tasks.worker import backlog, luascript, parking
+from tasks.worker.parking import PREFIX
+from tasks.worker.progress import reporter
+
+logger = logging.getLogger(__name__)
+
+LIMITS = PREFIX + "limits"  # hash: "<tenant>" or "<tenant>:<tool>" -> cap
+LEASES = PREFIX + "leases"  # sorted set of every live lease: task id -> expiry (ms)
+DISPATCHING = PREFIX + "dispatching"  # sorted set: task id -> when its message was published again (ms)
+RING = PREFIX + "ring"  # list of tenants with waiting runs
+PICK_BUDGET = 64  # the most runs one script dispatches at once
+WORKERS = PREFIX + "workers"
+TENANTS = PREFIX + "tenants"  # sorted set: tenant -> when it last leased a slot or parked a run (ms)
+TENANT_MEMORY_SECONDS = (
+    3600  # a tenant idle this long drops out of the gauges  # sorted set: "<hostname>|<concurrency>" -> expiry (ms)
+)
+_eval = luascript.run
+text = luascript.text
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What admission decided: admitted, parked (how many of the tenant's runs are ahead) or a duplicate."""
+
+    admitted: bool
+    duplicate: bool
+    ahead: int
+    dispatched: list[str]
+
+
+def admit(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> Admission:
+    """Lease a slot to this run or park it; either way, publish what the parking freed up to start."""
+    raw = _eval(
+        redis_client, "admit", envelope.task_id, envelope.tenant_id, envelope.tool,
+        _with_list(envelope).to_json(), settings.tenant_max_running, _ttl_ms(settings), envelope.queue,
+    )  # fmt: skip
+    outcome, ahead, *picked = raw
+    ids = [text(p) for p in picked]
+    return Admission(outcome == 1, outcome == 2, int(ahead), ids)
+
+
+def release(
+    redis_client: redis.Redis, envelope: parking.Envelope | None, settings: Settings, *, budget: int = 1,
+    finished: bool = True,
+) -> list[str]:  # fmt: skip
+    """Release this run's lease (None: nobody's) and pick the runs that may start now, round-robin.
+
+    A finished run is remembered for as long as results are kept, so a stray later copy of its message is dropped.
+    """
+    who = ("", "", "") if envelope is None else (envelope.task_id, envelope.tenant_id, envelope.tool)
+    done_ms = settings.result_expires_seconds * 1000 if finished else 0
+    raw = _eval(redis_client, "release", *who, settings.tenant_max_running, _ttl_ms(settings), budget, done_ms)
+    return [text(p) for p in raw]
+
+
+def renew(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> None:
+    """Push this run's lease expiry a TTL ahead."""
+    _eval(redis_client, "renew", envelope.task_id, envelope.tenant_id, envelope.tool, _ttl_ms(settings))
+
+
+@dataclass(frozen=True)
+class TenantLoad:
+    """How many runs of a tenant hold a live lease and how many wait, across every worker."""
+
+    tenant_id: str
+    running: int
+    waiting: int
+
+
+def loads(redis_client: redis.Redis) -> list[TenantLoad]:
+    """Running and waiting runs of each tenant seen in the last hour: 1 + 2 reads per such tenant."""
+    now_ms = int(time.time() * 1000)
+    redis_client.zremrangebyscore(TENANTS, "-inf", now_ms - TENANT_MEMORY_SECONDS * 1000)
+    tenants = [text(t) for t in redis_client.zrange(TENANTS, 0, -1)]
+    with redis_client.pipeline(transaction=False) as pipe:
+        for tenant in tenants:
+            pipe.zcount(f"{PREFIX}lease:{tenant}", now_ms, "+inf")
+            pipe.llen(f"{PREFIX}wait:{tenant}")
+        replies = pipe.execute()
+    return [TenantLoad(t, int(replies[2 * i]), int(replies[2 * i + 1])) for i, t in enumerate(tenants)]
+
+
+def dispatch(task: Task, redis_client: redis.Redis, task_ids: list[str]) -> None:
+    """Publish the picked runs again under their own ids."""
+    parking.publish(task.app, parking.load(redis_client, task_ids))
+
+
+@contextmanager
+def tenant_slot(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: Settings) -> Iterator[None]:
+    """Hold a slot of the run's tenant while the body runs; over the cap, park the run and end the task (Ignore)."""
+    if not settings.fair_share:
+        yield
+        return
+    envelope = parking.envelope_of(task, plan.tenant_id, plan.spec.name)
+    try:
+        decision = admit(redis_client, envelope, settings)
+    except redis.RedisError as exc:  # Redis restarting: the message goes back to the queue, nothing decided
+        logger.warning("admission of task=%s failed, putting it back: %s", envelope.task_id, exc)
+        raise Reject(f"admission failed: {exc}", requeue=True) from exc
+    with _best_effort("dispatch after the admission of", envelope):
+        dispatch(
+            task, redis_client, decision.dispatched + _drain_and_pick(task, redis_client, settings, envelope.queue)
+        )
+    if decision.duplicate:
+        logger.info("task=%s is parked already; dropping this copy", envelope.task_id)
+        raise Ignore()
+    if not decision.admitted:
+        reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.WAITING_FOR_SLOT, {"ahead": decision.ahead})
+        logger.info("parked task=%s tenant=%s ahead=%d", envelope.task_id, plan.tenant_id, decision.ahead)
+        raise Ignore()
+    finished = False
+    with _renewing(redis_client, envelope, settings):
+        try:
+            yield
+            finished = True
+        except (Retry, Reject):  # published again (or requeued): the run is still to happen
+            raise
+        except Exception:
+            finished = True
+            raise
+        finally:
+            # A failure here must not turn a finished run into a failed one: the lease expires within its TTL
+            # and the safety net dispatches what waits.
+            with _best_effort("release of", envelope):
+                backlog.drain(task.app, redis_client, settings, envelope.queue)
+                dispatch(task, redis_client, release(redis_client, envelope, settings, finished=finished))
+
+
+@contextmanager
+def _best_effort(what: str, envelope: parking.Envelope) -> Iterator[None]:
+    try:
+        yield
+    except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+        logger.warning("%s task=%s failed (the safety net recovers it): %s", what, envelope.task_id, exc)
+
+
+def _drain_and_pick(task: Task, redis_client: redis.Redis, settings: Settings, queue: str) -> list[str]:
+    """With messages queued behind this run, move them to the waiting lists and pick what may start now."""
+    if not redis_client.llen(queue) or not backlog.drain(task.app, redis_client, settings, queue):
+        return []
+    return release(redis_client, None, settings, budget=PICK_BUDGET)
+
+
+def give_back(task: Task, redis_client: redis.Redis, settings: Settings, tenant_id: str, tool: str) -> None:
+    """Free the slot leased to a dispatched run that ends without running (a cache hit, or behind an identical run)."""
+    if settings.fair_share:
+        envelope = parking.envelope_of(task, tenant_id, tool)
+        dispatch(task, redis_client, release(redis_client, envelope, settings, finished=False))
+
+
+@contextmanager
+def _renewing(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> Iterator[None]:
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(settings.lease_ttl_seconds / 3):
+            try:
+                renew(redis_client, envelope, settings)
+            except redis.RedisError as exc:  # Redis away for a moment: the next beat tries again
+                logger.warning("could not renew the lease of task=%s: %s", envelope.task_id, exc)
+
+    thread = threading.Thread(target=beat, daemon=True, name="tenant-lease")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _with_list(envelope: parking.Envelope) -> parking.Envelope:
+    return parking.Envelope(**{**envelope.__dict__, "waiting_in": f"{PREFIX}wait:{envelope.tenant_id}"})
+
+
+def _ttl_ms(settings: Settings) -> int:
+    return settings.lease_ttl_seconds * 1000

@@ -1,0 +1,136 @@
+"""The fair-share Lua scripts on a real Redis: admission, parking, round-robin picks, leases and the drain."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+
+from config import Settings
+from tasks.worker import fairshare
+from tasks.worker.backlog import drain
+from tasks.worker.metrics import OTHER_TENANTS, TenantCollector, bounded
+from tasks.worker.parking import Envelope, discard_parked
+from tests.unit.test_backlog import raw_message
+
+DB = 12
+QUEUE = "celery"
+
+
+@pytest.fixture
+def conn(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{DB}")
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def settings(cap: int = 2, ttl: int = 30) -> Settings:
+    return Settings(tenant_max_running=cap, lease_ttl_seconds=ttl)
+
+
+def envelope(task_id: str, tenant: str, tool: str = "script") -> Envelope:
+    return Envelope(task_id, "toolrunner.run_tool", [tool, tenant, task_id], {}, QUEUE, tenant, tool)
+
+
+def register(conn: redis.Redis, slots: int) -> None:
+    conn.zadd(fairshare.WORKERS, {f"w|{slots}": int(time.time() * 1000) + 60_000})
+
+
+def test_a_run_is_admitted_while_its_tenant_is_under_its_cap_and_parked_at_it(conn: redis.Redis) -> None:
+    register(conn, 8)
+    first, second = (fairshare.admit(conn, envelope(i, "a"), settings()) for i in ("a1", "a2"))
+    third = fairshare.admit(conn, envelope("a3", "a"), settings())
+    fourth = fairshare.admit(conn, envelope("a4", "a"), settings())
+    assert first.admitted and second.admitted
+    assert (third.admitted, third.ahead, fourth.admitted, fourth.ahead) == (False, 0, False, 1)
+
+
+def test_a_parked_run_admitted_again_is_a_duplicate(conn: redis.Redis) -> None:
+    register(conn, 8)
+    for i in ("a1", "a2", "a3"):
+        fairshare.admit(conn, envelope(i, "a"), settings())
+    assert fairshare.admit(conn, envelope("a3", "a"), settings()).duplicate
+
+
+def test_a_release_picks_the_next_tenant_round_robin_and_leases_it_the_slot(conn: redis.Redis) -> None:
+    register(conn, 2)
+    for i in ("a1", "a2", "a3", "a4"):
+        fairshare.admit(conn, envelope(i, "a"), settings(cap=8))
+    fairshare.admit(conn, envelope("b1", "b"), settings(cap=8))
+    picked = [fairshare.release(conn, envelope(i, "a"), settings(cap=8)) for i in ("a1", "a2")]
+    assert picked == [["a3"], ["b1"]]
+    assert conn.zscore(fairshare.LEASES, "b1") is not None
+    assert fairshare.admit(conn, envelope("b1", "b"), settings(cap=8)).admitted, "a dispatched run starts at once"
+
+
+def test_a_finished_run_leaves_a_done_marker_that_drops_a_stray_copy(conn: redis.Redis) -> None:
+    register(conn, 8)
+    fairshare.admit(conn, envelope("a1", "a"), settings())
+    fairshare.release(conn, envelope("a1", "a"), settings())
+    assert fairshare.admit(conn, envelope("a1", "a"), settings()).duplicate
+
+
+def test_an_expired_lease_frees_its_slot(conn: redis.Redis) -> None:
+    register(conn, 8)
+    fairshare.admit(conn, envelope("a1", "a"), settings(cap=1))
+    conn.zadd(fairshare.LEASES, {"a1": 1})  # as if its worker died long ago: its expiry has passed
+    conn.zadd(fairshare.PREFIX + "lease:a", {"a1": 1})
+    assert fairshare.admit(conn, envelope("a2", "a"), settings(cap=1)).admitted
+
+
+def test_a_per_tool_cap_parks_that_tool_only(conn: redis.Redis) -> None:
+    register(conn, 8)
+    conn.hset(fairshare.LIMITS, "a:nuclei", 1)
+    assert fairshare.admit(conn, envelope("n1", "a", "nuclei"), settings(cap=4)).admitted
+    assert not fairshare.admit(conn, envelope("n2", "a", "nuclei"), settings(cap=4)).admitted
+    assert fairshare.release(conn, None, settings(cap=4)) == []
+
+
+def test_a_parked_run_can_be_discarded_once(conn: redis.Redis) -> None:
+    register(conn, 8)
+    for i in ("a1", "a2", "a3"):
+        fairshare.admit(conn, envelope(i, "a"), settings())
+    assert discard_parked(conn, "a3") and not discard_parked(conn, "a3")
+    assert fairshare.release(conn, envelope("a1", "a"), settings()) == []
+
+
+def test_the_drain_moves_run_messages_oldest_first_and_leaves_other_messages(conn: redis.Redis) -> None:
+    register(conn, 8)
+    app = Celery("drain-test", set_as_current=False, broker="memory://", backend="cache+memory://")
+    messages = [raw_message("toolrunner.run_tool", ["script", "a", f"r{i}"], id=f"a{i}") for i in range(3)]
+    messages.append(raw_message("toolrunner.maintenance.sweep", [], id="m"))
+    for raw in messages:
+        conn.lpush(QUEUE, raw)  # as kombu publishes: LPUSH, consumed from the right
+    assert drain(app, conn, settings(), QUEUE) == 3
+    assert conn.lrange(QUEUE, 0, -1) == [messages[3]]
+    assert [i.decode() for i in conn.lrange(fairshare.PREFIX + "wait:a", 0, -1)] == ["a0", "a1", "a2"]
+    assert app.backend.get_task_meta("a2")["result"]["ahead"] == 2
+
+
+def test_the_tenant_gauges_count_live_leases_and_waiting_runs_per_tenant(conn: redis.Redis) -> None:
+    register(conn, 8)
+    for i in ("a1", "a2", "a3"):
+        fairshare.admit(conn, envelope(i, "a"), settings())
+    fairshare.admit(conn, envelope("b1", "b"), settings())
+    families = {f.name: {s.labels["tenant"]: s.value for s in f.samples} for f in TenantCollector(conn).collect()}
+    assert families == {"toolrunner_tenant_running": {"a": 2, "b": 1}, "toolrunner_tenant_waiting": {"a": 1, "b": 0}}
+
+
+def test_the_tenant_gauges_name_only_the_busiest_tenants_and_sum_the_rest() -> None:
+    loads = [fairshare.TenantLoad(f"t{i}", running=i, waiting=1) for i in range(5)]
+    assert bounded(loads, top=2) == {"t4": (4, 1), "t3": (3, 1), OTHER_TENANTS: (3, 3)}
+    assert bounded(loads[:2], top=2) == {"t1": (1, 1), "t0": (0, 1)}
+
+
+def test_renewing_a_lease_pushes_its_expiry_a_ttl_ahead(conn: redis.Redis) -> None:
+    register(conn, 8)
+    fairshare.admit(conn, envelope("a1", "a"), settings(ttl=5))
+    before = conn.zscore(fairshare.LEASES, "a1")
+    fairshare.renew(conn, envelope("a1", "a"), settings(ttl=59))
+    after = conn.zscore(fairshare.LEASES, "a1")
+    assert before is not None and after is not None and after - before > 50_000

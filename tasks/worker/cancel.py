@@ -12,7 +12,7 @@ from celery import Celery, states
 
 from config import Settings
 from tasks.worker.app import app
-from tasks.worker.parking import discard_parked
+from tasks.worker.parking import discard_parked, load, publish
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,11 @@ def cancel(celery: Celery, redis_client: redis.Redis, settings: Settings, task_i
         return CancelOutcome(task_id, Cancelled.ALREADY, f"{task_id}: already cancelled")
     celery.control.revoke(task_id)
     logger.info("cancel recorded task=%s state=%s", task_id, state)
-    if discard_parked(redis_client, task_id):
-        # Waiting for a tenant slot or an identical run: it has no message and no worker, so end it here.
-        celery.backend.mark_as_revoked(task_id, "cancelled: cancelled while it waited")
+    parked = load(redis_client, [task_id])
+    if parked and discard_parked(redis_client, task_id):
+        # Waiting for a tenant slot or an identical run, it has no message and no worker: publish it once
+        # more, and the worker that takes it sees the cancel before anything else and ends it REVOKED.
+        publish(celery, parked)
         return CancelOutcome(task_id, Cancelled.SENT, f"{task_id}: cancelled while it waited; it will not start")
     if state == states.PENDING:
         return CancelOutcome(

@@ -14,6 +14,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from config import celery_config, load_settings
+from tasks.worker.cancel import cancel
 from tasks.worker.limits import set_limit
 from tasks.worker.parking import discard_parked
 from tasks.worker.testing import Worker, start_worker
@@ -104,7 +105,7 @@ def test_a_tenant_never_runs_more_than_its_cap_while_another_tenant_goes_ahead(
     assert watch.stop() == 2
 
 
-def test_a_waiting_run_reports_its_place_and_can_be_discarded(
+def test_a_waiting_run_reports_its_place_and_a_cancel_ends_it_at_once(
     producer: Celery, two_workers: Callable[[], list[Worker]], docker_client: docker.DockerClient
 ) -> None:
     two_workers()
@@ -115,10 +116,13 @@ def test_a_waiting_run_reports_its_place_and_can_be_discarded(
         wait_until(lambda run=busy[-1]: waiting_for_slot(run), 60, "the run to park")
     assert [busy[2].info["ahead"], busy[3].info["ahead"]] == [0, 1]
     with redis.Redis.from_url(SHARE_DB) as conn:
-        assert discard_parked(conn, busy[3].id)
-        assert not discard_parked(conn, busy[3].id)
+        outcome = cancel(producer, conn, load_settings(), busy[3].id)
+        assert outcome.message.endswith("cancelled while it waited; it will not start")
+        wait_until(lambda: producer.AsyncResult(busy[3].id).state == "REVOKED", 30, "the waiting run to end")
+        assert not discard_parked(conn, busy[3].id), "its place in the waiting list is gone"
+        assert cancel(producer, conn, load_settings(), busy[3].id).message.endswith("already cancelled")
     assert [r.get(timeout=120)["status"] for r in busy[:3]] == ["ok"] * 3
-    assert busy[3].state == "PROGRESS", "a discarded run never starts"
+    assert producer.AsyncResult(busy[3].id).state == "REVOKED", "a cancelled waiting run never starts"
 
 
 def test_raising_a_cap_at_run_time_takes_effect_at_the_next_admission(

@@ -8,7 +8,7 @@ from typing import Any
 import docker
 import pytest
 
-from tasks import run_tool
+from tasks import cancel_run, run_tool
 from tasks.worker.testing import Worker
 
 pytestmark = pytest.mark.integration
@@ -81,3 +81,21 @@ def test_a_retagged_image_misses(worker: Worker, docker_client: docker.DockerCli
         docker_client.api.tag(original, busybox_image.split(":")[0], busybox_image.split(":")[1])
         docker_client.api.remove_image(busybox_image.split(":")[0] + ":cachetest", force=True)
     assert result["cache"] == {"hit": False}
+
+
+def test_when_the_leader_is_cancelled_a_waiting_identical_run_takes_over(
+    worker: Worker, docker_client: docker.DockerClient
+) -> None:
+    since = time.time()
+    same = params("sleep 4; echo done > /outputs/out.txt")
+    leader = run_tool.delay("script", "cache-f", "r1", same)
+    while not (isinstance(leader.info, dict) and leader.info.get("stage") == "running"):
+        time.sleep(0.1)
+    waiter = run_tool.delay("script", "cache-f", "r2", same)
+    while not (isinstance(waiter.info, dict) and waiter.info.get("stage") == "waiting_for_identical_run"):
+        time.sleep(0.1)
+    cancel_run(leader.id)
+    result = waiter.get(timeout=120)
+    assert result["status"] == "ok" and result["cache"] == {"hit": False}
+    assert run_tool.AsyncResult(leader.id).state == "REVOKED"
+    assert tool_creations(docker_client, since, "cache-f", run="r2") == 1, "the waiter ran the tool itself"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from config import Settings
 from tasks.service import RunPlan, Stage, Status
 from tasks.service.cachekey import cache_key
 from tasks.worker import fairshare, lua_cache, parking
+from tasks.worker.heartbeat import renewing
 from tasks.worker.progress import reporter
 
 logger = logging.getLogger(__name__)
@@ -126,23 +126,13 @@ def _hit(task: Task, plan: RunPlan, answer: list[Any]) -> Result:
 @contextmanager
 def _leading(redis_client: redis.Redis, key: str, task_id: str, ttl_ms: int) -> Iterator[None]:
     """Keep the flight key alive while the leader runs (a dead leader's flight ends within the TTL)."""
-    stop = threading.Event()
 
-    def beat() -> None:
-        while not stop.wait(ttl_ms / 3000):
-            try:
-                if fairshare.text(redis_client.get(_flight(key))) == task_id:
-                    redis_client.pexpire(_flight(key), ttl_ms)
-            except redis.RedisError as exc:
-                logger.warning("could not renew the flight of task=%s: %s", task_id, exc)
+    def renew() -> None:
+        if fairshare.text(redis_client.get(_flight(key))) == task_id:
+            redis_client.pexpire(_flight(key), ttl_ms)
 
-    thread = threading.Thread(target=beat, daemon=True, name="cache-flight")
-    thread.start()
-    try:
+    with renewing(ttl_ms / 3000, renew, f"the flight of task={task_id}"):
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def clear(redis_client: redis.Redis, tenant_id: str | None = None, tool: str | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import redis
 
 from config import Settings
 from tasks.errors import RedeliveryLimitError, RunLockTimeoutError, TaskIdentityError
+from tasks.worker.heartbeat import renewing
 
 logger = logging.getLogger(__name__)
 
@@ -85,23 +85,11 @@ def run_lock(redis_client: redis.Redis, key: str, wait: float) -> Iterator[None]
     lock = redis_client.lock(RUNNING_KEY.format(key), timeout=RUN_LOCK_TTL, blocking_timeout=wait, thread_local=False)
     if not lock.acquire():
         raise RunLockTimeoutError(f"task {key} was still held by another delivery after {wait}s")
-    stop = threading.Event()
-    heartbeat = threading.Thread(target=_renew, args=(lock, stop), daemon=True, name="run-lock-heartbeat")
-    heartbeat.start()
     try:
-        yield
+        with renewing(RUN_LOCK_TTL / 4, lock.reacquire, f"the run lock {lock.name}"):
+            yield
     finally:
-        stop.set()
-        heartbeat.join()
         release_lock(lock)
-
-
-def _renew(lock: Any, stop: threading.Event) -> None:
-    while not stop.wait(RUN_LOCK_TTL / 4):
-        try:
-            lock.reacquire()
-        except redis.RedisError as exc:  # Redis away for a moment: try again at the next beat
-            logger.warning("could not renew the run lock %s: %s", lock.name, exc)
 
 
 def release_lock(lock: Any) -> None:

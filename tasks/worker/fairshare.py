@@ -11,11 +11,11 @@ slots come back within TOOLRUNNER_LEASE_TTL_SECONDS.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import kombu.exceptions
 import redis
@@ -25,6 +25,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from config import Settings
 from tasks.service import RunPlan, Stage
 from tasks.worker import backlog, luascript, parking
+from tasks.worker.heartbeat import renewing
 from tasks.worker.parking import PREFIX
 from tasks.worker.progress import reporter
 
@@ -176,22 +177,11 @@ def give_back(task: Task, redis_client: redis.Redis, settings: Settings, tenant_
 
 @contextmanager
 def _renewing(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> Iterator[None]:
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(settings.lease_ttl_seconds / 3):
-            try:
-                renew(redis_client, envelope, settings)
-            except redis.RedisError as exc:  # Redis away for a moment: the next beat tries again
-                logger.warning("could not renew the lease of task=%s: %s", envelope.task_id, exc)
-
-    thread = threading.Thread(target=beat, daemon=True, name="tenant-lease")
-    thread.start()
-    try:
+    with renewing(
+        settings.lease_ttl_seconds / 3, partial(renew, redis_client, envelope, settings),
+        f"the lease of task={envelope.task_id}",
+    ):  # fmt: skip
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _with_list(envelope: parking.Envelope) -> parking.Envelope:

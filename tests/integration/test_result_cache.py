@@ -88,14 +88,14 @@ def test_when_the_leader_is_cancelled_a_waiting_identical_run_takes_over(
 ) -> None:
     since = time.time()
     same = params("sleep 4; echo done > /outputs/out.txt")
-    leader = run_tool.delay("script", "cache-f", "r1", same)
+    leader = run_tool.delay("script", "cache-leader", "r1", same)
     while not (isinstance(leader.info, dict) and leader.info.get("stage") == "running"):
         time.sleep(0.1)
-    waiter = run_tool.delay("script", "cache-f", "r2", same)
+    waiter = run_tool.delay("script", "cache-leader", "r2", same)
     while not (isinstance(waiter.info, dict) and waiter.info.get("stage") == "waiting_for_identical_run"):
         time.sleep(0.1)
     cancel_run(leader.id)
     result = waiter.get(timeout=120)
     assert result["status"] == "ok" and result["cache"] == {"hit": False}
     assert run_tool.AsyncResult(leader.id).state == "REVOKED"
-    assert tool_creations(docker_client, since, "cache-f", run="r2") == 1, "the waiter ran the tool itself"
+    assert tool_creations(docker_client, since, "cache-leader", run="r2") == 1, "the waiter ran the tool itself"

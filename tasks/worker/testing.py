@@ -17,9 +17,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import docker
 import docker.errors
@@ -261,3 +262,16 @@ def _remove_container(host: docker.DockerClient, container_id: str) -> None:
 def _remove_volume(host: docker.DockerClient, name: str) -> None:
     with contextlib.suppress(docker.errors.NotFound):
         host.api.remove_volume(name, force=True)
+
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str) -> T:
+    """Poll `check` until it returns something truthy, and return that; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

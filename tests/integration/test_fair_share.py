@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from config import celery_config, load_settings
 from tasks.worker.cancel import cancel
 from tasks.worker.limits import set_limit
 from tasks.worker.parking import discard_parked
-from tasks.worker.testing import Worker, start_worker
+from tasks.worker.testing import Worker, start_worker, wait_until
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -80,15 +79,6 @@ def submit(producer: Celery, tenant: str, count: int, prefix: str) -> list[Async
 
 def waiting_for_slot(run: AsyncResult) -> bool:
     return run.state == "PROGRESS" and run.info.get("stage") == "waiting_for_slot"
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_tenant_never_runs_more_than_its_cap_while_another_tenant_goes_ahead(

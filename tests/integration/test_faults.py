@@ -16,7 +16,7 @@ from celery import Celery
 
 from config import celery_config, load_settings
 from tasks.worker.delivery import DELIVERY_KEY, Delivery
-from tasks.worker.testing import free_port, start_worker
+from tasks.worker.testing import free_port, start_worker, wait_until
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -49,15 +49,6 @@ def faults(redis_url: str, docker_client: docker.DockerClient, busybox_image: st
 
 def running_tool_containers(client: docker.DockerClient, run_id: str) -> list[dict[str, Any]]:
     return client.api.containers(filters={"label": [f"studio.run={run_id}", "studio.role=tool"]})
-
-
-def wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_run_whose_worker_is_sigkilled_completes_exactly_once_and_leaves_nothing(

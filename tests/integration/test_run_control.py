@@ -22,7 +22,7 @@ from tasks.errors import RunCancelledError
 from tasks.service import RunContext, RunRequest, Stage, execute, plan_run
 from tasks.worker.cancel import Cancelled
 from tasks.worker.control import RunControl
-from tasks.worker.testing import Worker, start_worker
+from tasks.worker.testing import Worker, start_worker, wait_until
 
 pytestmark = pytest.mark.integration
 LONG = {"script": "echo started > /outputs/out.txt; sleep 60", "timeout_seconds": 120}
@@ -34,15 +34,6 @@ def tool_containers(client: docker.DockerClient, task_id: str) -> list[dict[str,
 
 def run_volumes(client: docker.DockerClient, task_id: str) -> list[dict[str, Any]]:
     return client.api.volumes(filters={"label": [f"studio.task={task_id}"]}).get("Volumes") or []
-
-
-def wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_long_run(client: docker.DockerClient, run_id: str) -> AsyncResult:

@@ -21,7 +21,7 @@ from celery.result import AsyncResult
 import isolation
 from tasks import app
 from tasks.worker.delivery import DELIVERY_KEY, Delivery
-from tasks.worker.testing import Worker, start_worker
+from tasks.worker.testing import Worker, start_worker, wait_until
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -31,15 +31,6 @@ HEALTHY_SECONDS = VISIBILITY + 15
 
 def tool_containers(client: docker.DockerClient, task_id: str) -> list[dict[str, Any]]:
     return client.api.containers(all=True, filters={"label": [f"studio.task={task_id}", "studio.role=tool"]})
-
-
-def wait_until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

@@ -14,7 +14,7 @@ import redis
 
 from tasks import app
 from tasks.worker.delivery import DELIVERY_KEY, Delivery
-from tasks.worker.testing import start_worker
+from tasks.worker.testing import start_worker, wait_until
 
 pytestmark = pytest.mark.integration
 GRACE = 30
@@ -22,15 +22,6 @@ GRACE = 30
 
 def running_tool(client: docker.DockerClient, task_id: str) -> list[dict[str, Any]]:
     return client.api.containers(filters={"label": [f"studio.task={task_id}", "studio.role=tool"]})
-
-
-def wait_until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.timeout(240)

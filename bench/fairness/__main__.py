@@ -1,4 +1,10 @@
-"""Tenant A submits 100 runs of ~2 s, then B and C 5 each; fair dispatch vs FIFO side by side, then cap 2 for A."""
+"""Tenant A submits 100 runs of ~2 s, then B and C 5 each; fair dispatch vs FIFO side by side, then cap 2 for A.
+
+A last table counts Redis commands (INFO commandstats, reset with CONFIG RESETSTAT, so the bench wants a Redis
+of its own, as on a developer machine): per run over each batch, and per minute while 2 runs hold tenant W's
+2 slots, first alone and then with 50 more of W's runs waiting: the difference divided by 50 is what one waiting
+run costs per minute.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +24,13 @@ from celery.result import AsyncResult
 
 from bench.common import BenchError, console, exit_on_sigterm, percentile, table, verdict, worker_env
 from config import celery_config, load_settings
-from tasks.worker.testing import start_worker
+from tasks.worker.parking import PARKED
+from tasks.worker.testing import start_worker, wait_until
 
 REDIS = os.environ.get("TOOLRUNNER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15").rsplit("/", 1)[0] + "/10"
 PARAMS = {"script": "sleep 2; echo done > /outputs/out.txt"}
+WAITING = 50
+WINDOW_SECONDS = 30.0
 
 
 @dataclass
@@ -31,6 +40,38 @@ class Outcome:
     seconds: dict[str, list[float]] = field(default_factory=dict)
     wall: float = 0.0
     peak_a: int = 0
+    commands: int = 0
+
+    @property
+    def runs(self) -> int:
+        """How many runs the batch had."""
+        return sum(len(s) for s in self.seconds.values())
+
+
+@dataclass(frozen=True)
+class WaitingCost:
+    """Redis commands per minute with W's 2 slots busy, without and with WAITING runs of W waiting."""
+
+    alone: float
+    waiting: float
+
+    @property
+    def per_waiting_run(self) -> float:
+        """What one waiting run adds per minute."""
+        return (self.waiting - self.alone) / WAITING
+
+
+def reset_commands() -> None:
+    """Zero the server's command counters."""
+    with redis.Redis.from_url(REDIS) as conn:
+        conn.config_resetstat()
+
+
+def commands() -> int:
+    """Commands the server ran since the last reset (INFO commandstats), this read's own INFO excluded."""
+    with redis.Redis.from_url(REDIS) as conn:
+        stats = conn.info("commandstats")
+    return sum(int(v["calls"]) for v in stats.values()) - 1
 
 
 def producer() -> Celery:
@@ -62,6 +103,7 @@ def run_batch(app: Celery, plan: list[tuple[str, int]]) -> Outcome:
     outcome, stop = Outcome(), threading.Event()
     watcher = threading.Thread(target=_watch, args=(client, outcome, stop), daemon=True)
     watcher.start()
+    reset_commands()
     started = time.monotonic()
     handles: list[tuple[str, float, AsyncResult]] = []
     for tenant, count in plan:
@@ -84,9 +126,35 @@ def run_batch(app: Celery, plan: list[tuple[str, int]]) -> Outcome:
             pending.remove(item)
         time.sleep(0.1)
     outcome.wall = time.monotonic() - started
+    outcome.commands = commands()
     stop.set()
     watcher.join()
     return outcome
+
+
+def waiting_cost(app: Celery) -> WaitingCost:
+    """Commands per minute while tenant W's 2 running runs hold its cap, then with WAITING more runs parked."""
+    long_run = {"script": f"sleep {int(WINDOW_SECONDS * 2 + 45)}"}
+    handles = [app.send_task("toolrunner.run_tool", ("script", "W", f"W-long-{i}", long_run)) for i in (0, 1)]
+    client = docker.from_env()
+    tools = {"label": ["studio.tenant=W", "studio.role=tool"]}
+    wait_until(lambda: len(client.api.containers(filters=tools)) == 2, 120, "W's two long runs to start")
+    alone = _per_minute()
+    handles += [
+        app.send_task("toolrunner.run_tool", ("script", "W", f"W-{i}", {"script": "true"})) for i in range(WAITING)
+    ]
+    with redis.Redis.from_url(REDIS) as conn:
+        wait_until(lambda: conn.hlen(PARKED) >= WAITING, 120, f"{WAITING} runs of W to wait")
+    waiting = _per_minute()
+    for handle in handles:
+        handle.get(timeout=600)
+    return WaitingCost(alone, waiting)
+
+
+def _per_minute() -> float:
+    reset_commands()
+    time.sleep(WINDOW_SECONDS)
+    return commands() * 60 / WINDOW_SECONDS
 
 
 def _watch(client: docker.DockerClient, outcome: Outcome, stop: threading.Event) -> None:
@@ -107,7 +175,9 @@ def main() -> None:
         fifo = run_batch(app, backlog)
     with workers(app, {"TOOLRUNNER_TENANT_MAX_RUNNING": "2"}):
         capped = run_batch(app, [("A", 20), ("B", 5)])
+        cost = waiting_cost(app)
     _print(idle, fair, fifo, capped)
+    _print_commands(fair, fifo, cost)
 
 
 def _print(idle: Outcome, fair: Outcome, fifo: Outcome, capped: Outcome) -> None:
@@ -163,6 +233,16 @@ def _print(idle: Outcome, fair: Outcome, fifo: Outcome, capped: Outcome) -> None
             f"{capped.peak_a} {verdict(capped.peak_a <= 2)}" if tenant == "A" else "",
         )
     out.print(second)
+
+
+def _print_commands(fair: Outcome, fifo: Outcome, cost: WaitingCost) -> None:
+    third = table("Redis commands (INFO commandstats)", "what", "commands", "per run / per minute")
+    for name, batch in (("fair dispatch batch", fair), ("FIFO batch", fifo)):
+        third.add_row(name, str(batch.commands), f"{batch.commands / batch.runs:.0f} per run")
+    third.add_row("W: 2 running, none waiting", "", f"{cost.alone:.0f} per minute")
+    third.add_row(f"W: 2 running, {WAITING} waiting", "", f"{cost.waiting:.0f} per minute")
+    third.add_row("one waiting run", "", f"{cost.per_waiting_run:.2f} per minute")
+    console(120).print(third)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from config import Settings, celery_config, load_settings
 from tasks.artifacts import Artifacts, open_artifacts
 from tasks.service.outputs import artifact_config
 from tasks.tools import ToolSpec, load_catalogue
+from tasks.worker import broker
 from tasks.worker.visibility import VisibilityHeartbeat
 
 
@@ -52,6 +53,7 @@ def _configuration() -> dict[str, Any]:
     return {**celery_config(app.settings), "beat_schedule": build_schedule(app.settings)}
 
 
+broker.install()  # before the first connection of this process: see tasks/worker/broker.py
 app = ToolrunnerCelery("toolrunner")
 app.steps["consumer"].add(VisibilityHeartbeat)
 # Evaluated when the configuration is first read (worker start, first send), not at import.

@@ -6,6 +6,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,27 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[str, Any]]:
     processes[-1].wait(30)
 
 
+@contextmanager
+def double_runs(client: docker.DockerClient, tenant: str) -> Iterator[list[str]]:
+    """The run ids of tenant seen with two tool containers alive at once (a double run) during the block."""
+    overlaps: list[str] = []
+    stop = threading.Event()
+    with_label = {"label": ["studio.role=tool", f"studio.tenant={tenant}"]}
+
+    def watch() -> None:
+        while not stop.wait(0.1):
+            runs = [c["Labels"].get("studio.run") for c in client.api.containers(filters=with_label)]
+            overlaps.extend(r for r in set(runs) if runs.count(r) > 1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield overlaps
+    finally:
+        stop.set()
+        watcher.join()
+
+
 def _pings(url: str) -> bool:
     try:
         with redis.Redis.from_url(url) as conn:
@@ -130,36 +152,20 @@ def test_a_redis_restart_with_tasks_queued_and_running_loses_none_and_runs_none_
     url, restart = own_redis
     producer = client_app(url)
     worker = start_worker(tmp_path, "reconnect", env={"TOOLRUNNER_BROKER_URL": url, **SHORT_LIMITS}, client=producer)
-    overlaps: list[str] = []
-    stop = threading.Event()
-
-    def watch() -> None:  # a run id with two tool containers alive at once would be a double run
-        while not stop.is_set():
-            runs = [
-                c["Labels"].get("studio.run")
-                for c in docker_client.api.containers(
-                    filters={"label": ["studio.role=tool", "studio.tenant=reconnect"]}
-                )
+    with double_runs(docker_client, "reconnect") as overlaps:
+        try:
+            params = {"script": "sleep 2; echo ok > /outputs/out.txt"}
+            handles = [
+                producer.send_task("toolrunner.run_tool", ("script", "reconnect", f"r-{i}", params)) for i in range(8)
             ]
-            overlaps.extend(r for r in set(runs) if runs.count(r) > 1)
-            time.sleep(0.1)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        params = {"script": "sleep 2; echo ok > /outputs/out.txt"}
-        handles = [
-            producer.send_task("toolrunner.run_tool", ("script", "reconnect", f"r-{i}", params)) for i in range(8)
-        ]
-        wait_until(lambda: docker_client.api.containers(filters={"label": ["studio.tenant=reconnect"]}), 60, "runs")
-        restart(pause=1.0)
-        wait_until(lambda: _pings(url), 10, "redis to come back")
-        states = [_final_state(producer, h.id) for h in handles]
-    finally:
-        stop.set()
-        watcher.join()
-        worker.stop()
-        producer.close()
+            wait_until(lambda: docker_client.api.containers(filters={"label": ["studio.tenant=reconnect"]}), 60, "runs")
+            restart(pause=1.0)
+            wait_until(lambda: _pings(url), 10, "redis to come back")
+            states = [_final_state(producer, h.id) for h in handles]
+        finally:
+            worker.stop()
+            producer.close()
+    assert "Unrecoverable error" not in worker.log_text()  # the consumer reconnected (tasks/worker/broker.py)
     assert overlaps == []
     assert states == ["SUCCESS"] * len(handles)
 

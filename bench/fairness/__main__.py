@@ -31,6 +31,7 @@ REDIS = os.environ.get("TOOLRUNNER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PARAMS = {"script": "sleep 2; echo done > /outputs/out.txt"}
 WAITING = 50
 WINDOW_SECONDS = 30.0
+SETTLE_SECONDS = 5.0
 
 
 @dataclass
@@ -140,8 +141,9 @@ def waiting_cost(app: Celery) -> WaitingCost:
     tools = {"label": ["studio.tenant=W", "studio.role=tool"]}
     wait_until(lambda: len(client.api.containers(filters=tools)) == 2, 120, "W's two long runs to start")
     alone = _per_minute()
+    # Distinct scripts: each run waits for a slot of its own, none behind an identical run (the result cache).
     handles += [
-        app.send_task("toolrunner.run_tool", ("script", "W", f"W-{i}", {"script": "true"})) for i in range(WAITING)
+        app.send_task("toolrunner.run_tool", ("script", "W", f"W-{i}", {"script": f"true {i}"})) for i in range(WAITING)
     ]
     with redis.Redis.from_url(REDIS) as conn:
         wait_until(lambda: conn.hlen(PARKED) >= WAITING, 120, f"{WAITING} runs of W to wait")
@@ -152,6 +154,7 @@ def waiting_cost(app: Celery) -> WaitingCost:
 
 
 def _per_minute() -> float:
+    time.sleep(SETTLE_SECONDS)  # what the last submissions set off (events, progress writes) is over
     reset_commands()
     time.sleep(WINDOW_SECONDS)
     return commands() * 60 / WINDOW_SECONDS

@@ -1,4 +1,4 @@
-"""Kombu's Redis transport with one defect guarded: a lost broker connection must not stop the consumer.
+"""Kombu's Redis transport with two defects guarded: a lost broker connection must not stop the consumer.
 
 When the connection to Redis breaks, Celery's consumer (5.7) first collects the connection (kombu's
 `Connection.collect`, which unlinks the transport from its Connection) and then closes it. A channel of that

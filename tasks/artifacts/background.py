@@ -5,25 +5,28 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 _STOP = object()
 
+T = TypeVar("T")
 
-class WriteBehind:
+
+class WriteBehind(Generic[T]):
     """Hands each block to `consume` in one background thread, at most `depth` blocks behind the producer.
 
     Memory stays bounded (depth + 1 blocks); the first error of `consume` is raised to the producer on its
     next put() or at finish(), and every later block is dropped unconsumed so the producer never blocks on it.
     """
 
-    def __init__(self, consume: Callable[[bytes], None], depth: int, name: str) -> None:
+    def __init__(self, consume: Callable[[T], None], depth: int, name: str) -> None:
         self._consume = consume
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def put(self, block: bytes) -> None:
+    def put(self, block: T) -> None:
         """Queue a block (waiting while `depth` are queued); raise the consumer's error if it failed."""
         self._raise()
         self._queue.put(block)

@@ -1,8 +1,17 @@
-"""The embedded store: objects are files under one directory, published by an atomic rename."""
+"""The embedded store: objects are files under one directory, published by an atomic rename.
+
+A streamed object is written with O_DIRECT, past the page cache: an artifact is written once and read rarely, so
+caching it only evicts what the machine does use, and on the virtual machines measured here filling fresh page
+cache cost more CPU than the encryption (encrypted export, medians over the same rounds: 0.61x -> 0.71x the floor).
+Where the filesystem refuses O_DIRECT the same writer writes through the page cache.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import mmap
 import os
 import secrets
 from collections.abc import Iterable, Iterator
@@ -17,7 +26,9 @@ from tasks.artifacts.store import ObjectInfo
 _TEMP_MARK = ".part-"
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
-_WRITE_DEPTH = 4  # blocks (about 1 MiB each) queued behind the producer
+_BLOCK = 4 << 20  # bytes per write: a multiple of every alignment O_DIRECT asks for (512 or 4096 bytes)
+_ALIGN = 4096
+_WRITE_DEPTH = 2  # full blocks queued behind the producer: at most depth + 2 blocks (16 MiB) per object
 
 
 class FileStore:
@@ -40,8 +51,7 @@ class FileStore:
         with _store_errors(key):
             path.parent.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
             temp = path.with_name(f".{path.name}{_TEMP_MARK}{secrets.token_hex(6)}")
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _FILE_MODE)
-        return _FileWriter(os.fdopen(fd, "wb", buffering=0), temp, path)
+            return _FileWriter(_open_new(temp), temp, path)
 
     def open(self, key: str) -> BinaryIO:
         """The object's file, opened for reading."""
@@ -110,32 +120,90 @@ class FileStore:
 
 
 class _FileWriter:
-    """One object being written to its temp file by a write-behind thread."""
+    """One object being written to its temp file in page-aligned blocks by a write-behind thread."""
 
-    def __init__(self, fh: BinaryIO, temp: Path, final: Path) -> None:
-        self._fh, self._temp, self._final = fh, temp, final
-        # Measured on a 512 MiB export: write() took 2.5 of 4.6 s; in a thread it overlaps the archive download.
-        self._behind = WriteBehind(self._write, _WRITE_DEPTH, "artifact-file-writer")
+    def __init__(self, fd: int, temp: Path, final: Path) -> None:
+        self._fd, self._temp, self._final = fd, temp, final
+        self._spare: list[mmap.mmap] = []  # blocks the thread has written, for the producer to fill again
+        self._block, self._filled, self._size = mmap.mmap(-1, _BLOCK), 0, 0
+        self._behind: WriteBehind[tuple[mmap.mmap, int]] = WriteBehind(
+            self._write, _WRITE_DEPTH, "artifact-file-writer"
+        )
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
         with _store_errors(self._final.name):
-            self._behind.put(data)
+            while view:
+                n = min(len(view), _BLOCK - self._filled)
+                self._block[self._filled : self._filled + n] = view[:n]
+                self._filled += n
+                view = view[n:]
+                if self._filled == _BLOCK:
+                    self._hand_over(_BLOCK)
 
     def commit(self) -> None:
         # No fsync: a crash can lose a fresh artifact, and a torn one fails authentication when read.
         with _store_errors(self._final.name):
+            size = self._size + self._filled
+            if self._filled:
+                # O_DIRECT writes whole aligned blocks: the tail goes out zero-padded, then the file is cut to size.
+                padded = -(-self._filled // _ALIGN) * _ALIGN
+                self._block[self._filled : padded] = bytes(padded - self._filled)
+                self._hand_over(padded)
             self._behind.finish()
-            self._fh.close()
+            self._release()
+            os.ftruncate(self._fd, size)
+            os.close(self._fd)
             os.replace(self._temp, self._final)
 
     def abort(self) -> None:
         self._behind.cancel()
-        self._fh.close()
+        self._release()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
         with contextlib.suppress(FileNotFoundError):
             self._temp.unlink()
 
-    def _write(self, data: bytes) -> None:
-        self._fh.write(data)
+    def _release(self) -> None:
+        # Unmapped now, not when the collector finds this writer: it and its thread's queue refer to each other.
+        for block in (self._block, *self._spare):
+            block.close()
+        self._spare.clear()
+
+    def _hand_over(self, length: int) -> None:
+        self._behind.put((self._block, length))
+        self._size += self._filled
+        self._block, self._filled = self._spare.pop() if self._spare else mmap.mmap(-1, _BLOCK), 0
+
+    def _write(self, item: tuple[mmap.mmap, int]) -> None:
+        block, length = item
+        view = memoryview(block)[:length]
+        while view:
+            view = view[_write_some(self._fd, view) :]
+        self._spare.append(block)
+
+
+def _open_new(path: Path) -> int:
+    """Create path for writing, with O_DIRECT where the filesystem allows it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags | os.O_DIRECT, _FILE_MODE)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: this filesystem has no O_DIRECT
+            raise
+    return os.open(path, flags, _FILE_MODE)
+
+
+def _write_some(fd: int, view: memoryview) -> int:
+    """os.write, falling back to the page cache for good if the filesystem took O_DIRECT at open but refuses it now."""
+    try:
+        return os.write(fd, view)
+    except OSError as exc:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        if exc.errno != errno.EINVAL or not flags & os.O_DIRECT:
+            raise
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        return os.write(fd, view)
 
 
 def _info(path: Path, key: str) -> ObjectInfo:

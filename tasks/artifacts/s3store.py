@@ -115,7 +115,7 @@ class _MultipartWriter:
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
-        self._behind: WriteBehind | None = None
+        self._behind: WriteBehind[bytes] | None = None
 
     def write(self, data: bytes) -> None:
         self._buffer += data

@@ -7,15 +7,22 @@ longest run. Here each worker's consumer re-scores every message it holds (runni
 with an ETA: all of them are in its channel's QoS `_delivered`) to "now" every `visibility_heartbeat_seconds`,
 with ZADD XX so an acked (removed) tag is never re-added. So the timeout can be short: only a worker that
 stopped beating (killed, frozen, lost) has its messages delivered again, within timeout + restore interval.
+
+After a broker reconnect the consumer has a new channel, but the runs going on in the pool were delivered on
+the old one (which acks them late, tasks/worker/broker.py): their tags are renewed too, from the worker's
+active requests. Celery drops its reserved and ETA-held requests on a reconnect; their messages come back
+through the visibility timeout, as a dead worker's do.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from celery import bootsteps
+from celery.worker import state
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +49,11 @@ class VisibilityHeartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
 
 
 def renew(c: Any) -> int:
-    """Re-score the unacked messages this consumer holds to now; return how many were held."""
+    """Re-score the unacked messages this worker holds to now; return how many were held."""
     consumer = c.task_consumer
     channel = getattr(consumer, "channel", None)
     qos = getattr(channel, "qos", None)
-    tags = list(getattr(qos, "_delivered", None) or ())
+    tags = {*(getattr(qos, "_delivered", None) or ()), *_running()}
     if not tags or channel is None:
         return 0
     now = time.time()
@@ -56,3 +63,11 @@ def renew(c: Any) -> int:
     except channel.connection_errors as exc:  # the broker is away: the consumer reconnects, we beat again
         logger.warning("could not renew %d unacked message(s): %s", len(tags), exc)
     return len(tags)
+
+
+def _running() -> Iterator[str]:
+    """The delivery tags of the runs going on in the pool, whichever channel delivered them."""
+    for request in list(state.active_requests):
+        tag = getattr(request.message, "delivery_tag", None)
+        if tag is not None and not request.acknowledged:
+            yield tag

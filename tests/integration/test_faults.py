@@ -170,6 +170,32 @@ def test_a_redis_restart_with_tasks_queued_and_running_loses_none_and_runs_none_
     assert states == ["SUCCESS"] * len(handles)
 
 
+@pytest.mark.timeout(300)
+def test_a_run_going_on_across_a_redis_restart_is_not_delivered_again_when_it_outlives_the_visibility_timeout(
+    own_redis: tuple[str, Any], docker_client: docker.DockerClient, busybox_image: str, tmp_path: Path
+) -> None:
+    # Its message was delivered on the channel the reconnect left behind; the heartbeat must keep renewing it.
+    url, restart = own_redis
+    producer = client_app(url)
+    env = {"TOOLRUNNER_BROKER_URL": url, **SHORT_LIMITS, "TOOLRUNNER_MAX_TIMEOUT_SECONDS": "60"}
+    worker = start_worker(tmp_path, "outlives", env=env, client=producer)
+    # 16 s of visibility and a 10 s restore interval after the restart: a 40 s run outlives both.
+    params = {"script": "sleep 40; echo ok > /outputs/out.txt", "timeout_seconds": 55}
+    try:
+        handle = producer.send_task("toolrunner.run_tool", ("script", "outlives", "r-1", params))
+        with_label = {"label": ["studio.role=tool", "studio.tenant=outlives"]}
+        wait_until(lambda: docker_client.api.containers(filters=with_label), 60, "the run's tool")
+        restart(pause=1.0)
+        state = _final_state(producer, handle.id)
+    finally:
+        worker.stop()
+        producer.close()
+    assert state == "SUCCESS"
+    assert worker.log_text().count(f"run_tool[{handle.id}] received") == 1
+    with redis.Redis.from_url(url) as conn:
+        assert int(conn.get(DELIVERY_KEY.format(Delivery(handle.id, "script", "outlives", "r-1").key)) or 0) == 1
+
+
 def _final_state(producer: Celery, task_id: str, timeout: float = 180) -> str:
     """SUCCESS or FAILURE once reached (polled: during the outage a client's own connection may fail)."""
     deadline = time.monotonic() + timeout

@@ -7,13 +7,12 @@ copy_files_to into a directory) show how much of the gap is the archive reader a
 
 With --repeat N every export runs N times, in rounds (each round runs every file-store export once, in table
 order, then the S3 rows likewise), so a change in the machine's load over the minutes of a benchmark falls on
-every row alike; the table shows each
-row's best and median run and the spread (the machine is shared, so one run says little). Before every run the
-page cache's dirty pages are written out (sync, untimed): a run never pays for writing back the gigabyte the run
-before it wrote. Peak RSS is this process's VmHWM, reset before each run (/proc/self/clear_refs), so each row
-is the highest of its own runs' peaks. The S3 rows run against a moto server
-process on 127.0.0.1: a test stand-in whose speed is not ours to claim, which is why they sit beside a raw boto3
-upload of the same bytes to the same server.
+every row alike; the table shows each row's best and median run and the spread (the machine is shared, so one
+run says little), and the throughput target is judged on the medians. Before every run the page cache's dirty
+pages are written out (sync, untimed): a run never pays for writing back the gigabyte the run before it wrote.
+Peak RSS is this process's VmHWM, reset before each run (/proc/self/clear_refs), so each row is the highest of
+its own runs' peaks. The S3 rows run against a moto server process on 127.0.0.1: a test stand-in whose speed is
+not ours to claim, which is why they sit beside a raw boto3 upload of the same bytes to the same server.
 """
 
 from __future__ import annotations
@@ -332,8 +331,9 @@ def _print(rows: list[Row], size: int) -> None:
     out.print(result)
     sealed = next(r for r in rows if r.what == "file store, encrypted")
     out.print(f"target file store RSS <= 150 MiB: {verdict(sealed.peak_rss_mib <= 150)} ({sealed.peak_rss_mib:.0f})")
+    # Judged on medians: the best of a few floor runs is the engine's luckiest one, an outlier as often as not.
     best, median = floor.seconds / sealed.seconds, floor.median / sealed.median
-    out.print(f"target encrypted >= 0.6x floor: {verdict(best >= 0.6)} (best {best:.2f}x, median {median:.2f}x)")
+    out.print(f"target encrypted >= 0.6x floor: {verdict(median >= 0.6)} (median {median:.2f}x, best {best:.2f}x)")
 
 
 if __name__ == "__main__":

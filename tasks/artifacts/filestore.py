@@ -3,7 +3,7 @@
 A streamed object is written with O_DIRECT, past the page cache: an artifact is written once and read rarely, so
 caching it only evicts what the machine does use, and on the virtual machines measured here filling fresh page
 cache cost more CPU than the encryption (encrypted export, medians over the same rounds: 0.61x -> 0.71x the floor).
-Where the filesystem refuses O_DIRECT the same writer writes through the page cache.
+Where the filesystem refuses O_DIRECT the same writer writes through the page cache; so do small objects (put).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ _WRITE_DEPTH = 2  # full blocks queued behind the producer: at most depth + 2 bl
 class FileStore:
     """Objects as files under root; a key's '/' are directories; writes land under a temp name first."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, direct: bool = True) -> None:
         self.root = Path(root).resolve()
+        self._direct = direct  # False: streamed objects go through the page cache too (bench.artifacts compares)
 
     def __repr__(self) -> str:
         return f"<FileStore {self.root}>"
@@ -49,9 +50,14 @@ class FileStore:
         """A writer to a hidden temp file beside the object, renamed into place on commit."""
         path = self._path(key)
         with _store_errors(key):
-            path.parent.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
-            temp = path.with_name(f".{path.name}{_TEMP_MARK}{secrets.token_hex(6)}")
-            return _FileWriter(_open_new(temp), temp, path)
+            temp = _temp_beside(path)
+            fd = _open_new(temp, self._direct)
+            try:
+                return _FileWriter(fd, temp, path)
+            except BaseException:  # no memory or no thread for it: leave nothing behind
+                os.close(fd)
+                temp.unlink()
+                raise
 
     def open(self, key: str) -> BinaryIO:
         """The object's file, opened for reading."""
@@ -64,14 +70,17 @@ class FileStore:
         return os.fdopen(fd, "rb")
 
     def put(self, key: str, data: bytes) -> None:
-        """Write a small object atomically."""
-        writer = self.create(key)
-        try:
-            writer.write(data)
-        except BaseException:
-            writer.abort()
-            raise
-        writer.commit()
+        """Write a small object atomically, through the page cache (an index is read back soon)."""
+        path = self._path(key)
+        with _store_errors(key):
+            temp = _temp_beside(path)
+            try:
+                with os.fdopen(_open_new(temp, direct=False), "wb") as fh:
+                    fh.write(data)
+                os.replace(temp, path)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
 
     def get(self, key: str) -> bytes:
         """Read a small object."""
@@ -139,28 +148,36 @@ class _FileWriter:
                 self._filled += n
                 view = view[n:]
                 if self._filled == _BLOCK:
-                    self._hand_over(_BLOCK)
+                    self._behind.put((self._block, _BLOCK))
+                    self._size += _BLOCK
+                    self._block, self._filled = self._spare.pop() if self._spare else mmap.mmap(-1, _BLOCK), 0
 
     def commit(self) -> None:
         # No fsync: a crash can lose a fresh artifact, and a torn one fails authentication when read.
+        if self._fd < 0:
+            raise StoreError(f"{self._final.name!r} was already committed or aborted")
         with _store_errors(self._final.name):
-            size = self._size + self._filled
             if self._filled:
                 # O_DIRECT writes whole aligned blocks: the tail goes out zero-padded, then the file is cut to size.
                 padded = -(-self._filled // _ALIGN) * _ALIGN
                 self._block[self._filled : padded] = bytes(padded - self._filled)
-                self._hand_over(padded)
+                self._behind.put((self._block, padded))
             self._behind.finish()
             self._release()
-            os.ftruncate(self._fd, size)
-            os.close(self._fd)
+            fd, self._fd = self._fd, -1  # closed once, whatever fails next: the number may soon be another file's
+            try:
+                os.ftruncate(fd, self._size + self._filled)
+            finally:
+                os.close(fd)
             os.replace(self._temp, self._final)
 
     def abort(self) -> None:
         self._behind.cancel()
         self._release()
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             self._temp.unlink()
 
@@ -170,11 +187,6 @@ class _FileWriter:
             block.close()
         self._spare.clear()
 
-    def _hand_over(self, length: int) -> None:
-        self._behind.put((self._block, length))
-        self._size += self._filled
-        self._block, self._filled = self._spare.pop() if self._spare else mmap.mmap(-1, _BLOCK), 0
-
     def _write(self, item: tuple[mmap.mmap, int]) -> None:
         block, length = item
         view = memoryview(block)[:length]
@@ -183,14 +195,21 @@ class _FileWriter:
         self._spare.append(block)
 
 
-def _open_new(path: Path) -> int:
-    """Create path for writing, with O_DIRECT where the filesystem allows it."""
+def _temp_beside(path: Path) -> Path:
+    """A hidden, unique temp name in path's directory (created if need be), renamed onto path when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+    return path.with_name(f".{path.name}{_TEMP_MARK}{secrets.token_hex(6)}")
+
+
+def _open_new(path: Path, direct: bool) -> int:
+    """Create path for writing; with direct, O_DIRECT where the filesystem allows it."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        return os.open(path, flags | os.O_DIRECT, _FILE_MODE)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:  # EINVAL: this filesystem has no O_DIRECT
-            raise
+    if direct:
+        try:
+            return os.open(path, flags | os.O_DIRECT, _FILE_MODE)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: this filesystem has no O_DIRECT
+                raise
     return os.open(path, flags, _FILE_MODE)
 
 

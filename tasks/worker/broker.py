@@ -14,9 +14,10 @@ restart test; kombu issues #582 and #970 show the same path):
 
 So a channel here keeps its broker's connection settings from its creation, and an unlinked channel uses
 them: a late ack reaches Redis once it is back. And an unlinked channel closes without the restore: its
-broker is away at that moment. Nothing is lost: its unacked messages stay in Redis's `unacked` hash, the
-visibility heartbeat (`tasks.worker.visibility`) no longer renews them, and any worker's `restore_visible`
-puts back on the queue those not acked by then once the visibility timeout passes, as for a worker that died.
+broker is away at that moment. Nothing is lost: its unacked messages stay in Redis's `unacked` hash; the
+visibility heartbeat (`tasks.worker.visibility`) keeps renewing those of runs still going on in the pool, and
+any worker's `restore_visible` puts back on the queue the others (Celery dropped its reserved and ETA-held
+requests on the reconnect) once the visibility timeout passes, as for a worker that died.
 A message whose run is still going or has finished meanwhile is kept from running twice by the run lock and
 the stored result (`tasks.worker.delivery`).
 """

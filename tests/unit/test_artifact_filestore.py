@@ -106,3 +106,73 @@ def test_a_failed_write_is_raised_as_a_store_error_and_aborting_leaves_nothing(
         writer.commit()
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_a_commit_that_fails_late_closes_its_descriptor_once_and_a_second_commit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(src: Any, dst: Any) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    before = open_fds()
+    writer = FileStore(tmp_path / "s").create("k")
+    writer.write(b"x" * 5000)
+    monkeypatch.setattr(filestore.os, "replace", refuse)
+    with pytest.raises(StoreError, match="cross-device"):
+        writer.commit()
+    # The failed commit's descriptor number is free again and may now be someone else's file.
+    with open(tmp_path / "precious", "wb") as precious:
+        precious.write(b"keep me")
+        precious.flush()
+        with pytest.raises(StoreError, match="already committed or aborted"):
+            writer.commit()
+        writer.abort()
+        os.fstat(precious.fileno())  # still open: neither call closed or truncated it
+    assert (tmp_path / "precious").read_bytes() == b"keep me"
+    assert open_fds() == before
+    assert list((tmp_path / "s").iterdir()) == []
+
+
+def test_a_small_put_that_fails_leaves_no_temp_file_and_no_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(src: Any, dst: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store = FileStore(tmp_path)
+    store.put("index/a.json", b"{}")
+    before = open_fds()
+    monkeypatch.setattr(filestore.os, "replace", full)
+    with pytest.raises(StoreError, match="No space left"):
+        store.put("index/b.json", b"{}")
+    assert open_fds() == before
+    assert [p.name for p in (tmp_path / "index").iterdir()] == ["a.json"]
+
+
+def test_a_writer_that_cannot_start_its_thread_leaves_no_temp_file_and_no_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_thread(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    before = open_fds()
+    monkeypatch.setattr(filestore, "WriteBehind", no_thread)
+    with pytest.raises(RuntimeError, match="new thread"):
+        FileStore(tmp_path).create("a/k")
+    assert open_fds() == before
+    assert list((tmp_path / "a").iterdir()) == []
+
+
+def test_a_store_told_not_to_bypass_the_page_cache_does_not(tmp_path: Path) -> None:
+    writer = FileStore(tmp_path, direct=False).create("k")
+    try:
+        assert not fcntl.fcntl(writer._fd, fcntl.F_GETFL) & os.O_DIRECT
+        writer.write(b"abc")
+        writer.commit()
+    finally:
+        writer.abort()
+    assert (tmp_path / "k").read_bytes() == b"abc"

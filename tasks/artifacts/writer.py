@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Protocol, cast
 
 from tasks.artifacts.crypto import Sealer
 from tasks.artifacts.errors import ArtifactExistsError, ArtifactTooLargeError
@@ -70,7 +70,25 @@ class TaskArtifacts:
         )  # fmt: skip
 
 
-class ArtifactWriter(io.RawIOBase):
+class _Publishable(Protocol):
+    def close(self) -> object: ...
+
+    def abort(self) -> None: ...
+
+
+class _Published:
+    """Leaving `with` publishes the artifact (close), or drops it (abort) when the block raised."""
+
+    def __exit__(
+        self: _Publishable, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+
+class ArtifactWriter(_Published, io.RawIOBase):
     """A write-only stream that hashes, seals and uploads; close() publishes, an error in `with` aborts."""
 
     def __init__(
@@ -125,20 +143,12 @@ class ArtifactWriter(io.RawIOBase):
             self._target.abort()
             super().close()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is not None:
-            self.abort()
-        else:
-            self.close()
-
     def __del__(self) -> None:
         # A writer dropped without close() is an interrupted one: never publish it half-written.
         self.abort()
 
 
-class FindingsWriter:
+class FindingsWriter(_Published):
     """The `findings` artifact, fed finding by finding as JSON lines."""
 
     def __init__(self, writer: ArtifactWriter) -> None:
@@ -162,11 +172,3 @@ class FindingsWriter:
 
     def __enter__(self) -> FindingsWriter:
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is not None:
-            self.abort()
-        else:
-            self.close()

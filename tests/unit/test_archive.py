@@ -82,10 +82,10 @@ def test_content_of_an_unsupported_type_is_refused() -> None:
         prepare_inputs({"a": 42})  # type: ignore[dict-item]
 
 
-def make_tar(*entries: tarfile.TarInfo | tuple[str, bytes]) -> bytes:
-    """A tar archive like the one get_archive returns, with the given entries."""
+def make_tar(*entries: tarfile.TarInfo | tuple[str, bytes], fmt: int = tarfile.DEFAULT_FORMAT) -> bytes:
+    """A tar archive like the one get_archive returns, with the given entries (in tar format fmt)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as archive:
         for entry in entries:
             if isinstance(entry, tuple):
                 info = tarfile.TarInfo(entry[0])

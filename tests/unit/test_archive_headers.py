@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import tarfile
 
 import pytest
@@ -18,16 +17,7 @@ LONG = "data/" + "ü" * 70 + "/" + "n" * 150
 
 def tar_in(fmt: int, *entries: tarfile.TarInfo | tuple[str, bytes]) -> bytes:
     """make_tar, in the given tar format."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as archive:
-        for entry in entries:
-            if isinstance(entry, tuple):
-                info = tarfile.TarInfo(entry[0])
-                info.size = len(entry[1])
-                archive.addfile(info, io.BytesIO(entry[1]))
-            else:
-                archive.addfile(entry)
-    return buffer.getvalue()
+    return make_tar(*entries, fmt=fmt)
 
 
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT], ids=["pax-path", "gnu-longname"])

@@ -2,7 +2,8 @@
 
 A streamed object is written with O_DIRECT, past the page cache: an artifact is written once and read rarely, so
 caching it only evicts what the machine does use, and on the virtual machines measured here filling fresh page
-cache cost more CPU than the encryption (encrypted export, medians over the same rounds: 0.61x -> 0.71x the floor).
+cache cost more CPU than the encryption (bench.artifacts, encrypted export, medians over the same rounds:
+0.48x -> 0.64x and 0.61x -> 0.73x the floor).
 Where the filesystem refuses O_DIRECT the same writer writes through the page cache; so do small objects (put).
 """
 

@@ -12,8 +12,8 @@ import redis
 
 from tasks.worker.limits import set_limit
 from tasks.worker.parking import PARKED
-from tasks.worker.testing import start_worker
-from tests.integration.test_faults import SHORT_LIMITS, _final_state, client_app, double_runs, own_redis, wait_until
+from tasks.worker.testing import start_worker, wait_until
+from tests.integration.test_faults import SHORT_LIMITS, _final_state, client_app, double_runs, own_redis
 
 pytestmark = pytest.mark.integration
 __all__ = ["own_redis"]  # the fixture, imported to be used here

@@ -30,22 +30,23 @@ RUN groupadd --system --gid 10001 toolrunner \
         --shell /usr/sbin/nologin toolrunner \
  && install -d -o toolrunner -g toolrunner -m 0750 /var/lib/toolrunner
 
-# The dependencies first, from pyproject.toml alone: this layer survives changes to the sources, so a
-# rebuild after a code change takes seconds instead of downloading every dependency again.
+# The dependencies first, exactly as requirements/runtime.txt locks them (versions and hashes; pip and the
+# build backend included): this layer survives changes to the sources, so a rebuild after a code change
+# takes seconds. scripts/update-deps refreshes the lock; the check fails the build on any difference.
 WORKDIR /app
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
- && pip install --no-cache-dir -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+COPY requirements/runtime.txt requirements/runtime.txt
+COPY scripts/lockfile.py /usr/local/lib/toolrunner/lockfile.py
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/runtime.txt \
+ && pip check \
+ && python /usr/local/lib/toolrunner/lockfile.py check --allow-extra requirements/runtime.txt
 
 # The sources stay in /app after the install: `celery -A tasks` imports from the working directory
 # and Flower reads config/flower.py by path. README.md is the package's long description.
-COPY README.md beat_schedule.py ./
+COPY pyproject.toml README.md beat_schedule.py ./
 COPY config/ config/
 COPY isolation/ isolation/
 COPY tasks/ tasks/
-RUN pip install --no-cache-dir --no-deps . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
  && rm -rf build ./*.egg-info
 COPY deploy/preflight.py /usr/local/lib/toolrunner/preflight.py
 

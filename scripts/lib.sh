@@ -25,16 +25,26 @@ apt_install() { # install the Debian packages that are not installed yet
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-ensure_venv() { # .venv with the project and its test extras, reinstalled only when pyproject.toml changes
-  local stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
-  [[ -f $stamp ]] && return 0
+ensure_venv() { # .venv exactly as requirements/test.txt locks it (scripts/update-deps refreshes the lock)
+  local lock=$ROOT/requirements/test.txt
+  local stamp="$VENV/.installed-$(cat "$lock" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+  if [[ -f $stamp ]]; then
+    "$VENV/bin/python" "$ROOT/scripts/lockfile.py" check "$lock" && return 0
+    say ".venv has drifted from the lock (above): making it again"
+  fi
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "python3 >= 3.11 is required"
   python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
-  [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
-  say "installing the project into .venv"
-  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -e "$ROOT[test]" >/dev/null
-  rm -f "$VENV"/.installed-* && touch "$stamp"
+  # A new venv each time: installing over an old one would keep packages the lock dropped.
+  say "installing the locked dependencies (requirements/test.txt) and the project into .venv"
+  rm -rf "$VENV" && python3 -m venv "$VENV"
+  mkdir -p "$STATE" # pip's own warnings (about this machine's pip.conf, say) go to the log, shown on failure
+  "$VENV/bin/python" -m pip install -q --require-hashes --no-deps -r "$lock" >"$STATE/pip-lock.log" 2>&1 ||
+    die "installing $lock failed: $(tail -20 "$STATE/pip-lock.log")"
+  "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$ROOT" >"$STATE/pip-project.log" 2>&1 ||
+    die "installing the project failed: $(tail -20 "$STATE/pip-project.log")"
+  "$VENV/bin/python" -m pip check >/dev/null || die "the lock is inconsistent: $("$VENV/bin/python" -m pip check)"
+  "$VENV/bin/python" "$ROOT/scripts/lockfile.py" check "$lock" || die ".venv differs from $lock (see above)"
+  touch "$stamp"
 }
 
 docker_answers() { timeout 10 docker info >/dev/null 2>&1; }

@@ -3,35 +3,24 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"REDIS_PASSWORD": "pw", "TOOLRUNNER_FLOWER_USER": "u", "TOOLRUNNER_FLOWER_PASSWORD": "p"}
 BASE = 16300
 
 
-def _load() -> ModuleType:
-    # A script's helper, not a package of the project: loaded by path.
-    spec = importlib.util.spec_from_file_location("scripts_stack", ROOT / "scripts" / "stack.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-stack = _load()
+stack = load_script("stack")
 
 
 def render(tmp_path: Path, worker_name: str) -> dict[str, Any]:

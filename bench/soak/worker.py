@@ -173,7 +173,7 @@ def result_listener(conn: redis.Redis, keys: Mapping[str, str], observed: Observ
         if meta.get("status") == "SUCCESS" and isinstance(meta.get("result"), dict):
             observed.published.setdefault(task_of[message["channel"].decode()], []).append(meta["result"])
 
-    pubsub = conn.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub = conn.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(**dict.fromkeys(keys.values(), handle))
     thread = pubsub.run_in_thread(sleep_time=0.05, daemon=True)
     try:

@@ -23,7 +23,7 @@ from isolation.errors import (
     VolumeConflictError,
     VolumeStateError,
 )
-from isolation.image import ensure_image, image_id, image_present, pull_image
+from isolation.image import ensure_image, image_id, image_labels, image_present, pull_image
 from isolation.naming import (
     Label,
     ManagedVolume,
@@ -82,6 +82,7 @@ __all__ = [
     "ensure_image",
     "force_remove",
     "image_id",
+    "image_labels",
     "image_present",
     "label_key",
     "list_managed_volumes",

@@ -61,6 +61,16 @@ def image_id(client: docker.DockerClient, image: str) -> str:
             raise ImageMissingError(f"image {image} is not on the engine") from exc
 
 
+def image_labels(client: docker.DockerClient, image: str) -> dict[str, str]:
+    """The labels of the local image a reference names ({} for none); ImageMissingError when absent."""
+    with translate("inspect the image", context=image):
+        try:
+            config = client.api.inspect_image(image).get("Config") or {}
+        except docker.errors.ImageNotFound as exc:
+            raise ImageMissingError(f"image {image} is not on the engine") from exc
+    return {str(key): str(value) for key, value in (config.get("Labels") or {}).items()}
+
+
 def ensure_image(
     client: docker.DockerClient, image: str, hint: str = "", *, timeout_seconds: float = PULL_TIMEOUT_SECONDS
 ) -> None:

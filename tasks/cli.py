@@ -27,7 +27,7 @@ from tasks.cli_runctl import register as register_runctl
 from tasks.errors import ToolrunnerError
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
 from tasks.service.outputs import artifact_config
-from tasks.tools import ToolSpec, load_catalogue
+from tasks.tools import ToolSpec, load_catalogue, tool_version
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 cli.add_typer(cli_share.limits, name="limits")
@@ -223,25 +223,44 @@ def visible(text: str) -> str:
 
 
 @cli.command()
-def tools() -> None:
-    """List the tool catalogue: image (after overrides) and whether it is present on the engine."""
+def tools(
+    as_json: Annotated[bool, typer.Option("--json", help="print the catalogue as JSON, one object a tool")] = False,
+) -> None:
+    """List the tool catalogue: image (after overrides), the tool's version in it, whether it is on the engine."""
     settings = load_settings()
     client = isolation.connect(None)
-    table = Table("tool", "image", "present", "timeout", "description")
+    rows: list[dict[str, Any]] = []
     for name, spec in load_catalogue(settings.extra_tool_modules).items():
         image = settings.image_for(name, spec.image)
+        labels = _labels(client, image)
+        rows.append(
+            {
+                "tool": name,
+                "image": image,
+                "version": tool_version(name, image, labels or {}),
+                "present": labels is not None,
+                "timeout_seconds": spec.default_timeout,
+                "description": spec.description,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("tool", "image", "version", "present", "timeout", "description")
+    for row in rows:
+        present = "yes" if row["present"] else "no"
         table.add_row(
-            name, image, "yes" if _present(client, image) else "no", f"{spec.default_timeout}s", spec.description
+            row["tool"], row["image"], row["version"], present, f"{row['timeout_seconds']}s", row["description"]
         )
     out.print(table)
 
 
-def _present(client: Any, image: str) -> bool:
+def _labels(client: Any, image: str) -> dict[str, str] | None:
+    """The image's labels; None when it is not on the engine (or the engine cannot say)."""
     try:
-        client.images.get(image)
-    except Exception:  # absent or unreadable: either way not usable here
-        return False
-    return True
+        return isolation.image_labels(client, image)
+    except isolation.IsolationError:  # absent or unreadable: either way not usable here
+        return None
 
 
 @cli.command()

@@ -6,9 +6,9 @@ import importlib
 import pkgutil
 from collections.abc import Iterable, Mapping
 
-from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec
+from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, tool_version
 
-__all__ = ["Finding", "Invocation", "ToolParams", "ToolSpec", "load_catalogue"]
+__all__ = ["Finding", "Invocation", "ToolParams", "ToolSpec", "load_catalogue", "tool_version"]
 
 
 def load_catalogue(extra_modules: Iterable[str] = ()) -> Mapping[str, ToolSpec]:

@@ -67,6 +67,25 @@ class ToolSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
 
 
+# The label scripts/build-images gives a local image per Debian package it installed (toolrunner.package.nmap=7.93…)
+PACKAGE_LABEL = "toolrunner.package."
+_FLOATING_TAGS = frozenset({"latest", "local"})
+
+
+def tool_version(tool: str, image: str, labels: Mapping[str, str]) -> str:
+    """The version of `tool` in `image`, from what the image records; "unknown" when it records nothing.
+
+    In order: the Debian package's version scripts/build-images labelled the image with (the package named
+    as the tool), the image's OCI version label, the reference's tag unless it floats (latest, local).
+    """
+    if version := labels.get(PACKAGE_LABEL + tool):
+        return version
+    if version := labels.get("org.opencontainers.image.version"):
+        return version
+    tag = image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]  # a registry's :port sits before a /
+    return tag if tag and tag not in _FLOATING_TAGS else "unknown"
+
+
 def jsonl_records(stream: BinaryIO | None) -> Iterator[dict[str, Any]]:
     """The JSON objects of a JSON-lines stream, read one b"\\n"-terminated line at a time.
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from tasks.cli import cli
 from tasks.worker.testing import Worker
+from tests.conftest import TOOLS_IMAGE
 from tests.integration.test_sweep import aged_labels
 
 pytestmark = pytest.mark.integration
@@ -45,12 +46,23 @@ def test_run_with_json_prints_the_whole_result_and_exits_1_when_the_tool_fails(
     assert parsed["findings"] == [{"file": "out.txt", "line": "x"}]
 
 
-def test_tools_lists_the_catalogue_and_whether_each_image_is_present(in_process: CliRunner, busybox_image: str) -> None:
-    result = in_process.invoke(cli, ["tools"])
-    assert result.exit_code == 0
-    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+def test_tools_lists_the_catalogue_each_tools_version_and_whether_its_image_is_present(
+    in_process: CliRunner, busybox_image: str, docker_client: docker.DockerClient
+) -> None:
+    table = in_process.invoke(cli, ["tools"])
+    assert table.exit_code == 0 and "version" in table.output and "script" in table.output
+    listed = in_process.invoke(cli, ["tools", "--json"])
+    assert listed.exit_code == 0
+    rows = {row["tool"]: row for row in json.loads(listed.stdout)}
     assert {"nmap", "ffuf", "nuclei", "script"} <= rows.keys()
-    assert "yes" in rows["script"]
+    assert rows["script"]["present"] and rows["script"]["version"] == "unknown"  # busybox records no such tool
+    assert rows["nuclei"]["version"] == "v3.10.0" and not rows["nuclei"]["present"]  # the pinned tag
+    # nmap runs from the local tools image here: the version is Debian's package, as dpkg inside it says.
+    installed = docker_client.containers.run(
+        TOOLS_IMAGE, ["dpkg-query", "-W", "-f", "${Version}", "nmap"], remove=True, network_mode="none"
+    )
+    assert rows["nmap"]["image"] == TOOLS_IMAGE and rows["nmap"]["present"]
+    assert rows["nmap"]["version"] == installed.decode()
 
 
 def test_volumes_and_a_dry_run_sweep_show_an_aged_volume_without_removing_it(

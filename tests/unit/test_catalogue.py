@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 import isolation
-from tasks.tools import ToolSpec, load_catalogue
+from tasks.tools import ToolSpec, load_catalogue, tool_version
 from tasks.tools.base import parse_bytes
 
 CATALOGUE = load_catalogue()
@@ -124,3 +124,22 @@ def test_security_tools_run_as_the_unprivileged_user_without_added_capabilities(
 def test_the_pin_rule_wants_an_explicit_tag_or_digest(image: str, pinned: bool) -> None:
     match = _PINNED.fullmatch(image)
     assert bool(match and match["tag"] != "latest") is pinned
+
+
+@pytest.mark.parametrize(
+    ("image", "labels", "version"),
+    [
+        (
+            "toolrunner-tools:local",
+            {"toolrunner.package.nmap": "7.93+dfsg1-1", "toolrunner.package.ffuf": "1"},
+            "7.93+dfsg1-1",
+        ),
+        ("instrumentisto/nmap:7.95", {}, "7.95"),
+        ("registry.local:5000/nmap:7.94@sha256:" + "a" * 64, {}, "7.94"),
+        ("registry.local:5000/nmap", {}, "unknown"),
+        ("nmap:latest", {"org.opencontainers.image.version": "7.92"}, "7.92"),
+        ("toolrunner-tools:local", {"toolrunner.package.ffuf": "1.5"}, "unknown"),
+    ],
+)
+def test_a_tools_version_comes_from_what_its_image_records(image: str, labels: dict[str, str], version: str) -> None:
+    assert tool_version("nmap", image, labels) == version

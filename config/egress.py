@@ -22,9 +22,10 @@ EGRESS_CHAIN = "TOOLRUNNER-EGRESS"
 INPUT_CHAIN = "TOOLRUNNER-INPUT"
 
 # Cloud instance metadata (credentials live there): blocked before the allow-list, so no range an operator
-# allow-lists ever opens them. AWS/GCP/Azure/OpenStack, AWS over IPv6, Alibaba.
+# allow-lists ever opens them. AWS/GCP/Azure/OpenStack, Azure's WireServer, AWS over IPv6, Alibaba.
 METADATA: tuple[tuple[str, str], ...] = (
     ("169.254.169.254/32", "instance metadata (AWS, GCP, Azure, OpenStack)"),
+    ("168.63.129.16/32", "Azure WireServer: platform DNS, extension settings and certificates"),
     ("169.254.170.2/32", "ECS task metadata and credentials"),
     ("100.100.100.200/32", "Alibaba Cloud metadata"),
     ("fd00:ec2::254/128", "AWS instance metadata over IPv6"),
@@ -47,6 +48,8 @@ BLOCKED: tuple[tuple[str, str], ...] = (
     ("::1/128", "loopback"),
     ("::ffff:0:0/96", "IPv4-mapped: would route around the IPv4 rules"),
     ("64:ff9b::/96", "NAT64: would route around the IPv4 rules"),
+    ("64:ff9b:1::/48", "local-use NAT64 (RFC 8215): reaches private IPv4 where the network routes it"),
+    ("2002::/16", "6to4: embeds any IPv4 address, private ones included"),
     ("fc00::/7", "unique local (private)"),
     ("fe80::/10", "link-local"),
     ("ff00::/8", "multicast"),

@@ -70,10 +70,15 @@ fence_egress() {
   set -- --bridge "${DIND_BRIDGE:-docker0}" --allow "${TOOLRUNNER_EGRESS_ALLOW:-}" --deny "${TOOLRUNNER_EGRESS_DENY:-}"
   python3 /usr/local/lib/toolrunner/egress.py --ip-version 4 "$@" >/run/egress.v4
   python3 /usr/local/lib/toolrunner/egress.py --ip-version 6 "$@" >/run/egress.v6
-  iptables-restore </run/egress.v4
+  # Fail closed: without both fences dockerd does not start (a missing IPv6 fence would leave the tools
+  # and this container's own ports open over IPv6).
+  if ! iptables-restore </run/egress.v4; then
+    log "iptables-restore failed: not starting dockerd without the IPv4 egress fence (needs NET_ADMIN)"
+    exit 1
+  fi
   if ! ip6tables-restore </run/egress.v6; then
-    # Without IPv6 in this network namespace no tool can send IPv6 either.
-    log "ip6tables-restore failed: IPv6 rules not installed"
+    log "ip6tables-restore failed: not starting dockerd without the IPv6 egress fence (load the ip6_tables module, or run with NET_ADMIN)"
+    exit 1
   fi
   log "egress fence installed (allow: ${TOOLRUNNER_EGRESS_ALLOW:-none}; deny: ${TOOLRUNNER_EGRESS_DENY:-none})"
 }

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -92,3 +93,26 @@ def test_the_dind_entrypoint_installs_the_fence_in_its_own_namespace_before_dock
         line for line in expected.splitlines() if line.startswith("-A TOOLRUNNER-EGRESS")
     ]
     assert subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout == host_before
+
+
+def test_the_dind_entrypoint_fails_closed_when_the_ipv6_fence_cannot_be_installed(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    _need(f"the image {IMAGE} (scripts/stack up builds it)", bool(docker_client.images.list(IMAGE)))
+    broken = tmp_path / "ip6tables-restore"  # first on PATH: an ip6tables that cannot load its tables
+    broken.write_text("#!/bin/sh\necho 'ip6tables-restore: no ip6_tables module' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    container = docker_client.containers.run(
+        IMAGE, ["--bridge=none", "--iptables=false"], detach=True, network_mode="none",
+        environment={"DOCKER_TLS_CERTDIR": "/certs"}, cap_add=["NET_ADMIN"],
+        volumes={str(broken): {"bind": "/usr/local/sbin/ip6tables-restore", "mode": "ro"}},
+        labels={"toolrunner.test": "egress"},
+    )  # fmt: skip
+    try:
+        status = container.wait(timeout=60)
+        logs = bytes(container.logs()).decode()
+    finally:
+        container.remove(force=True, v=True)
+    assert status["StatusCode"] == 1, logs
+    assert "not starting dockerd without the IPv6 egress fence" in logs
+    assert "API listen on" not in logs and "egress fence installed" not in logs

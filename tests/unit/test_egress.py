@@ -32,13 +32,17 @@ def new_connection_verdict(text: str, address: str) -> str:
 @pytest.mark.parametrize(
     "address",
     ["10.1.2.3", "172.17.0.1", "172.18.0.5", "192.168.1.1", "169.254.169.254", "169.254.170.2", "100.100.100.200",
-     "127.0.0.1", "100.64.0.1", "224.0.0.251", "0.0.0.0"],
+     "127.0.0.1", "100.64.0.1", "224.0.0.251", "0.0.0.0", "168.63.129.16"],
 )  # fmt: skip
 def test_a_tool_cannot_open_a_connection_to_a_private_link_local_or_metadata_address(address: str) -> None:
     assert new_connection_verdict(ruleset(EgressPolicy(), 4), address) == "REJECT"
 
 
-@pytest.mark.parametrize("address", ["::1", "fd00:ec2::254", "fe80::1", "fc00::5", "::ffff:10.0.0.1", "64:ff9b::a00:1"])
+@pytest.mark.parametrize(
+    "address",
+    ["::1", "fd00:ec2::254", "fe80::1", "fc00::5", "::ffff:10.0.0.1", "64:ff9b::a00:1",
+     "64:ff9b:1::a00:1", "2002:a00:1::1", "2002:a9fe:a9fe::1"],
+)  # fmt: skip
 def test_ipv6_private_link_local_metadata_and_v4_mapped_addresses_are_rejected(address: str) -> None:
     assert new_connection_verdict(ruleset(EgressPolicy(), 6), address) == "REJECT"
 
@@ -55,9 +59,11 @@ def test_an_allow_listed_private_range_is_reachable_and_its_neighbours_are_not()
 
 
 def test_allow_listing_link_local_never_opens_the_metadata_addresses() -> None:
-    text = ruleset(EgressPolicy(allow=parse_networks("169.254.0.0/16, 100.64.0.0/10")), 4)
+    text = ruleset(EgressPolicy(allow=parse_networks("169.254.0.0/16, 100.64.0.0/10, 168.63.0.0/16")), 4)
     assert new_connection_verdict(text, "169.254.169.254") == "REJECT"
     assert new_connection_verdict(text, "100.100.100.200") == "REJECT"
+    assert new_connection_verdict(text, "168.63.129.16") == "REJECT"
+    assert new_connection_verdict(text, "168.63.129.17") == "RETURN"
     assert new_connection_verdict(text, "169.254.1.1") == "RETURN"
 
 

@@ -123,7 +123,8 @@ def _write_verified(source: BinaryIO, output: Path) -> None:
     """Write under a temp name and rename only after the whole artifact verified: no partial file is left."""
     temp = output.with_name(f".{output.name}.part-{os.getpid()}")
     try:
-        with temp.open("xb") as target:
+        # 0600 like the store's own files: a decrypted artifact is readable by its owner only.
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb") as target:
             shutil.copyfileobj(source, target, 1 << 20)
         temp.replace(output)
     finally:

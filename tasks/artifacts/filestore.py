@@ -198,8 +198,22 @@ class _FileWriter:
 
 def _temp_beside(path: Path) -> Path:
     """A hidden, unique temp name in path's directory (created if need be), renamed onto path when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+    make_private_dirs(path.parent)
     return path.with_name(f".{path.name}{_TEMP_MARK}{secrets.token_hex(6)}")
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create directory and each missing parent 0700: `mkdir(parents=True)` makes the parents 0755 (umask),
+    which would let any local user list tenant and run ids."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for each in reversed(missing):
+        try:
+            each.mkdir(mode=_DIR_MODE)
+        except FileExistsError:  # another writer made it a moment ago
+            continue
 
 
 def _open_new(path: Path, direct: bool) -> int:

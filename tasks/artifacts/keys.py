@@ -108,6 +108,14 @@ def new_master_key() -> str:
     return base64.b64encode(secrets.token_bytes(MASTER_KEY_BYTES)).decode()
 
 
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def load_or_create_key_file(path: Path) -> bytes:
     """Read the master key in path, creating it (mode 0600) with a fresh key the first time."""
     try:
@@ -119,9 +127,12 @@ def load_or_create_key_file(path: Path) -> bytes:
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(new_master_key() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())  # on disk before any artifact is written under it: a crash never leaves it empty
     try:
         # link() publishes the complete file or fails: a second worker never reads a half-written key.
         os.link(temp, path)
+        _fsync_directory(path.parent)
         logger.warning(
             "created the artifact master key %s (mode 0600); back it up: without it no artifact can be read", path
         )

@@ -38,6 +38,7 @@ def test_get_writes_the_decrypted_artifact_to_a_file(artifacts: Artifacts, tmp_p
     code, _, _ = invoke(artifacts, "get", "task-1", "out.bin", "-o", str(target))
     assert code == 0
     assert target.read_bytes() == b"\x00\xffbinary" * 1000
+    assert oct(target.stat().st_mode & 0o777) == "0o600", "the plaintext is its owner's only"
 
 
 def test_get_streams_to_stdout_without_an_output_path(artifacts: Artifacts) -> None:

@@ -176,3 +176,11 @@ def test_a_store_told_not_to_bypass_the_page_cache_does_not(tmp_path: Path) -> N
     finally:
         writer.abort()
     assert (tmp_path / "k").read_bytes() == b"abc"
+
+
+def test_every_directory_an_object_needs_is_private_to_the_worker(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store", direct=False)
+    store.put("tenants/acme/runs/r1/outputs/out.txt", b"secret")
+    directories = [p for p in (tmp_path / "store").rglob("*") if p.is_dir()]
+    assert len(directories) == 5
+    assert {oct(p.stat().st_mode & 0o777) for p in directories} == {"0o700"}, "tenant and run ids stay unlisted"

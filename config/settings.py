@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     visibility_heartbeat_seconds: float = Field(
         10, gt=0, description="how often each worker renews the messages it holds, so live runs are never redelivered"
     )
-    cancel_ttl_seconds: int = Field(86400, ge=60, description="how long a cancel is kept for a run not yet started")
+    max_wait_seconds: int = Field(
+        86400, ge=60, description="the longest a run may wait parked for a slot; past it, it ends FAILED, never runs"
+    )
     reaper_interval_seconds: float = Field(
         60, gt=0, description="how often each worker kills and removes its daemon's containers past their deadline"
     )
@@ -173,6 +175,16 @@ class Settings(BaseSettings):
     def redelivery_window(self) -> int:
         """The longest a delivery can take before the next one of the same message: a whole run, then a timeout."""
         return self.hard_time_limit + self.visibility_timeout
+
+    @property
+    def identity_ttl(self) -> int:
+        """How long a task id stays bound to its run, and a cancel of it kept: one lifetime for both.
+
+        It covers waiting parked, every redelivery of its message and the result's lifetime, so neither
+        expires while the run could still be delivered or read.
+        """
+        deliveries = self.redelivery_window * (self.max_redeliveries + 2)
+        return self.max_wait_seconds + deliveries + self.result_expires_seconds
 
     def container_limits(self) -> ContainerLimits:
         """The resource caps of every tool container."""

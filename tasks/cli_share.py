@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated
 
 import redis
@@ -9,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+import isolation
 from config import load_settings
 from tasks.worker import cache
 from tasks.worker.limits import set_limit, show_limits, unset_limit
@@ -20,6 +23,15 @@ Tenant = Annotated[str, typer.Option("--tenant", help="tenant id")]
 Tool = Annotated[str | None, typer.Option("--tool", help="a tool: cap that tool's runs of the tenant")]
 
 
+@contextlib.contextmanager
+def _checked_ids() -> Iterator[None]:
+    """A tenant id or tool name that no run could have is a usage error (exit 2), never a key pattern."""
+    try:
+        yield
+    except isolation.InvalidIdentifierError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def _redis() -> redis.Redis:
     return redis.Redis.from_url(load_settings().broker)
 
@@ -29,14 +41,16 @@ def limits_set(
     tenant: Tenant, max_running: Annotated[int, typer.Option("--max-running", min=1)], tool: Tool = None
 ) -> None:
     """Cap a tenant's (or its tool's) running runs; the next admission on every worker uses it."""
-    set_limit(_redis(), tenant, max_running, tool)
+    with _checked_ids():
+        set_limit(_redis(), tenant, max_running, tool)
     out.print(f"{tenant}{':' + tool if tool else ''} max running = {max_running}")
 
 
 @limits.command("unset")
 def limits_unset(tenant: Tenant, tool: Tool = None) -> None:
     """Drop an override: back to TOOLRUNNER_TENANT_MAX_RUNNING (or no tool cap)."""
-    found = unset_limit(_redis(), tenant, tool)
+    with _checked_ids():
+        found = unset_limit(_redis(), tenant, tool)
     out.print("removed" if found else "there was no such override")
 
 
@@ -54,4 +68,6 @@ def cache_clear(
     tenant: Annotated[str | None, typer.Option("--tenant", help="only this tenant")] = None, tool: Tool = None
 ) -> None:
     """Delete cached results (entries also expire on their own)."""
-    out.print(f"removed {cache.clear(_redis(), tenant, tool)} cached result(s)")
+    with _checked_ids():
+        removed = cache.clear(_redis(), tenant, tool)
+    out.print(f"removed {removed} cached result(s)")

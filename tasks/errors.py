@@ -33,3 +33,7 @@ class RunCancelledError(RunStoppedError):
 
 class RunRequeuedError(RunStoppedError):
     """Raised inside a run whose worker is shutting down: the run is stopped and its message put back on the queue."""
+
+
+class RunExpiredError(ToolrunnerError):
+    """A parked run given up before it started: it waited past max_wait_seconds, or its dispatch kept being lost."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Iterable, Mapping
 
 from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, tool_version
 
 __all__ = ["Finding", "Invocation", "ToolParams", "ToolSpec", "load_catalogue", "tool_version"]
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as tenant and run ids (isolation.naming): no ':' in key names
 
 
 def load_catalogue(extra_modules: Iterable[str] = ()) -> Mapping[str, ToolSpec]:
@@ -18,6 +20,8 @@ def load_catalogue(extra_modules: Iterable[str] = ()) -> Mapping[str, ToolSpec]:
     for module_name in [*names, *extra_modules]:
         spec = getattr(importlib.import_module(module_name), "SPEC", None)
         if isinstance(spec, ToolSpec):
+            if not _TOOL_NAME.fullmatch(spec.name):  # it names task names, Redis keys and labels
+                raise ValueError(f"tool name {spec.name!r} must match {_TOOL_NAME.pattern} (in {module_name})")
             if spec.name in catalogue:
                 raise ValueError(f"tool {spec.name!r} is defined twice (second time in {module_name})")
             catalogue[spec.name] = spec

@@ -5,6 +5,10 @@ queued 100 runs keeps every slot until they are all taken: FIFO. So whenever a r
 messages queued behind it, the worker moves those messages (oldest first, up to DRAIN_BATCH at once) into the
 waiting lists, where the next free slots are given round-robin across tenants. Each move is atomic in Redis
 (the message leaves the queue and its envelope is parked in one script), so no run is lost or doubled.
+
+Only a run that would be accepted is parked: its request passes plan_run (the tenant id and tool name build
+key names, so they are checked before any key is touched) and its task id is bound to it. Anything else stays
+in the queue, where the worker that takes it fails it at once (bad input) or refuses it (an id of another run).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +24,9 @@ import redis
 from celery import Celery
 
 from config import Settings
-from tasks.errors import TaskIdentityError
-from tasks.service import Stage
+from tasks.errors import TaskIdentityError, TaskInputError
+from tasks.service import RunRequest, Stage, plan_run
+from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker import luascript, parking
 from tasks.worker.delivery import Delivery, claim_identity
 
@@ -38,6 +44,7 @@ class Queued:
     raw: bytes | str
     delivery: Delivery
     envelope: parking.Envelope
+    request: RunRequest
 
 
 def read_message(raw: bytes | str, queue: str) -> Queued | None:
@@ -50,7 +57,15 @@ def read_message(raw: bytes | str, queue: str) -> Queued | None:
         body = message["body"]
         decoded = base64.b64decode(body) if properties.get("body_encoding") == "base64" else str(body).encode()
         args, kwargs, _ = json.loads(decoded)
-        return _queued(raw, str(headers["task"]), str(headers["id"]), list(args), dict(kwargs), queue)
+        queued = _queued(raw, str(headers["task"]), str(headers["id"]), list(args), dict(kwargs), queue)
+        if queued is None:
+            return None
+        expires = headers.get("expires")
+        envelope = parking.Envelope(**{
+            **queued.envelope.__dict__, "expires": str(expires) if expires else None,
+            "time_limits": parking.limits(headers.get("timelimit")),
+        })  # fmt: skip
+        return Queued(raw, queued.delivery, envelope, queued.request)
     except (ValueError, KeyError, TypeError, IndexError):
         return None
 
@@ -64,11 +79,12 @@ def _queued(
         names, kwargs = ["tenant_id", "run_id"], {"tool": task.removeprefix(TOOL_TASK_PREFIX), **kwargs}
     else:
         return None
-    bound = {**dict(zip(names, args, strict=False)), **kwargs}
+    bound = {**dict(zip([*names, "params", "files"], args, strict=False)), **kwargs}
+    request = RunRequest(bound["tool"], bound["tenant_id"], bound["run_id"], bound.get("params"), bound.get("files"))
     tool, tenant, run_id = (str(bound[k]) for k in ("tool", "tenant_id", "run_id"))
     envelope = parking.Envelope(task_id, task, args, kwargs if task == RUN_TASK else _without_tool(kwargs), queue,
                                 tenant, tool, waiting_in=f"{parking.PREFIX}wait:{tenant}")  # fmt: skip
-    return Queued(raw, Delivery(task_id, tool, tenant, run_id), envelope)
+    return Queued(raw, Delivery(task_id, tool, tenant, run_id), envelope, request)
 
 
 def _without_tool(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -79,9 +95,11 @@ def drain(
     celery_app: Celery, redis_client: redis.Redis, settings: Settings, queue: str, batch: int = DRAIN_BATCH
 ) -> int:
     """Park the run messages waiting in `queue` (oldest first) in their tenants' lists; return how many moved."""
+    catalogue = getattr(celery_app, "catalogue", None) or load_catalogue(settings.extra_tool_modules)
     try:
         raws = redis_client.lrange(queue, -batch, -1)
-        found = [q for q in (read_message(raw, queue) for raw in reversed(raws)) if q is not None]
+        read = [q for q in (read_message(raw, queue) for raw in reversed(raws)) if q is not None]
+        found = [q for q in read if _acceptable(redis_client, settings, catalogue, q)]
         reply = _park(redis_client, queue, found) if found else []
     except redis.RedisError as exc:  # only an optimisation: the messages stay queued and are consumed in order
         logger.warning("could not drain queue=%s: %s", queue, exc)
@@ -95,6 +113,21 @@ def drain(
     return len(ahead)
 
 
+def _acceptable(
+    redis_client: redis.Redis, settings: Settings, catalogue: Mapping[str, ToolSpec], queued: Queued
+) -> bool:
+    """Whether the run would be accepted as it is: its request is valid and its task id is (now) bound to it."""
+    try:
+        plan_run(
+            catalogue, queued.request, max_input_bytes=settings.max_input_bytes,
+            max_timeout_seconds=settings.max_timeout_seconds,
+        )  # fmt: skip
+        claim_identity(redis_client, queued.delivery, ttl=settings.identity_ttl)
+    except (TaskInputError, TaskIdentityError):
+        return False
+    return True
+
+
 def _park(redis_client: redis.Redis, queue: str, found: list[Queued]) -> list[bytes | int]:
     args: list[str | bytes | int] = [queue]
     for queued in found:
@@ -105,17 +138,8 @@ def _park(redis_client: redis.Redis, queue: str, found: list[Queued]) -> list[by
 def _report_waiting(
     celery_app: Celery, redis_client: redis.Redis, settings: Settings, queued: Queued, ahead: int
 ) -> None:
-    """Store PROGRESS waiting_for_slot for a drained run, once its id is known to be this run's."""
+    """Store PROGRESS waiting_for_slot for a drained run (its id was bound to it before it was parked)."""
     delivery = queued.delivery
-    try:
-        claim_identity(redis_client, delivery, ttl=identity_ttl(settings))
-    except TaskIdentityError:
-        return  # the id names another run: its task refuses it when dispatched; write nothing under it
     info = {"stage": Stage.WAITING_FOR_SLOT.value, "tool": delivery.tool, "tenant_id": delivery.tenant_id,
             "run_id": delivery.run_id, "ahead": ahead}  # fmt: skip
     celery_app.backend.store_result(delivery.task_id, info, "PROGRESS")
-
-
-def identity_ttl(settings: Settings) -> int:
-    """How long a task id stays bound to its run: as run.py binds it when the run's task starts."""
-    return settings.visibility_timeout * (settings.max_redeliveries + 2) + settings.result_expires_seconds

@@ -90,7 +90,8 @@ def result_cache(
     ttl = settings.lease_ttl_seconds * 1000
     answer = redis_client.eval(lua_cache.LOOKUP, 6, *keys, task.request.id, envelope.to_json(), max_age * 1000, ttl)
     if answer[0] in (1, 2):  # ends here without running: a slot leased to it at dispatch goes to the next run
-        fairshare.give_back(task, redis_client, settings, plan.tenant_id, plan.spec.name)
+        # A hit ends the run: whatever it still held parked goes too. A waiter keeps its new envelope.
+        fairshare.give_back(task, redis_client, settings, plan.tenant_id, plan.spec.name, forget=answer[0] == 1)
     if answer[0] == 1:
         _count("hits", plan.spec.name)
         yield Cached(hit=_hit(task, plan, answer))
@@ -136,7 +137,13 @@ def _leading(redis_client: redis.Redis, key: str, task_id: str, ttl_ms: int) -> 
 
 
 def clear(redis_client: redis.Redis, tenant_id: str | None = None, tool: str | None = None) -> int:
-    """Delete cached results (all, a tenant's, or a tenant's tool's); return how many."""
+    """Delete cached results (all, a tenant's, or a tenant's tool's); return how many.
+
+    The ids are checked as a run's are, so no glob character can reach the SCAN pattern and widen it.
+    """
+    for name, value in (("tenant_id", tenant_id), ("tool", tool)):
+        if value is not None:
+            isolation.validate_identifier(name, value)
     pattern = f"{CACHE}entry:{tenant_id or '*'}:{tool or '*'}:*"
     removed = 0
     for key in redis_client.scan_iter(match=pattern, count=500):

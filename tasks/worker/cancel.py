@@ -11,8 +11,9 @@ import redis
 from celery import Celery, states
 
 from config import Settings
+from tasks.worker import fairshare
 from tasks.worker.app import app
-from tasks.worker.parking import discard_parked, load, publish
+from tasks.worker.parking import load, publish
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +57,16 @@ def cancel(celery: Celery, redis_client: redis.Redis, settings: Settings, task_i
     state = celery.AsyncResult(task_id).state
     if state in states.READY_STATES and state != states.REVOKED:
         return CancelOutcome(task_id, Cancelled.FINISHED, f"{task_id}: already finished ({state}); nothing to cancel")
-    if not record_cancel(redis_client, task_id, settings.cancel_ttl_seconds) or state == states.REVOKED:
+    if not record_cancel(redis_client, task_id, settings.identity_ttl) or state == states.REVOKED:
         return CancelOutcome(task_id, Cancelled.ALREADY, f"{task_id}: already cancelled")
     celery.control.revoke(task_id)
     logger.info("cancel recorded task=%s state=%s", task_id, state)
-    parked = load(redis_client, [task_id])
-    if parked and discard_parked(redis_client, task_id):
-        # Waiting for a tenant slot or an identical run, it has no message and no worker: publish it once
-        # more, and the worker that takes it sees the cancel before anything else and ends it REVOKED.
-        publish(celery, parked)
+    if load(redis_client, [task_id]):
+        # Parked (waiting for a slot or an identical run) or picked and on its way: whatever fair share holds
+        # for it goes in one step, and it ends REVOKED here. A message already published again finds the
+        # cancel and its done marker, so it never starts.
+        publish(celery, load(redis_client, fairshare.abandon(redis_client, task_id, settings)))
+        celery.backend.mark_as_revoked(task_id, "cancelled: cancelled while it waited")
         return CancelOutcome(task_id, Cancelled.SENT, f"{task_id}: cancelled while it waited; it will not start")
     if state == states.PENDING:
         return CancelOutcome(

@@ -25,6 +25,7 @@ from tasks.errors import RunCancelledError, RunRequeuedError, RunStoppedError
 from tasks.service import Reporter, Stage
 from tasks.worker.cancel import CANCEL_KEY, record_cancel
 from tasks.worker.delivery import DELIVERY_KEY, Delivery
+from tasks.worker.parking import LEASE_LOST
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +54,16 @@ class RunControl:
 
     def watch(self) -> None:
         """Poll the cancel and draining keys until the run ends or a stop is decided."""
-        keys = [CANCEL_KEY.format(self.task_id), DRAINING_KEY.format(self.worker)]
+        keys = [CANCEL_KEY.format(self.task_id), DRAINING_KEY.format(self.worker), LEASE_LOST.format(self.task_id)]
         while self.stop is None and not self.done.wait(POLL_SECONDS):
             try:
-                cancelled, draining = self.redis.mget(keys)
+                cancelled, draining, lost = self.redis.mget(keys)
             except redis.RedisError as exc:  # Redis away for a moment: poll again
                 logger.warning("could not read the cancel key task=%s: %s", self.task_id, exc)
                 continue
             if cancelled or (self.signalled and not draining):
                 self.stop = RunCancelledError
-            elif draining:
+            elif draining or lost:  # lost: its tenant slot expired and is taken; it waits its turn again
                 self.stop = RunRequeuedError
         if self.stop is not None:
             logger.warning("stopping task=%s: %s", self.task_id, self.stop.__name__)
@@ -84,7 +85,7 @@ def controlled(task: Task, redis_client: redis.Redis, settings: Settings, delive
     except RunCancelledError as exc:
         raise _revoked(task, redis_client, settings, delivery, str(exc)) from exc
     except RunRequeuedError as exc:
-        raise _requeued(redis_client, delivery) from exc
+        raise _requeued(redis_client, delivery, str(exc)) from exc
     finally:
         control.done.set()
         watcher.join()
@@ -105,15 +106,18 @@ def revoke_cancelled(task: Task, redis_client: redis.Redis, settings: Settings, 
 
 def _revoked(task: Task, redis_client: redis.Redis, settings: Settings, delivery: Delivery, why: str) -> Ignore:
     # A revoke with terminate is recorded too, so a redelivery of this message would not run it again.
-    record_cancel(redis_client, delivery.task_id, settings.cancel_ttl_seconds)
+    record_cancel(redis_client, delivery.task_id, settings.identity_ttl)
     # The last word on the task's state: written after the run's last progress report, never before.
     task.backend.mark_as_revoked(delivery.task_id, f"cancelled: {why}")
     logger.info("run cancelled task=%s tenant=%s run=%s", delivery.task_id, delivery.tenant_id, delivery.run_id)
     return Ignore()
 
 
-def _requeued(redis_client: redis.Redis, delivery: Delivery) -> Reject:
+def _requeued(redis_client: redis.Redis, delivery: Delivery, why: str) -> Reject:
     # A graceful put-back is not a worker that died: take this delivery off the redelivery count.
-    redis_client.decr(DELIVERY_KEY.format(delivery.key))
-    logger.warning("run put back on the queue (worker shutting down) task=%s run=%s", delivery.task_id, delivery.run_id)
-    return Reject("worker shutting down: run put back on the queue", requeue=True)
+    with redis_client.pipeline() as pipe:
+        pipe.decr(DELIVERY_KEY.format(delivery.key))
+        pipe.delete(LEASE_LOST.format(delivery.task_id))
+        pipe.execute()
+    logger.warning("run put back on the queue task=%s run=%s: %s", delivery.task_id, delivery.run_id, why)
+    return Reject(f"put back on the queue (worker shutting down, or its tenant slot lost): {why}", requeue=True)

@@ -34,13 +34,12 @@ logger = logging.getLogger(__name__)
 LIMITS = PREFIX + "limits"  # hash: "<tenant>" or "<tenant>:<tool>" -> cap
 LEASES = PREFIX + "leases"  # sorted set of every live lease: task id -> expiry (ms)
 DISPATCHING = PREFIX + "dispatching"  # sorted set: task id -> when its message was published again (ms)
-RING = PREFIX + "ring"  # list of tenants with waiting runs
+RING = PREFIX + "ring"  # list of tenants with waiting runs, each once
+RINGED = PREFIX + "ringed"  # set: the tenants in the ring
 PICK_BUDGET = 64  # the most runs one script dispatches at once
-WORKERS = PREFIX + "workers"
+WORKERS = PREFIX + "workers"  # sorted set: "<hostname>|<concurrency>" -> expiry (ms)
 TENANTS = PREFIX + "tenants"  # sorted set: tenant -> when it last leased a slot or parked a run (ms)
-TENANT_MEMORY_SECONDS = (
-    3600  # a tenant idle this long drops out of the gauges  # sorted set: "<hostname>|<concurrency>" -> expiry (ms)
-)
+TENANT_MEMORY_SECONDS = 3600  # a tenant idle this long drops out of the gauges
 _eval = luascript.run
 text = luascript.text
 
@@ -68,21 +67,55 @@ def admit(redis_client: redis.Redis, envelope: parking.Envelope, settings: Setti
 
 def release(
     redis_client: redis.Redis, envelope: parking.Envelope | None, settings: Settings, *, budget: int = 1,
-    finished: bool = True,
+    finished: bool = True, forget: bool = True,
 ) -> list[str]:  # fmt: skip
-    """Release this run's lease (None: nobody's) and pick the runs that may start now, round-robin.
+    """End this run's hold (None: nobody's) and pick the runs that may start now, round-robin.
 
-    A finished run is remembered for as long as results are kept, so a stray later copy of its message is dropped.
+    Its lease, dispatching mark and (unless `forget` is False: it just parked behind an identical run) its
+    parked envelope go in one step. A finished run is remembered for as long as its id is bound to it, so
+    a stray later copy of its message is dropped.
     """
     who = ("", "", "") if envelope is None else (envelope.task_id, envelope.tenant_id, envelope.tool)
-    done_ms = settings.result_expires_seconds * 1000 if finished else 0
-    raw = _eval(redis_client, "release", *who, settings.tenant_max_running, _ttl_ms(settings), budget, done_ms)
+    return _release(redis_client, who, settings, budget=budget, finished=finished, forget=forget)
+
+
+def abandon(redis_client: redis.Redis, task_id: str, settings: Settings) -> list[str]:
+    """End whatever fair share holds for a run that will never run (bad input, cancelled, expired, revoked).
+
+    Its envelope (wherever it waits), lease and dispatching mark go, and a done marker drops any later copy
+    of its message; returns the runs picked for the slot it freed.
+    """
+    return _release(redis_client, (task_id, "", ""), settings, budget=1, finished=True, forget=True)
+
+
+def _release(
+    redis_client: redis.Redis, who: tuple[str, str, str], settings: Settings, *, budget: int, finished: bool,
+    forget: bool,
+) -> list[str]:  # fmt: skip
+    done_ms = settings.identity_ttl * 1000 if finished else 0
+    raw = _eval(
+        redis_client, "release", *who, settings.tenant_max_running, _ttl_ms(settings), budget, done_ms, int(forget)
+    )
     return [text(p) for p in raw]
 
 
-def renew(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> None:
-    """Push this run's lease expiry a TTL ahead."""
-    _eval(redis_client, "renew", envelope.task_id, envelope.tenant_id, envelope.tool, _ttl_ms(settings))
+def renew(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> int:
+    """Push this run's lease expiry a TTL ahead; an expired lease is taken again if a slot is free.
+
+    Returns 1 (renewed), 2 (re-acquired) or 0: the lease was gone and the tenant is at its cap (or every
+    worker slot is leased), so the run is told to stop and go back to the queue (LEASE_LOST), never
+    running on uncounted.
+    """
+    outcome = int(_eval(
+        redis_client, "renew", envelope.task_id, envelope.tenant_id, envelope.tool, _ttl_ms(settings),
+        settings.tenant_max_running,
+    )[0])  # fmt: skip
+    if outcome == 0:
+        logger.warning("task=%s lost its lease and no slot is free: putting it back", envelope.task_id)
+        redis_client.set(parking.LEASE_LOST.format(envelope.task_id), 1, ex=settings.lease_ttl_seconds * 2)
+    elif outcome == 2:
+        logger.warning("task=%s lost its lease (Redis away?) and took a free slot again", envelope.task_id)
+    return outcome
 
 
 @dataclass(frozen=True)
@@ -168,11 +201,16 @@ def _drain_and_pick(task: Task, redis_client: redis.Redis, settings: Settings, q
     return release(redis_client, None, settings, budget=PICK_BUDGET)
 
 
-def give_back(task: Task, redis_client: redis.Redis, settings: Settings, tenant_id: str, tool: str) -> None:
-    """Free the slot leased to a dispatched run that ends without running (a cache hit, or behind an identical run)."""
+def give_back(
+    task: Task, redis_client: redis.Redis, settings: Settings, tenant_id: str, tool: str, *, forget: bool = True
+) -> None:
+    """Free the slot leased to a dispatched run that ends without running (a cache hit, or behind an identical run).
+
+    A run that just parked behind an identical one keeps its new envelope (forget=False).
+    """
     if settings.fair_share:
         envelope = parking.envelope_of(task, tenant_id, tool)
-        dispatch(task, redis_client, release(redis_client, envelope, settings, finished=False))
+        dispatch(task, redis_client, release(redis_client, envelope, settings, finished=False, forget=forget))
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import redis
 
+import isolation
 from tasks.worker.fairshare import LIMITS, text
 
 
@@ -19,6 +20,10 @@ class Limit:
 
 
 def _field(tenant_id: str, tool: str | None) -> str:
+    # Checked as every run's ids are (no ':' in either), so "<tenant>:<tool>" names exactly one override.
+    isolation.validate_identifier("tenant_id", tenant_id)
+    if tool is not None:
+        isolation.validate_identifier("tool", tool)
     return f"{tenant_id}:{tool}" if tool else tenant_id
 
 

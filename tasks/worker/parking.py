@@ -20,16 +20,9 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "toolrunner:fs:"
 PARKED = PREFIX + "parked"  # hash: task id -> envelope JSON
-
-_DISCARD = """
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return 0 end
-local envelope = cjson.decode(raw)
--- Only a run still in its waiting list is parked; one already dispatched has a message again.
-if redis.call('LREM', envelope['waiting_in'], 1, ARGV[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-return 1
-"""
+PARKED_AT = PREFIX + "parked_at"  # sorted set: task id -> when it was parked (ms); past max_wait_seconds it fails
+REPUBLISHED = PREFIX + "republished"  # hash: task id -> times the safety net published its lost dispatch again
+LEASE_LOST = PREFIX + "lost:{}"  # a running run whose lease expired and found no free slot: it is put back
 
 
 @dataclass(frozen=True)
@@ -44,6 +37,8 @@ class Envelope:
     tenant_id: str
     tool: str
     waiting_in: str = ""
+    expires: str | None = None  # the producer's expiry (ISO 8601), kept so a stale parked run never starts
+    time_limits: tuple[float | None, float | None] = (None, None)  # the producer's (hard, soft) time limits
 
     def to_json(self) -> str:
         """The envelope as stored in the parked hash."""
@@ -52,22 +47,39 @@ class Envelope:
     @classmethod
     def from_json(cls, raw: bytes | str) -> Envelope:
         """An envelope read back from the parked hash."""
-        return cls(**json.loads(raw))
+        fields = json.loads(raw)
+        hard, soft = fields.pop("time_limits", None) or (None, None)
+        return cls(**fields, time_limits=(hard, soft))
 
 
 def envelope_of(task: Task, tenant_id: str, tool: str) -> Envelope:
     """The envelope of the message this task is running."""
     info = task.request.delivery_info or {}
+    expires = task.request.expires
     return Envelope(
         task.request.id, task.name, list(task.request.args or ()), dict(task.request.kwargs or {}),
         str(info.get("routing_key") or task.app.conf.task_default_queue), tenant_id, tool,
+        expires=expires.isoformat() if hasattr(expires, "isoformat") else expires,
+        time_limits=limits(task.request.timelimit),
     )  # fmt: skip
+
+
+def limits(timelimit: object) -> tuple[float | None, float | None]:
+    """A message's (hard, soft) time limits as Celery carries them: a pair, or nothing."""
+    if isinstance(timelimit, list | tuple) and len(timelimit) == 2:
+        hard, soft = timelimit
+        return (float(hard) if hard is not None else None, float(soft) if soft is not None else None)
+    return (None, None)
 
 
 def publish(app: Celery, envelopes: Iterable[Envelope]) -> None:
     """Publish parked runs again under their own task ids."""
     for envelope in envelopes:
-        app.send_task(envelope.task, envelope.args, envelope.kwargs, task_id=envelope.task_id, queue=envelope.queue)
+        hard, soft = envelope.time_limits
+        app.send_task(
+            envelope.task, envelope.args, envelope.kwargs, task_id=envelope.task_id, queue=envelope.queue,
+            expires=envelope.expires, time_limit=hard, soft_time_limit=soft,
+        )  # fmt: skip
         logger.info(
             "dispatched parked run task=%s tenant=%s tool=%s", envelope.task_id, envelope.tenant_id, envelope.tool
         )
@@ -80,12 +92,3 @@ def load(redis_client: redis.Redis, task_ids: Iterable[str]) -> list[Envelope]:
         return []
     raws = redis_client.hmget(PARKED, ids)
     return [Envelope.from_json(raw) for raw in raws if raw is not None]
-
-
-def discard_parked(redis_client: redis.Redis, task_id: str) -> bool:
-    """Remove a parked run (waiting for a slot or for an identical run) so it never starts; True if it was parked.
-
-    For cancel: a run that is parked has no message anywhere, so removing its envelope is all it takes. A run
-    already dispatched (its message published again) is not parked any more and returns False.
-    """
-    return bool(redis_client.eval(_DISCARD, 1, PARKED, task_id))

@@ -7,16 +7,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import docker
+import kombu.exceptions
 import redis
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.signals import task_revoked
 
 import isolation
 from config import Settings
 from tasks.artifacts import Artifacts
-from tasks.errors import RedeliveryLimitError, TaskIdentityError
+from tasks.errors import RedeliveryLimitError, TaskIdentityError, TaskInputError
 from tasks.service import Reporter, RunContext, RunPlan, RunRequest, Stage, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
+from tasks.worker import fairshare, parking
 from tasks.worker.app import app
 from tasks.worker.cache import result_cache
 from tasks.worker.cancel import is_cancelled
@@ -71,19 +74,29 @@ def run_request(
 
     A task id already bound to another run is refused without writing any state under it (Ignore): the
     id's stored state stays the other run's, and `result_for` tells the reader the id is not theirs.
+    Every way out before admission ends what fair share held for this message (see _end_unstarted).
     """
-    plan = plan_run(
-        catalogue, request, max_input_bytes=settings.max_input_bytes, max_timeout_seconds=settings.max_timeout_seconds
-    )
+    try:
+        plan = plan_run(
+            catalogue, request, max_input_bytes=settings.max_input_bytes,
+            max_timeout_seconds=settings.max_timeout_seconds,
+        )  # fmt: skip
+    except TaskInputError:
+        if not task.request.is_eager:
+            _end_unstarted(task, redis_client, settings, only_this_message=True)
+        raise
     delivery = Delivery(task.request.id, plan.spec.name, plan.tenant_id, plan.run_id)
     if task.request.is_eager:
         return _run_or_retry(task, plan, delivery, client, settings, artifacts, earlier=bool(task.request.retries))
     try:
-        claim_identity(redis_client, delivery, ttl=_identity_ttl(settings))
+        claim_identity(redis_client, delivery, ttl=settings.identity_ttl)
     except TaskIdentityError as exc:
+        # Nothing parked under this id is this message's: the drain binds an id before it parks a run, and
+        # the binding outlives any parking. Whatever is there is the other run's and stays.
         logger.error("refused task=%s: %s", delivery.task_id, exc)
         raise Ignore() from exc
     if is_cancelled(redis_client, delivery.task_id):
+        _end_unstarted(task, redis_client, settings)
         raise revoke_cancelled(task, redis_client, settings, delivery)
     with result_cache(task, plan, client, redis_client, settings) as cached:  # behind an identical run: parked
         if cached.hit is not None:
@@ -116,9 +129,36 @@ def _run_once(
             )
 
 
-def _identity_ttl(settings: Settings) -> int:
-    """As long as the id may still be delivered again, plus as long as its result is kept."""
-    return settings.redelivery_window * (settings.max_redeliveries + 2) + settings.result_expires_seconds
+def _end_unstarted(
+    task: Task, redis_client: redis.Redis, settings: Settings, *, only_this_message: bool = False
+) -> None:
+    """A run that ends before admission (bad input, cancelled): what it held parked, picked or leased goes.
+
+    With `only_this_message`, only when the envelope parked under this id is this very message: a message
+    that reuses the id of another, parked run must not end that run.
+    """
+    if only_this_message:
+        parked = parking.load(redis_client, [task.request.id])
+        mine = (task.name, list(task.request.args or ()), dict(task.request.kwargs or {}))
+        if parked and (parked[0].task, parked[0].args, parked[0].kwargs) != mine:
+            return
+    try:
+        picked = fairshare.abandon(redis_client, task.request.id, settings)
+        parking.publish(task.app, parking.load(redis_client, picked))
+    except (redis.RedisError, kombu.exceptions.OperationalError) as exc:  # the safety net recovers the slot
+        logger.warning("could not end the parked state of task=%s: %s", task.request.id, exc)
+
+
+@task_revoked.connect
+def _revoked(request: Any = None, **_: Any) -> None:
+    """Celery dropped a revoked or expired message unrun: it never runs, so its parked state ends too."""
+    task_id = getattr(request, "id", None)
+    if task_id and str(getattr(request, "task", "") or getattr(request, "name", "")).startswith("toolrunner."):
+        try:
+            picked = fairshare.abandon(app.redis, str(task_id), app.settings)
+            parking.publish(app, parking.load(app.redis, picked))
+        except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+            logger.warning("could not end the parked state of revoked task=%s: %s", task_id, exc)
 
 
 def _run_or_retry(

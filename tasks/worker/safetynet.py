@@ -3,7 +3,9 @@
 A releasing worker that died between its release and its publish, a cap raised at run time, a slot freed by an
 expired lease: in each case parked runs could wait for a release that never comes. Every third of a lease TTL,
 one worker at a time (a Redis lock) picks what may start and publishes it; runs dispatched over ten minutes ago
-whose message never arrived are published again (a copy that arrives later is dropped by its done marker).
+whose message never arrived are published again (a copy that arrives later is dropped by its done marker), at
+most MAX_REPUBLISHES times. A run whose dispatch is lost more often than that, or that has waited parked longer
+than TOOLRUNNER_MAX_WAIT_SECONDS, ends FAILED with the reason (RunExpiredError): it is never retried for ever.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from celery import Celery
 from celery.signals import celeryd_after_setup
 
 from config import Settings
-from tasks.worker import backlog, cache, fairshare, parking
+from tasks.errors import RunExpiredError
+from tasks.worker import backlog, cache, fairshare, luascript, parking
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
 
 STALE_DISPATCH_SECONDS = 600
+MAX_REPUBLISHES = 3
 _NET_LOCK = parking.PREFIX + "net"
 
 
@@ -42,14 +46,36 @@ def sweep_parked(celery_app: Celery, redis_client: redis.Redis, settings: Settin
         # Messages queued while every slot runs a long tool: parked now, so they report waiting_for_slot.
         backlog.drain(celery_app, redis_client, settings, str(celery_app.conf.task_default_queue))
         picked = fairshare.release(redis_client, None, settings, budget=fairshare.PICK_BUDGET)
-        cutoff = int((time.time() - STALE_DISPATCH_SECONDS) * 1000)
-        stale = [fairshare.text(s) for s in redis_client.zrangebyscore(fairshare.DISPATCHING, "-inf", cutoff)]
-        for task_id in stale:
-            redis_client.zadd(fairshare.DISPATCHING, {task_id: int(time.time() * 1000)})
+        now_ms = int(time.time() * 1000)
+        cutoff = now_ms - STALE_DISPATCH_SECONDS * 1000
+        stale = []
+        for task_id in (fairshare.text(s) for s in redis_client.zrangebyscore(fairshare.DISPATCHING, "-inf", cutoff)):
+            if redis_client.hincrby(parking.REPUBLISHED, task_id, 1) > MAX_REPUBLISHES:
+                why = f"its dispatch was lost {MAX_REPUBLISHES + 1} times (no worker took its message)"
+                _give_up(celery_app, redis_client, settings, task_id, "dispatching", cutoff, why)
+            else:
+                redis_client.zadd(fairshare.DISPATCHING, {task_id: now_ms})
+                stale.append(task_id)
+        waited = now_ms - settings.max_wait_seconds * 1000
+        for task_id in (fairshare.text(s) for s in redis_client.zrangebyscore(parking.PARKED_AT, "-inf", waited)):
+            why = f"it waited over TOOLRUNNER_MAX_WAIT_SECONDS={settings.max_wait_seconds} for a slot"
+            _give_up(celery_app, redis_client, settings, task_id, "parked_at", waited, why)
         parking.publish(celery_app, parking.load(redis_client, picked + stale))
         return len(picked) + len(stale)
     finally:
         lock.release()
+
+
+def _give_up(
+    celery_app: Celery, redis_client: redis.Redis, settings: Settings, task_id: str, which: str, cutoff: int, why: str
+) -> None:
+    """End a parked run FAILED with the reason, if it is still where the net saw it (atomically)."""
+    ended = luascript.run(redis_client, "expire", task_id, which, cutoff, settings.identity_ttl * 1000)
+    if not int(ended[0]):
+        return
+    logger.error("gave up on parked task=%s: %s", task_id, why)
+    celery_app.backend.mark_as_failure(task_id, RunExpiredError(f"task {task_id} never started: {why}"))
+    parking.publish(celery_app, parking.load(redis_client, fairshare.release(redis_client, None, settings)))
 
 
 def _loop(hostname: str, concurrency: int, stop: threading.Event) -> None:

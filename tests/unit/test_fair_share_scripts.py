@@ -13,7 +13,7 @@ from config import Settings
 from tasks.worker import fairshare
 from tasks.worker.backlog import drain
 from tasks.worker.metrics import OTHER_TENANTS, TenantCollector, bounded
-from tasks.worker.parking import Envelope, discard_parked
+from tasks.worker.parking import PARKED, Envelope
 from tests.unit.test_backlog import raw_message
 
 DB = 12
@@ -91,18 +91,20 @@ def test_a_per_tool_cap_parks_that_tool_only(conn: redis.Redis) -> None:
     assert fairshare.release(conn, None, settings(cap=4)) == []
 
 
-def test_a_parked_run_can_be_discarded_once(conn: redis.Redis) -> None:
+def test_an_abandoned_parked_run_leaves_its_waiting_list_and_is_never_picked(conn: redis.Redis) -> None:
     register(conn, 8)
     for i in ("a1", "a2", "a3"):
         fairshare.admit(conn, envelope(i, "a"), settings())
-    assert discard_parked(conn, "a3") and not discard_parked(conn, "a3")
+    fairshare.abandon(conn, "a3", settings())
+    assert not conn.hexists(PARKED, "a3") and conn.llen(fairshare.PREFIX + "wait:a") == 0
     assert fairshare.release(conn, envelope("a1", "a"), settings()) == []
 
 
 def test_the_drain_moves_run_messages_oldest_first_and_leaves_other_messages(conn: redis.Redis) -> None:
     register(conn, 8)
     app = Celery("drain-test", set_as_current=False, broker="memory://", backend="cache+memory://")
-    messages = [raw_message("toolrunner.run_tool", ["script", "a", f"r{i}"], id=f"a{i}") for i in range(3)]
+    run = {"script": "true"}
+    messages = [raw_message("toolrunner.run_tool", ["script", "a", f"r{i}", run], id=f"a{i}") for i in range(3)]
     messages.append(raw_message("toolrunner.maintenance.sweep", [], id="m"))
     for raw in messages:
         conn.lpush(QUEUE, raw)  # as kombu publishes: LPUSH, consumed from the right

@@ -1,6 +1,6 @@
 -- Admit a run or park it. ARGV: prefix, id, tenant, tool, envelope, default cap, lease ttl ms, queue key.
 -- Returns {outcome, ahead, picked...}: outcome 1 = admitted, 0 = parked, 2 = a duplicate of a parked run.
-local id, tenant, tool, envelope = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local id, tenant, tool, envelope = ARGV[2], checked(ARGV[3]), checked(ARGV[4]), ARGV[5]
 local default_cap, ttl, queue = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 live(P .. 'leases')
 if redis.call('EXISTS', P .. 'done:' .. id) == 1 then return {2, 0} end
@@ -8,12 +8,12 @@ local at_head = false
 if redis.call('ZSCORE', P .. 'leases', id) then
   -- Dispatched to us (its lease was taken at pick time), or a second copy of a running run.
   lease(id, tenant, tool, ttl)
-  redis.call('ZREM', P .. 'dispatching', id)
-  redis.call('HDEL', P .. 'parked', id)
+  admitted(id)
   return {1, 0}
 end
 if redis.call('ZSCORE', P .. 'dispatching', id) then
-  -- Dispatched, but its lease ran out before the message arrived: first in line again.
+  -- Dispatched, but its lease ran out before the message arrived: first in line again (it keeps its
+  -- parking time and republish count).
   redis.call('ZREM', P .. 'dispatching', id)
   redis.call('HDEL', P .. 'parked', id)
   at_head = true
@@ -35,8 +35,7 @@ local result = {0, ahead}
 for _, picked in ipairs(pick(default_cap, ttl, 64)) do
   if picked == id then
     -- Picked itself: run here rather than publish its own message again.
-    redis.call('ZREM', P .. 'dispatching', id)
-    redis.call('HDEL', P .. 'parked', id)
+    admitted(id)
     result[1] = 1
   else
     table.insert(result, picked)

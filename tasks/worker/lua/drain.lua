@@ -5,7 +5,7 @@
 local queue = ARGV[2]
 local parked = {}
 for i = 3, #ARGV, 4 do
-  local raw, id, tenant, envelope = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local raw, id, tenant, envelope = ARGV[i], ARGV[i + 1], checked(ARGV[i + 2]), ARGV[i + 3]
   local known = redis.call('ZSCORE', P .. 'leases', id) or redis.call('ZSCORE', P .. 'dispatching', id)
     or redis.call('HEXISTS', P .. 'parked', id) == 1 or redis.call('EXISTS', P .. 'done:' .. id) == 1
   if not known and redis.call('LREM', queue, -1, raw) == 1 then

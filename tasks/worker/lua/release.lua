@@ -1,16 +1,15 @@
--- Release a run's lease (if any) and pick what may start now. ARGV: prefix, id ('' = none), tenant, tool,
--- default cap, lease ttl ms, budget, how long to remember it ran (ms, 0 = it did not finish). Returns the picked task ids.
+-- End a run's hold on fair share and pick what may start now. ARGV: prefix, id ('' = none), tenant, tool
+-- ('' = the parked envelope's), default cap, lease ttl ms, budget, how long to remember it ran (ms, 0 = it did
+-- not finish), 1 = forget its parked envelope too (0: it just parked behind an identical run). Returns the picked ids.
 local id, tenant, tool = ARGV[2], ARGV[3], ARGV[4]
 local default_cap, ttl, budget = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local done_ms = tonumber(ARGV[8])
-if id ~= '' and done_ms > 0 then
-  -- A later copy of this message (a re-dispatch whose first copy also arrived) must not run it again.
-  redis.call('SET', P .. 'done:' .. id, 1, 'PX', done_ms)
-end
+local done_ms, envelope_too = tonumber(ARGV[8]), ARGV[9] == '1'
 if id ~= '' then
-  redis.call('ZREM', P .. 'lease:' .. tenant, id)
-  redis.call('ZREM', P .. 'lease:' .. tenant .. ':' .. tool, id)
-  redis.call('ZREM', P .. 'leases', id)
-  redis.call('ZREM', P .. 'dispatching', id)
+  if tenant ~= '' then checked(tenant); checked(tool) end
+  if done_ms > 0 then
+    -- A later copy of this message (a re-dispatch whose first copy also arrived) must not run it again.
+    redis.call('SET', P .. 'done:' .. id, 1, 'PX', done_ms)
+  end
+  forget(id, tenant, tool, envelope_too)
 end
 return pick(default_cap, ttl, budget)

@@ -1,0 +1,242 @@
+"""One lifecycle for a parked run, on a real Redis: every way out after a pick ends all its state at once.
+
+Security review 2, items 1 and 3-6, 8 and the republish of producers' options: each test here failed on the
+code before the fix (see the closing note of issue 21).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+
+from config import Settings
+from tasks.errors import RunExpiredError
+from tasks.worker import cache, fairshare, parking, safetynet
+from tasks.worker.backlog import drain, read_message
+from tasks.worker.cancel import cancel, is_cancelled
+from tasks.worker.delivery import Delivery, claim_identity
+from tasks.worker.limits import set_limit
+from tests.unit.test_backlog import raw_message
+from tests.unit.test_fair_share_scripts import QUEUE, envelope, register
+
+DB = 13
+RUN = {"script": "true"}
+
+
+@pytest.fixture
+def conn(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(_db(redis_url))
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def app(redis_url: str) -> Iterator[Celery]:
+    """A producer on the same Redis: what the safety net and cancel publish lands in QUEUE, for real."""
+    celery = Celery("lifecycle", set_as_current=False, broker=_db(redis_url), backend=_db(redis_url))
+    celery.conf.task_default_queue = QUEUE
+    yield celery
+    celery.close()
+
+
+def _db(url: str) -> str:
+    return url.rsplit("/", 1)[0] + f"/{DB}"
+
+
+def settings(cap: int = 1) -> Settings:
+    return Settings(tenant_max_running=cap, lease_ttl_seconds=30)
+
+
+def state_of(conn: redis.Redis, task_id: str, tenant: str = "a") -> dict[str, object]:
+    """Everything fair share could hold for one run id."""
+    return {
+        "parked": conn.hexists(parking.PARKED, task_id),
+        "parked_at": conn.zscore(parking.PARKED_AT, task_id) is not None,
+        "republished": conn.hexists(parking.REPUBLISHED, task_id),
+        "dispatching": conn.zscore(fairshare.DISPATCHING, task_id) is not None,
+        "leased": conn.zscore(fairshare.LEASES, task_id) is not None,
+        "waiting": task_id.encode() in conn.lrange(f"{fairshare.PREFIX}wait:{tenant}", 0, -1),
+    }
+
+
+NOTHING = dict.fromkeys(("parked", "parked_at", "republished", "dispatching", "leased", "waiting"), False)
+
+
+def picked(conn: redis.Redis, task_id: str = "a2") -> None:
+    """a1 runs, a2 parks behind it (cap 1), a1 ends and a2 is picked: leased, dispatching, envelope kept."""
+    register(conn, 8)
+    assert fairshare.admit(conn, envelope("a1", "a"), settings()).admitted
+    assert not fairshare.admit(conn, envelope(task_id, "a"), settings()).admitted
+    assert fairshare.release(conn, envelope("a1", "a"), settings()) == [task_id]
+    assert state_of(conn, task_id) == {**NOTHING, "parked": True, "parked_at": True, "dispatching": True,
+                                       "leased": True}  # fmt: skip
+
+
+def test_a_picked_run_that_ends_before_admission_leaves_nothing_and_is_never_admitted_later(conn: redis.Redis) -> None:
+    picked(conn)
+    fairshare.abandon(conn, "a2", settings())  # bad input, cancelled, revoked: each way out comes here
+    assert state_of(conn, "a2") == NOTHING
+    assert fairshare.admit(conn, envelope("a2", "a"), settings()).duplicate, "a later copy is dropped"
+
+
+def test_a_picked_run_answered_from_the_cache_leaves_no_envelope(conn: redis.Redis) -> None:
+    picked(conn)
+    fairshare.release(conn, envelope("a2", "a"), settings(), finished=False)  # give_back after a hit
+    assert state_of(conn, "a2") == NOTHING
+
+
+def test_cancelling_a_picked_run_ends_it_revoked_and_nothing_can_republish_it(conn: redis.Redis, app: Celery) -> None:
+    picked(conn)
+    outcome = cancel(app, conn, settings(), "a2")
+    assert outcome.message.endswith("cancelled while it waited; it will not start")
+    assert app.AsyncResult("a2").state == "REVOKED"
+    assert state_of(conn, "a2") == NOTHING
+    assert conn.ttl("toolrunner:cancel:a2") >= settings().identity_ttl - 5, "kept as long as the id is bound"
+    conn.delete("toolrunner:cancel:a2")  # a day later: the cancel key is gone...
+    conn.delete(QUEUE)
+    time.sleep(0.01)
+    assert safetynet.sweep_parked(app, conn, settings()) == 0  # ...and nothing brings the run back
+    assert conn.llen(QUEUE) == 0
+    assert fairshare.admit(conn, envelope("a2", "a"), settings()).duplicate, "its message, if it arrives, is dropped"
+
+
+def test_cancel_reaches_a_run_waiting_in_its_tenants_list(conn: redis.Redis, app: Celery) -> None:
+    register(conn, 8)
+    fairshare.admit(conn, envelope("a1", "a"), settings())
+    fairshare.admit(conn, envelope("a2", "a"), settings())
+    cancel(app, conn, settings(), "a2")
+    assert state_of(conn, "a2") == NOTHING and is_cancelled(conn, "a2")
+    assert conn.llen(QUEUE) == 0, "no message is published for it"
+    assert fairshare.release(conn, envelope("a1", "a"), settings()) == []
+
+
+def test_the_safety_net_republishes_a_lost_dispatch_a_bounded_number_of_times_then_fails_it(
+    conn: redis.Redis, app: Celery
+) -> None:
+    picked(conn)
+    for _ in range(safetynet.MAX_REPUBLISHES):
+        conn.zadd(fairshare.DISPATCHING, {"a2": 1})  # dispatched long ago; its message never arrived
+        assert safetynet.sweep_parked(app, conn, settings()) == 1
+    assert conn.llen(QUEUE) == safetynet.MAX_REPUBLISHES
+    conn.zadd(fairshare.DISPATCHING, {"a2": 1})
+    assert safetynet.sweep_parked(app, conn, settings()) == 0
+    assert conn.llen(QUEUE) == safetynet.MAX_REPUBLISHES, "not published again"
+    result = app.AsyncResult("a2")
+    assert result.state == "FAILURE" and "dispatch was lost 4 times" in str(result.result)
+    assert state_of(conn, "a2") == NOTHING
+
+
+def test_a_run_parked_longer_than_max_wait_ends_failed_with_the_reason(conn: redis.Redis, app: Celery) -> None:
+    register(conn, 8)
+    fairshare.admit(conn, envelope("a1", "a"), settings())
+    fairshare.admit(conn, envelope("a2", "a"), settings())
+    conn.zadd(parking.PARKED_AT, {"a2": int((time.time() - settings().max_wait_seconds - 1) * 1000)})
+    safetynet.sweep_parked(app, conn, settings())
+    result = app.AsyncResult("a2")
+    assert result.state == "FAILURE" and "waited over TOOLRUNNER_MAX_WAIT_SECONDS=86400" in str(result.result)
+    assert isinstance(result.result, RunExpiredError) or "RunExpiredError" in repr(result.result)
+    assert state_of(conn, "a2") == NOTHING
+    assert fairshare.release(conn, envelope("a1", "a"), settings()) == [], "nothing of a2 is left to pick"
+
+
+def test_the_drain_never_parks_an_invalid_run_or_an_id_bound_to_another_run(conn: redis.Redis, app: Celery) -> None:
+    register(conn, 8)
+    claim_identity(conn, Delivery("taken", "script", "b", "rb"), ttl=60)
+    messages = [
+        raw_message("toolrunner.run_tool", ["script", "a", "r1", {"script": ""}], id="bad-params"),
+        raw_message("toolrunner.run_tool", ["nope", "a", "r2", RUN], id="bad-tool"),
+        raw_message("toolrunner.run_tool", ["script", "acme:script", "r3", RUN], id="bad-tenant"),
+        raw_message("toolrunner.run_tool", ["script", "a", "r4", RUN], id="taken"),
+        raw_message("toolrunner.run_tool", ["script", "a", "r5", RUN], id="good"),
+    ]
+    for raw in messages:
+        conn.lpush(QUEUE, raw)
+    assert drain(app, conn, settings(), QUEUE) == 1
+    assert conn.hkeys(parking.PARKED) == [b"good"]
+    assert conn.llen(QUEUE) == 4, "the rest stay queued: a worker fails or refuses each at once"
+    assert conn.get("toolrunner:identity:good") is not None and conn.ttl("toolrunner:identity:good") > 86400
+
+
+def test_a_tenant_id_that_could_name_another_tenants_keys_is_refused_by_every_script(conn: redis.Redis) -> None:
+    register(conn, 8)
+    with pytest.raises(redis.ResponseError, match="invalid identifier"):
+        fairshare.admit(conn, envelope("x1", "acme:nmap"), settings())
+    with pytest.raises(redis.ResponseError, match="invalid identifier"):
+        fairshare.renew(conn, envelope("x1", "a", "nmap:x"), settings())
+    assert conn.keys(f"{fairshare.PREFIX}lease:acme*") == []
+
+
+def test_cancel_and_resubmit_never_puts_a_tenant_in_the_ring_twice(conn: redis.Redis, app: Celery) -> None:
+    register(conn, 2)
+    cap = settings(cap=8)
+    fairshare.admit(conn, envelope("hold1", "a"), cap)
+    fairshare.admit(conn, envelope("hold2", "b"), cap)  # both global slots taken: everything else parks
+    for i in range(10):
+        fairshare.admit(conn, envelope(f"a{i}", "a"), cap)
+        cancel(app, conn, cap, f"a{i}")
+    for i in range(8):
+        fairshare.admit(conn, envelope(f"a-{i}", "a"), cap)
+        fairshare.admit(conn, envelope(f"b-{i}", "b"), cap)
+    assert sorted(conn.lrange(fairshare.RING, 0, -1)) == [b"a", b"b"]
+    picks = []
+    for held in ("hold1", "hold2", *(f"{p}-{i}" for i in range(7) for p in "ab")):
+        picks += fairshare.release(conn, envelope(held, held[0]), cap)
+        if len(picks) >= 16:
+            break
+    assert sum(p.startswith("a") for p in picks[:16]) == 8, picks
+
+
+def test_an_expired_lease_is_taken_again_when_a_slot_is_free_and_the_run_told_to_go_back_when_not(
+    conn: redis.Redis,
+) -> None:
+    register(conn, 8)
+    cap = settings(cap=1)
+    fairshare.admit(conn, envelope("a1", "a"), cap)
+    for key in (fairshare.LEASES, f"{fairshare.PREFIX}lease:a", f"{fairshare.PREFIX}lease:a:script"):
+        conn.delete(key)  # Redis was away longer than the lease TTL
+    assert fairshare.renew(conn, envelope("a1", "a"), cap) == 2
+    assert conn.zscore(fairshare.LEASES, "a1") is not None
+    conn.delete(fairshare.LEASES, f"{fairshare.PREFIX}lease:a", f"{fairshare.PREFIX}lease:a:script")
+    assert fairshare.admit(conn, envelope("a2", "a"), cap).admitted, "meanwhile another run took the slot"
+    assert fairshare.renew(conn, envelope("a1", "a"), cap) == 0
+    assert conn.get(parking.LEASE_LOST.format("a1")) is not None, "the run stops at its next poll and goes back"
+    assert conn.zcard(f"{fairshare.PREFIX}lease:a") == 1, "never two runs counted against a cap of one"
+
+
+def test_a_parked_run_is_published_again_with_the_producers_expiry_and_time_limits(
+    conn: redis.Redis, app: Celery
+) -> None:
+    raw = raw_message(
+        "toolrunner.run_tool", ["script", "a", "r1", RUN], id="t-exp", expires="2030-01-01T00:00:00+00:00",
+        timelimit=[600, 300],
+    )  # fmt: skip
+    queued = read_message(raw, QUEUE)
+    assert queued is not None
+    stored = parking.Envelope.from_json(queued.envelope.to_json())
+    assert stored.expires == "2030-01-01T00:00:00+00:00" and stored.time_limits == (600.0, 300.0)
+    parking.publish(app, [stored])
+    headers = json.loads(conn.lpop(QUEUE) or b"{}")["headers"]
+    assert (headers["id"], headers["expires"], headers["timelimit"]) == (
+        "t-exp",
+        "2030-01-01T00:00:00+00:00",
+        [600, 300],
+    )
+
+
+def test_limits_and_cache_clear_refuse_ids_no_run_could_have(conn: redis.Redis) -> None:
+    for tenant in ("acme", "acmf"):
+        conn.hset(f"{cache.CACHE}entry:{tenant}:script:d1", "result", "{}")
+    with pytest.raises(ValueError, match="tenant_id 'a\\*' is invalid"):
+        cache.clear(conn, "a*")
+    assert len(conn.keys(f"{cache.CACHE}entry:*")) == 2, "a glob in a tenant id clears nobody's entries"
+    assert cache.clear(conn, "acme") == 1
+    with pytest.raises(ValueError, match="tenant_id 'acme:nmap' is invalid"):
+        set_limit(conn, "acme:nmap", 1)
+    assert conn.hlen(fairshare.LIMITS) == 0

@@ -214,7 +214,7 @@ def _sealed(artifacts: Artifacts, task: str) -> Sink:
 
 def _check(artifacts: Artifacts, task: str, size: int) -> None:
     """The encrypted export reads back whole and verified (not timed)."""
-    with artifacts.open_artifact(task, NAME) as source:
+    with artifacts.open_artifact(task, NAME, tenant="bench") as source:
         total = sum(len(chunk) for chunk in iter(lambda: source.read(MiB), b""))
     if total != size:
         raise SystemExit(f"read back {total} bytes of {size}")

@@ -67,12 +67,15 @@ def _artifacts(ctx: typer.Context) -> Artifacts:
     return options.factory()
 
 
+Tenant = Annotated[str, typer.Option("--tenant", help="the tenant whose run it is (another tenant's is not found)")]
+
+
 def list_artifacts(
-    ctx: typer.Context, task_id: Annotated[str, typer.Argument(help="the Celery task id of the run")]
+    ctx: typer.Context, task_id: Annotated[str, typer.Argument(help="the Celery task id of the run")], tenant: Tenant
 ) -> None:
-    """List the artifacts a task stored."""
+    """List the artifacts a tenant's task stored."""
     with _reported():
-        index = _artifacts(ctx).index(task_id)
+        index = _artifacts(ctx).index(task_id, tenant=tenant)
     table = Table(title=f"task {task_id}: tenant {index.location.tenant}, run {index.location.run}")
     for column in ("name", "size", "sha256", "uri"):
         table.add_column(column, overflow="fold")
@@ -86,10 +89,11 @@ def get(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(help="the Celery task id of the run")],
     name: Annotated[str, typer.Argument(help="the artifact's name, see `artifacts list`")],
+    tenant: Tenant,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write (default: stdout)")] = None,
 ) -> None:
-    """Decrypt an artifact, verify its sha256 and stream it to a file or stdout."""
-    with _reported(), _artifacts(ctx).open_artifact(task_id, name) as source:
+    """Decrypt a tenant's artifact, verify its sha256 and stream it to a file or stdout."""
+    with _reported(), _artifacts(ctx).open_artifact(task_id, name, tenant=tenant) as source:
         if output is None:
             shutil.copyfileobj(source, sys.stdout.buffer, 1 << 20)
         else:

@@ -20,8 +20,11 @@ class NoBrokerError(ToolrunnerError):
 TaskId = Annotated[str, typer.Argument(help="the task id of the run (what `run_tool.delay` returned)")]
 
 
-def cancel(task_id: TaskId) -> None:
-    """Cancel a run: a queued one never starts, a running one stops within seconds and ends REVOKED.
+def cancel(
+    task_id: TaskId,
+    tenant: Annotated[str, typer.Option("--tenant", help="the tenant whose run it is (another's is left alone)")],
+) -> None:
+    """Cancel a tenant's run: a queued one never starts, a running one stops within seconds and ends REVOKED.
 
     Exit code 0 when the cancel took effect (sent, or recorded for a queued or unknown id), 1 when there was
     nothing to do (already cancelled, or finished).
@@ -30,7 +33,7 @@ def cancel(task_id: TaskId) -> None:
         raise NoBrokerError("cancel needs the broker: set TOOLRUNNER_BROKER_URL")
     from tasks.worker.cancel import Cancelled, cancel_run  # the Celery app is only needed here
 
-    outcome = cancel_run(task_id)
+    outcome = cancel_run(task_id, tenant_id=tenant)
     out.print(outcome.message, markup=False)
     if outcome.outcome in (Cancelled.ALREADY, Cancelled.FINISHED):
         raise typer.Exit(1)

@@ -58,7 +58,7 @@ def cancel_to_gone(app: Any, client: docker.DockerClient, logs: Path) -> float:
         handle = send(app, queue, "sleep 120")
         wait_for(lambda: tool_running(client, handle.id), 60, "the tool to start")
         started = time.monotonic()
-        cancel_run(handle.id)
+        cancel_run(handle.id, tenant_id="bench")
         wait_for(lambda: not tool_running(client, handle.id), 30, "the container to go")
         return time.monotonic() - started
     finally:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from tasks.artifacts.errors import ArtifactIntegrityError, ArtifactNotFoundError
-from tasks.artifacts.layout import TaskLocation, index_key
+from tasks.artifacts.layout import TaskLocation, index_key, legacy_index_key
 from tasks.artifacts.store import ObjectStore
 
 
@@ -71,15 +71,24 @@ class TaskIndex:
             raise ArtifactIntegrityError(f"an index entry is malformed: {exc}") from exc
 
 
-def read_index(store: ObjectStore, task_id: str) -> TaskIndex:
-    """The index entry of a task; ArtifactNotFoundError when it has none (never had artifacts, or expired)."""
-    try:
-        data = store.get(index_key(task_id))
-    except ArtifactNotFoundError as exc:
-        raise ArtifactNotFoundError(f"task {task_id} has no artifacts (none were stored, or they expired)") from exc
-    return TaskIndex.from_json(data)
+def read_index(store: ObjectStore, tenant: str, task_id: str) -> TaskIndex:
+    """The index entry of a tenant's task; ArtifactNotFoundError when it has none (never had artifacts, expired,
+    or the task is another tenant's: the same error, so a caller learns nothing about other tenants' ids)."""
+    for key in (index_key(tenant, task_id), legacy_index_key(task_id)):
+        try:
+            index = TaskIndex.from_json(store.get(key))
+        except ArtifactNotFoundError:
+            continue
+        if index.location.tenant == tenant and index.location.task_id == task_id:
+            return index
+    raise no_artifacts(task_id)
+
+
+def no_artifacts(task_id: str) -> ArtifactNotFoundError:
+    """The one error for a task id with no artifacts of this tenant's, whether someone else's or nobody's."""
+    return ArtifactNotFoundError(f"task {task_id} has no artifacts (none were stored, or they expired)")
 
 
 def write_index(store: ObjectStore, index: TaskIndex) -> None:
-    """Store (or replace) a task's index entry."""
-    store.put(index_key(index.location.task_id), index.to_json())
+    """Store (or replace) a task's index entry, under its tenant."""
+    store.put(index_key(index.location.tenant, index.location.task_id), index.to_json())

@@ -1,4 +1,8 @@
-"""Where things live in a store: `tenants/<tenant>/runs/<run>/<task id>/<name>` and `index/<task id>.json`."""
+"""Where things live in a store: `tenants/<tenant>/runs/<run>/<task id>/<name>` and `index/<tenant>/<task id>.json`.
+
+The index entry's key holds its tenant, so a task id another tenant uses later can never overwrite it. Entries
+written before that (`index/<task id>.json`) are still read, for their own tenant only, until they expire.
+"""
 
 from __future__ import annotations
 
@@ -39,8 +43,13 @@ def tenant_prefix(tenant: str) -> str:
     return f"{TENANTS}{validate_identifier('tenant id', tenant)}/"
 
 
-def index_key(task_id: str) -> str:
-    """The object key of a task's index entry."""
+def index_key(tenant: str, task_id: str) -> str:
+    """The object key of a tenant's task's index entry."""
+    return f"{INDEX}{validate_identifier('tenant id', tenant)}/{validate_identifier('task id', task_id)}.json"
+
+
+def legacy_index_key(task_id: str) -> str:
+    """Where an index entry lived before entries were keyed by tenant (read, never written)."""
     return f"{INDEX}{validate_identifier('task id', task_id)}.json"
 
 

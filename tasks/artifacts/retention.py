@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from tasks.artifacts.errors import ArtifactIntegrityError
 from tasks.artifacts.index import TaskIndex
-from tasks.artifacts.layout import INDEX, TENANTS, index_key, task_id_of, tenant_prefix
+from tasks.artifacts.layout import INDEX, TENANTS, task_id_of, tenant_prefix
 from tasks.artifacts.store import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def sweep_expired(store: ObjectStore, now: datetime, retention: timedelta) -> Re
             if index is not None:
                 live.add(index.location.task_id)
             continue
-        objects += _delete_task(store, index)
+        objects += _delete_task(store, index, info.key)
         tasks += 1
     # Objects no index names (a run that died before its first artifact closed, temp files) go by age.
     cutoff = now - retention
@@ -56,10 +56,10 @@ def purge_tenant(store: ObjectStore, tenant: str) -> RetentionReport:
     return RetentionReport(tasks, objects)
 
 
-def _delete_task(store: ObjectStore, index: TaskIndex) -> int:
+def _delete_task(store: ObjectStore, index: TaskIndex, index_key: str) -> int:
     count = store.delete([i.key for i in store.list(index.location.prefix)])
     # The index entry goes last: a sweep that dies midway finds the task again next time.
-    store.delete([index_key(index.location.task_id)])
+    store.delete([index_key])
     return count
 
 

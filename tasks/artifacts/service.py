@@ -15,7 +15,7 @@ from typing import BinaryIO, cast
 
 from tasks.artifacts.crypto import SEGMENT_SIZE, OpenedReader
 from tasks.artifacts.errors import ArtifactIntegrityError, ArtifactNotFoundError
-from tasks.artifacts.index import ArtifactRecord, TaskIndex, read_index
+from tasks.artifacts.index import ArtifactRecord, TaskIndex, no_artifacts, read_index
 from tasks.artifacts.keys import KeyProvider
 from tasks.artifacts.layout import TaskLocation, parse_key
 from tasks.artifacts.retention import RetentionReport, purge_tenant, sweep_expired
@@ -59,25 +59,28 @@ class Artifacts:
         index = TaskIndex(TaskLocation(tenant, run, task_id), created, created + self.retention)
         return TaskArtifacts(self.store, self.keys, index, max_bytes=self._max_bytes, segment_size=self._segment_size)
 
-    def index(self, task_id: str) -> TaskIndex:
-        """A task's index entry: tenant, run, expiry and artifacts."""
-        return read_index(self.store, task_id)
+    def index(self, task_id: str, *, tenant: str) -> TaskIndex:
+        """A tenant's task's index entry: run, expiry and artifacts. Another tenant's task is not found."""
+        return read_index(self.store, tenant, task_id)
 
-    def list_artifacts(self, task_id: str) -> list[ArtifactRecord]:
-        """The artifacts of a task."""
-        return list(self.index(task_id).artifacts)
+    def list_artifacts(self, task_id: str, *, tenant: str) -> list[ArtifactRecord]:
+        """The artifacts of a tenant's task."""
+        return list(self.index(task_id, tenant=tenant).artifacts)
 
-    def open_artifact(self, uri_or_task_id: str, name: str | None = None) -> BinaryIO:
-        """A readable plaintext stream of an artifact, by its URI or by (task id, name).
+    def open_artifact(self, uri_or_task_id: str, name: str | None = None, *, tenant: str) -> BinaryIO:
+        """A readable plaintext stream of a tenant's artifact, by its URI or by (task id, name).
 
-        Each segment is authenticated before its bytes are returned; at the end the size and sha256 are checked
-        against the index. Tampering raises ArtifactIntegrityError, never returns altered bytes.
+        Another tenant's artifact raises the same ArtifactNotFoundError as a missing one. Each segment is
+        authenticated before its bytes are returned; at the end the size and sha256 are checked against the
+        index. Tampering raises ArtifactIntegrityError, never returns altered bytes.
         """
         if name is None:
             location, name = parse_key(self._key_of(uri_or_task_id))
+            if location.tenant != tenant:
+                raise no_artifacts(location.task_id)
         else:
-            location = self.index(uri_or_task_id).location
-        index = self.index(location.task_id)
+            location = self.index(uri_or_task_id, tenant=tenant).location
+        index = self.index(location.task_id, tenant=tenant)
         if index.location != location:
             raise ArtifactNotFoundError(f"{uri_or_task_id!r} does not match task {location.task_id}'s index entry")
         record, key = index.record(name), location.key(name)

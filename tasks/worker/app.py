@@ -9,6 +9,7 @@ from typing import Any
 import docker
 import redis
 from celery import Celery
+from kombu.utils.uuid import uuid
 
 import isolation
 from beat_schedule import build_schedule
@@ -17,6 +18,7 @@ from tasks.artifacts import Artifacts, open_artifacts
 from tasks.service.outputs import artifact_config
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker import broker
+from tasks.worker.delivery import Delivery, bind_run, claim_identity
 from tasks.worker.visibility import VisibilityHeartbeat
 
 
@@ -47,6 +49,32 @@ class ToolrunnerCelery(Celery):  # type: ignore[misc]
     def docker_client(self) -> docker.DockerClient:
         """One Docker client per worker process (DOCKER_HOST and friends from the environment)."""
         return isolation.connect(None)
+
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Publish a task; a run is first bound to its task id, so a reused id raises and queues nothing.
+
+        Every publish of a run through this app comes here: `run_tool.delay` / `apply_async` (Celery's
+        Task.apply_async calls send_task), `app.send_task`, and the republish of parked runs. A run message
+        also carries an expiry (at most TOOLRUNNER_MAX_WAIT_SECONDS from now, or the producer's own when
+        sooner), so no copy of it can start after its id's binding or a cancel of it has lapsed.
+        """
+        bound = bind_run(name, args or (), kwargs or {})
+        if bound is not None:
+            options["task_id"] = options.get("task_id") or uuid()
+            _claim_at_publish(self.redis, self.settings, str(options["task_id"]), bound)
+            if options.get("expires") is None:
+                options["expires"] = self.settings.max_wait_seconds
+        return super().send_task(name, args, kwargs, **options)
+
+
+def _claim_at_publish(redis_client: redis.Redis, settings: Settings, task_id: str, bound: dict[str, Any]) -> None:
+    """Bind the id to (tool, tenant, run); TaskIdentityError if another run holds it. Ids that are not valid
+    identifiers are left to the worker, which fails the run with the reason (they cannot name a key here)."""
+    try:
+        ids = [isolation.validate_identifier(k, bound.get(k)) for k in ("tool", "tenant_id", "run_id")]
+    except isolation.InvalidIdentifierError:
+        return
+    claim_identity(redis_client, Delivery(task_id, *ids), ttl=settings.identity_ttl)
 
 
 def _configuration() -> dict[str, Any]:

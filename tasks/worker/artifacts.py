@@ -24,13 +24,14 @@ def _open_at_start(sender: str | None = None, **_: Any) -> None:
     logger.info("artifact store %r ready (worker %s)", store, sender)
 
 
-def open_artifact(uri_or_task_id: str, name: str | None = None) -> BinaryIO:
-    """A stream of one artifact's plaintext: by its URI, or by task id and name; verified at its end.
+def open_artifact(uri_or_task_id: str, name: str | None = None, *, tenant_id: str) -> BinaryIO:
+    """A stream of one of a tenant's artifacts, in plaintext: by its URI, or by task id and name; verified at its end.
 
     The API tier's way to hand out raw outputs: the store holds only ciphertext, so there are no
-    presigned URLs. Raises ArtifactNotFoundError, or ArtifactIntegrityError for a tampered artifact.
+    presigned URLs. Raises ArtifactNotFoundError (for another tenant's artifact too, with the same message as
+    for a missing one), or ArtifactIntegrityError for a tampered artifact.
     """
-    return app.artifacts.open_artifact(uri_or_task_id, name)
+    return app.artifacts.open_artifact(uri_or_task_id, name, tenant=tenant_id)
 
 
 @app.task(name="toolrunner.sweep_artifacts")

@@ -28,13 +28,11 @@ from tasks.errors import TaskIdentityError, TaskInputError
 from tasks.service import RunRequest, Stage, plan_run
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker import luascript, parking
-from tasks.worker.delivery import Delivery, claim_identity
+from tasks.worker.delivery import Delivery, bind_run, claim_identity
 
 logger = logging.getLogger(__name__)
 
 DRAIN_BATCH = 500  # messages read per drain: a 100-run backlog leaves the queue in one go (~20 ms measured)
-RUN_TASK = "toolrunner.run_tool"
-TOOL_TASK_PREFIX = "toolrunner.tools."
 
 
 @dataclass(frozen=True)
@@ -73,22 +71,15 @@ def read_message(raw: bytes | str, queue: str) -> Queued | None:
 def _queued(
     raw: bytes | str, task: str, task_id: str, args: list[Any], kwargs: dict[str, Any], queue: str
 ) -> Queued | None:
-    if task == RUN_TASK:
-        names = ["tool", "tenant_id", "run_id"]
-    elif task.startswith(TOOL_TASK_PREFIX):
-        names, kwargs = ["tenant_id", "run_id"], {"tool": task.removeprefix(TOOL_TASK_PREFIX), **kwargs}
-    else:
+    bound = bind_run(task, args, kwargs)
+    if bound is None:
         return None
-    bound = {**dict(zip([*names, "params", "files"], args, strict=False)), **kwargs}
     request = RunRequest(bound["tool"], bound["tenant_id"], bound["run_id"], bound.get("params"), bound.get("files"))
     tool, tenant, run_id = (str(bound[k]) for k in ("tool", "tenant_id", "run_id"))
-    envelope = parking.Envelope(task_id, task, args, kwargs if task == RUN_TASK else _without_tool(kwargs), queue,
-                                tenant, tool, waiting_in=f"{parking.PREFIX}wait:{tenant}")  # fmt: skip
+    envelope = parking.Envelope(
+        task_id, task, args, kwargs, queue, tenant, tool, waiting_in=f"{parking.PREFIX}wait:{tenant}"
+    )
     return Queued(raw, Delivery(task_id, tool, tenant, run_id), envelope, request)
-
-
-def _without_tool(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if k != "tool"}
 
 
 def drain(

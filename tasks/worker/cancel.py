@@ -10,14 +10,17 @@ from enum import StrEnum
 import redis
 from celery import Celery, states
 
+import isolation
 from config import Settings
 from tasks.worker import fairshare
 from tasks.worker.app import app
+from tasks.worker.delivery import bound_tenant
 from tasks.worker.parking import load, publish
 
 logger = logging.getLogger(__name__)
 
-CANCEL_KEY = "toolrunner:cancel:{}"
+CANCEL_KEY = "toolrunner:cancel:{}:{}"  # task id, tenant: a cancel only ever reaches its own tenant's run
+LEGACY_CANCEL_KEY = "toolrunner:cancel:{}"  # what releases before tenant-bound cancels recorded: still honoured
 
 
 class Cancelled(StrEnum):
@@ -38,29 +41,53 @@ class CancelOutcome:
     message: str
 
 
-def is_cancelled(redis_client: redis.Redis, task_id: str) -> bool:
-    """Whether a cancel for this task id is recorded."""
-    return bool(redis_client.exists(CANCEL_KEY.format(task_id)))
+def cancel_keys(task_id: str, tenant_id: str) -> list[str]:
+    """The keys a run checks for a cancel of it: its tenant's, and one recorded by an older release."""
+    return [CANCEL_KEY.format(task_id, tenant_id), LEGACY_CANCEL_KEY.format(task_id)]
 
 
-def record_cancel(redis_client: redis.Redis, task_id: str, ttl: int) -> bool:
-    """Record a cancel for `ttl` seconds; False when one was already recorded."""
-    return bool(redis_client.set(CANCEL_KEY.format(task_id), str(time.time()), nx=True, ex=ttl))
+def is_cancelled(redis_client: redis.Redis, task_id: str, tenant_id: str) -> bool:
+    """Whether a cancel of this tenant's run `task_id` is recorded."""
+    return bool(redis_client.exists(*cancel_keys(task_id, tenant_id)))
 
 
-def cancel(celery: Celery, redis_client: redis.Redis, settings: Settings, task_id: str) -> CancelOutcome:
-    """Cancel the run `task_id` names, wherever it is: queued, prefetched, running or not yet sent.
+def record_cancel(redis_client: redis.Redis, task_id: str, tenant_id: str, ttl: int) -> bool:
+    """Record a cancel of this tenant's run for `ttl` seconds; False when one was already recorded."""
+    key = CANCEL_KEY.format(task_id, tenant_id)
+    return bool(redis_client.set(key, str(time.time()), nx=True, ex=ttl))
 
-    The cancel key is what every worker checks before a run and once a second during it; Celery's own
+
+def cancel(
+    celery: Celery, redis_client: redis.Redis, settings: Settings, task_id: str, tenant_id: str
+) -> CancelOutcome:
+    """Cancel the tenant's run `task_id` names, wherever it is: queued, parked, picked, running or not yet sent.
+
+    A task id bound to another tenant's run is answered exactly as an id nobody has used, and nothing is done
+    to that run: a cancel acts on the caller's own runs only. The cancel key (per task id and tenant) is what
+    every worker checks before a run and once a second during it; for a run of this tenant's, Celery's own
     revoke (without terminate) is sent too, so a live worker drops a queued copy at once and marks it REVOKED.
     """
+    isolation.validate_identifier("tenant_id", tenant_id)
+    unknown = CancelOutcome(
+        task_id, Cancelled.RECORDED, f"{task_id}: cancel recorded; the run is queued or unknown and will not start"
+    )
+    already = CancelOutcome(task_id, Cancelled.ALREADY, f"{task_id}: already cancelled")
+    owner = bound_tenant(redis_client, task_id)
+    if owner is None:
+        # Nobody has published this id yet: the cancel waits for this tenant's run (a revoke by id would
+        # reach whichever tenant's run took the id first).
+        recorded = record_cancel(redis_client, task_id, tenant_id, settings.identity_ttl)
+        logger.info("cancel recorded for an unpublished task=%s tenant=%s", task_id, tenant_id)
+        return unknown if recorded else already
+    if owner != tenant_id:
+        return unknown
     state = celery.AsyncResult(task_id).state
     if state in states.READY_STATES and state != states.REVOKED:
         return CancelOutcome(task_id, Cancelled.FINISHED, f"{task_id}: already finished ({state}); nothing to cancel")
-    if not record_cancel(redis_client, task_id, settings.identity_ttl) or state == states.REVOKED:
-        return CancelOutcome(task_id, Cancelled.ALREADY, f"{task_id}: already cancelled")
+    if not record_cancel(redis_client, task_id, tenant_id, settings.identity_ttl) or state == states.REVOKED:
+        return already
     celery.control.revoke(task_id)
-    logger.info("cancel recorded task=%s state=%s", task_id, state)
+    logger.info("cancel recorded task=%s tenant=%s state=%s", task_id, tenant_id, state)
     if load(redis_client, [task_id]):
         # Parked (waiting for a slot or an identical run) or picked and on its way: whatever fair share holds
         # for it goes in one step, and it ends REVOKED here. A message already published again finds the
@@ -69,12 +96,10 @@ def cancel(celery: Celery, redis_client: redis.Redis, settings: Settings, task_i
         celery.backend.mark_as_revoked(task_id, "cancelled: cancelled while it waited")
         return CancelOutcome(task_id, Cancelled.SENT, f"{task_id}: cancelled while it waited; it will not start")
     if state == states.PENDING:
-        return CancelOutcome(
-            task_id, Cancelled.RECORDED, f"{task_id}: cancel recorded; the run is queued or unknown and will not start"
-        )
+        return unknown
     return CancelOutcome(task_id, Cancelled.SENT, f"{task_id}: cancel sent; the run stops within seconds")
 
 
-def cancel_run(task_id: str) -> CancelOutcome:
-    """Cancel a run by its task id through this process's app, Redis and settings."""
-    return cancel(app, app.redis, app.settings, task_id)
+def cancel_run(task_id: str, *, tenant_id: str) -> CancelOutcome:
+    """Cancel one of a tenant's runs by its task id through this process's app, Redis and settings."""
+    return cancel(app, app.redis, app.settings, task_id, tenant_id)

@@ -23,7 +23,7 @@ from celery.exceptions import Ignore, Reject
 from config import Settings
 from tasks.errors import RunCancelledError, RunRequeuedError, RunStoppedError
 from tasks.service import Reporter, Stage
-from tasks.worker.cancel import CANCEL_KEY, record_cancel
+from tasks.worker.cancel import cancel_keys, record_cancel
 from tasks.worker.delivery import DELIVERY_KEY, Delivery
 from tasks.worker.parking import LEASE_LOST
 
@@ -36,8 +36,11 @@ POLL_SECONDS = 1.0
 class RunControl:
     """The stop request of one running task, set by the watcher thread or a SIGTERM, read by its reporter."""
 
-    def __init__(self, redis_client: redis.Redis, settings: Settings, task_id: str, worker: str) -> None:
+    def __init__(
+        self, redis_client: redis.Redis, settings: Settings, task_id: str, worker: str, tenant_id: str
+    ) -> None:
         self.redis, self.settings, self.task_id, self.worker = redis_client, settings, task_id, worker
+        self.tenant_id = tenant_id
         self.stop: type[RunStoppedError] | None = None
         self.signalled = False
         self.done = threading.Event()
@@ -54,10 +57,12 @@ class RunControl:
 
     def watch(self) -> None:
         """Poll the cancel and draining keys until the run ends or a stop is decided."""
-        keys = [CANCEL_KEY.format(self.task_id), DRAINING_KEY.format(self.worker), LEASE_LOST.format(self.task_id)]
+        cancels = cancel_keys(self.task_id, self.tenant_id)
+        keys = [DRAINING_KEY.format(self.worker), LEASE_LOST.format(self.task_id), *cancels]
         while self.stop is None and not self.done.wait(POLL_SECONDS):
             try:
-                cancelled, draining, lost = self.redis.mget(keys)
+                draining, lost, *cancelled_by = self.redis.mget(keys)
+                cancelled = any(cancelled_by)
             except redis.RedisError as exc:  # Redis away for a moment: poll again
                 logger.warning("could not read the cancel key task=%s: %s", self.task_id, exc)
                 continue
@@ -76,7 +81,7 @@ class RunControl:
 @contextmanager
 def controlled(task: Task, redis_client: redis.Redis, settings: Settings, delivery: Delivery) -> Iterator[RunControl]:
     """Watch the run while the block runs; turn a stop into REVOKED (cancel) or a requeued message (deploy)."""
-    control = RunControl(redis_client, settings, delivery.task_id, task.request.hostname or "")
+    control = RunControl(redis_client, settings, delivery.task_id, task.request.hostname or "", delivery.tenant_id)
     watcher = threading.Thread(target=control.watch, daemon=True, name=f"run-control-{delivery.task_id}")
     previous = _install_sigterm(control)
     watcher.start()
@@ -106,7 +111,7 @@ def revoke_cancelled(task: Task, redis_client: redis.Redis, settings: Settings, 
 
 def _revoked(task: Task, redis_client: redis.Redis, settings: Settings, delivery: Delivery, why: str) -> Ignore:
     # A revoke with terminate is recorded too, so a redelivery of this message would not run it again.
-    record_cancel(redis_client, delivery.task_id, settings.identity_ttl)
+    record_cancel(redis_client, delivery.task_id, delivery.tenant_id, settings.identity_ttl)
     # The last word on the task's state: written after the run's last progress report, never before.
     task.backend.mark_as_revoked(delivery.task_id, f"cancelled: {why}")
     logger.info("run cancelled task=%s tenant=%s run=%s", delivery.task_id, delivery.tenant_id, delivery.run_id)

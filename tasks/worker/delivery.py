@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +57,23 @@ class Delivery:
             )
 
 
+RUN_TASK = "toolrunner.run_tool"
+TOOL_TASK_PREFIX = "toolrunner.tools."
+
+
+def bind_run(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The named arguments of a run task's message (tool, tenant_id, run_id, params, files), or None for any
+    other task. Pure: whatever the producer sent, unvalidated (a missing argument is simply absent)."""
+    if task == RUN_TASK:
+        names = ["tool", "tenant_id", "run_id", "params", "files"]
+        extra: dict[str, Any] = {}
+    elif task.startswith(TOOL_TASK_PREFIX):
+        names, extra = ["tenant_id", "run_id", "params", "files"], {"tool": task.removeprefix(TOOL_TASK_PREFIX)}
+    else:
+        return None
+    return {**extra, **dict(zip(names, args, strict=False)), **kwargs}
+
+
 def claim_identity(redis_client: redis.Redis, delivery: Delivery, ttl: int) -> None:
     """Bind the task id to this run for `ttl` seconds; raise TaskIdentityError if it is bound to another.
 
@@ -67,10 +84,23 @@ def claim_identity(redis_client: redis.Redis, delivery: Delivery, ttl: int) -> N
     if redis_client.set(key, delivery.key, nx=True, ex=ttl):
         return
     raw = redis_client.get(key)
-    bound = raw.decode() if isinstance(raw, bytes) else raw
-    if bound is not None and bound != delivery.key:
-        tool, tenant_id, run_id = str(bound).split(":")[1:4]
+    if raw is not None:
+        tool, tenant_id, run_id = _bound_run(raw)
         delivery.check({"tool": tool, "tenant_id": tenant_id, "run_id": run_id})
+
+
+def bound_tenant(redis_client: redis.Redis, task_id: str) -> str | None:
+    """The tenant whose run the task id is bound to, or None while nobody has published it."""
+    raw = redis_client.get(IDENTITY_KEY.format(task_id))
+    if raw is None:
+        return None
+    return _bound_run(raw)[1]
+
+
+def _bound_run(raw: bytes | str) -> tuple[str, str, str]:
+    """(tool, tenant, run) of a stored binding "<task id>:<tool>:<tenant>:<run>" (a task id may hold ':')."""
+    _, tool, tenant_id, run_id = str(raw.decode() if isinstance(raw, bytes) else raw).rsplit(":", 3)
+    return tool, tenant_id, run_id
 
 
 @contextmanager

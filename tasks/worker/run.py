@@ -95,7 +95,7 @@ def run_request(
         # the binding outlives any parking. Whatever is there is the other run's and stays.
         logger.error("refused task=%s: %s", delivery.task_id, exc)
         raise Ignore() from exc
-    if is_cancelled(redis_client, delivery.task_id):
+    if is_cancelled(redis_client, delivery.task_id, delivery.tenant_id):
         _end_unstarted(task, redis_client, settings)
         raise revoke_cancelled(task, redis_client, settings, delivery)
     with result_cache(task, plan, client, redis_client, settings) as cached:  # behind an identical run: parked

@@ -36,11 +36,11 @@ def test_a_runs_outputs_are_stored_encrypted_and_read_back_byte_for_byte(worker:
     stored = {a["name"]: a for a in result["artifacts"]}
     assert set(stored) == {"out.txt", "b.bin"}
     for name, artifact in stored.items():
-        with open_artifact(artifact["uri"]) as stream:
+        with open_artifact(artifact["uri"], tenant_id="acme") as stream:
             data = stream.read()
         assert len(data) == artifact["size"] == result["outputs"][name]
         assert hashlib.sha256(data).hexdigest() == artifact["sha256"]
-    with open_artifact(result["task_id"], "out.txt") as stream:
+    with open_artifact(result["task_id"], "out.txt", tenant_id="acme") as stream:
         assert stream.read() == f"{MARKER}\0\377\n".encode("latin-1")
     assert not stored_bytes_contain(MARKER.encode()), "plaintext reached the store"
 
@@ -50,7 +50,7 @@ def test_findings_past_the_inline_cap_are_all_in_the_findings_artifact(worker: W
     assert result["findings_truncated"] is True and result["stats"]["findings"] == 65535
     names = [a["name"] for a in result["artifacts"]]
     assert names == ["nmap.xml", "findings.jsonl"]
-    with open_artifact(result["task_id"], "findings.jsonl") as stream:
+    with open_artifact(result["task_id"], "findings.jsonl", tenant_id="acme") as stream:
         lines = stream.read().splitlines()
     assert len(lines) == 65535
     assert lines[0].startswith(b'{"host":"10.0.0.1"')

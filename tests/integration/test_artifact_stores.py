@@ -132,9 +132,11 @@ def test_binary_outputs_round_trip_byte_for_byte(any_artifacts: Artifacts) -> No
     for name, data in files.items():
         with sink.open(name) as target:
             target.write(data)
-    assert {r.name: r.size for r in any_artifacts.list_artifacts("task-bin")} == {n: len(d) for n, d in files.items()}
-    for record in any_artifacts.list_artifacts("task-bin"):
-        assert any_artifacts.open_artifact(record.uri).read() == files[record.name]
+    assert {r.name: r.size for r in any_artifacts.list_artifacts("task-bin", tenant="acme")} == {
+        n: len(d) for n, d in files.items()
+    }
+    for record in any_artifacts.list_artifacts("task-bin", tenant="acme"):
+        assert any_artifacts.open_artifact(record.uri, tenant="acme").read() == files[record.name]
 
 
 def test_a_256_mib_output_streams_to_s3_in_bounded_memory_and_back_byte_for_byte(
@@ -157,7 +159,7 @@ def test_a_256_mib_output_streams_to_s3_in_bounded_memory_and_back_byte_for_byte
     key = "toolrunner/tenants/acme/runs/run-1/task-big/big.bin"
     assert raw_s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"').endswith("-33")  # 33 parts: multipart
     received = hashlib.sha256()
-    with s3_artifacts.open_artifact("task-big", "big.bin") as source:
+    with s3_artifacts.open_artifact("task-big", "big.bin", tenant="acme") as source:
         while chunk := source.read(MiB):
             received.update(chunk)
     assert received.hexdigest() == sent.hexdigest() == sink.records[0].sha256
@@ -196,7 +198,7 @@ def test_a_tampered_s3_object_fails_with_a_clear_error(s3_artifacts: Artifacts, 
     raw_s3.put_object(Bucket=bucket, Key=key, Body=bytes(blob))
     with (
         pytest.raises(ArtifactIntegrityError, match="segment 1 of the artifact failed authentication"),
-        s3_artifacts.open_artifact("task-tamper", "out.bin") as source,
+        s3_artifacts.open_artifact("task-tamper", "out.bin", tenant="acme") as source,
     ):
         source.read()
 
@@ -209,9 +211,9 @@ def test_retention_and_purge_on_s3_remove_only_what_they_should(s3_artifacts: Ar
             target.write(task.encode())
     report = s3_artifacts.sweep_expired(now)
     assert (report.tasks, report.objects) == (2, 2)
-    assert s3_artifacts.open_artifact("t-new", "a.bin").read() == b"t-new"
+    assert s3_artifacts.open_artifact("t-new", "a.bin", tenant="acme").read() == b"t-new"
     with pytest.raises(ArtifactNotFoundError):
-        s3_artifacts.list_artifacts("t-old")
+        s3_artifacts.list_artifacts("t-old", tenant="acme")
     assert s3_artifacts.purge_tenant("acme").objects == 1
     assert list(s3_artifacts.store.list("")) == []
 
@@ -240,10 +242,10 @@ def test_a_container_output_streams_from_the_volume_into_the_store_byte_for_byte
         sink = any_artifacts.for_task("acme", "engine", "task-engine")
         # _read is the streaming read that read_files/copy_files_to wrap; it takes any Sink.
         assert volume.read_into(["big.bin"], sink) == {"big.bin": size_mib * MiB}
-    [record] = any_artifacts.list_artifacts("task-engine")
+    [record] = any_artifacts.list_artifacts("task-engine", tenant="acme")
     assert (record.size, record.sha256) == (size_mib * MiB, expected)
     received = hashlib.sha256()
-    with any_artifacts.open_artifact(record.uri) as source:
+    with any_artifacts.open_artifact(record.uri, tenant="acme") as source:
         while chunk := source.read(MiB):
             received.update(chunk)
     assert received.hexdigest() == expected

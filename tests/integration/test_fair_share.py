@@ -106,11 +106,11 @@ def test_a_waiting_run_reports_its_place_and_a_cancel_ends_it_at_once(
         wait_until(lambda run=busy[-1]: waiting_for_slot(run), 60, "the run to park")
     assert [busy[2].info["ahead"], busy[3].info["ahead"]] == [0, 1]
     with redis.Redis.from_url(SHARE_DB) as conn:
-        outcome = cancel(producer, conn, load_settings(), busy[3].id)
+        outcome = cancel(producer, conn, load_settings(), busy[3].id, "busy")
         assert outcome.message.endswith("cancelled while it waited; it will not start")
         wait_until(lambda: producer.AsyncResult(busy[3].id).state == "REVOKED", 30, "the waiting run to end")
         assert not conn.hexists(PARKED, busy[3].id), "its place in the waiting list is gone"
-        assert cancel(producer, conn, load_settings(), busy[3].id).message.endswith("already cancelled")
+        assert cancel(producer, conn, load_settings(), busy[3].id, "busy").message.endswith("already cancelled")
     assert [r.get(timeout=120)["status"] for r in busy[:3]] == ["ok"] * 3
     assert producer.AsyncResult(busy[3].id).state == "REVOKED", "a cancelled waiting run never starts"
 

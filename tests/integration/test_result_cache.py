@@ -94,7 +94,7 @@ def test_when_the_leader_is_cancelled_a_waiting_identical_run_takes_over(
     waiter = run_tool.delay("script", "cache-leader", "r2", same)
     while not (isinstance(waiter.info, dict) and waiter.info.get("stage") == "waiting_for_identical_run"):
         time.sleep(0.1)
-    cancel_run(leader.id)
+    cancel_run(leader.id, tenant_id="cache-leader")
     result = waiter.get(timeout=120)
     assert result["status"] == "ok" and result["cache"] == {"hit": False}
     assert run_tool.AsyncResult(leader.id).state == "REVOKED"

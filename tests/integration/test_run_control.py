@@ -56,7 +56,7 @@ def test_cancel_run_kills_the_tool_removes_the_volumes_and_the_run_ends_revoked(
     worker: Worker, docker_client: docker.DockerClient
 ) -> None:
     handle = start_long_run(docker_client, "cancel-mid-run")
-    assert cancel_run(handle.id).outcome is Cancelled.SENT
+    assert cancel_run(handle.id, tenant_id="acme").outcome is Cancelled.SENT
     assert_ends_revoked_and_stays(docker_client, handle)
     assert f"run cancelled task={handle.id}" in worker.log_text()
 
@@ -73,13 +73,13 @@ def test_cancelling_twice_or_a_finished_run_is_harmless_and_says_so(
     worker: Worker, docker_client: docker.DockerClient
 ) -> None:
     handle = start_long_run(docker_client, "cancel-twice")
-    first, second = cancel_run(handle.id), cancel_run(handle.id)
+    first, second = cancel_run(handle.id, tenant_id="acme"), cancel_run(handle.id, tenant_id="acme")
     assert (first.outcome, second.outcome) == (Cancelled.SENT, Cancelled.ALREADY)
     assert second.message == f"{handle.id}: already cancelled"
     assert_ends_revoked_and_stays(docker_client, handle)
     done = app.send_task("toolrunner.run_tool", ("script", "acme", "cancel-done", {"script": "true"}))
     assert done.get(timeout=60)["status"] == "ok"
-    finished = cancel_run(done.id)
+    finished = cancel_run(done.id, tenant_id="acme")
     assert finished.outcome is Cancelled.FINISHED and "already finished (SUCCESS)" in finished.message
     assert AsyncResult(done.id, app=app).state == "SUCCESS"
 
@@ -89,7 +89,7 @@ def test_a_run_cancelled_while_queued_never_creates_a_volume_even_on_a_worker_st
 ) -> None:
     queue = f"parked-{secrets.token_hex(4)}"
     handle = app.send_task("toolrunner.run_tool", ("script", "acme", "cancel-queued", LONG), queue=queue)
-    assert cancel_run(handle.id).outcome is Cancelled.RECORDED
+    assert cancel_run(handle.id, tenant_id="acme").outcome is Cancelled.RECORDED
     events = docker_client.events(decode=True, filters={"label": [f"studio.task={handle.id}"]})
     late = start_worker(tmp_path, f"late-{queue}", concurrency=1, queues=queue)  # its revoked set is empty
     try:
@@ -133,7 +133,7 @@ class CancelWhenReading:
 def test_a_cancel_while_the_outputs_are_read_removes_both_volumes_and_reports_nothing_after_it(
     redis_url: str, docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
-    control = RunControl(redis.Redis.from_url(redis_url), app.settings, "cancel-reading", "local")
+    control = RunControl(redis.Redis.from_url(redis_url), app.settings, "cancel-reading", "local", "acme")
     reported: list[Stage] = []
     cancel_when_reading = CancelWhenReading(control)
 

@@ -9,9 +9,10 @@ from typing import Any
 import docker
 import pytest
 import redis
+from celery import Celery
 
 from tasks import TOOL_TASKS, TaskIdentityError, app, result_for, run_tool
-from tasks.worker.testing import Worker
+from tasks.worker.testing import Worker, wait_until
 
 pytestmark = pytest.mark.integration
 WAIT = 120
@@ -138,25 +139,55 @@ def test_an_absent_image_fails_the_run_naming_the_image_and_its_override(worker:
         handle.get(timeout=WAIT)
 
 
-def test_a_task_id_reused_for_another_tenant_is_refused_and_never_returns_the_first_tenants_findings(
+def test_a_task_id_reused_for_another_tenant_is_refused_at_publish_and_queues_nothing(worker: Worker) -> None:
+    task_id = "caller-chosen-idempotency-key"
+    secret = script("echo secret > /outputs/out.txt; sleep 2")
+    first = run_tool.apply_async(("script", "acme", "shared-id", secret), task_id=task_id)
+    # The same id for another tenant's run, through every way the app publishes a run: refused before
+    # anything is queued, so no message of globex's ever reaches a worker and no handle of it exists.
+    leak = script("echo leak > /outputs/out.txt")
+    publishes = [
+        lambda: run_tool.apply_async(("script", "globex", "shared-id", leak), task_id=task_id),
+        lambda: app.send_task("toolrunner.run_tool", ("script", "globex", "shared-id", leak), task_id=task_id),
+        lambda: TOOL_TASKS["script"].apply_async(("globex", "shared-id", leak), task_id=task_id),
+        lambda: run_tool.apply_async(("script", "acme", "another-run", leak), task_id=task_id),
+    ]
+    for publish in publishes:
+        with pytest.raises(TaskIdentityError, match="already stands for another run"):
+            publish()
+    again = run_tool.apply_async(("script", "acme", "shared-id", secret), task_id=task_id)  # idempotent
+    assert (
+        first.get(timeout=WAIT)["findings"]
+        == again.get(timeout=WAIT)["findings"]
+        == [{"file": "out.txt", "line": "secret"}]
+    )
+    assert f"refused task={task_id}" not in worker.log_text(), "nothing of globex's was queued"
+
+
+def test_a_producer_that_bypasses_the_app_is_refused_by_the_worker_and_its_reader_by_result_for(
     worker: Worker,
 ) -> None:
-    task_id = "caller-chosen-idempotency-key"
-    first = run_tool.apply_async(
-        ("script", "acme", "shared-id", script("echo secret > /outputs/out.txt; sleep 4")), task_id=task_id
-    )
+    """A plain Celery app (no publish-time claim) reaches the worker, which refuses the reused id."""
+    task_id = "bypassing-idempotency-key"
+    first = run_tool.apply_async(("script", "acme", "bypass", script("echo secret > /outputs/out.txt; sleep 4")),
+                                 task_id=task_id)  # fmt: skip
     while first.state != "PROGRESS":
         time.sleep(0.1)
-    # The same id for another tenant while the first still runs: refused at once, not queued behind the
-    # first run's lock, and the first run's volumes are not taken for an earlier attempt's leftovers.
-    run_tool.apply_async(("script", "globex", "shared-id", script("echo leak > /outputs/out.txt")), task_id=task_id)
-    assert first.get(timeout=WAIT)["findings"] == [{"file": "out.txt", "line": "secret"}]
-    assert f"refused task={task_id}: task id {task_id} already stands for another run" in worker.log_text()
+    plain = Celery("plain-producer", set_as_current=False)
+    plain.conf.update(broker_url=app.conf.broker_url, result_backend=app.conf.result_backend)
+    try:
+        plain.send_task("toolrunner.run_tool", ("script", "globex", "bypass", script("echo leak > /outputs/out.txt")),
+                        task_id=task_id)  # fmt: skip
+        assert first.get(timeout=WAIT)["findings"] == [{"file": "out.txt", "line": "secret"}]
+        wait_until(lambda: f"refused task={task_id}: task id {task_id} already stands" in worker.log_text(), 30,
+                   "the worker's refusal")  # fmt: skip
+    finally:
+        plain.close()
     # The id names acme's run: a reader asking for globex's run under it gets the refusal, never acme's
     # findings; acme's reader gets acme's.
     with pytest.raises(TaskIdentityError, match="tenant_id differ"):
-        result_for(task_id, "script", "globex", "shared-id", timeout=WAIT)
-    assert result_for(task_id, "script", "acme", "shared-id", timeout=WAIT)["tenant_id"] == "acme"
+        result_for(task_id, "script", "globex", "bypass", timeout=WAIT)
+    assert result_for(task_id, "script", "acme", "bypass", timeout=WAIT)["tenant_id"] == "acme"
 
 
 def test_progress_and_results_in_the_backend_never_carry_the_input_files(worker: Worker) -> None:

@@ -47,20 +47,20 @@ def write(artifacts: Artifacts, task: str, files: dict[str, bytes], tenant: str 
     for name, data in files.items():
         with sink.open(name) as target:
             target.write(data)
-    return [r.uri for r in artifacts.list_artifacts(task)]
+    return [r.uri for r in artifacts.list_artifacts(task, tenant=tenant)]
 
 
 def test_an_output_round_trips_byte_for_byte_by_uri_and_by_name(artifacts: Artifacts) -> None:
     data = os.urandom(3 * MiB + 17)
     [uri] = write(artifacts, "task-1", {"out/scan.bin": data})
     assert uri == artifacts.store.base_uri + "tenants/acme/runs/run-1/task-1/out/scan.bin"
-    assert artifacts.open_artifact(uri).read() == data
-    assert artifacts.open_artifact("task-1", "out/scan.bin").read() == data
+    assert artifacts.open_artifact(uri, tenant="acme").read() == data
+    assert artifacts.open_artifact("task-1", "out/scan.bin", tenant="acme").read() == data
 
 
 def test_records_carry_the_plaintext_size_and_sha256(artifacts: Artifacts) -> None:
     write(artifacts, "task-1", {"a.xml": b"<x/>", "empty": b""})
-    records = {r.name: r.as_dict() for r in artifacts.list_artifacts("task-1")}
+    records = {r.name: r.as_dict() for r in artifacts.list_artifacts("task-1", tenant="acme")}
     assert records["a.xml"]["size"] == 4
     assert records["a.xml"]["sha256"] == hashlib.sha256(b"<x/>").hexdigest()
     assert records["empty"]["size"] == 0
@@ -79,7 +79,7 @@ def test_findings_are_stored_as_json_lines(artifacts: Artifacts) -> None:
     with artifacts.for_task("acme", "run-1", "task-1").findings() as findings:
         for port in range(3):
             findings.write({"port": port, "note": "é"})
-    lines = artifacts.open_artifact("task-1", "findings.jsonl").read().decode().splitlines()
+    lines = artifacts.open_artifact("task-1", "findings.jsonl", tenant="acme").read().decode().splitlines()
     assert lines == [f'{{"port":{p},"note":"é"}}' for p in range(3)]
 
 
@@ -115,7 +115,7 @@ def test_a_tampered_artifact_raises_instead_of_returning_bytes(artifacts: Artifa
     blob = bytearray(path.read_bytes())
     blob[len(blob) // 2] ^= 0x40
     path.write_bytes(blob)
-    with pytest.raises(ArtifactIntegrityError), artifacts.open_artifact("task-1", "out.bin") as source:
+    with pytest.raises(ArtifactIntegrityError), artifacts.open_artifact("task-1", "out.bin", tenant="acme") as source:
         source.read()
 
 
@@ -124,35 +124,37 @@ def test_an_artifact_swapped_for_another_of_the_same_tenant_does_not_open(artifa
     files = {p.name: p for p in store_files(tmp_path / "store")}
     files["a.bin"].write_bytes(files["b.bin"].read_bytes())
     with pytest.raises(ArtifactKeyError):
-        artifacts.open_artifact("task-1", "a.bin").read()
+        artifacts.open_artifact("task-1", "a.bin", tenant="acme").read()
 
 
 def test_an_index_that_disagrees_with_the_artifact_fails_at_the_end(artifacts: Artifacts, tmp_path: Path) -> None:
     write(artifacts, "task-1", {"a.bin": b"content"})
-    index = tmp_path / "store" / "index" / "task-1.json"
+    index = tmp_path / "store" / "index" / "acme" / "task-1.json"
     index.write_text(index.read_text().replace(hashlib.sha256(b"content").hexdigest(), "0" * 64))
     with pytest.raises(ArtifactIntegrityError, match="index entry"):
-        artifacts.open_artifact("task-1", "a.bin").read()
+        artifacts.open_artifact("task-1", "a.bin", tenant="acme").read()
 
 
 def test_another_tenants_key_cannot_open_an_artifact(artifacts: Artifacts, tmp_path: Path) -> None:
     write(artifacts, "task-1", {"a.bin": b"acme's evidence"})
     root = tmp_path / "store" / "tenants"
     (root / "acme").rename(root / "evil")
-    index = tmp_path / "store" / "index" / "task-1.json"
-    index.write_text(index.read_text().replace('"acme"', '"evil"').replace("/acme/", "/evil/"))
+    index = tmp_path / "store" / "index" / "acme" / "task-1.json"
+    (index.parent.parent / "evil").mkdir(mode=0o700)
+    forged = index.parent.parent / "evil" / "task-1.json"
+    forged.write_text(index.read_text().replace('"acme"', '"evil"').replace("/acme/", "/evil/"))
     with pytest.raises(ArtifactKeyError, match="tenant 'evil'"):
-        artifacts.open_artifact("task-1", "a.bin").read()
+        artifacts.open_artifact("task-1", "a.bin", tenant="evil").read()
 
 
 def test_unknown_tasks_names_and_foreign_uris_are_not_found(artifacts: Artifacts) -> None:
     write(artifacts, "task-1", {"a.bin": b"1"})
     with pytest.raises(ArtifactNotFoundError):
-        artifacts.list_artifacts("task-2")
+        artifacts.list_artifacts("task-2", tenant="acme")
     with pytest.raises(ArtifactNotFoundError):
-        artifacts.open_artifact("task-1", "b.bin")
+        artifacts.open_artifact("task-1", "b.bin", tenant="acme")
     with pytest.raises(ArtifactNotFoundError):
-        artifacts.open_artifact("s3://elsewhere/tenants/acme/runs/run-1/task-1/a.bin")
+        artifacts.open_artifact("s3://elsewhere/tenants/acme/runs/run-1/task-1/a.bin", tenant="acme")
 
 
 def test_retention_removes_only_expired_tasks(tmp_path: Path) -> None:
@@ -165,9 +167,9 @@ def test_retention_removes_only_expired_tasks(tmp_path: Path) -> None:
     write(fresh, "new-task", {"a.bin": b"new"})
     report = fresh.sweep_expired(now)
     assert (report.tasks, report.objects) == (1, 1)
-    assert fresh.open_artifact("new-task", "a.bin").read() == b"new"
+    assert fresh.open_artifact("new-task", "a.bin", tenant="acme").read() == b"new"
     with pytest.raises(ArtifactNotFoundError):
-        fresh.list_artifacts("old-task")
+        fresh.list_artifacts("old-task", tenant="acme")
 
 
 def test_retention_removes_old_objects_no_index_names(artifacts: Artifacts, tmp_path: Path) -> None:
@@ -190,8 +192,8 @@ def test_purging_a_tenant_leaves_other_tenants_alone(artifacts: Artifacts) -> No
     report = artifacts.purge_tenant("leaving")
     assert (report.tasks, report.objects) == (1, 2)
     with pytest.raises(ArtifactNotFoundError):
-        artifacts.list_artifacts("task-1")
-    assert artifacts.open_artifact("task-2", "a.bin").read() == b"3"
+        artifacts.list_artifacts("task-1", tenant="leaving")
+    assert artifacts.open_artifact("task-2", "a.bin", tenant="staying").read() == b"3"
 
 
 def test_the_file_store_creates_one_private_key_file_beside_itself(
@@ -254,3 +256,32 @@ def test_the_artifact_package_imports_no_celery() -> None:
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not {n for n in names if n.split(".")[0] in ("celery", "config")}, module
+
+
+def test_artifacts_are_bound_to_their_tenant_and_a_reused_task_id_never_repoints_the_index(
+    artifacts: Artifacts,
+) -> None:
+    [uri] = write(artifacts, "task-1", {"a.bin": b"acme's evidence"}, tenant="acme")
+    write(artifacts, "task-1", {"a.bin": b"globex's"}, tenant="globex")  # the id reused by another tenant
+    assert artifacts.open_artifact("task-1", "a.bin", tenant="acme").read() == b"acme's evidence"
+    assert artifacts.open_artifact(uri, tenant="acme").read() == b"acme's evidence"
+    assert artifacts.open_artifact("task-1", "a.bin", tenant="globex").read() == b"globex's"
+    for attempt in (
+        lambda: artifacts.open_artifact(uri, tenant="initech"),
+        lambda: artifacts.open_artifact("task-1", "a.bin", tenant="initech"),
+        lambda: artifacts.list_artifacts("task-1", tenant="initech"),
+    ):
+        with pytest.raises(ArtifactNotFoundError, match=r"^task task-1 has no artifacts \(none were stored"):
+            attempt()
+
+
+def test_an_index_entry_written_before_tenant_keyed_entries_is_read_for_its_own_tenant_only(
+    artifacts: Artifacts, tmp_path: Path
+) -> None:
+    write(artifacts, "task-1", {"a.bin": b"old"}, tenant="acme")
+    index = tmp_path / "store" / "index" / "acme" / "task-1.json"
+    index.rename(tmp_path / "store" / "index" / "task-1.json")  # where an older release wrote it
+    assert artifacts.open_artifact("task-1", "a.bin", tenant="acme").read() == b"old"
+    with pytest.raises(ArtifactNotFoundError):
+        artifacts.list_artifacts("task-1", tenant="globex")
+    assert artifacts.sweep_expired(datetime.now(UTC) + timedelta(days=31)).tasks == 1

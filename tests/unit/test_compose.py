@@ -400,3 +400,11 @@ def test_a_further_pairs_worker_name_sets_its_hostname_node_name_and_healthcheck
     assert "worker-2@%h" in _argv(worker)
     test = worker["healthcheck"]["test"]
     assert "worker-2@$HOSTNAME" in (test if isinstance(test, str) else " ".join(test)).replace("$$", "$")
+
+
+@pytest.mark.parametrize("name", ["beat", "flower"])
+def test_only_the_worker_gets_the_artifact_store_and_its_secrets(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    assert "TOOLRUNNER_ARTIFACT_MASTER_KEY" in _env(services["worker"])
+    assert not [key for key in _env(services[name]) if key.startswith("TOOLRUNNER_ARTIFACT_")], name

@@ -69,9 +69,16 @@ def state_of(conn: redis.Redis, task_id: str, tenant: str = "a") -> dict[str, ob
 NOTHING = dict.fromkeys(("parked", "parked_at", "republished", "dispatching", "leased", "waiting"), False)
 
 
+def bound(conn: redis.Redis, *task_ids: str, tenant: str = "a") -> None:
+    """Bind each id to its run, as publishing, the drain and the worker do before anything parks."""
+    for task_id in task_ids:
+        claim_identity(conn, Delivery(task_id, "script", tenant, task_id), ttl=600)
+
+
 def picked(conn: redis.Redis, task_id: str = "a2") -> None:
     """a1 runs, a2 parks behind it (cap 1), a1 ends and a2 is picked: leased, dispatching, envelope kept."""
     register(conn, 8)
+    bound(conn, "a1", task_id)
     assert fairshare.admit(conn, envelope("a1", "a"), settings()).admitted
     assert not fairshare.admit(conn, envelope(task_id, "a"), settings()).admitted
     assert fairshare.release(conn, envelope("a1", "a"), settings()) == [task_id]
@@ -94,12 +101,12 @@ def test_a_picked_run_answered_from_the_cache_leaves_no_envelope(conn: redis.Red
 
 def test_cancelling_a_picked_run_ends_it_revoked_and_nothing_can_republish_it(conn: redis.Redis, app: Celery) -> None:
     picked(conn)
-    outcome = cancel(app, conn, settings(), "a2")
+    outcome = cancel(app, conn, settings(), "a2", "a")
     assert outcome.message.endswith("cancelled while it waited; it will not start")
     assert app.AsyncResult("a2").state == "REVOKED"
     assert state_of(conn, "a2") == NOTHING
-    assert conn.ttl("toolrunner:cancel:a2") >= settings().identity_ttl - 5, "kept as long as the id is bound"
-    conn.delete("toolrunner:cancel:a2")  # a day later: the cancel key is gone...
+    assert conn.ttl("toolrunner:cancel:a2:a") >= settings().identity_ttl - 5, "kept as long as the id is bound"
+    conn.delete("toolrunner:cancel:a2:a")  # a day later: the cancel key is gone...
     conn.delete(QUEUE)
     time.sleep(0.01)
     assert safetynet.sweep_parked(app, conn, settings()) == 0  # ...and nothing brings the run back
@@ -109,10 +116,11 @@ def test_cancelling_a_picked_run_ends_it_revoked_and_nothing_can_republish_it(co
 
 def test_cancel_reaches_a_run_waiting_in_its_tenants_list(conn: redis.Redis, app: Celery) -> None:
     register(conn, 8)
+    bound(conn, "a1", "a2")
     fairshare.admit(conn, envelope("a1", "a"), settings())
     fairshare.admit(conn, envelope("a2", "a"), settings())
-    cancel(app, conn, settings(), "a2")
-    assert state_of(conn, "a2") == NOTHING and is_cancelled(conn, "a2")
+    cancel(app, conn, settings(), "a2", "a")
+    assert state_of(conn, "a2") == NOTHING and is_cancelled(conn, "a2", "a")
     assert conn.llen(QUEUE) == 0, "no message is published for it"
     assert fairshare.release(conn, envelope("a1", "a"), settings()) == []
 
@@ -179,8 +187,9 @@ def test_cancel_and_resubmit_never_puts_a_tenant_in_the_ring_twice(conn: redis.R
     fairshare.admit(conn, envelope("hold1", "a"), cap)
     fairshare.admit(conn, envelope("hold2", "b"), cap)  # both global slots taken: everything else parks
     for i in range(10):
+        bound(conn, f"a{i}")
         fairshare.admit(conn, envelope(f"a{i}", "a"), cap)
-        cancel(app, conn, cap, f"a{i}")
+        cancel(app, conn, cap, f"a{i}", "a")
     for i in range(8):
         fairshare.admit(conn, envelope(f"a-{i}", "a"), cap)
         fairshare.admit(conn, envelope(f"b-{i}", "b"), cap)
@@ -240,3 +249,23 @@ def test_limits_and_cache_clear_refuse_ids_no_run_could_have(conn: redis.Redis) 
     with pytest.raises(ValueError, match="tenant_id 'acme:nmap' is invalid"):
         set_limit(conn, "acme:nmap", 1)
     assert conn.hlen(fairshare.LIMITS) == 0
+
+
+def test_a_cancel_reaches_only_the_callers_own_run_and_answers_another_tenants_id_as_an_unknown_one(
+    conn: redis.Redis, app: Celery
+) -> None:
+    register(conn, 8)
+    bound(conn, "a1", "a2")
+    fairshare.admit(conn, envelope("a1", "a"), settings())
+    fairshare.admit(conn, envelope("a2", "a"), settings())  # parked behind a1
+    theirs = cancel(app, conn, settings(), "a2", "b")
+    nobodys = cancel(app, conn, settings(), "never-used", "b")
+    assert (theirs.outcome, theirs.message.replace("a2", "ID")) == (
+        nobodys.outcome, nobodys.message.replace("never-used", "ID")
+    )  # fmt: skip
+    assert state_of(conn, "a2")["parked"] and not is_cancelled(conn, "a2", "a"), "a's run is untouched"
+    assert app.AsyncResult("a2").state == "PENDING"
+    # b's cancel of an id nobody had published waits for b's run of it only: a's later run of it is not
+    # cancelled (and b can no longer publish it, the id being a's).
+    bound(conn, "never-used", tenant="a")
+    assert not is_cancelled(conn, "never-used", "a") and is_cancelled(conn, "never-used", "b")

@@ -45,8 +45,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend_max_retries": 30,
         # A redelivered message whose result is already SUCCESS is not run again.
         "worker_deduplicate_successful_tasks": True,
-        # STARTED state and task events, so AsyncResult and Flower show where a run is.
-        "task_track_started": True,
+        # No STARTED state: Celery writes it before the task body, so before admission and the identity check,
+        # and a copy that is then dropped (an id of another run, a run that already ended REVOKED or FAILED,
+        # a second copy of a parked run) would overwrite that run's state and leave it STARTED. A run writes
+        # its own PROGRESS once admitted (or parked); Flower still shows task-started events.
+        "task_track_started": False,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "result_expires": settings.result_expires_seconds,

@@ -16,7 +16,9 @@ log() { printf '[dind-entrypoint] %s\n' "$*" >&2; }
 
 : "${DOCKER_TLS_CERTDIR:?set DOCKER_TLS_CERTDIR: this daemon serves only mutual TLS}"
 readonly CERTS=$DOCKER_TLS_CERTDIR
-readonly DAYS=825 # the longest validity clients accept for a server certificate
+readonly DAYS=825         # the longest validity clients accept for a server certificate
+readonly CA_DAYS=3650     # the CA's own: rotating it means new client certificates for every worker
+readonly RENEW_DAYS=30    # certificates this close to expiry are issued anew at start
 
 new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 
@@ -31,13 +33,28 @@ issue() {
   cp "$CERTS/ca/cert.pem" "$1/ca.pem"
 }
 
+# True when $1 is missing or expires within RENEW_DAYS.
+stale() {
+  [ ! -s "$1" ] || ! openssl x509 -checkend $((RENEW_DAYS * 86400)) -noout -in "$1" >/dev/null 2>&1
+}
+
 make_certs() {
   umask 077
   mkdir -p "$CERTS/ca" "$CERTS/server" "$CERTS/client"
+  if [ -s "$CERTS/ca/cert.pem" ] && stale "$CERTS/ca/cert.pem"; then
+    log "the CA expires within $RENEW_DAYS days: issuing a new CA and certificates; restart the worker to load them"
+    rm -f "$CERTS/ca/cert.pem" "$CERTS/server/cert.pem" "$CERTS/client/cert.pem"
+  fi
+  for leaf in server client; do
+    if [ -s "$CERTS/$leaf/cert.pem" ] && stale "$CERTS/$leaf/cert.pem"; then
+      log "the $leaf certificate expires within $RENEW_DAYS days: issuing it anew"
+      rm -f "$CERTS/$leaf/cert.pem"
+    fi
+  done
   if [ ! -s "$CERTS/ca/cert.pem" ]; then
     log "generating the CA"
     new_key "$CERTS/ca/key.pem"
-    openssl req -new -x509 -key "$CERTS/ca/key.pem" -subj "/CN=toolrunner dind CA" -days "$DAYS" \
+    openssl req -new -x509 -key "$CERTS/ca/key.pem" -subj "/CN=toolrunner dind CA" -days "$CA_DAYS" \
       -sha256 -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
       -out "$CERTS/ca/cert.pem"
   fi
@@ -58,6 +75,9 @@ keyUsage=critical,digitalSignature" "toolrunner worker"
   chmod 0755 "$CERTS/client"
   chmod 0444 "$CERTS/client/ca.pem" "$CERTS/client/cert.pem"
   chmod 0400 "$CERTS/client/key.pem"
+  for leaf in ca server client; do
+    log "$leaf certificate $(openssl x509 -enddate -noout -in "$CERTS/$leaf/cert.pem")"
+  done
 }
 
 # The rules come from config/egress.py (unit-tested, copied into this image); they go in before dockerd

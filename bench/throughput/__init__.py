@@ -28,9 +28,9 @@ Numbers:
                plain runs/s (target >= 0.8) and toolrunner p50 minus plain p50 (target <= +250 ms).
   breakdown    means per run: submission -> started (queue and slot wait), started -> result (service time),
                slot time = concurrency / runs/s. toolrunner's "started" is when its result key first appears
-               (STARTED state). From the worker log: received -> running in a child, task runtime ("succeeded
-               in"), of which execute() (the result's stats.duration_ms), and the slot time no task ran in
-               (ack, result, fetching and dispatching the next message).
+               (its first PROGRESS, once admitted). From the worker log: received -> running in a child, task
+               runtime ("succeeded in"), of which execute() (the result's stats.duration_ms), and the slot time
+               no task ran in (ack, result, fetching and dispatching the next message).
   CPU          CPU ms per run during the rounds, from /proc: the whole machine (other people's load included),
                the worker's main process and pool children, dockerd, containerd, this process; and how busy
                the machine's CPUs were. Near 100% busy, every extra CPU ms per run costs throughput.

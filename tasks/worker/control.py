@@ -42,6 +42,7 @@ class RunControl:
         self.redis, self.settings, self.task_id, self.worker = redis_client, settings, task_id, worker
         self.tenant_id = tenant_id
         self.stop: type[RunStoppedError] | None = None
+        self.reason = ""
         self.signalled = False
         self.done = threading.Event()
 
@@ -50,7 +51,7 @@ class RunControl:
 
         def guarded(stage: Stage, meta: Mapping[str, Any]) -> None:
             if self.stop is not None:
-                raise self.stop(f"task {self.task_id} stopped at {stage.value}")
+                raise self.stop(f"{self.reason}: task {self.task_id} stopped at {stage.value}")
             report(stage, meta)
 
         return guarded
@@ -67,9 +68,11 @@ class RunControl:
                 logger.warning("could not read the cancel key task=%s: %s", self.task_id, exc)
                 continue
             if cancelled or (self.signalled and not draining):
-                self.stop = RunCancelledError
-            elif draining or lost:  # lost: its tenant slot expired and is taken; it waits its turn again
-                self.stop = RunRequeuedError
+                self.stop, self.reason = RunCancelledError, "cancelled"
+            elif draining:
+                self.stop, self.reason = RunRequeuedError, "worker shutting down"
+            elif lost:  # its tenant slot expired and was taken meanwhile: it waits its turn again
+                self.stop, self.reason = RunRequeuedError, "its tenant slot was lost"
         if self.stop is not None:
             logger.warning("stopping task=%s: %s", self.task_id, self.stop.__name__)
 
@@ -90,7 +93,7 @@ def controlled(task: Task, redis_client: redis.Redis, settings: Settings, delive
     except RunCancelledError as exc:
         raise _revoked(task, redis_client, settings, delivery, str(exc)) from exc
     except RunRequeuedError as exc:
-        raise _requeued(redis_client, delivery, str(exc)) from exc
+        raise _requeued(redis_client, delivery, control.reason) from exc
     finally:
         control.done.set()
         watcher.join()
@@ -124,5 +127,5 @@ def _requeued(redis_client: redis.Redis, delivery: Delivery, why: str) -> Reject
         pipe.decr(DELIVERY_KEY.format(delivery.key))
         pipe.delete(LEASE_LOST.format(delivery.task_id))
         pipe.execute()
-    logger.warning("run put back on the queue task=%s run=%s: %s", delivery.task_id, delivery.run_id, why)
-    return Reject(f"put back on the queue (worker shutting down, or its tenant slot lost): {why}", requeue=True)
+    logger.warning("run put back on the queue (%s) task=%s run=%s", why, delivery.task_id, delivery.run_id)
+    return Reject(f"{why}: run put back on the queue", requeue=True)

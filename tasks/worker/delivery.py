@@ -78,7 +78,7 @@ def claim_identity(redis_client: redis.Redis, delivery: Delivery, ttl: int) -> N
     """Bind the task id to this run for `ttl` seconds; raise TaskIdentityError if it is bound to another.
 
     One atomic SET NX, checked before the task writes any state: the stored state itself cannot say whose
-    id it is, since Celery's STARTED state (written before the task body runs) carries no run.
+    id it is (and no STARTED state is written for a message before this check: task_track_started is off).
     """
     key = IDENTITY_KEY.format(delivery.task_id)
     if redis_client.set(key, delivery.key, nx=True, ex=ttl):

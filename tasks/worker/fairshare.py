@@ -46,12 +46,14 @@ text = luascript.text
 
 @dataclass(frozen=True)
 class Admission:
-    """What admission decided: admitted, parked (how many of the tenant's runs are ahead) or a duplicate."""
+    """What admission decided: admitted, parked (how many of the tenant's runs are ahead), a duplicate of a parked
+    run, or a copy of a run that already ended."""
 
     admitted: bool
     duplicate: bool
     ahead: int
     dispatched: list[str]
+    ended: bool = False
 
 
 def admit(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> Admission:
@@ -62,7 +64,7 @@ def admit(redis_client: redis.Redis, envelope: parking.Envelope, settings: Setti
     )  # fmt: skip
     outcome, ahead, *picked = raw
     ids = [text(p) for p in picked]
-    return Admission(outcome == 1, outcome == 2, int(ahead), ids)
+    return Admission(outcome == 1, outcome in (2, 3), int(ahead), ids, ended=outcome == 3)
 
 
 def release(
@@ -162,7 +164,8 @@ def tenant_slot(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: 
             task, redis_client, decision.dispatched + _drain_and_pick(task, redis_client, settings, envelope.queue)
         )
     if decision.duplicate:
-        logger.info("task=%s is parked already; dropping this copy", envelope.task_id)
+        why = "already ended (finished, cancelled or given up)" if decision.ended else "is parked already"
+        logger.info("task=%s %s; dropping this copy", envelope.task_id, why)
         raise Ignore()
     if not decision.admitted:
         reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.WAITING_FOR_SLOT, {"ahead": decision.ahead})

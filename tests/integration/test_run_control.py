@@ -106,17 +106,17 @@ def test_an_unknown_id_is_recorded_and_the_cli_says_so_in_one_line(
     redis_url: str, worker: Worker, docker_client: docker.DockerClient
 ) -> None:
     task_id = str(uuid.uuid4())
-    result = CliRunner().invoke(cli, ["cancel", task_id])
+    result = CliRunner().invoke(cli, ["cancel", task_id, "--tenant", "acme"])
     assert result.exit_code == 0, result.output
     assert result.output == f"{task_id}: cancel recorded; the run is queued or unknown and will not start\n"
-    again = CliRunner().invoke(cli, ["cancel", task_id])
+    again = CliRunner().invoke(cli, ["cancel", task_id, "--tenant", "acme"])
     assert (again.exit_code, again.output) == (1, f"{task_id}: already cancelled\n")
     # The id, sent later, never runs.
     handle = app.send_task("toolrunner.run_tool", ("script", "acme", "cancel-unknown", LONG), task_id=task_id)
     with pytest.raises(TaskRevokedError):
         handle.get(timeout=30)
     with redis.Redis.from_url(redis_url) as conn:
-        assert conn.ttl(f"toolrunner:cancel:{task_id}") > 0
+        assert conn.ttl(f"toolrunner:cancel:{task_id}:acme") > 0
 
 
 class CancelWhenReading:

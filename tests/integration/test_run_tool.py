@@ -149,7 +149,7 @@ def test_a_task_id_reused_for_another_tenant_is_refused_at_publish_and_queues_no
     publishes = [
         lambda: run_tool.apply_async(("script", "globex", "shared-id", leak), task_id=task_id),
         lambda: app.send_task("toolrunner.run_tool", ("script", "globex", "shared-id", leak), task_id=task_id),
-        lambda: TOOL_TASKS["script"].apply_async(("globex", "shared-id", leak), task_id=task_id),
+        lambda: TOOL_TASKS["nmap"].apply_async(("globex", "shared-id", {"targets": ["127.0.0.1"]}), task_id=task_id),
         lambda: run_tool.apply_async(("script", "acme", "another-run", leak), task_id=task_id),
     ]
     for publish in publishes:

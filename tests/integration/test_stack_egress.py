@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -22,6 +23,12 @@ from config.egress import EgressPolicy, parse_networks, ruleset
 pytestmark = pytest.mark.integration
 IMAGE = "toolrunner-dind:stack"  # the Dockerfile's dind target, which scripts/stack builds
 LISTS = {"TOOLRUNNER_EGRESS_ALLOW": "10.20.0.0/16", "TOOLRUNNER_EGRESS_DENY": "198.51.100.7"}
+# What a daemon in a container needs here (privileged asks for capabilities this machine's engine cannot grant).
+DIND_OPTIONS: dict[str, Any] = {
+    "cap_add": ["SYS_ADMIN", "NET_ADMIN"], "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    "device_cgroup_rules": ["a *:* rwm"],
+}  # fmt: skip
+CGROUPS = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}}
 POLICY = EgressPolicy(allow=parse_networks("10.20.0.0/16, fd12::/64"), deny=parse_networks("198.51.100.7"))
 
 
@@ -64,9 +71,8 @@ def fenced_dind(docker_client: docker.DockerClient) -> Iterator[docker.models.co
         _need(f"the image {IMAGE} (scripts/stack up builds it)", False)
     container = docker_client.containers.run(
         IMAGE, ["--bridge=none", "--iptables=false"], detach=True, network_mode="none",
-        environment={"DOCKER_TLS_CERTDIR": "/certs", **LISTS},
-        cap_add=["SYS_ADMIN", "NET_ADMIN"], security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-        device_cgroup_rules=["a *:* rwm"], volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+        environment={"DOCKER_TLS_CERTDIR": "/certs", **LISTS}, **DIND_OPTIONS,
+        volumes=CGROUPS,
         labels={"toolrunner.test": "egress"},
     )  # fmt: skip
     try:
@@ -104,7 +110,7 @@ def test_the_dind_entrypoint_fails_closed_when_the_ipv6_fence_cannot_be_installe
     broken.chmod(0o755)
     container = docker_client.containers.run(
         IMAGE, ["--bridge=none", "--iptables=false"], detach=True, network_mode="none",
-        environment={"DOCKER_TLS_CERTDIR": "/certs"}, cap_add=["NET_ADMIN"],
+        environment={"DOCKER_TLS_CERTDIR": "/certs"}, **DIND_OPTIONS,
         volumes={str(broken): {"bind": "/usr/local/sbin/ip6tables-restore", "mode": "ro"}},
         labels={"toolrunner.test": "egress"},
     )  # fmt: skip
@@ -116,3 +122,54 @@ def test_the_dind_entrypoint_fails_closed_when_the_ipv6_fence_cannot_be_installe
     assert status["StatusCode"] == 1, logs
     assert "not starting dockerd without the IPv6 egress fence" in logs
     assert "API listen on" not in logs and "egress fence installed" not in logs
+
+
+def _run_dind_once(client: docker.DockerClient, certs: Path) -> str:
+    """Start the DinD image on a certificate directory, wait for its daemon, stop it; its log."""
+    container = client.containers.run(
+        IMAGE, ["--bridge=none", "--iptables=false"], detach=True, network_mode="none",
+        environment={"DOCKER_TLS_CERTDIR": "/certs", "DIND_EGRESS": "off"}, **DIND_OPTIONS,
+        volumes={str(certs): {"bind": "/certs", "mode": "rw"}, **CGROUPS},
+        labels={"toolrunner.test": "egress"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "API listen on" not in (logs := bytes(container.logs()).decode()) and time.monotonic() < deadline:
+            container.reload()
+            assert container.status == "running", logs
+            time.sleep(0.5)
+        return logs
+    finally:
+        container.remove(force=True, v=True)
+
+
+def _days_left(cert: Path) -> float:
+    end = subprocess.run(["openssl", "x509", "-enddate", "-noout", "-in", str(cert)], capture_output=True, text=True)
+    stamp = end.stdout.strip().removeprefix("notAfter=")
+    expiry = subprocess.run(["date", "-d", stamp, "+%s"], capture_output=True, text=True, check=True).stdout
+    return (int(expiry) - time.time()) / 86400
+
+
+def test_the_dind_entrypoint_renews_a_certificate_that_expires_within_30_days(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    _need(f"the image {IMAGE} (scripts/stack up builds it)", bool(docker_client.images.list(IMAGE)))
+    _need("openssl", shutil.which("openssl") is not None)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    _run_dind_once(docker_client, certs)
+    server = certs / "server"
+    ca_before = (certs / "ca" / "cert.pem").read_bytes()
+    # Re-issue the server certificate by hand with the same CA, valid for 2 more days only.
+    request = ["openssl", "req", "-new", "-key", server / "key.pem", "-subj", "/CN=soon", "-out", tmp_path / "csr"]
+    subprocess.run(request, check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "x509", "-req", "-in", tmp_path / "csr", "-CA", certs / "ca" / "cert.pem", "-CAkey",
+         certs / "ca" / "key.pem", "-CAcreateserial", "-days", "2", "-out", server / "cert.pem"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert _days_left(server / "cert.pem") < 3
+    logs = _run_dind_once(docker_client, certs)
+    assert "the server certificate expires within 30 days: issuing it anew" in logs
+    assert _days_left(server / "cert.pem") > 800
+    assert (certs / "ca" / "cert.pem").read_bytes() == ca_before, "the CA stays: workers keep trusting the daemon"

@@ -1,9 +1,10 @@
 -- Admit a run or park it. ARGV: prefix, id, tenant, tool, envelope, default cap, lease ttl ms, queue key.
--- Returns {outcome, ahead, picked...}: outcome 1 = admitted, 0 = parked, 2 = a duplicate of a parked run.
+-- Returns {outcome, ahead, picked...}: outcome 1 = admitted, 0 = parked, 2 = a duplicate of a parked run,
+-- 3 = a copy of a run that already ended (finished, cancelled or given up).
 local id, tenant, tool, envelope = ARGV[2], checked(ARGV[3]), checked(ARGV[4]), ARGV[5]
 local default_cap, ttl, queue = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 live(P .. 'leases')
-if redis.call('EXISTS', P .. 'done:' .. id) == 1 then return {2, 0} end
+if redis.call('EXISTS', P .. 'done:' .. id) == 1 then return {3, 0} end
 local at_head = false
 if redis.call('ZSCORE', P .. 'leases', id) then
   -- Dispatched to us (its lease was taken at pick time), or a second copy of a running run.

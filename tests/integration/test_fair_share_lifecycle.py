@@ -1,0 +1,111 @@
+"""A parked run's lifecycle with a real worker: a cancel after its pick is final, a lost lease puts a run back.
+
+Security review 2, items 1 and 8, where delivery is involved: the Lua paths themselves are in
+tests/unit/test_fair_share_lifecycle.py.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+import redis
+from celery import Celery
+
+from config import Settings, celery_config, load_settings
+from tasks.worker import fairshare, parking, safetynet
+from tasks.worker.cancel import CANCEL_KEY, cancel
+from tasks.worker.delivery import Delivery, claim_identity
+from tasks.worker.limits import set_limit
+from tasks.worker.testing import start_worker, wait_until
+from tests.conftest import REDIS_URL
+from tests.integration.test_fair_share import tool_containers
+
+pytestmark = pytest.mark.integration
+LIFE_DB = REDIS_URL.rsplit("/", 1)[0] + "/10"
+ENV = {"TOOLRUNNER_BROKER_URL": LIFE_DB, "TOOLRUNNER_TENANT_MAX_RUNNING": "1", "TOOLRUNNER_LEASE_TTL_SECONDS": "6"}
+
+
+@pytest.fixture
+def conn() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(LIFE_DB)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def producer(conn: redis.Redis, docker_client: docker.DockerClient, busybox_image: str) -> Iterator[Celery]:
+    app = Celery("lifecycle-client", set_as_current=False)
+    app.conf.update(celery_config(load_settings()), broker_url=LIFE_DB, result_backend=LIFE_DB)
+    yield app
+    app.close()
+
+
+def settings() -> Settings:
+    return Settings(broker_url=LIFE_DB, tenant_max_running=1, lease_ttl_seconds=6)
+
+
+def test_a_run_cancelled_right_after_its_pick_never_runs_even_once_its_cancel_has_expired(
+    conn: redis.Redis, producer: Celery, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    queue = f"pick-{secrets.token_hex(3)}"
+    task_id = f"picked-{secrets.token_hex(4)}"
+    run = ["script", "pick", "picked", {"script": "echo ran > /outputs/out.txt"}]
+    claim_identity(conn, Delivery(task_id, "script", "pick", "picked"), ttl=settings().identity_ttl)
+    conn.zadd(fairshare.WORKERS, {"elsewhere|4": int(time.time() * 1000) + 60_000})
+    holder = parking.Envelope("holder", "toolrunner.run_tool", [], {}, queue, "pick", "script")
+    assert fairshare.admit(conn, holder, settings()).admitted  # the tenant's only slot, held
+    waiting = parking.Envelope(task_id, "toolrunner.run_tool", run, {}, queue, "pick", "script")
+    assert not fairshare.admit(conn, waiting, settings()).admitted
+    picked = fairshare.release(conn, holder, settings())  # the holder ends: the parked run is picked...
+    assert picked == [task_id]
+    parking.publish(producer, parking.load(conn, picked))  # ...and its message published, not yet consumed
+    outcome = cancel(producer, conn, settings(), task_id, "pick")  # the tenant cancels it right then
+    assert outcome.message.endswith("cancelled while it waited; it will not start")
+    conn.delete(CANCEL_KEY.format(task_id, "pick"))  # a day later the cancel key is gone
+    assert safetynet.sweep_parked(producer, conn, settings()) == 0, "nothing is left to republish"
+    events = docker_client.events(decode=True, filters={"label": [f"studio.task={task_id}"]})
+    worker = start_worker(tmp_path, queue, concurrency=1, env=ENV, queues=queue, client=producer)
+    try:
+        wait_until(lambda: f"task={task_id} already ended" in worker.log_text(), 60, "the late copy to be dropped")
+    finally:
+        worker.stop()
+        events.close()
+    assert list(events) == [], "no volume or container was ever made for it"
+    assert producer.AsyncResult(task_id).state == "REVOKED", "the dropped copy wrote nothing over it"
+    assert not conn.hexists(parking.PARKED, task_id) and conn.zscore(fairshare.DISPATCHING, task_id) is None
+
+
+def test_a_run_whose_lease_expired_and_whose_slot_was_taken_is_put_back_and_runs_later(
+    conn: redis.Redis, producer: Celery, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    set_limit(conn, "lost", 1)
+    worker = start_worker(tmp_path, "lost", concurrency=2, env=ENV, client=producer)
+    try:
+        params = {"script": "sleep 8; echo done > /outputs/out.txt", "timeout_seconds": 120}
+        handle = producer.send_task("toolrunner.run_tool", ("script", "lost", "lost-1", params))
+        wait_until(lambda: tool_containers(docker_client, "lost") == 1, 60, "the run's tool to start")
+        # Redis lost the lease (an outage longer than its TTL) and another run of the tenant took the slot,
+        # in one step, so the run's next renewal finds the tenant full.
+        keys = (fairshare.LEASES, f"{fairshare.PREFIX}lease:lost", f"{fairshare.PREFIX}lease:lost:script")
+        with conn.pipeline(transaction=True) as pipe:
+            pipe.delete(*keys)
+            for key in keys:
+                pipe.zadd(key, {"intruder": int(time.time() * 1000) + 60_000})
+            pipe.execute()
+        intruder = parking.Envelope("intruder", "toolrunner.run_tool", [], {}, "celery", "lost", "script")
+        wait_until(lambda: tool_containers(docker_client, "lost") == 0, 30, "the uncounted run to stop")
+        assert f"task={handle.id} lost its lease and no slot is free" in worker.log_text()
+        put_back = f"run put back on the queue (its tenant slot was lost) task={handle.id}"
+        wait_until(lambda: put_back in worker.log_text(), 30, "the run to be put back")
+        # The other run ends: the put-back run (parked meanwhile) is picked and published.
+        parking.publish(producer, parking.load(conn, fairshare.release(conn, intruder, settings())))
+        assert handle.get(timeout=120)["status"] == "ok"
+    finally:
+        worker.stop()

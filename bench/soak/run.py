@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from celery.utils import worker_direct
 from rich.console import Console
 
 import isolation
-from bench.soak.plan import Disruption, Observed, Plan, SoakConfig, make_plan
+from bench.soak.plan import Disruption, Observed, Plan, PlannedRun, SoakConfig, make_plan
 from bench.soak.worker import (
     LABEL_PREFIX,
     Engine,
@@ -25,6 +26,7 @@ from bench.soak.worker import (
     rss_sampler,
     worker_env,
 )
+from tasks.worker.delivery import DELIVERY_KEY, Delivery
 
 ACTIVE = ("STARTED", "PROGRESS", "RETRY")
 TERMINAL = ("SUCCESS", "FAILURE", "REVOKED")
@@ -105,9 +107,14 @@ def finish(soak: Soak) -> None:
     except Exception as exc:  # the report says so; the reaper in run_soak's finally removes what is left
         observed.sweep = {"error": f"{type(exc).__name__}: {exc}"}
     observed.left_after_sweep = leftovers(client)
-    keys = [f"toolrunner:deliveries:{run.task_id}" for run in soak.plan.runs]
-    counts = soak.conn.mget(keys)
-    observed.deliveries = {run.task_id: int(n or 0) for run, n in zip(soak.plan.runs, counts, strict=True)}
+    observed.deliveries = delivery_counts(soak.conn, soak.plan.runs)
+
+
+def delivery_counts(conn: redis.Redis, runs: Sequence[PlannedRun]) -> dict[str, int]:
+    """Each run's Redis delivery counter, read from the key the worker writes: per whole run (task id, tool,
+    tenant, run id), not per task id."""
+    keys = [DELIVERY_KEY.format(Delivery(run.task_id, "script", run.tenant, run.run_id).key) for run in runs]
+    return {run.task_id: int(n or 0) for run, n in zip(runs, conn.mget(keys), strict=True)}
 
 
 def run_soak(config: SoakConfig, log_dir: Path, console: Console) -> tuple[Plan, Observed]:

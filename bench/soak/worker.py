@@ -138,7 +138,9 @@ def tree_rss_bytes(pid: int) -> int:
         current = stack.pop()
         with contextlib.suppress(OSError, ValueError):
             status = Path(f"/proc/{current}/status").read_text()
-            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) * 1024
+            # A zombie (exited, not yet reaped) has no VmRSS line: it counts 0 and the sampler goes on.
+            rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+            total += rss * 1024
             for task in Path(f"/proc/{current}/task").iterdir():
                 stack.extend(int(child) for child in (task / "children").read_text().split())
     return total

@@ -39,6 +39,7 @@ class Envelope:
     waiting_in: str = ""
     expires: str | None = None  # the producer's expiry (ISO 8601), kept so a stale parked run never starts
     time_limits: tuple[float | None, float | None] = (None, None)  # the producer's (hard, soft) time limits
+    retries: int = 0  # the task's own retries (an unreachable engine) so far: not deaths of a worker
 
     def to_json(self) -> str:
         """The envelope as stored in the parked hash."""
@@ -60,7 +61,7 @@ def envelope_of(task: Task, tenant_id: str, tool: str) -> Envelope:
         task.request.id, task.name, list(task.request.args or ()), dict(task.request.kwargs or {}),
         str(info.get("routing_key") or task.app.conf.task_default_queue), tenant_id, tool,
         expires=expires.isoformat() if hasattr(expires, "isoformat") else expires,
-        time_limits=limits(task.request.timelimit),
+        time_limits=limits(task.request.timelimit), retries=int(task.request.retries or 0),
     )  # fmt: skip
 
 
@@ -78,7 +79,7 @@ def publish(app: Celery, envelopes: Iterable[Envelope]) -> None:
         hard, soft = envelope.time_limits
         app.send_task(
             envelope.task, envelope.args, envelope.kwargs, task_id=envelope.task_id, queue=envelope.queue,
-            expires=envelope.expires, time_limit=hard, soft_time_limit=soft,
+            expires=envelope.expires, time_limit=hard, soft_time_limit=soft, retries=envelope.retries,
         )  # fmt: skip
         logger.info(
             "dispatched parked run task=%s tenant=%s tool=%s", envelope.task_id, envelope.tenant_id, envelope.tool

@@ -269,3 +269,14 @@ def test_a_cancel_reaches_only_the_callers_own_run_and_answers_another_tenants_i
     # cancelled (and b can no longer publish it, the id being a's).
     bound(conn, "never-used", tenant="a")
     assert not is_cancelled(conn, "never-used", "a") and is_cancelled(conn, "never-used", "b")
+
+
+def test_a_retried_run_parked_again_keeps_its_retry_count_so_it_is_not_counted_as_a_worker_death(
+    conn: redis.Redis, app: Celery
+) -> None:
+    retried = parking.Envelope("t-retry", "toolrunner.run_tool", ["script", "a", "r1", RUN], {}, QUEUE, "a", "script",
+                               retries=2)  # fmt: skip
+    assert parking.Envelope.from_json(retried.to_json()).retries == 2
+    parking.publish(app, [retried])
+    headers = json.loads(conn.lpop(QUEUE) or b"{}")["headers"]
+    assert headers["retries"] == 2, "the worker subtracts retries from its delivery count"

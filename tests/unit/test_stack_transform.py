@@ -129,4 +129,5 @@ def test_the_secrets_reach_every_process_unchanged_but_for_the_broker_address(ad
     services = adapted["services"]
     for name in ("worker", "worker-2", "beat", "flower"):
         assert services[name]["environment"]["TOOLRUNNER_BROKER_URL"] == f"redis://:pw@127.0.0.1:{BASE}/0"
-    assert services["redis"]["command"][:3] == ["redis-server", "--requirepass", "pw"]
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == "pw"
+    assert "pw" not in " ".join(services["redis"]["command"])

@@ -1,7 +1,8 @@
 """Soak benchmark: many runs across tenants through a real worker while the harness injects failures.
 
-Run:  .venv/bin/python -m bench.soak [--runs 500] [--tenants 10] [--concurrency 4] [--seed N] [--no-dind]
-                                      [--redis-url URL]
+Run:  .venv/bin/python -m bench.soak [--runs 500] [--tenants 10] [--concurrency 4] [--seed N | --seeds 1-10]
+                                      [--no-dind] [--redis-url URL]
+      (--seeds runs one whole soak per seed, one after another, each with its report, then a line per seed)
       (from the repository root; a short pass: --runs 24 --tenants 3 --kill-rate 0.04 --no-dind)
 
 Needs the Docker Engine, Redis at --redis-url (default redis://127.0.0.1:6379/11; that database is flushed, then

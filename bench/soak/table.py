@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -20,7 +20,7 @@ from bench.soak.check import (
     final_status,
     mismatches,
 )
-from bench.soak.plan import EXPECTED, Observed, Plan, SoakConfig
+from bench.soak.plan import EXPECTED, Expectation, Observed, Plan, SoakConfig
 
 
 def status_table(plan: Plan, observed: Observed) -> Table:
@@ -58,6 +58,15 @@ def expectation_table(plan: Plan, observed: Observed) -> Table:
     table = common.table("expectations", "expectation", "measured", "expected", "status")
     for item in expectations(plan, observed):
         table.add_row(item.what, str(item.measured), "0", verdict(item.ok, "ok"))
+    return table
+
+
+def seeds_table(verdicts: Sequence[tuple[int, Sequence[Expectation]]]) -> Table:
+    """One row per seed of a multi-seed soak: each expectation that failed with its count, or ok."""
+    table = common.table("seeds", "seed", "failed expectations", "status")
+    for seed, items in verdicts:
+        failed = [f"{item.what}: {item.measured}" for item in items if not item.ok]
+        table.add_row(str(seed), "; ".join(failed) or "none", verdict(not failed, "ok"))
     return table
 
 

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from rich.console import Console
 
-from bench.soak.plan import PlannedRun
+from bench.soak.__main__ import parse_args
+from bench.soak.plan import Expectation, PlannedRun
 from bench.soak.run import delivery_counts
+from bench.soak.table import seeds_table
 from bench.soak.worker import tree_rss_bytes
 from config import Settings
 from tasks.worker.delivery import Delivery, count_delivery
@@ -53,3 +56,13 @@ def test_the_rss_sampler_counts_a_zombie_as_nothing_instead_of_dying() -> None:
         assert tree_rss_bytes(os.getpid()) > 0
     finally:
         os.waitpid(pid, 0)
+
+
+def test_several_seeds_parse_as_lists_and_ranges_and_get_one_verdict_line_each() -> None:
+    assert parse_args(["--seeds", "1-3,7"])[1] == [1, 2, 3, 7]
+    assert parse_args(["--seed", "5"])[1] == [5]
+    table = seeds_table([(1, [Expectation("runs lost", 0, True)]), (2, [Expectation("runs lost", 3, False)])])
+    console = Console(width=120, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "runs lost: 3" in text and "NOT ok" in text

@@ -135,12 +135,13 @@ def _end_unstarted(
     """A run that ends before admission (bad input, cancelled): what it held parked, picked or leased goes.
 
     With `only_this_message`, only when the envelope parked under this id is this very message: a message
-    that reuses the id of another, parked run must not end that run.
+    that reuses the id of another run (parked, or running with its lease) must not end that run, and a
+    message that was never parked holds nothing.
     """
     if only_this_message:
         parked = parking.load(redis_client, [task.request.id])
         mine = (task.name, list(task.request.args or ()), dict(task.request.kwargs or {}))
-        if parked and (parked[0].task, parked[0].args, parked[0].kwargs) != mine:
+        if not parked or (parked[0].task, parked[0].args, parked[0].kwargs) != mine:
             return
     try:
         picked = fairshare.abandon(redis_client, task.request.id, settings)

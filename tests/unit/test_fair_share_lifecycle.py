@@ -280,3 +280,18 @@ def test_a_retried_run_parked_again_keeps_its_retry_count_so_it_is_not_counted_a
     parking.publish(app, [retried])
     headers = json.loads(conn.lpop(QUEUE) or b"{}")["headers"]
     assert headers["retries"] == 2, "the worker subtracts retries from its delivery count"
+
+
+def test_a_ring_written_before_the_ringed_set_heals_at_the_first_pick(conn: redis.Redis) -> None:
+    register(conn, 1)
+    cap = settings(cap=8)
+    fairshare.admit(conn, envelope("hold", "a"), cap)
+    for i in range(3):
+        fairshare.admit(conn, envelope(f"a{i}", "a"), cap)
+    fairshare.admit(conn, envelope("b0", "b"), cap)
+    conn.rpush(fairshare.RING, "a", "a")  # an older release pushed a again on each cancel-and-resubmit
+    conn.delete(fairshare.RINGED)
+    assert fairshare.release(conn, envelope("hold", "a"), cap) == ["a0"]
+    assert conn.lrange(fairshare.RING, 0, -1) == [b"b", b"a"], "each tenant once, in turn"
+    assert fairshare.release(conn, envelope("a0", "a"), cap) == ["b0"]
+    assert conn.lrange(fairshare.RING, 0, -1) == [b"a"] and conn.smembers(fairshare.RINGED) == {b"a"}

@@ -75,6 +75,7 @@ local function pick(default_cap, ttl, budget)
   if bounded then free = free - live(P .. 'leases') end
   while (not bounded or free > 0) and budget > 0 and misses < redis.call('LLEN', P .. 'ring') do
     local tenant = redis.call('LPOP', P .. 'ring')
+    redis.call('LREM', P .. 'ring', 0, tenant)  -- a second place (a ring written before 'ringed' existed) goes
     local waiting = P .. 'wait:' .. tenant
     local chosen = nil
     -- FIFO within a tenant; a head blocked only by its tool's cap lets one of the next 8 runs go.
@@ -100,6 +101,7 @@ local function pick(default_cap, ttl, budget)
     end
     if redis.call('LLEN', waiting) > 0 then
       redis.call('RPUSH', P .. 'ring', tenant)
+      redis.call('SADD', P .. 'ringed', tenant)
     else
       redis.call('SREM', P .. 'ringed', tenant)
     end

@@ -15,7 +15,7 @@ from config import Settings
 from tasks.worker import fairshare
 from tasks.worker.app import app
 from tasks.worker.delivery import bound_tenant
-from tasks.worker.parking import load, publish
+from tasks.worker.parking import load
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def cancel(
         # Parked (waiting for a slot or an identical run) or picked and on its way: whatever fair share holds
         # for it goes in one step, and it ends REVOKED here. A message already published again finds the
         # cancel and its done marker, so it never starts.
-        publish(celery, load(redis_client, fairshare.abandon(redis_client, task_id, settings)))
+        fairshare.end_parked(celery, redis_client, task_id, settings)
         celery.backend.mark_as_revoked(task_id, "cancelled: cancelled while it waited")
         return CancelOutcome(task_id, Cancelled.SENT, f"{task_id}: cancelled while it waited; it will not start")
     if state == states.PENDING:

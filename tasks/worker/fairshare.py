@@ -19,7 +19,7 @@ from functools import partial
 
 import kombu.exceptions
 import redis
-from celery import Task
+from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, Retry
 
 from config import Settings
@@ -88,6 +88,11 @@ def abandon(redis_client: redis.Redis, task_id: str, settings: Settings) -> list
     of its message; returns the runs picked for the slot it freed.
     """
     return _release(redis_client, (task_id, "", ""), settings, budget=1, finished=True, forget=True)
+
+
+def end_parked(celery_app: Celery, redis_client: redis.Redis, task_id: str, settings: Settings) -> None:
+    """Abandon a run that will never run and publish the runs the slot it held lets start."""
+    parking.publish(celery_app, parking.load(redis_client, abandon(redis_client, task_id, settings)))
 
 
 def _release(

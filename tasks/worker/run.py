@@ -143,23 +143,22 @@ def _end_unstarted(
         mine = (task.name, list(task.request.args or ()), dict(task.request.kwargs or {}))
         if not parked or (parked[0].task, parked[0].args, parked[0].kwargs) != mine:
             return
-    try:
-        picked = fairshare.abandon(redis_client, task.request.id, settings)
-        parking.publish(task.app, parking.load(redis_client, picked))
-    except (redis.RedisError, kombu.exceptions.OperationalError) as exc:  # the safety net recovers the slot
-        logger.warning("could not end the parked state of task=%s: %s", task.request.id, exc)
+    _best_effort_end(task.app, redis_client, task.request.id, settings)
 
 
 @task_revoked.connect
 def _revoked(request: Any = None, **_: Any) -> None:
     """Celery dropped a revoked or expired message unrun: it never runs, so its parked state ends too."""
     task_id = getattr(request, "id", None)
-    if task_id and str(getattr(request, "task", "") or getattr(request, "name", "")).startswith("toolrunner."):
-        try:
-            picked = fairshare.abandon(app.redis, str(task_id), app.settings)
-            parking.publish(app, parking.load(app.redis, picked))
-        except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
-            logger.warning("could not end the parked state of revoked task=%s: %s", task_id, exc)
+    if task_id and str(getattr(request, "task", "")).startswith("toolrunner."):  # the context's task name
+        _best_effort_end(app, app.redis, str(task_id), app.settings)
+
+
+def _best_effort_end(celery_app: Any, redis_client: redis.Redis, task_id: str, settings: Settings) -> None:
+    try:
+        fairshare.end_parked(celery_app, redis_client, task_id, settings)
+    except (redis.RedisError, kombu.exceptions.OperationalError) as exc:  # the safety net recovers the slot
+        logger.warning("could not end the parked state of task=%s: %s", task_id, exc)
 
 
 def _run_or_retry(

@@ -109,3 +109,30 @@ def test_a_run_whose_lease_expired_and_whose_slot_was_taken_is_put_back_and_runs
         assert handle.get(timeout=120)["status"] == "ok"
     finally:
         worker.stop()
+
+
+def test_a_picked_run_whose_message_expired_is_revoked_by_celery_and_leaves_nothing_parked(
+    conn: redis.Redis, producer: Celery, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    queue = f"expired-{secrets.token_hex(3)}"
+    task_id = f"stale-{secrets.token_hex(4)}"
+    claim_identity(conn, Delivery(task_id, "script", "stale", "stale"), ttl=settings().identity_ttl)
+    conn.zadd(fairshare.WORKERS, {"elsewhere|4": int(time.time() * 1000) + 60_000})
+    holder = parking.Envelope("holder", "toolrunner.run_tool", [], {}, queue, "stale", "script")
+    assert fairshare.admit(conn, holder, settings()).admitted
+    run = ["script", "stale", "stale", {"script": "echo ran > /outputs/out.txt"}]
+    # The producer's expiry passed while the run waited parked: Celery must drop it, never run it.
+    waiting = parking.Envelope(task_id, "toolrunner.run_tool", run, {}, queue, "stale", "script",
+                               expires="2020-01-01T00:00:00+00:00")  # fmt: skip
+    assert not fairshare.admit(conn, waiting, settings()).admitted
+    parking.publish(producer, parking.load(conn, fairshare.release(conn, holder, settings())))
+    events = docker_client.events(decode=True, filters={"label": [f"studio.task={task_id}"]})
+    worker = start_worker(tmp_path, queue, concurrency=1, env=ENV, queues=queue, client=producer)
+    try:
+        wait_until(lambda: producer.AsyncResult(task_id).state == "REVOKED", 60, "Celery to revoke the expired run")
+        wait_until(lambda: not conn.hexists(parking.PARKED, task_id), 10, "its parked state to end")
+    finally:
+        worker.stop()
+        events.close()
+    assert list(events) == []
+    assert conn.zscore(fairshare.DISPATCHING, task_id) is None and conn.zscore(fairshare.LEASES, task_id) is None

@@ -108,13 +108,14 @@ def test_the_dind_entrypoint_fails_closed_when_the_ipv6_fence_cannot_be_installe
     broken = tmp_path / "ip6tables-restore"  # first on PATH: an ip6tables that cannot load its tables
     broken.write_text("#!/bin/sh\necho 'ip6tables-restore: no ip6_tables module' >&2\nexit 1\n")
     broken.chmod(0o755)
-    container = docker_client.containers.run(
-        IMAGE, ["--bridge=none", "--iptables=false"], detach=True, network_mode="none",
+    container = docker_client.containers.create(
+        IMAGE, ["--bridge=none", "--iptables=false"], network_mode="none",
         environment={"DOCKER_TLS_CERTDIR": "/certs"}, **DIND_OPTIONS,
         volumes={str(broken): {"bind": "/usr/local/sbin/ip6tables-restore", "mode": "ro"}},
         labels={"toolrunner.test": "egress"},
     )  # fmt: skip
     try:
+        container.start()
         status = container.wait(timeout=60)
         logs = bytes(container.logs()).decode()
     finally:
@@ -126,13 +127,14 @@ def test_the_dind_entrypoint_fails_closed_when_the_ipv6_fence_cannot_be_installe
 
 def _run_dind_once(client: docker.DockerClient, certs: Path) -> str:
     """Start the DinD image on a certificate directory, wait for its daemon, stop it; its log."""
-    container = client.containers.run(
-        IMAGE, ["--bridge=none", "--iptables=false"], detach=True, network_mode="none",
+    container = client.containers.create(
+        IMAGE, ["--bridge=none", "--iptables=false"], network_mode="none",
         environment={"DOCKER_TLS_CERTDIR": "/certs", "DIND_EGRESS": "off"}, **DIND_OPTIONS,
         volumes={str(certs): {"bind": "/certs", "mode": "rw"}, **CGROUPS},
         labels={"toolrunner.test": "egress"},
     )  # fmt: skip
-    try:
+    try:  # created, then started here: a container that fails to start is removed too
+        container.start()
         deadline = time.monotonic() + 60
         while "API listen on" not in (logs := bytes(container.logs()).decode()) and time.monotonic() < deadline:
             container.reload()

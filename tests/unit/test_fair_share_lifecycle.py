@@ -43,6 +43,7 @@ def app(redis_url: str) -> Iterator[Celery]:
     celery = Celery("lifecycle", set_as_current=False, broker=_db(redis_url), backend=_db(redis_url))
     celery.conf.task_default_queue = QUEUE
     yield celery
+    celery.backend.client.connection_pool.disconnect()  # the backend's own client: close() leaves it open
     celery.close()
 
 

@@ -40,9 +40,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # is back, so they are LOST. Runs go on instead; a second delivery of a running task's message
         # waits on the task's run lock (tasks/worker/delivery.py) and then returns the first one's stored result.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        # Store a finished run's result even if Redis is away for a few minutes when it ends.
+        # Store a finished run's result even if Redis is away for a few minutes when it ends: up to 600 tries,
+        # at most 1 s apart (full jitter, ~0.5 s on average: about 5 minutes). Not Celery's 10 s ceiling: a
+        # progress report (each second while a tool runs) would then sleep up to 10 s after Redis is back,
+        # the run loop with it, and a short tool would hit its timeout (seen in test_faults' Redis restart).
         "result_backend_always_retry": True,
-        "result_backend_max_retries": 30,
+        "result_backend_max_retries": 600,
+        "result_backend_max_sleep_between_retries_ms": 1000,
         # A redelivered message whose result is already SUCCESS is not run again.
         "worker_deduplicate_successful_tasks": True,
         # No STARTED state: Celery writes it before the task body, so before admission and the identity check,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -64,6 +65,23 @@ def docker_client() -> Iterator[docker.DockerClient]:
         _missing("a Docker Engine", exc)
     yield client
     client.close()
+
+
+def database_url(url: str, db: int) -> str:
+    """The same Redis server's database `db`."""
+    return url.rsplit("/", 1)[0] + f"/{db}"
+
+
+@contextlib.contextmanager
+def flushed_database(url: str) -> Iterator[redis.Redis]:
+    """A client on the Redis database at `url`, flushed before and after: a test module's own database."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -22,21 +22,18 @@ from tasks.worker.cancel import CANCEL_KEY, cancel
 from tasks.worker.delivery import Delivery, claim_identity
 from tasks.worker.limits import set_limit
 from tasks.worker.testing import start_worker, wait_until
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, database_url, flushed_database
 from tests.integration.test_fair_share import tool_containers
 
 pytestmark = pytest.mark.integration
-LIFE_DB = REDIS_URL.rsplit("/", 1)[0] + "/10"
+LIFE_DB = database_url(REDIS_URL, 10)
 ENV = {"TOOLRUNNER_BROKER_URL": LIFE_DB, "TOOLRUNNER_TENANT_MAX_RUNNING": "1", "TOOLRUNNER_LEASE_TTL_SECONDS": "6"}
 
 
 @pytest.fixture
 def conn() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(LIFE_DB)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_database(LIFE_DB) as client:
+        yield client
 
 
 @pytest.fixture

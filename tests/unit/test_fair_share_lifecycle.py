@@ -21,6 +21,7 @@ from tasks.worker.backlog import drain, read_message
 from tasks.worker.cancel import cancel, is_cancelled
 from tasks.worker.delivery import Delivery, claim_identity
 from tasks.worker.limits import set_limit
+from tests.conftest import database_url, flushed_database
 from tests.unit.test_backlog import raw_message
 from tests.unit.test_fair_share_scripts import QUEUE, envelope, register
 
@@ -30,25 +31,19 @@ RUN = {"script": "true"}
 
 @pytest.fixture
 def conn(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(_db(redis_url))
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_database(database_url(redis_url, DB)) as client:
+        yield client
 
 
 @pytest.fixture
 def app(redis_url: str) -> Iterator[Celery]:
     """A producer on the same Redis: what the safety net and cancel publish lands in QUEUE, for real."""
-    celery = Celery("lifecycle", set_as_current=False, broker=_db(redis_url), backend=_db(redis_url))
+    url = database_url(redis_url, DB)
+    celery = Celery("lifecycle", set_as_current=False, broker=url, backend=url)
     celery.conf.task_default_queue = QUEUE
     yield celery
     celery.backend.client.connection_pool.disconnect()  # the backend's own client: close() leaves it open
     celery.close()
-
-
-def _db(url: str) -> str:
-    return url.rsplit("/", 1)[0] + f"/{DB}"
 
 
 def settings(cap: int = 1) -> Settings:

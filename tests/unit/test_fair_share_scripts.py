@@ -14,6 +14,7 @@ from tasks.worker import fairshare
 from tasks.worker.backlog import drain
 from tasks.worker.metrics import OTHER_TENANTS, TenantCollector, bounded
 from tasks.worker.parking import PARKED, Envelope
+from tests.conftest import database_url, flushed_database
 from tests.unit.test_backlog import raw_message
 
 DB = 12
@@ -22,11 +23,8 @@ QUEUE = "celery"
 
 @pytest.fixture
 def conn(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{DB}")
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_database(database_url(redis_url, DB)) as client:
+        yield client
 
 
 def settings(cap: int = 2, ttl: int = 30) -> Settings:

@@ -18,17 +18,15 @@ from bench.soak.table import seeds_table
 from bench.soak.worker import tree_rss_bytes
 from config import Settings
 from tasks.worker.delivery import Delivery, count_delivery
+from tests.conftest import database_url, flushed_database
 
 DB = 9
 
 
 @pytest.fixture
 def conn(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{DB}")
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_database(database_url(redis_url, DB)) as client:
+        yield client
 
 
 def test_the_delivery_table_reads_the_counter_the_worker_writes(conn: redis.Redis) -> None:

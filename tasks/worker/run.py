@@ -10,7 +10,7 @@ import docker
 import kombu.exceptions
 import redis
 from celery import Task
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from celery.signals import task_revoked
 
 import isolation
@@ -57,8 +57,13 @@ def _tool_task(tool: str) -> Task:
 
 
 def _run(task: Task, request: RunRequest) -> Result:
-    deps = (app.docker_client, app.redis, app.settings, app.catalogue)
-    return run_request(task, request, *deps, artifacts=app.artifacts)
+    try:
+        # A pool process makes its engine client at its first run, which asks the engine for its API version:
+        # an engine that is restarting then is retried with backoff like one that goes away mid-run.
+        client = app.docker_client
+    except isolation.DockerUnavailableError as exc:
+        raise _retry(task, exc, app.settings) from exc
+    return run_request(task, request, client, app.redis, app.settings, app.catalogue, artifacts=app.artifacts)
 
 
 def run_request(
@@ -103,8 +108,27 @@ def run_request(
             return cached.hit
         with tenant_slot(task, plan, redis_client, settings):  # over the tenant's cap: parked here (Ignore)
             reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.VALIDATING, {})
-            result = _run_once(task, plan, delivery, client, redis_client, settings, artifacts)
-        return cached.keep(redis_client, settings, result)
+            return _stored(task, lambda: cached.keep(redis_client, settings, _run_once(
+                task, plan, delivery, client, redis_client, settings, artifacts
+            )))  # fmt: skip
+
+
+def _stored(task: Task, run: Callable[[], Result]) -> Result:
+    """Run, and store the run's final state before its tenant slot is let go (Celery stores it again after).
+
+    Letting go marks the run done, and a later copy of its message is dropped for that: a worker killed between
+    the two used to leave the run PROGRESS for ever, its redelivered message dropped as "already ended". A retry,
+    a put-back or a park (Retry, Reject, Ignore) is no final state and stores nothing here.
+    """
+    try:
+        result = run()
+    except (Retry, Reject, Ignore):
+        raise
+    except Exception as exc:
+        task.backend.mark_as_failure(task.request.id, exc)
+        raise
+    task.backend.mark_as_done(task.request.id, result)
+    return result
 
 
 def _run_once(
@@ -186,8 +210,14 @@ def _run_or_retry(
         )  # fmt: skip
         return execute(plan, ctx).as_dict()
     except isolation.DockerUnavailableError as exc:
-        countdown = min(2**task.request.retries, 30)
-        raise task.retry(exc=exc, countdown=countdown, max_retries=settings.docker_retries) from exc
+        raise _retry(task, exc, settings) from exc
+
+
+def _retry(task: Task, exc: isolation.DockerUnavailableError, settings: Settings) -> Exception:
+    """The task's retry for an unreachable engine: 1, 2, 4 ... 30 s apart, TOOLRUNNER_DOCKER_RETRIES times, then
+    the error itself. A retry is a delivery of its own but no worker death: count_delivery subtracts them."""
+    countdown = min(2**task.request.retries, 30)
+    return task.retry(exc=exc, countdown=countdown, max_retries=settings.docker_retries)  # type: ignore[no-any-return]
 
 
 def _earlier_attempt(

@@ -15,10 +15,12 @@ from typing import Any
 import docker
 import docker.errors
 import pytest
+import redis
 
 from isolation import IsolatedContainerVolume, cleanup_orphaned_volumes
 from tasks import run_tool
-from tasks.worker.testing import DIND_IMAGE, InnerDaemon, Worker, inner_daemon, start_worker
+from tasks.worker.limits import set_limit, unset_limit
+from tasks.worker.testing import DIND_IMAGE, InnerDaemon, Worker, inner_daemon, start_worker, wait_until
 from tests.conftest import LABEL_PREFIX
 from tests.integration.test_sweep import aged_labels, volume_exists
 
@@ -185,3 +187,40 @@ def test_a_run_whose_docker_daemon_restarts_mid_run_is_retried_and_leaves_nothin
     assert result["status"] == "ok"
     assert [f["line"] for f in result["findings"]] == ["a", "b"]
     assert managed_on(dind.client) == set(), "the interrupted try's volumes were not removed by the retry"
+
+
+def test_runs_admitted_and_dispatched_while_the_engine_restarts_are_retried_and_none_counts_as_a_worker_death(
+    dind: InnerDaemon, docker_client: docker.DockerClient, redis_url: str, tmp_path: Path
+) -> None:
+    """Issue 22, item 2: a fresh pool process makes its engine client at its first run; an engine that is away then
+    retries the run (it used to fail it at once, "raised unexpected"). With no redelivery allowed at all, a retry,
+    a put-back or a re-dispatch that counted as a worker's death would fail its run too."""
+    tenant, queue = f"restart-{secrets.token_hex(3)}", f"dind-restart-{secrets.token_hex(3)}"
+    env = {"DOCKER_HOST": dind.docker_host, "TOOLRUNNER_MAX_REDELIVERIES": "0"}
+    with redis.Redis.from_url(redis_url) as conn:
+        set_limit(conn, tenant, 1)  # one at a time: the others park and are dispatched as each ends
+    outer = docker_client.containers.get(dind.container_id)
+    dind.client.api.close()
+    outer.stop(timeout=10)  # the engine is away before the worker's pool processes made any client
+    worker, engine_down = None, True
+    try:
+        worker = start_worker(tmp_path, queue, env=env, queues=queue, concurrency=2)
+        params = {"script": "echo ok > /outputs/out.txt; sleep 1", "outputs": ["out.txt"], "timeout_seconds": 30}
+        handles = [run_tool.apply_async(("script", tenant, f"r{i}", params), queue=queue) for i in range(4)]
+        wait_until(lambda: "Retry in" in worker.log_text(), 30, "a run to be retried while the engine is away")
+        outer.start()
+        engine_down = False
+        wait_for_daemon(dind)
+        results = [handle.get(timeout=WAIT) for handle in handles]
+    finally:
+        if engine_down:
+            outer.start()
+            wait_for_daemon(dind)
+        if worker is not None:
+            worker.stop()
+        with redis.Redis.from_url(redis_url) as conn:
+            unset_limit(conn, tenant)
+    assert [r["status"] for r in results] == ["ok"] * 4
+    log = worker.log_text() if worker else ""
+    assert "DockerUnavailableError" in log and "raised unexpected" not in log
+    assert "RedeliveryLimitError" not in log

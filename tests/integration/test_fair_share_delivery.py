@@ -6,10 +6,13 @@ tests/unit/test_fair_share_lifecycle.py.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -17,11 +20,12 @@ import redis
 from celery import Celery
 
 from config import Settings, celery_config, load_settings
+from tasks import run_tool
 from tasks.worker import fairshare, parking, safetynet
 from tasks.worker.cancel import CANCEL_KEY, cancel
 from tasks.worker.delivery import Delivery, claim_identity
 from tasks.worker.limits import set_limit
-from tasks.worker.testing import start_worker, wait_until
+from tasks.worker.testing import Worker, start_worker, wait_until
 from tests.conftest import REDIS_URL, database_url, flushed_database
 from tests.integration.test_fair_share import tool_containers
 
@@ -133,3 +137,81 @@ def test_a_picked_run_whose_message_expired_is_revoked_by_celery_and_leaves_noth
         events.close()
     assert list(events) == []
     assert conn.zscore(fairshare.DISPATCHING, task_id) is None and conn.zscore(fairshare.LEASES, task_id) is None
+
+
+def test_a_sigkilled_workers_run_that_was_dispatched_from_its_tenants_list_completes_on_another_worker(
+    conn: redis.Redis, producer: Celery, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """Issue 22, item 1: the run's second delivery used to be dropped as "parked already" and left STARTED."""
+    tenant = f"killed-{secrets.token_hex(3)}"
+    # Shrunk timing (a dead worker's messages come back 10 s after its last beat, its lease 6 s after its
+    # last renewal); test_run_control_crash shows the two-minute bound of a plain run with the defaults.
+    env = {**ENV, "TOOLRUNNER_VISIBILITY_TIMEOUT_SECONDS": "10", "TOOLRUNNER_VISIBILITY_HEARTBEAT_SECONDS": "3"}
+    doomed = start_worker(tmp_path / "doomed", f"doomed-{tenant}", concurrency=2, env=env, client=producer)
+    since = time.time()
+    try:
+        first = {"script": "sleep 2", "timeout_seconds": 60}
+        holder = producer.send_task("toolrunner.run_tool", ("script", tenant, "holder", first))
+        wait_until(lambda: tool_containers(docker_client, tenant) == 1, 60, "the holder's tool to start")
+        # Queued behind a full tenant: parked in its list, then picked and published again when the holder ends.
+        params = {"script": "echo started > /outputs/out.txt; sleep 6; echo done >> /outputs/out.txt"}
+        handle = producer.send_task(
+            "toolrunner.run_tool", ("script", tenant, "dispatched", {**params, "timeout_seconds": 60})
+        )
+        wait_until(lambda: conn.hexists(parking.PARKED, handle.id), 30, "the run to wait in its tenant's list")
+        assert holder.get(timeout=60)["status"] == "ok"
+        wait_until(lambda: _tool_of(docker_client, handle.id), 60, "the dispatched run's tool to start")
+        doomed.kill_group()
+        killed_at = time.monotonic()
+    finally:
+        doomed.stop()
+    survivor = start_worker(tmp_path / "survivor", f"survivor-{tenant}", concurrency=2, env=env, client=producer)
+    try:
+        result = handle.get(timeout=max(1.0, 120 - (time.monotonic() - killed_at)))  # the README's crash bound
+        assert f"task={handle.id} is parked already" not in survivor.log_text()
+    finally:
+        survivor.stop()
+    assert result["status"] == "ok" and [f["line"] for f in result["findings"]] == ["started", "done"]
+    starts = docker_client.events(
+        since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+        filters={"type": "container", "event": "start", "label": [f"studio.task={handle.id}", "studio.role=tool"]},
+    )  # fmt: skip
+    assert len(list(starts)) == 2, "its tool started on the dead worker, then once more on the survivor"
+    assert survivor.log_text().count(f"run_tool[{handle.id}] succeeded") == 1
+    assert not conn.hexists(parking.PARKED, handle.id) and conn.zscore(fairshare.LEASES, handle.id) is None
+
+
+def _tool_of(client: docker.DockerClient, task_id: str) -> bool:
+    return bool(client.api.containers(filters={"label": [f"studio.task={task_id}", "studio.role=tool"]}))
+
+
+@pytest.mark.parametrize(
+    ("tool", "params"), [("script", {"script": "echo ok > /outputs/out.txt"}), ("absent", {})], ids=["ok", "failure"]
+)
+def test_a_runs_final_state_is_stored_before_its_slot_is_let_go_and_it_is_marked_done(
+    worker: Worker, redis_url: str, tool: str, params: dict[str, str]
+) -> None:
+    """Issue 22, item 1: letting go of the slot marks the run done, and a later copy of its message is dropped
+    for that. Were the worker killed between the two, the run would stay PROGRESS for ever: so the final state
+    (SUCCESS, or FAILURE: an image that exists nowhere) comes first, in the order Redis executed them."""
+    task_id = f"ordered-{secrets.token_hex(4)}"
+    commands: list[str] = []
+    with redis.Redis.from_url(redis_url) as conn, conn.monitor() as monitor:
+        watching = threading.Thread(target=_record, args=(monitor, task_id, commands), daemon=True)
+        watching.start()
+        handle = run_tool.apply_async((tool, "ordered", task_id, params), task_id=task_id)
+        with contextlib.suppress(Exception):
+            handle.get(timeout=90)
+        marked = f"SET toolrunner:fs:done:{task_id} "
+        wait_until(lambda: any(c.startswith(marked) for c in commands), 10, "the run to be marked done")
+    stored = f"SETEX celery-task-meta-{task_id} "
+    final = [i for i, c in enumerate(commands) if c.startswith(stored) and '"status": "PROGRESS"' not in c]
+    done = [i for i, c in enumerate(commands) if c.startswith(marked)]
+    assert final and final[0] < done[0], commands
+
+
+def _record(monitor: Any, task_id: str, into: list[str]) -> None:
+    with contextlib.suppress(Exception):  # the monitor's connection closes at the end of the test
+        for command in monitor.listen():
+            if task_id in command["command"]:
+                into.append(command["command"])

@@ -86,9 +86,11 @@ def result_cache(
     max_age = min(plan.params.cache_max_age_seconds, settings.cache_max_age_seconds)
     envelope = parking.envelope_of(task, plan.tenant_id, plan.spec.name)
     envelope = parking.Envelope(**{**envelope.__dict__, "waiting_in": _waiters(key)})
-    keys = (_entry(key), _flight(key), _waiters(key), parking.PARKED, fairshare.DISPATCHING, FLIGHTS)
+    keys = (_entry(key), _flight(key), _waiters(key), parking.PARKED, fairshare.DISPATCHING, FLIGHTS, parking.UNSENT)
     ttl = settings.lease_ttl_seconds * 1000
-    answer = redis_client.eval(lua_cache.LOOKUP, 6, *keys, task.request.id, envelope.to_json(), max_age * 1000, ttl)
+    answer = redis_client.eval(
+        lua_cache.LOOKUP, len(keys), *keys, task.request.id, envelope.to_json(), max_age * 1000, ttl
+    )
     if answer[0] in (1, 2):  # ends here without running: a slot leased to it at dispatch goes to the next run
         # A hit ends the run: whatever it still held parked goes too. A waiter keeps its new envelope.
         fairshare.give_back(task, redis_client, settings, plan.tenant_id, plan.spec.name, forget=answer[0] == 1)
@@ -111,9 +113,9 @@ def result_cache(
 
 def finish(celery_app: Celery, redis_client: redis.Redis, key: str, leader: str) -> None:
     """End a flight (leader '' = one whose leader is gone) and publish its waiters again."""
-    keys = (_flight(key), _waiters(key), fairshare.DISPATCHING, FLIGHTS)
-    ids = [fairshare.text(i) for i in redis_client.eval(lua_cache.FINISH, 4, *keys, leader)]
-    parking.publish(celery_app, parking.load(redis_client, ids))
+    keys = (_flight(key), _waiters(key), fairshare.DISPATCHING, FLIGHTS, parking.UNSENT)
+    ids = [fairshare.text(i) for i in redis_client.eval(lua_cache.FINISH, len(keys), *keys, leader)]
+    parking.dispatch(celery_app, redis_client, ids)
 
 
 def _hit(task: Task, plan: RunPlan, answer: list[Any]) -> Result:

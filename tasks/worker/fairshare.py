@@ -92,7 +92,7 @@ def abandon(redis_client: redis.Redis, task_id: str, settings: Settings) -> list
 
 def end_parked(celery_app: Celery, redis_client: redis.Redis, task_id: str, settings: Settings) -> None:
     """Abandon a run that will never run and publish the runs the slot it held lets start."""
-    parking.publish(celery_app, parking.load(redis_client, abandon(redis_client, task_id, settings)))
+    parking.dispatch(celery_app, redis_client, abandon(redis_client, task_id, settings))
 
 
 def _release(
@@ -149,7 +149,7 @@ def loads(redis_client: redis.Redis) -> list[TenantLoad]:
 
 def dispatch(task: Task, redis_client: redis.Redis, task_ids: list[str]) -> None:
     """Publish the picked runs again under their own ids."""
-    parking.publish(task.app, parking.load(redis_client, task_ids))
+    parking.dispatch(task.app, redis_client, task_ids)
 
 
 @contextmanager

@@ -23,6 +23,9 @@ PARKED = PREFIX + "parked"  # hash: task id -> envelope JSON
 PARKED_AT = PREFIX + "parked_at"  # sorted set: task id -> when it was parked (ms); past max_wait_seconds it fails
 REPUBLISHED = PREFIX + "republished"  # hash: task id -> times the safety net published its lost dispatch again
 LEASE_LOST = PREFIX + "lost:{}"  # a running run whose lease expired and found no free slot: it is put back
+# sorted set: task id -> when it was picked (ms), until its picker has published it. A picker that dies between
+# the pick and the publish leaves it here, and the safety net publishes it (safetynet.UNSENT_GRACE_SECONDS).
+UNSENT = PREFIX + "unsent"
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,13 @@ def publish(app: Celery, envelopes: Iterable[Envelope]) -> None:
         logger.info(
             "dispatched parked run task=%s tenant=%s tool=%s", envelope.task_id, envelope.tenant_id, envelope.tool
         )
+
+
+def dispatch(app: Celery, redis_client: redis.Redis, task_ids: Iterable[str]) -> None:
+    """Publish picked runs again under their own ids, each marked sent once its message is on the broker."""
+    for envelope in load(redis_client, task_ids):
+        publish(app, [envelope])
+        redis_client.zrem(UNSENT, envelope.task_id)
 
 
 def load(redis_client: redis.Redis, task_ids: Iterable[str]) -> list[Envelope]:

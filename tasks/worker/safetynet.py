@@ -2,10 +2,12 @@
 
 A releasing worker that died between its release and its publish, a cap raised at run time, a slot freed by an
 expired lease: in each case parked runs could wait for a release that never comes. Every third of a lease TTL,
-one worker at a time (a Redis lock) picks what may start and publishes it; runs dispatched over ten minutes ago
-whose message never arrived are published again (a copy that arrives later is dropped by its done marker), at
-most MAX_REPUBLISHES times. A run whose dispatch is lost more often than that, or that has waited parked longer
-than TOOLRUNNER_MAX_WAIT_SECONDS, ends FAILED with the reason (RunExpiredError): it is never retried for ever.
+one worker at a time (a Redis lock) picks what may start and publishes it; runs picked but still unpublished
+after UNSENT_GRACE_SECONDS (their picker died between the pick and the publish) and runs dispatched over ten
+minutes ago whose message never arrived are published again (a copy that arrives later is dropped by its done
+marker, or waits on the run lock and returns the stored result), at most MAX_REPUBLISHES times. A run whose
+dispatch is lost more often than that, or that has waited parked longer than TOOLRUNNER_MAX_WAIT_SECONDS, ends
+FAILED with the reason (RunExpiredError): it is never retried for ever.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tasks.worker.app import app
 logger = logging.getLogger(__name__)
 
 STALE_DISPATCH_SECONDS = 600
+UNSENT_GRACE_SECONDS = 5  # a picker publishes within milliseconds; one silent this long has died (or failed)
 MAX_REPUBLISHES = 3
 _NET_LOCK = parking.PREFIX + "net"
 
@@ -47,23 +50,32 @@ def sweep_parked(celery_app: Celery, redis_client: redis.Redis, settings: Settin
         backlog.drain(celery_app, redis_client, settings, str(celery_app.conf.task_default_queue))
         picked = fairshare.release(redis_client, None, settings, budget=fairshare.PICK_BUDGET)
         now_ms = int(time.time() * 1000)
-        cutoff = now_ms - STALE_DISPATCH_SECONDS * 1000
-        stale = []
-        for task_id in (fairshare.text(s) for s in redis_client.zrangebyscore(fairshare.DISPATCHING, "-inf", cutoff)):
-            if redis_client.hincrby(parking.REPUBLISHED, task_id, 1) > MAX_REPUBLISHES:
-                why = f"its dispatch was lost {MAX_REPUBLISHES + 1} times (no worker took its message)"
-                _give_up(celery_app, redis_client, settings, task_id, "dispatching", cutoff, why)
-            else:
-                redis_client.zadd(fairshare.DISPATCHING, {task_id: now_ms})
-                stale.append(task_id)
+        # Picked but never published (its picker died in between), or published long ago and never taken.
+        lost = _lost(celery_app, redis_client, settings, parking.UNSENT, now_ms - UNSENT_GRACE_SECONDS * 1000)
+        lost += _lost(celery_app, redis_client, settings, fairshare.DISPATCHING, now_ms - STALE_DISPATCH_SECONDS * 1000)
         waited = now_ms - settings.max_wait_seconds * 1000
         for task_id in (fairshare.text(s) for s in redis_client.zrangebyscore(parking.PARKED_AT, "-inf", waited)):
             why = f"it waited over TOOLRUNNER_MAX_WAIT_SECONDS={settings.max_wait_seconds} for a slot"
             _give_up(celery_app, redis_client, settings, task_id, "parked_at", waited, why)
-        parking.publish(celery_app, parking.load(redis_client, picked + stale))
-        return len(picked) + len(stale)
+        dispatched = list(dict.fromkeys(picked + lost))
+        parking.dispatch(celery_app, redis_client, dispatched)
+        return len(dispatched)
     finally:
         lock.release()
+
+
+def _lost(celery_app: Celery, redis_client: redis.Redis, settings: Settings, key: str, cutoff: int) -> list[str]:
+    """The runs of `key` (unsent or dispatching) marked before the cutoff, to publish again (a copy that arrives
+    later is dropped or waits on the run lock); past MAX_REPUBLISHES, they end FAILED instead."""
+    again = []
+    for task_id in (fairshare.text(s) for s in redis_client.zrangebyscore(key, "-inf", cutoff)):
+        if redis_client.hincrby(parking.REPUBLISHED, task_id, 1) > MAX_REPUBLISHES:
+            why = f"its dispatch was lost {MAX_REPUBLISHES + 1} times (no worker took its message)"
+            _give_up(celery_app, redis_client, settings, task_id, key.removeprefix(parking.PREFIX), cutoff, why)
+        else:
+            redis_client.zadd(fairshare.DISPATCHING, {task_id: int(time.time() * 1000)})
+            again.append(task_id)
+    return again
 
 
 def _give_up(
@@ -75,7 +87,7 @@ def _give_up(
         return
     logger.error("gave up on parked task=%s: %s", task_id, why)
     celery_app.backend.mark_as_failure(task_id, RunExpiredError(f"task {task_id} never started: {why}"))
-    parking.publish(celery_app, parking.load(redis_client, fairshare.release(redis_client, None, settings)))
+    parking.dispatch(celery_app, redis_client, fairshare.release(redis_client, None, settings))
 
 
 def _loop(hostname: str, concurrency: int, stop: threading.Event) -> None:

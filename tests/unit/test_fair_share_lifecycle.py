@@ -57,12 +57,13 @@ def state_of(conn: redis.Redis, task_id: str, tenant: str = "a") -> dict[str, ob
         "parked_at": conn.zscore(parking.PARKED_AT, task_id) is not None,
         "republished": conn.hexists(parking.REPUBLISHED, task_id),
         "dispatching": conn.zscore(fairshare.DISPATCHING, task_id) is not None,
+        "unsent": conn.zscore(parking.UNSENT, task_id) is not None,
         "leased": conn.zscore(fairshare.LEASES, task_id) is not None,
         "waiting": task_id.encode() in conn.lrange(f"{fairshare.PREFIX}wait:{tenant}", 0, -1),
     }
 
 
-NOTHING = dict.fromkeys(("parked", "parked_at", "republished", "dispatching", "leased", "waiting"), False)
+NOTHING = dict.fromkeys(("parked", "parked_at", "republished", "dispatching", "unsent", "leased", "waiting"), False)
 
 
 def bound(conn: redis.Redis, *task_ids: str, tenant: str = "a") -> None:
@@ -72,14 +73,15 @@ def bound(conn: redis.Redis, *task_ids: str, tenant: str = "a") -> None:
 
 
 def picked(conn: redis.Redis, task_id: str = "a2") -> None:
-    """a1 runs, a2 parks behind it (cap 1), a1 ends and a2 is picked: leased, dispatching, envelope kept."""
+    """a1 runs, a2 parks behind it (cap 1), a1 ends and a2 is picked: leased, dispatching, envelope kept, and
+    unsent until its picker publishes it."""
     register(conn, 8)
     bound(conn, "a1", task_id)
     assert fairshare.admit(conn, envelope("a1", "a"), settings()).admitted
     assert not fairshare.admit(conn, envelope(task_id, "a"), settings()).admitted
     assert fairshare.release(conn, envelope("a1", "a"), settings()) == [task_id]
     assert state_of(conn, task_id) == {**NOTHING, "parked": True, "parked_at": True, "dispatching": True,
-                                       "leased": True}  # fmt: skip
+                                       "unsent": True, "leased": True}  # fmt: skip
 
 
 def test_a_picked_run_that_ends_before_admission_leaves_nothing_and_is_never_admitted_later(conn: redis.Redis) -> None:
@@ -135,6 +137,32 @@ def test_the_safety_net_republishes_a_lost_dispatch_a_bounded_number_of_times_th
     result = app.AsyncResult("a2")
     assert result.state == "FAILURE" and "dispatch was lost 4 times" in str(result.result)
     assert state_of(conn, "a2") == NOTHING
+
+
+def test_a_picked_run_is_marked_sent_once_its_message_is_published(conn: redis.Redis, app: Celery) -> None:
+    picked(conn)
+    parking.dispatch(app, conn, ["a2"])
+    assert conn.llen(QUEUE) == 1
+    assert state_of(conn, "a2") == {**NOTHING, "parked": True, "parked_at": True, "dispatching": True, "leased": True}
+    assert fairshare.admit(conn, envelope("a2", "a"), settings()).admitted
+    assert state_of(conn, "a2") == {**NOTHING, "leased": True}
+
+
+def test_a_run_whose_picker_died_before_publishing_it_is_published_by_the_safety_net_within_seconds(
+    conn: redis.Redis, app: Celery
+) -> None:
+    """Issue 22: the picker died between the pick and the publish; before, nothing sent it for ten minutes."""
+    picked(conn)
+    assert safetynet.sweep_parked(app, conn, settings()) == 0, "its picker may still be publishing it"
+    grace_ago = int(time.time() * 1000) - safetynet.UNSENT_GRACE_SECONDS * 1000 - 1
+    conn.zadd(parking.UNSENT, {"a2": grace_ago})
+    assert safetynet.sweep_parked(app, conn, settings()) == 1
+    assert conn.llen(QUEUE) == 1 and read_message(conn.lindex(QUEUE, 0), QUEUE) is not None
+    assert state_of(conn, "a2") == {
+        **NOTHING, "parked": True, "parked_at": True, "dispatching": True, "leased": True, "republished": True
+    }  # fmt: skip
+    assert safetynet.sweep_parked(app, conn, settings()) == 0, "published once"
+    assert fairshare.admit(conn, envelope("a2", "a"), settings()).admitted, "its message runs on its pick's lease"
 
 
 def test_a_run_parked_longer_than_max_wait_ends_failed_with_the_reason(conn: redis.Redis, app: Celery) -> None:

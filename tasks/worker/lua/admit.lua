@@ -16,6 +16,7 @@ if redis.call('ZSCORE', P .. 'dispatching', id) then
   -- Dispatched, but its lease ran out before the message arrived: first in line again (it keeps its
   -- parking time and republish count).
   redis.call('ZREM', P .. 'dispatching', id)
+  redis.call('ZREM', P .. 'unsent', id)
   redis.call('HDEL', P .. 'parked', id)
   at_head = true
 elseif redis.call('HEXISTS', P .. 'parked', id) == 1 then

@@ -92,6 +92,7 @@ local function pick(default_cap, ttl, budget)
     if chosen then
       redis.call('LREM', waiting, 1, chosen)
       redis.call('ZADD', P .. 'dispatching', now, chosen)
+      redis.call('ZADD', P .. 'unsent', now, chosen)  -- until its picker has published it (parking.dispatch)
       table.insert(picked, chosen)
       free = free - 1
       budget = budget - 1
@@ -121,7 +122,7 @@ local function park(id, tenant, envelope, at_head)
 end
 
 -- Everything a run id holds in fair share, gone in one step: its envelope (and its place in the list it
--- waits in), parking time, republish count, leases and dispatching mark. Any way a run ends comes here.
+-- waits in), parking time, republish count, leases, dispatching and unsent marks. Any way a run ends comes here.
 local function forget(id, tenant, tool, envelope_too)
   local raw = redis.call('HGET', P .. 'parked', id)
   if raw and envelope_too then
@@ -142,11 +143,13 @@ local function forget(id, tenant, tool, envelope_too)
   end
   redis.call('ZREM', P .. 'leases', id)
   redis.call('ZREM', P .. 'dispatching', id)
+  redis.call('ZREM', P .. 'unsent', id)
 end
 
 -- A parked run's message arrived and it runs (or parks afresh): its parked state goes, its lease stays.
 local function admitted(id)
   redis.call('ZREM', P .. 'dispatching', id)
+  redis.call('ZREM', P .. 'unsent', id)
   redis.call('HDEL', P .. 'parked', id)
   redis.call('ZREM', P .. 'parked_at', id)
   redis.call('HDEL', P .. 'republished', id)

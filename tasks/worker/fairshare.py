@@ -56,11 +56,18 @@ class Admission:
     ended: bool = False
 
 
-def admit(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> Admission:
-    """Lease a slot to this run or park it; either way, publish what the parking freed up to start."""
+def admit(
+    redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings, *, first: bool = False
+) -> Admission:
+    """Lease a slot to this run or park it; either way, publish what the parking freed up to start.
+
+    A run `first` in line (its message was delivered again: it had been admitted, or taken from the queue, by a
+    worker that died or put it back) takes a free slot even with runs of its tenant waiting, or parks at their
+    head: a killed worker's run resumes within the crash bound, not behind its tenant's whole backlog.
+    """
     raw = _eval(
         redis_client, "admit", envelope.task_id, envelope.tenant_id, envelope.tool,
-        _with_list(envelope).to_json(), settings.tenant_max_running, _ttl_ms(settings), envelope.queue,
+        _with_list(envelope).to_json(), settings.tenant_max_running, _ttl_ms(settings), envelope.queue, int(first),
     )  # fmt: skip
     outcome, ahead, *picked = raw
     ids = [text(p) for p in picked]
@@ -160,7 +167,10 @@ def tenant_slot(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: 
         return
     envelope = parking.envelope_of(task, plan.tenant_id, plan.spec.name)
     try:
-        decision = admit(redis_client, envelope, settings)
+        redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+        if redelivered:
+            logger.info("task=%s was delivered again: first in its tenant's line", envelope.task_id)
+        decision = admit(redis_client, envelope, settings, first=redelivered)
     except redis.RedisError as exc:  # Redis restarting: the message goes back to the queue, nothing decided
         logger.warning("admission of task=%s failed, putting it back: %s", envelope.task_id, exc)
         raise Reject(f"admission failed: {exc}", requeue=True) from exc

@@ -169,6 +169,7 @@ def test_a_sigkilled_workers_run_that_was_dispatched_from_its_tenants_list_compl
     try:
         result = handle.get(timeout=max(1.0, 120 - (time.monotonic() - killed_at)))  # the README's crash bound
         assert f"task={handle.id} is parked already" not in survivor.log_text()
+        assert f"task={handle.id} was delivered again: first in its tenant's line" in survivor.log_text()
     finally:
         survivor.stop()
     assert result["status"] == "ok" and [f["line"] for f in result["findings"]] == ["started", "done"]

@@ -165,6 +165,21 @@ def test_a_run_whose_picker_died_before_publishing_it_is_published_by_the_safety
     assert fairshare.admit(conn, envelope("a2", "a"), settings()).admitted, "its message runs on its pick's lease"
 
 
+def test_a_run_delivered_again_goes_first_in_line_not_behind_its_tenants_backlog(conn: redis.Redis) -> None:
+    """Issue 22: a killed worker's run comes back after its lease expired and another run of its tenant took the
+    slot; it used to park behind the tenant's whole backlog, far past the crash bound."""
+    register(conn, 8)
+    bound(conn, "a1", "a2", "a3", "a0")
+    assert fairshare.admit(conn, envelope("a1", "a"), settings()).admitted  # took the slot a0's lease left
+    for waiting in ("a2", "a3"):
+        assert not fairshare.admit(conn, envelope(waiting, "a"), settings()).admitted
+    again = fairshare.admit(conn, envelope("a0", "a"), settings(), first=True)
+    assert not again.admitted and again.ahead == 0, "parked at the head of its tenant's list"
+    assert fairshare.release(conn, envelope("a1", "a"), settings()) == ["a0"]
+    fairshare.release(conn, envelope("a0", "a"), settings())
+    assert fairshare.admit(conn, envelope("b0", "b"), settings(), first=True).admitted, "a free slot: straight in"
+
+
 def test_a_run_parked_longer_than_max_wait_ends_failed_with_the_reason(conn: redis.Redis, app: Celery) -> None:
     register(conn, 8)
     fairshare.admit(conn, envelope("a1", "a"), settings())

@@ -1,11 +1,12 @@
--- Admit a run or park it. ARGV: prefix, id, tenant, tool, envelope, default cap, lease ttl ms, queue key.
+-- Admit a run or park it. ARGV: prefix, id, tenant, tool, envelope, default cap, lease ttl ms, queue key,
+-- 1 = first in line (a message delivered again: its worker died or put it back, so it had its turn already).
 -- Returns {outcome, ahead, picked...}: outcome 1 = admitted, 0 = parked, 2 = a duplicate of a parked run,
 -- 3 = a copy of a run that already ended (finished, cancelled or given up).
 local id, tenant, tool, envelope = ARGV[2], checked(ARGV[3]), checked(ARGV[4]), ARGV[5]
 local default_cap, ttl, queue = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 live(P .. 'leases')
 if redis.call('EXISTS', P .. 'done:' .. id) == 1 then return {3, 0} end
-local at_head = false
+local at_head = ARGV[9] == '1'
 if redis.call('ZSCORE', P .. 'leases', id) then
   -- Dispatched to us (its lease was taken at pick time), or a second copy of a running run.
   lease(id, tenant, tool, ttl)

@@ -16,7 +16,7 @@ from celery import Celery
 
 from config import Settings
 from tasks.errors import RunExpiredError
-from tasks.worker import cache, fairshare, parking, safetynet
+from tasks.worker import cache, fairshare, lua_cache, parking, safetynet
 from tasks.worker.backlog import drain, read_message
 from tasks.worker.cancel import cancel, is_cancelled
 from tasks.worker.delivery import Delivery, claim_identity
@@ -334,3 +334,24 @@ def test_a_ring_written_before_the_ringed_set_heals_at_the_first_pick(conn: redi
     assert conn.lrange(fairshare.RING, 0, -1) == [b"b", b"a"], "each tenant once, in turn"
     assert fairshare.release(conn, envelope("a0", "a"), cap) == ["b0"]
     assert conn.lrange(fairshare.RING, 0, -1) == [b"a"] and conn.smembers(fairshare.RINGED) == {b"a"}
+
+
+def test_the_waiters_of_a_dead_leaders_flight_are_published_by_the_safety_net(conn: redis.Redis, app: Celery) -> None:
+    """The state x fault table's row "waiting behind an identical run x its leader's worker dies"."""
+    key = "a:script:digest"
+    keys = [f"{cache.CACHE}{part}:{key}" for part in ("entry", "flight", "waiters")]
+    keys += [parking.PARKED, fairshare.DISPATCHING, cache.FLIGHTS, parking.UNSENT]
+    waiter = parking.Envelope(**{**envelope("w1", "a").__dict__, "waiting_in": keys[2]})
+    assert (
+        conn.eval(lua_cache.LOOKUP, len(keys), *keys, "leader", envelope("leader", "a").to_json(), 60_000, 30_000)[0]
+        == 0
+    )
+    assert conn.eval(lua_cache.LOOKUP, len(keys), *keys, "w1", waiter.to_json(), 60_000, 30_000)[0] == 2
+    cache.sweep_flights(app, conn, settings())
+    assert conn.llen(QUEUE) == 0, "the leader's flight is alive: its waiter waits"
+    conn.delete(keys[1])  # the leader's worker died: its flight key expired within a lease TTL
+    cache.sweep_flights(app, conn, settings())
+    assert conn.llen(QUEUE) == 1 and read_message(conn.lindex(QUEUE, 0), QUEUE) is not None
+    assert state_of(conn, "w1") == {**NOTHING, "parked": True, "dispatching": True}, "published: no longer unsent"
+    assert conn.eval(lua_cache.LOOKUP, len(keys), *keys, "w1", waiter.to_json(), 60_000, 30_000)[0] == 0, "it leads"
+    assert state_of(conn, "w1") == NOTHING

@@ -1,10 +1,11 @@
 """The run service: a request validated into a plan, run on an engine, shaped into a typed result; no Celery."""
 
 from tasks.service.plan import RunPlan, RunRequest, plan_run
-from tasks.service.result import Outcome, RunResult, RunStats, Stage, Status, outcome
+from tasks.service.result import CacheInfo, Outcome, RunResult, RunStats, Stage, Status, outcome
 from tasks.service.runner import Reporter, RunContext, RunMetrics, execute
 
 __all__ = [
+    "CacheInfo",
     "Outcome",
     "Reporter",
     "RunContext",

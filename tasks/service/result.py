@@ -64,6 +64,21 @@ class RunStats:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CacheInfo:
+    """Where a result came from, for a run that opted into the result cache: its own run, or a recent twin's."""
+
+    hit: bool
+    source_task_id: str | None = None
+    age_seconds: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result's `cache` field: {"hit": false}, or the hit with its source and age."""
+        if not self.hit:
+            return {"hit": False}
+        return {"hit": True, "source_task_id": self.source_task_id, "age_seconds": self.age_seconds}
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunResult:
     """The result of one run; `as_dict()` is the task result's JSON, a contract with every caller."""
 
@@ -82,6 +97,7 @@ class RunResult:
     outputs: dict[str, int] = field(default_factory=dict)
     missing_outputs: list[str] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
+    cache: CacheInfo | None = None  # only for a run that opted into the cache
 
     @property
     def timed_out(self) -> bool:
@@ -115,4 +131,22 @@ class RunResult:
             "missing_outputs": self.missing_outputs,
             "artifacts": self.artifacts,
             "timed_out": self.timed_out,
+            **({"cache": self.cache.as_dict()} if self.cache is not None else {}),
         }
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> RunResult:
+        """A result read back from where `as_dict()` stored it (the cache, the result backend).
+
+        Fields a result stored by an older release lacks take their defaults; `timed_out` is derived again.
+        """
+        cache = stored.get("cache")
+        return cls(
+            tool=stored["tool"], tenant_id=stored["tenant_id"], run_id=stored["run_id"], task_id=stored["task_id"],
+            image=stored["image"], exit_code=stored["exit_code"], status=Status(stored["status"]),
+            reason=stored["reason"], findings=list(stored["findings"]),
+            findings_truncated=bool(stored.get("findings_truncated", False)), stats=RunStats(**stored["stats"]),
+            stderr_tail=stored["stderr_tail"], outputs=dict(stored.get("outputs", {})),
+            missing_outputs=list(stored.get("missing_outputs", [])), artifacts=list(stored.get("artifacts", [])),
+            cache=CacheInfo(**cache) if isinstance(cache, dict) else None,
+        )  # fmt: skip

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import docker
@@ -22,7 +22,7 @@ from celery.exceptions import Ignore
 
 import isolation
 from config import Settings
-from tasks.service import RunPlan, Stage, Status
+from tasks.service import CacheInfo, RunPlan, RunResult, Stage, Status
 from tasks.service.cachekey import cache_key
 from tasks.worker import fairshare, lua_cache, parking
 from tasks.worker.heartbeat import renewing
@@ -32,39 +32,37 @@ logger = logging.getLogger(__name__)
 
 CACHE = "toolrunner:cache:"
 FLIGHTS = CACHE + "flights"  # set of live flight keys, for the safety net
-Result = dict[str, Any]
 _Field = str | bytes | bytearray | memoryview | int | float
 
 
-@dataclass
+@dataclass(frozen=True)
 class Cached:
-    """The cache's answer for one run: a hit to return, or what to store when the run ends."""
+    """The cache's answer for one run: a hit to return, or the key to keep its result under when it ends."""
 
-    hit: Result | None = None
+    hit: RunResult | None = None
     key: str | None = None
-    stored: list[bool] = field(default_factory=list)
 
-    def keep(self, redis_client: redis.Redis, settings: Settings, result: Result) -> Result:
+    def keep(self, redis_client: redis.Redis, settings: Settings, result: RunResult) -> RunResult:
         """Store an ok result under the key and mark the result as a miss."""
         if self.key is None:
             return result
-        if result.get("status") == Status.OK and not result.get("cache", {}).get("hit"):
+        if result.status is Status.OK and (result.cache is None or not result.cache.hit):
             entry: dict[_Field, _Field] = {
-                "result": json.dumps(result), "stored_at": int(time.time() * 1000), "source": str(result["task_id"])
+                "result": json.dumps(result.as_dict()), "stored_at": int(time.time() * 1000), "source": result.task_id
             }  # fmt: skip
             with redis_client.pipeline() as pipe:
                 pipe.hset(_entry(self.key), mapping=entry)
                 pipe.expire(_entry(self.key), settings.cache_max_age_seconds)
                 pipe.execute()
-        return {**result, "cache": {"hit": False}}
+        return replace(result, cache=CacheInfo(hit=False))
 
 
-def key_of(plan: RunPlan, client: docker.DockerClient, settings: Settings) -> str | None:
+def key_of(plan: RunPlan, engine: Callable[[], docker.DockerClient], settings: Settings) -> str | None:
     """The run's cache key ("<tenant>:<tool>:<digest>"), or None when it did not opt in or its image is missing."""
     if not plan.params.cache_max_age_seconds:
         return None
     try:
-        image = isolation.image_id(client, settings.image_for(plan.spec.name, plan.spec.image))
+        image = isolation.image_id(engine(), settings.image_for(plan.spec.name, plan.spec.image))
     except isolation.IsolationError:  # absent (pulled by the run) or the engine away (retried by the run): no cache
         return None
     digest = cache_key(
@@ -76,10 +74,10 @@ def key_of(plan: RunPlan, client: docker.DockerClient, settings: Settings) -> st
 
 @contextmanager
 def result_cache(
-    task: Task, plan: RunPlan, client: docker.DockerClient, redis_client: redis.Redis, settings: Settings
+    task: Task, plan: RunPlan, engine: Callable[[], docker.DockerClient], redis_client: redis.Redis, settings: Settings
 ) -> Iterator[Cached]:
     """Yield a hit, or lead the flight of this key while the body runs; a run behind an identical one parks (Ignore)."""
-    key = key_of(plan, client, settings)
+    key = key_of(plan, engine, settings)
     if key is None:
         yield Cached()
         return
@@ -118,12 +116,11 @@ def finish(celery_app: Celery, redis_client: redis.Redis, key: str, leader: str)
     parking.dispatch(celery_app, redis_client, ids)
 
 
-def _hit(task: Task, plan: RunPlan, answer: list[Any]) -> Result:
-    stored: Result = json.loads(answer[1])
+def _hit(task: Task, plan: RunPlan, answer: list[Any]) -> RunResult:
+    stored = RunResult.from_dict(json.loads(answer[1]))
     age = max(0.0, (time.time() * 1000 - int(answer[2])) / 1000)
-    source = fairshare.text(answer[3])
-    cache = {"hit": True, "source_task_id": source, "age_seconds": round(age, 3)}
-    return {**stored, "task_id": task.request.id, "run_id": plan.run_id, "cache": cache}
+    cache = CacheInfo(hit=True, source_task_id=fairshare.text(answer[3]), age_seconds=round(age, 3))
+    return replace(stored, task_id=str(task.request.id), run_id=plan.run_id, cache=cache)
 
 
 @contextmanager

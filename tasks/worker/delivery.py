@@ -12,6 +12,7 @@ import redis
 
 from config import Settings
 from tasks.errors import RedeliveryLimitError, RunLockTimeoutError, TaskIdentityError
+from tasks.service import RunResult
 from tasks.worker.heartbeat import renewing
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,21 @@ def release_lock(lock: Any) -> None:
         lock.release()
     except redis.RedisError as exc:  # LockError (expired, taken over) or a connection error
         logger.warning("could not release the lock %s: %s", lock.name, exc)
+
+
+def stored_success(backend: Any, delivery: Delivery) -> RunResult | None:
+    """The stored result of a delivery of this run that already succeeded, if any.
+
+    What is stored under the id must be this run's: a result or progress report of another run refuses
+    the request (TaskIdentityError) instead of handing one tenant another's findings.
+    """
+    meta = backend.get_task_meta(delivery.task_id)
+    stored = meta.get("result")
+    if isinstance(stored, dict):
+        delivery.check(stored)
+        if meta.get("status") == "SUCCESS":
+            return RunResult.from_dict(stored)
+    return None
 
 
 def count_delivery(redis_client: redis.Redis, settings: Settings, key: str, retries: int) -> int:

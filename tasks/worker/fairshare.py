@@ -102,6 +102,31 @@ def end_parked(celery_app: Celery, redis_client: redis.Redis, task_id: str, sett
     parking.dispatch(celery_app, redis_client, abandon(redis_client, task_id, settings))
 
 
+def end_unstarted(
+    task: Task, redis_client: redis.Redis, settings: Settings, *, only_this_message: bool = False
+) -> None:
+    """A run that ends before admission (bad input, cancelled): what it held parked, picked or leased goes.
+
+    With `only_this_message`, only when the envelope parked under this id is this very message: a message
+    that reuses the id of another run (parked, or running with its lease) must not end that run, and a
+    message that was never parked holds nothing.
+    """
+    if only_this_message:
+        parked = parking.load(redis_client, [task.request.id])
+        mine = (task.name, list(task.request.args or ()), dict(task.request.kwargs or {}))
+        if not parked or (parked[0].task, parked[0].args, parked[0].kwargs) != mine:
+            return
+    best_effort_end(task.app, redis_client, task.request.id, settings)
+
+
+def best_effort_end(celery_app: Celery, redis_client: redis.Redis, task_id: str, settings: Settings) -> None:
+    """end_parked, logged rather than raised when Redis or the broker is away (the safety net recovers the slot)."""
+    try:
+        end_parked(celery_app, redis_client, task_id, settings)
+    except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+        logger.warning("could not end the parked state of task=%s: %s", task_id, exc)
+
+
 def _release(
     redis_client: redis.Redis, who: tuple[str, str, str], settings: Settings, *, budget: int, finished: bool,
     forget: bool,

@@ -1,4 +1,5 @@
-"""Task logic in eager mode with a mocked engine: bad input makes no Docker call; an absent engine is retried."""
+"""The run pipeline in eager mode with a mocked engine: bad input makes no Docker call; an absent engine is
+retried; the steps that need a broker are skipped; a new step is one line in the sequence."""
 
 from __future__ import annotations
 
@@ -14,27 +15,44 @@ from celery import Celery, Task
 from config import load_settings
 from isolation import DockerUnavailableError
 from tasks import TaskInputError
-from tasks.service import RunRequest
+from tasks.service import RunRequest, RunResult
 from tasks.tools import load_catalogue
-from tasks.worker.run import run_request
+from tasks.worker import pipeline
+from tasks.worker.context import Run, Services
+from tasks.worker.steps import Proceed, Step
 
 SETTINGS = load_settings()
 
 
+seen_tools: list[str] = []
+
+
+def _seen(run: Run, proceed: Proceed) -> RunResult:
+    seen_tools.append(run.plan.spec.name)
+    return proceed(run)
+
+
+NOTING = Step("noting", _seen, needs_broker=False)  # a new step: this line and one in the sequence
+
+
 @pytest.fixture
 def eager() -> Iterator[tuple[Task, mock.MagicMock]]:
-    """An eager task on an app of its own that runs run_request with a mock Docker client passed in."""
+    """An eager task on an app of its own that runs the pipeline (with one added step) on a mock Docker client."""
     client = mock.create_autospec(docker.DockerClient, instance=True)
     client.api = mock.MagicMock()
-    catalogue = load_catalogue(["tests.tooldefs.script"])
+    redis_client = mock.MagicMock()
+    services = Services(lambda: client, redis_client, SETTINGS, load_catalogue(["tests.tooldefs.script"]))
+    steps = (*pipeline.STEPS[:1], NOTING, *pipeline.STEPS[1:])
     probe = Celery("eager-probe", set_as_current=False)
     probe.conf.update(task_always_eager=True)
 
     @probe.task(bind=True)  # type: ignore[misc]
     def run(self: Task, *args: Any) -> dict[str, Any]:
-        return run_request(self, RunRequest(*args), client, mock.MagicMock(), SETTINGS, catalogue)
+        return pipeline.run_pipeline(Run(self, RunRequest(*args), services), steps).as_dict()
 
+    seen_tools.clear()
     yield run, client
+    assert redis_client.mock_calls == [], "eager mode skips every step that needs Redis or a broker"
     probe.close()
 
 
@@ -60,3 +78,17 @@ def test_an_unreachable_engine_is_retried_a_bounded_number_of_times(eager: tuple
     with pytest.raises(DockerUnavailableError, match="did not answer"):
         task.apply(("script", "acme", "r", {"script": "true"})).get()
     assert client.volumes.create.call_count == SETTINGS.docker_retries + 1
+
+
+def test_a_step_added_to_the_sequence_sees_every_try_of_the_run(eager: tuple[Task, mock.MagicMock]) -> None:
+    task, client = eager
+    client.volumes.create.side_effect = requests.exceptions.ConnectionError("connection refused")
+    with pytest.raises(DockerUnavailableError):
+        task.apply(("script", "acme", "r", {"script": "true"})).get()
+    assert seen_tools == ["script"] * (SETTINGS.docker_retries + 1)
+
+
+def test_the_sequence_names_each_step_once_and_ends_with_the_run_itself() -> None:
+    names = [step.name for step in pipeline.STEPS]
+    assert len(set(names)) == len(names) and names[0] == "plan" and names[-1] == "execute"
+    assert [s.name for s in pipeline.STEPS if not s.needs_broker] == ["plan", "execute"]

@@ -1,0 +1,57 @@
+"""A run's way through the worker: one sequence of steps over one context per delivery.
+
+Each step (tasks/worker/steps/, one module each) does its part and hands the run to the rest of the sequence,
+or ends it there: a cache hit returns, a run over its tenant's cap parks, a refused id is dropped. Steps that
+need a broker are skipped in eager mode, so a unit test runs the same sequence (plan, then execute). Adding a
+step is one module in tasks/worker/steps/ and one line below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tasks.service import RunResult
+from tasks.worker.context import Run
+from tasks.worker.steps import (
+    Proceed,
+    Step,
+    admission,
+    cache,
+    cancelled,
+    control,
+    execute,
+    finished,
+    identity,
+    lock,
+    plan,
+    redelivery,
+)
+
+STEPS: tuple[Step, ...] = (
+    plan.STEP,  # the request validated into a plan: bad input fails at once, before any engine call
+    identity.STEP,  # the task id bound to this run: an id of another run is refused
+    cancelled.STEP,  # cancelled before it started: REVOKED, nothing made
+    cache.LOOKUP,  # a recent identical run's result is the answer; behind an identical run: parked
+    admission.STEP,  # a slot under the tenant's cap; over it: parked (fair share)
+    finished.STEP,  # the final state stored before the slot is let go
+    cache.KEEP,  # an ok result kept for identical runs
+    lock.STEP,  # one delivery at a time; one that already succeeded is returned
+    redelivery.STEP,  # deliveries counted and capped; an earlier attempt's leftovers go
+    control.STEP,  # cancel, revoke and deploy stop the tool within a second
+    execute.STEP,  # the tool in its volumes; an unreachable engine retried with backoff
+)
+
+
+def run_pipeline(run: Run, steps: Sequence[Step] = STEPS) -> RunResult:
+    """Take one delivery through the steps (those that need a broker only where there is one)."""
+    active = [step for step in steps if step.needs_broker is False or not run.eager]
+
+    def proceed_from(index: int) -> Proceed:
+        def proceed(current: Run) -> RunResult:
+            if index == len(active):
+                raise RuntimeError(f"the last step, {active[-1].name}, must not proceed: nothing follows it")
+            return active[index].call(current, proceed_from(index + 1))
+
+        return proceed
+
+    return proceed_from(0)(run)

@@ -1,0 +1,45 @@
+"""The run itself: the tool in its volumes on the engine; an unreachable engine is retried with backoff."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+import isolation
+from config import Settings
+from tasks.service import RunContext, RunResult, execute
+from tasks.worker.context import Run
+from tasks.worker.metrics import metrics
+from tasks.worker.steps import Proceed, Step
+
+logger = logging.getLogger(__name__)
+
+
+def _execute(run: Run, proceed: Proceed) -> RunResult:  # the last step: there is nothing to proceed to
+    services, task_id = run.services, run.task_id
+    try:
+        client = services.engine()
+        if run.earlier:
+            # An earlier delivery's worker died mid-run, or an earlier try lost the engine: remove what it
+            # left before running again.
+            report = isolation.remove_labelled(run.delivery.labels, client, label_prefix=services.settings.label_prefix)
+            logger.info("removed leftovers of an earlier attempt task=%s: %s", task_id, report.as_dict())
+        ctx = RunContext(
+            client, services.settings, task_id, run.reporter(), worker=run.task.request.hostname or "local",
+            metrics=metrics(), artifacts=services.artifacts, interruptions=(SoftTimeLimitExceeded,),
+        )  # fmt: skip
+        return execute(run.plan, ctx)
+    except isolation.DockerUnavailableError as exc:
+        raise retry(run.task, exc, services.settings) from exc
+
+
+def retry(task: Task, exc: isolation.DockerUnavailableError, settings: Settings) -> Exception:
+    """The task's retry for an unreachable engine: 1, 2, 4 ... 30 s apart, TOOLRUNNER_DOCKER_RETRIES times, then
+    the error itself. A retry is a delivery of its own but no worker death: count_delivery subtracts them."""
+    countdown = min(2**task.request.retries, 30)
+    return task.retry(exc=exc, countdown=countdown, max_retries=settings.docker_retries)  # type: ignore[no-any-return]
+
+
+STEP = Step("execute", _execute, needs_broker=False)

@@ -1,0 +1,29 @@
+"""The run's final state stored before its tenant slot is let go (Celery stores it again after the task returns).
+
+Letting go marks the run done, and a later copy of its message is dropped for that: a worker killed between the
+two used to leave the run PROGRESS for ever, its redelivered message dropped as "already ended". A retry, a
+put-back or a park (Retry, Reject, Ignore) is no final state and stores nothing here.
+"""
+
+from __future__ import annotations
+
+from celery.exceptions import Ignore, Reject, Retry
+
+from tasks.service import RunResult
+from tasks.worker.context import Run
+from tasks.worker.steps import Proceed, Step
+
+
+def _finished(run: Run, proceed: Proceed) -> RunResult:
+    try:
+        result = proceed(run)
+    except (Retry, Reject, Ignore):
+        raise
+    except Exception as exc:
+        run.task.backend.mark_as_failure(run.task_id, exc)
+        raise
+    run.task.backend.mark_as_done(run.task_id, result.as_dict())
+    return result
+
+
+STEP = Step("finished", _finished)

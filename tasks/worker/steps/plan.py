@@ -1,0 +1,26 @@
+"""Validate the request into a plan: bad input fails at once, before any engine call, and ends what it held."""
+
+from __future__ import annotations
+
+from tasks.errors import TaskInputError
+from tasks.service import RunResult, plan_run
+from tasks.worker import fairshare
+from tasks.worker.context import Run
+from tasks.worker.steps import Proceed, Step
+
+
+def _plan(run: Run, proceed: Proceed) -> RunResult:
+    settings = run.services.settings
+    try:
+        run.plan = plan_run(
+            run.services.catalogue, run.request, max_input_bytes=settings.max_input_bytes,
+            max_timeout_seconds=settings.max_timeout_seconds,
+        )  # fmt: skip
+    except TaskInputError:
+        if not run.eager:
+            fairshare.end_unstarted(run.task, run.services.redis, settings, only_this_message=True)
+        raise
+    return proceed(run)
+
+
+STEP = Step("plan", _plan, needs_broker=False)

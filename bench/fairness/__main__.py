@@ -24,7 +24,7 @@ from celery.result import AsyncResult
 
 from bench.common import BenchError, console, exit_on_sigterm, percentile, table, verdict, worker_env
 from config import celery_config, load_settings
-from tasks.worker.parking import PARKED
+from tasks.worker import keys
 from tasks.worker.testing import start_worker, wait_until
 
 REDIS = os.environ.get("TOOLRUNNER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15").rsplit("/", 1)[0] + "/10"
@@ -150,7 +150,7 @@ def waiting_cost(app: Celery) -> WaitingCost:
             for i in range(first, last)
         ]
         with redis.Redis.from_url(REDIS) as conn:
-            wait_until(lambda: conn.hlen(PARKED) >= last, 120, f"{last} runs of W to wait")  # noqa: B023
+            wait_until(lambda: conn.hlen(keys.PARKED()) >= last, 120, f"{last} runs of W to wait")  # noqa: B023
         rates.append(_per_minute())
     for handle in handles:
         handle.get(timeout=600)

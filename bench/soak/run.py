@@ -26,7 +26,8 @@ from bench.soak.worker import (
     rss_sampler,
     worker_env,
 )
-from tasks.worker.delivery import DELIVERY_KEY, Delivery
+from tasks.worker import keys
+from tasks.worker.delivery import Delivery
 
 ACTIVE = ("STARTED", "PROGRESS", "RETRY")
 TERMINAL = ("SUCCESS", "FAILURE", "REVOKED")
@@ -113,8 +114,8 @@ def finish(soak: Soak) -> None:
 def delivery_counts(conn: redis.Redis, runs: Sequence[PlannedRun]) -> dict[str, int]:
     """Each run's Redis delivery counter, read from the key the worker writes: per whole run (task id, tool,
     tenant, run id), not per task id."""
-    keys = [DELIVERY_KEY.format(Delivery(run.task_id, "script", run.tenant, run.run_id).key) for run in runs]
-    return {run.task_id: int(n or 0) for run, n in zip(runs, conn.mget(keys), strict=True)}
+    counters = [keys.DELIVERIES(Delivery(run.task_id, "script", run.tenant, run.run_id).key) for run in runs]
+    return {run.task_id: int(n or 0) for run, n in zip(runs, conn.mget(counters), strict=True)}
 
 
 def run_soak(config: SoakConfig, log_dir: Path, console: Console) -> tuple[Plan, Observed]:
@@ -122,11 +123,11 @@ def run_soak(config: SoakConfig, log_dir: Path, console: Console) -> tuple[Plan,
     plan, observed = make_plan(config), Observed(log_dir=log_dir)
     producer, conn = producer_app(config.redis_url), redis.Redis.from_url(config.redis_url)
     conn.flushdb()
-    keys = {run.task_id: producer.backend.get_key_for_task(run.task_id).decode() for run in plan.runs}
+    result_keys = {run.task_id: producer.backend.get_key_for_task(run.task_id).decode() for run in plan.runs}
     try:
         with engine(config.dind) as used:
             workers = Workers(log_dir, config.concurrency, worker_env(config.redis_url, used.docker_host), producer)
-            soak = Soak(config, plan, used, workers, conn, keys, observed)
+            soak = Soak(config, plan, used, workers, conn, result_keys, observed)
             try:
                 _soak(soak, console)
             finally:

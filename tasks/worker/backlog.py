@@ -27,7 +27,7 @@ from config import Settings
 from tasks.errors import TaskIdentityError, TaskInputError
 from tasks.service import RunRequest, Stage, plan_run
 from tasks.tools import ToolSpec, load_catalogue
-from tasks.worker import luascript, parking
+from tasks.worker import keys, luascript, parking
 from tasks.worker.delivery import Delivery, bind_run, claim_identity
 
 logger = logging.getLogger(__name__)
@@ -76,9 +76,7 @@ def _queued(
         return None
     request = RunRequest(bound["tool"], bound["tenant_id"], bound["run_id"], bound.get("params"), bound.get("files"))
     tool, tenant, run_id = (str(bound[k]) for k in ("tool", "tenant_id", "run_id"))
-    envelope = parking.Envelope(
-        task_id, task, args, kwargs, queue, tenant, tool, waiting_in=f"{parking.PREFIX}wait:{tenant}"
-    )
+    envelope = parking.Envelope(task_id, task, args, kwargs, queue, tenant, tool, waiting_in=keys.WAITING(tenant))
     return Queued(raw, Delivery(task_id, tool, tenant, run_id), envelope, request)
 
 

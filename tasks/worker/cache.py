@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from enum import IntEnum
 
 import docker
 import redis
@@ -24,14 +24,13 @@ import isolation
 from config import Settings
 from tasks.service import CacheInfo, RunPlan, RunResult, Stage, Status
 from tasks.service.cachekey import cache_key
-from tasks.worker import fairshare, lua_cache, parking
+from tasks.worker import fairshare, keys, luascript, parking
 from tasks.worker.heartbeat import renewing
+from tasks.worker.luascript import text
 from tasks.worker.progress import reporter
 
 logger = logging.getLogger(__name__)
 
-CACHE = "toolrunner:cache:"
-FLIGHTS = CACHE + "flights"  # set of live flight keys, for the safety net
 _Field = str | bytes | bytearray | memoryview | int | float
 
 
@@ -51,8 +50,8 @@ class Cached:
                 "result": json.dumps(result.as_dict()), "stored_at": int(time.time() * 1000), "source": result.task_id
             }  # fmt: skip
             with redis_client.pipeline() as pipe:
-                pipe.hset(_entry(self.key), mapping=entry)
-                pipe.expire(_entry(self.key), settings.cache_max_age_seconds)
+                pipe.hset(keys.CACHE_ENTRY(self.key), mapping=entry)
+                pipe.expire(keys.CACHE_ENTRY(self.key), settings.cache_max_age_seconds)
                 pipe.execute()
         return replace(result, cache=CacheInfo(hit=False))
 
@@ -72,6 +71,37 @@ def key_of(plan: RunPlan, engine: Callable[[], docker.DockerClient], settings: S
     return f"{plan.tenant_id}:{plan.spec.name}:{digest}"
 
 
+class Found(IntEnum):
+    """What a lookup found (the first item of cache_lookup.lua's reply)."""
+
+    LEAD = 0  # nothing fresh and nobody in flight: this run leads, runs the tool and keeps its result
+    HIT = 1  # a fresh entry: its result is the answer
+    WAIT = 2  # an identical run is in flight: this one parks behind it
+
+
+_COUNTED = {Found.HIT: "hits", Found.WAIT: "waits", Found.LEAD: "misses"}  # the outcome label of cache_lookups
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """cache_lookup.lua's reply, decoded: a hit's stored result, when it was stored and by whom, or the leader."""
+
+    found: Found
+    stored: str = ""
+    stored_at_ms: int = 0
+    source: str = ""
+    leader: str = ""
+
+    @classmethod
+    def decode(cls, reply: list[bytes | int]) -> Lookup:
+        found = Found(int(reply[0]))
+        if found is Found.HIT:
+            return cls(found, text(reply[1]), int(reply[2]), text(reply[3]))
+        if found is Found.WAIT:
+            return cls(found, leader=text(reply[1]))
+        return cls(found)
+
+
 @contextmanager
 def result_cache(
     task: Task, plan: RunPlan, engine: Callable[[], docker.DockerClient], redis_client: redis.Redis, settings: Settings
@@ -81,27 +111,21 @@ def result_cache(
     if key is None:
         yield Cached()
         return
-    max_age = min(plan.params.cache_max_age_seconds, settings.cache_max_age_seconds)
-    envelope = parking.envelope_of(task, plan.tenant_id, plan.spec.name)
-    envelope = parking.Envelope(**{**envelope.__dict__, "waiting_in": _waiters(key)})
-    keys = (_entry(key), _flight(key), _waiters(key), parking.PARKED, fairshare.DISPATCHING, FLIGHTS, parking.UNSENT)
     ttl = settings.lease_ttl_seconds * 1000
-    answer = redis_client.eval(
-        lua_cache.LOOKUP, len(keys), *keys, task.request.id, envelope.to_json(), max_age * 1000, ttl
-    )
-    if answer[0] in (1, 2):  # ends here without running: a slot leased to it at dispatch goes to the next run
+    answer = _lookup(task, plan, redis_client, settings, key)
+    if answer.found is not Found.LEAD:  # ends here without running: a slot leased to it at dispatch goes on
         # A hit ends the run: whatever it still held parked goes too. A waiter keeps its new envelope.
-        fairshare.give_back(task, redis_client, settings, plan.tenant_id, plan.spec.name, forget=answer[0] == 1)
-    if answer[0] == 1:
-        _count("hits", plan.spec.name)
+        fairshare.give_back(
+            task, redis_client, settings, plan.tenant_id, plan.spec.name, forget=answer.found is Found.HIT
+        )
+    _count(_COUNTED[answer.found], plan.spec.name)
+    if answer.found is Found.HIT:
         yield Cached(hit=_hit(task, plan, answer))
         return
-    if answer[0] == 2:
-        _count("waits", plan.spec.name)
-        leader = fairshare.text(answer[1])
-        reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.WAITING_FOR_IDENTICAL_RUN, {"leader": leader})
+    if answer.found is Found.WAIT:
+        meta = {"leader": answer.leader}
+        reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.WAITING_FOR_IDENTICAL_RUN, meta)
         raise Ignore()
-    _count("misses", plan.spec.name)
     with _leading(redis_client, key, task.request.id, ttl):
         try:
             yield Cached(key=key)
@@ -109,17 +133,27 @@ def result_cache(
             finish(task.app, redis_client, key, task.request.id)
 
 
+def _lookup(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: Settings, key: str) -> Lookup:
+    max_age = min(plan.params.cache_max_age_seconds, settings.cache_max_age_seconds)
+    envelope = parking.envelope_of(task, plan.tenant_id, plan.spec.name)
+    envelope = replace(envelope, waiting_in=keys.WAITERS(key))
+    names = [keys.CACHE_ENTRY(key), keys.FLIGHT(key), keys.WAITERS(key), keys.PARKED(), keys.DISPATCHING()]
+    names += [keys.FLIGHTS(), keys.UNSENT()]
+    args = (task.request.id, envelope.to_json(), max_age * 1000, settings.lease_ttl_seconds * 1000)
+    return Lookup.decode(luascript.run_keyed(redis_client, "cache_lookup", names, *args))
+
+
 def finish(celery_app: Celery, redis_client: redis.Redis, key: str, leader: str) -> None:
     """End a flight (leader '' = one whose leader is gone) and publish its waiters again."""
-    keys = (_flight(key), _waiters(key), fairshare.DISPATCHING, FLIGHTS, parking.UNSENT)
-    ids = [fairshare.text(i) for i in redis_client.eval(lua_cache.FINISH, len(keys), *keys, leader)]
+    names = [keys.FLIGHT(key), keys.WAITERS(key), keys.DISPATCHING(), keys.FLIGHTS(), keys.UNSENT()]
+    ids = [text(i) for i in luascript.run_keyed(redis_client, "cache_finish", names, leader)]
     parking.dispatch(celery_app, redis_client, ids)
 
 
-def _hit(task: Task, plan: RunPlan, answer: list[Any]) -> RunResult:
-    stored = RunResult.from_dict(json.loads(answer[1]))
-    age = max(0.0, (time.time() * 1000 - int(answer[2])) / 1000)
-    cache = CacheInfo(hit=True, source_task_id=fairshare.text(answer[3]), age_seconds=round(age, 3))
+def _hit(task: Task, plan: RunPlan, answer: Lookup) -> RunResult:
+    stored = RunResult.from_dict(json.loads(answer.stored))
+    age = max(0.0, (time.time() * 1000 - answer.stored_at_ms) / 1000)
+    cache = CacheInfo(hit=True, source_task_id=answer.source, age_seconds=round(age, 3))
     return replace(stored, task_id=str(task.request.id), run_id=plan.run_id, cache=cache)
 
 
@@ -128,8 +162,8 @@ def _leading(redis_client: redis.Redis, key: str, task_id: str, ttl_ms: int) -> 
     """Keep the flight key alive while the leader runs (a dead leader's flight ends within the TTL)."""
 
     def renew() -> None:
-        if fairshare.text(redis_client.get(_flight(key))) == task_id:
-            redis_client.pexpire(_flight(key), ttl_ms)
+        if text(redis_client.get(keys.FLIGHT(key))) == task_id:
+            redis_client.pexpire(keys.FLIGHT(key), ttl_ms)
 
     with renewing(ttl_ms / 3000, renew, f"the flight of task={task_id}"):
         yield
@@ -143,7 +177,7 @@ def clear(redis_client: redis.Redis, tenant_id: str | None = None, tool: str | N
     for name, value in (("tenant_id", tenant_id), ("tool", tool)):
         if value is not None:
             isolation.validate_identifier(name, value)
-    pattern = f"{CACHE}entry:{tenant_id or '*'}:{tool or '*'}:*"
+    pattern = keys.CACHE_ENTRY(f"{tenant_id or '*'}:{tool or '*'}:*")
     removed = 0
     for key in redis_client.scan_iter(match=pattern, count=500):
         removed += int(redis_client.delete(key))
@@ -152,25 +186,13 @@ def clear(redis_client: redis.Redis, tenant_id: str | None = None, tool: str | N
 
 def sweep_flights(celery_app: Celery, redis_client: redis.Redis, settings: Settings) -> None:
     """Keep the flights of leaders parked for a tenant slot; end dead ones and hand their waiters back."""
-    for raw in redis_client.smembers(FLIGHTS):
-        flight = fairshare.text(raw)
+    for raw in redis_client.smembers(keys.FLIGHTS()):
+        flight = text(raw)
         leader = redis_client.get(flight)
         if leader is None:
-            finish(celery_app, redis_client, flight.removeprefix(f"{CACHE}flight:"), "")
-        elif redis_client.hexists(parking.PARKED, fairshare.text(leader)):
+            finish(celery_app, redis_client, flight.removeprefix(keys.FLIGHT("")), "")
+        elif redis_client.hexists(keys.PARKED(), text(leader)):
             redis_client.pexpire(flight, settings.lease_ttl_seconds * 1000)
-
-
-def _entry(key: str) -> str:
-    return f"{CACHE}entry:{key}"
-
-
-def _flight(key: str) -> str:
-    return f"{CACHE}flight:{key}"
-
-
-def _waiters(key: str) -> str:
-    return f"{CACHE}waiters:{key}"
 
 
 def _count(what: str, tool: str) -> None:

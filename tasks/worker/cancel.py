@@ -12,15 +12,12 @@ from celery import Celery, states
 
 import isolation
 from config import Settings
-from tasks.worker import fairshare
+from tasks.worker import fairshare, keys
 from tasks.worker.app import app
 from tasks.worker.delivery import bound_tenant
 from tasks.worker.parking import load
 
 logger = logging.getLogger(__name__)
-
-CANCEL_KEY = "toolrunner:cancel:{}:{}"  # task id, tenant: a cancel only ever reaches its own tenant's run
-LEGACY_CANCEL_KEY = "toolrunner:cancel:{}"  # what releases before tenant-bound cancels recorded: still honoured
 
 
 class Cancelled(StrEnum):
@@ -43,7 +40,7 @@ class CancelOutcome:
 
 def cancel_keys(task_id: str, tenant_id: str) -> list[str]:
     """The keys a run checks for a cancel of it: its tenant's, and one recorded by an older release."""
-    return [CANCEL_KEY.format(task_id, tenant_id), LEGACY_CANCEL_KEY.format(task_id)]
+    return [keys.CANCEL(task_id, tenant_id), keys.LEGACY_CANCEL(task_id)]
 
 
 def is_cancelled(redis_client: redis.Redis, task_id: str, tenant_id: str) -> bool:
@@ -53,7 +50,7 @@ def is_cancelled(redis_client: redis.Redis, task_id: str, tenant_id: str) -> boo
 
 def record_cancel(redis_client: redis.Redis, task_id: str, tenant_id: str, ttl: int) -> bool:
     """Record a cancel of this tenant's run for `ttl` seconds; False when one was already recorded."""
-    key = CANCEL_KEY.format(task_id, tenant_id)
+    key = keys.CANCEL(task_id, tenant_id)
     return bool(redis_client.set(key, str(time.time()), nx=True, ex=ttl))
 
 

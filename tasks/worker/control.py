@@ -23,13 +23,12 @@ from celery.exceptions import Ignore, Reject
 from config import Settings
 from tasks.errors import RunCancelledError, RunRequeuedError, RunStoppedError
 from tasks.service import Reporter, Stage
+from tasks.worker import keys
 from tasks.worker.cancel import cancel_keys, record_cancel
-from tasks.worker.delivery import DELIVERY_KEY, Delivery
-from tasks.worker.parking import LEASE_LOST
+from tasks.worker.delivery import Delivery
 
 logger = logging.getLogger(__name__)
 
-DRAINING_KEY = "toolrunner:draining:{}"
 POLL_SECONDS = 1.0
 
 
@@ -59,10 +58,10 @@ class RunControl:
     def watch(self) -> None:
         """Poll the cancel and draining keys until the run ends or a stop is decided."""
         cancels = cancel_keys(self.task_id, self.tenant_id)
-        keys = [DRAINING_KEY.format(self.worker), LEASE_LOST.format(self.task_id), *cancels]
+        watched = [keys.DRAINING(self.worker), keys.LEASE_LOST(self.task_id), *cancels]
         while self.stop is None and not self.done.wait(POLL_SECONDS):
             try:
-                draining, lost, *cancelled_by = self.redis.mget(keys)
+                draining, lost, *cancelled_by = self.redis.mget(watched)
                 cancelled = any(cancelled_by)
             except redis.RedisError as exc:  # Redis away for a moment: poll again
                 logger.warning("could not read the cancel key task=%s: %s", self.task_id, exc)
@@ -124,8 +123,8 @@ def _revoked(task: Task, redis_client: redis.Redis, settings: Settings, delivery
 def _requeued(redis_client: redis.Redis, delivery: Delivery, why: str) -> Reject:
     # A graceful put-back is not a worker that died: take this delivery off the redelivery count.
     with redis_client.pipeline() as pipe:
-        pipe.decr(DELIVERY_KEY.format(delivery.key))
-        pipe.delete(LEASE_LOST.format(delivery.task_id))
+        pipe.decr(keys.DELIVERIES(delivery.key))
+        pipe.delete(keys.LEASE_LOST(delivery.task_id))
         pipe.execute()
     logger.warning("run put back on the queue (%s) task=%s run=%s", why, delivery.task_id, delivery.run_id)
     return Reject(f"{why}: run put back on the queue", requeue=True)

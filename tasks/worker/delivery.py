@@ -13,13 +13,11 @@ import redis
 from config import Settings
 from tasks.errors import RedeliveryLimitError, RunLockTimeoutError, TaskIdentityError
 from tasks.service import RunResult
+from tasks.worker import keys
 from tasks.worker.heartbeat import renewing
 
 logger = logging.getLogger(__name__)
 
-DELIVERY_KEY = "toolrunner:deliveries:{}"
-RUNNING_KEY = "toolrunner:running:{}"
-IDENTITY_KEY = "toolrunner:identity:{}"
 RUN_LOCK_TTL = 20
 
 
@@ -81,7 +79,7 @@ def claim_identity(redis_client: redis.Redis, delivery: Delivery, ttl: int) -> N
     One atomic SET NX, checked before the task writes any state: the stored state itself cannot say whose
     id it is (and no STARTED state is written for a message before this check: task_track_started is off).
     """
-    key = IDENTITY_KEY.format(delivery.task_id)
+    key = keys.IDENTITY(delivery.task_id)
     if redis_client.set(key, delivery.key, nx=True, ex=ttl):
         return
     raw = redis_client.get(key)
@@ -92,7 +90,7 @@ def claim_identity(redis_client: redis.Redis, delivery: Delivery, ttl: int) -> N
 
 def bound_tenant(redis_client: redis.Redis, task_id: str) -> str | None:
     """The tenant whose run the task id is bound to, or None while nobody has published it."""
-    raw = redis_client.get(IDENTITY_KEY.format(task_id))
+    raw = redis_client.get(keys.IDENTITY(task_id))
     if raw is None:
         return None
     return _bound_run(raw)[1]
@@ -113,7 +111,7 @@ def run_lock(redis_client: redis.Redis, key: str, wait: float) -> Iterator[None]
     copy whose process was killed releases it within RUN_LOCK_TTL seconds.
     """
     # thread_local=False: the heartbeat thread renews the lock, so the token must not live in this thread only.
-    lock = redis_client.lock(RUNNING_KEY.format(key), timeout=RUN_LOCK_TTL, blocking_timeout=wait, thread_local=False)
+    lock = redis_client.lock(keys.RUNNING(key), timeout=RUN_LOCK_TTL, blocking_timeout=wait, thread_local=False)
     if not lock.acquire():
         raise RunLockTimeoutError(f"task {key} was still held by another delivery after {wait}s")
     try:
@@ -153,10 +151,10 @@ def count_delivery(redis_client: redis.Redis, settings: Settings, key: str, retr
     deaths of a worker.
     """
     with redis_client.pipeline() as pipe:
-        pipe.incr(DELIVERY_KEY.format(key))
+        pipe.incr(keys.DELIVERIES(key))
         # Long enough to outlive every redelivery (each waits up to a visibility timeout) plus the result.
         ttl = settings.redelivery_window * (settings.max_redeliveries + 2) + settings.result_expires_seconds
-        pipe.expire(DELIVERY_KEY.format(key), ttl)
+        pipe.expire(keys.DELIVERIES(key), ttl)
         count = int(pipe.execute()[0]) - retries
     if count > settings.max_redeliveries + 1:
         raise RedeliveryLimitError(

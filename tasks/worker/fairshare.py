@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import partial
 
 import kombu.exceptions
@@ -24,36 +25,50 @@ from celery.exceptions import Ignore, Reject, Retry
 
 from config import Settings
 from tasks.service import RunPlan, Stage
-from tasks.worker import backlog, luascript, parking
+from tasks.worker import backlog, keys, luascript, parking
 from tasks.worker.heartbeat import renewing
-from tasks.worker.parking import PREFIX
 from tasks.worker.progress import reporter
 
 logger = logging.getLogger(__name__)
 
-LIMITS = PREFIX + "limits"  # hash: "<tenant>" or "<tenant>:<tool>" -> cap
-LEASES = PREFIX + "leases"  # sorted set of every live lease: task id -> expiry (ms)
-DISPATCHING = PREFIX + "dispatching"  # sorted set: task id -> when its message was published again (ms)
-RING = PREFIX + "ring"  # list of tenants with waiting runs, each once
-RINGED = PREFIX + "ringed"  # set: the tenants in the ring
 PICK_BUDGET = 64  # the most runs one script dispatches at once
-WORKERS = PREFIX + "workers"  # sorted set: "<hostname>|<concurrency>" -> expiry (ms)
-TENANTS = PREFIX + "tenants"  # sorted set: tenant -> when it last leased a slot or parked a run (ms)
 TENANT_MEMORY_SECONDS = 3600  # a tenant idle this long drops out of the gauges
 _eval = luascript.run
 text = luascript.text
 
 
+class Decision(IntEnum):
+    """What admit.lua decided (the first item of its reply)."""
+
+    PARKED = 0
+    ADMITTED = 1
+    DUPLICATE = 2  # of a run that is parked already
+    ENDED = 3  # a copy of a run that already ended
+
+
 @dataclass(frozen=True)
 class Admission:
-    """What admission decided: admitted, parked (how many of the tenant's runs are ahead), a duplicate of a parked
-    run, or a copy of a run that already ended."""
+    """admit.lua's reply, decoded: what it decided, how many of the tenant's runs are ahead of a parked one, and
+    the runs its parking let start (to publish)."""
 
-    admitted: bool
-    duplicate: bool
+    decided: Decision
     ahead: int
     dispatched: list[str]
-    ended: bool = False
+
+    @property
+    def admitted(self) -> bool:
+        """It holds a slot now and runs."""
+        return self.decided is Decision.ADMITTED
+
+    @property
+    def duplicate(self) -> bool:
+        """A copy of a run that is parked already, or that already ended: dropped."""
+        return self.decided in (Decision.DUPLICATE, Decision.ENDED)
+
+    @property
+    def ended(self) -> bool:
+        """A copy of a run that already ended (finished, cancelled or given up)."""
+        return self.decided is Decision.ENDED
 
 
 def admit(
@@ -69,9 +84,8 @@ def admit(
         redis_client, "admit", envelope.task_id, envelope.tenant_id, envelope.tool,
         _with_list(envelope).to_json(), settings.tenant_max_running, _ttl_ms(settings), envelope.queue, int(first),
     )  # fmt: skip
-    outcome, ahead, *picked = raw
-    ids = [text(p) for p in picked]
-    return Admission(outcome == 1, outcome in (2, 3), int(ahead), ids, ended=outcome == 3)
+    decided, ahead, *picked = raw
+    return Admission(Decision(int(decided)), int(ahead), [text(p) for p in picked])
 
 
 def release(
@@ -138,21 +152,26 @@ def _release(
     return [text(p) for p in raw]
 
 
-def renew(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> int:
-    """Push this run's lease expiry a TTL ahead; an expired lease is taken again if a slot is free.
+class Renewal(IntEnum):
+    """What renew.lua did with a running run's lease."""
 
-    Returns 1 (renewed), 2 (re-acquired) or 0: the lease was gone and the tenant is at its cap (or every
-    worker slot is leased), so the run is told to stop and go back to the queue (LEASE_LOST), never
-    running on uncounted.
+    LOST = 0  # it was gone and no slot is free: the run stops and goes back to the queue (LEASE_LOST)
+    RENEWED = 1
+    RETAKEN = 2  # it was gone (Redis away longer than its TTL?) and a free slot was taken again
+
+
+def renew(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> Renewal:
+    """Push this run's lease expiry a TTL ahead; an expired lease is taken again if a slot is free, and a run
+    whose tenant is at its cap by then (or every worker slot leased) is told to go back: never running uncounted.
     """
-    outcome = int(_eval(
+    outcome = Renewal(int(_eval(
         redis_client, "renew", envelope.task_id, envelope.tenant_id, envelope.tool, _ttl_ms(settings),
         settings.tenant_max_running,
-    )[0])  # fmt: skip
-    if outcome == 0:
+    )[0]))  # fmt: skip
+    if outcome is Renewal.LOST:
         logger.warning("task=%s lost its lease and no slot is free: putting it back", envelope.task_id)
-        redis_client.set(parking.LEASE_LOST.format(envelope.task_id), 1, ex=settings.lease_ttl_seconds * 2)
-    elif outcome == 2:
+        redis_client.set(keys.LEASE_LOST(envelope.task_id), 1, ex=settings.lease_ttl_seconds * 2)
+    elif outcome is Renewal.RETAKEN:
         logger.warning("task=%s lost its lease (Redis away?) and took a free slot again", envelope.task_id)
     return outcome
 
@@ -169,12 +188,12 @@ class TenantLoad:
 def loads(redis_client: redis.Redis) -> list[TenantLoad]:
     """Running and waiting runs of each tenant seen in the last hour: 1 + 2 reads per such tenant."""
     now_ms = int(time.time() * 1000)
-    redis_client.zremrangebyscore(TENANTS, "-inf", now_ms - TENANT_MEMORY_SECONDS * 1000)
-    tenants = [text(t) for t in redis_client.zrange(TENANTS, 0, -1)]
+    redis_client.zremrangebyscore(keys.TENANTS(), "-inf", now_ms - TENANT_MEMORY_SECONDS * 1000)
+    tenants = [text(t) for t in redis_client.zrange(keys.TENANTS(), 0, -1)]
     with redis_client.pipeline(transaction=False) as pipe:
         for tenant in tenants:
-            pipe.zcount(f"{PREFIX}lease:{tenant}", now_ms, "+inf")
-            pipe.llen(f"{PREFIX}wait:{tenant}")
+            pipe.zcount(keys.TENANT_LEASES(tenant), now_ms, "+inf")
+            pipe.llen(keys.WAITING(tenant))
         replies = pipe.execute()
     return [TenantLoad(t, int(replies[2 * i]), int(replies[2 * i + 1])) for i, t in enumerate(tenants)]
 
@@ -266,7 +285,7 @@ def _renewing(redis_client: redis.Redis, envelope: parking.Envelope, settings: S
 
 
 def _with_list(envelope: parking.Envelope) -> parking.Envelope:
-    return parking.Envelope(**{**envelope.__dict__, "waiting_in": f"{PREFIX}wait:{envelope.tenant_id}"})
+    return parking.Envelope(**{**envelope.__dict__, "waiting_in": keys.WAITING(envelope.tenant_id)})
 
 
 def _ttl_ms(settings: Settings) -> int:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import redis
 
 import isolation
-from tasks.worker.fairshare import LIMITS, text
+from tasks.worker import keys
+from tasks.worker.fairshare import text
 
 
 @dataclass(frozen=True)
@@ -31,18 +32,18 @@ def set_limit(redis_client: redis.Redis, tenant_id: str, max_running: int, tool:
     """Cap a tenant's (or a tenant's tool's) running runs; the next admission uses it."""
     if max_running < 1:
         raise ValueError("max_running must be at least 1")
-    redis_client.hset(LIMITS, _field(tenant_id, tool), max_running)
+    redis_client.hset(keys.LIMITS(), _field(tenant_id, tool), max_running)
 
 
 def unset_limit(redis_client: redis.Redis, tenant_id: str, tool: str | None = None) -> bool:
     """Drop an override (back to TOOLRUNNER_TENANT_MAX_RUNNING, or no tool cap); True if there was one."""
-    return bool(redis_client.hdel(LIMITS, _field(tenant_id, tool)))
+    return bool(redis_client.hdel(keys.LIMITS(), _field(tenant_id, tool)))
 
 
 def show_limits(redis_client: redis.Redis, tenant_id: str | None = None) -> list[Limit]:
     """Every override, or those of one tenant, sorted."""
     found = []
-    for raw_field, raw_value in redis_client.hgetall(LIMITS).items():
+    for raw_field, raw_value in redis_client.hgetall(keys.LIMITS()).items():
         tenant, _, tool = text(raw_field).partition(":")
         if tenant_id is None or tenant == tenant_id:
             found.append(Limit(tenant, tool or None, int(text(raw_value))))

@@ -1,4 +1,6 @@
-"""The fair-share Lua scripts (tasks/worker/lua/*.lua), each run with the shared helpers of common.lua prepended."""
+"""The Lua scripts (tasks/worker/lua/*.lua), each loaded once and run by its SHA (EVALSHA, loaded again if Redis
+restarted without it). The fair-share scripts get common.lua in front and the key prefix as ARGV[1]; the cache's
+take their keys as KEYS."""
 
 from __future__ import annotations
 
@@ -6,22 +8,39 @@ from functools import cache
 from pathlib import Path
 
 import redis
+from redis.commands.core import Script
 
-from tasks.worker.parking import PREFIX
+from tasks.worker.keys import FAIR_SHARE
 
 _LUA = Path(__file__).with_name("lua")
+_KEYED = frozenset({"cache_lookup", "cache_finish"})  # standalone: every key comes in KEYS, no prefix
 
 
 @cache
 def source(name: str) -> str:
-    """The script `name` with common.lua in front of it."""
-    return (_LUA / "common.lua").read_text() + "\n" + (_LUA / f"{name}.lua").read_text()
+    """The script `name`, with common.lua in front of it unless it is a standalone one."""
+    own = (_LUA / f"{name}.lua").read_text()
+    return own if name in _KEYED else (_LUA / "common.lua").read_text() + "\n" + own
+
+
+@cache
+def _script(name: str) -> Script:
+    # Bytes, so no client is needed for the SHA; each call names its client.
+    return Script(None, source(name).encode())  # type: ignore[arg-type]
 
 
 def run(redis_client: redis.Redis, name: str, *args: str | bytes | int) -> list[bytes | int]:
-    """Run a script; the prefix is its first argument and every key is built from it (one Redis, not a cluster)."""
-    reply = redis_client.eval(source(name), 0, PREFIX, *args)
-    return list(reply) if isinstance(reply, list) else [reply]  # renew answers a bare count
+    """Run a fair-share script; the prefix is its first argument and every key is built from it (one Redis)."""
+    return _listed(_script(name)(keys=[], args=[FAIR_SHARE, *args], client=redis_client))
+
+
+def run_keyed(redis_client: redis.Redis, name: str, keys: list[str], *args: str | bytes | int) -> list[bytes | int]:
+    """Run a standalone script on the keys it names."""
+    return _listed(_script(name)(keys=keys, args=list(args), client=redis_client))
+
+
+def _listed(reply: object) -> list[bytes | int]:
+    return list(reply) if isinstance(reply, list) else [reply]  # type: ignore[list-item]  # renew answers a count
 
 
 def text(value: object) -> str:

@@ -14,13 +14,13 @@ from celery.utils import worker_direct
 
 import isolation
 from config import Settings
+from tasks.worker import keys
 from tasks.worker.app import app
 from tasks.worker.delivery import release_lock
 from tasks.worker.metrics import metrics
 
 logger = logging.getLogger(__name__)
 
-LOCK_KEY = "toolrunner:sweep-lock:{}"
 SWEEP_EXPIRES = 1800
 
 
@@ -63,7 +63,7 @@ def sweep(
     """
     with isolation.translate_errors("read the daemon's ID"):
         daemon = str(client.info()["ID"])
-    lock = redis_client.lock(LOCK_KEY.format(daemon), timeout=900, blocking=False)
+    lock = redis_client.lock(keys.SWEEP_LOCK(daemon), timeout=900, blocking=False)
     if not lock.acquire(blocking=False):
         logger.info("sweep skipped daemon=%s: another sweep of this daemon is running", daemon)
         return {"daemon": daemon, "worker": worker, "skipped": "another sweep of this daemon is running"}

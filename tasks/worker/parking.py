@@ -16,16 +16,9 @@ from typing import Any
 import redis
 from celery import Celery, Task
 
-logger = logging.getLogger(__name__)
+from tasks.worker import keys
 
-PREFIX = "toolrunner:fs:"
-PARKED = PREFIX + "parked"  # hash: task id -> envelope JSON
-PARKED_AT = PREFIX + "parked_at"  # sorted set: task id -> when it was parked (ms); past max_wait_seconds it fails
-REPUBLISHED = PREFIX + "republished"  # hash: task id -> times the safety net published its lost dispatch again
-LEASE_LOST = PREFIX + "lost:{}"  # a running run whose lease expired and found no free slot: it is put back
-# sorted set: task id -> when it was picked (ms), until its picker has published it. A picker that dies between
-# the pick and the publish leaves it here, and the safety net publishes it (safetynet.UNSENT_GRACE_SECONDS).
-UNSENT = PREFIX + "unsent"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,7 +86,7 @@ def dispatch(app: Celery, redis_client: redis.Redis, task_ids: Iterable[str]) ->
     """Publish picked runs again under their own ids, each marked sent once its message is on the broker."""
     for envelope in load(redis_client, task_ids):
         publish(app, [envelope])
-        redis_client.zrem(UNSENT, envelope.task_id)
+        redis_client.zrem(keys.UNSENT(), envelope.task_id)
 
 
 def load(redis_client: redis.Redis, task_ids: Iterable[str]) -> list[Envelope]:
@@ -101,5 +94,5 @@ def load(redis_client: redis.Redis, task_ids: Iterable[str]) -> list[Envelope]:
     ids = list(task_ids)
     if not ids:
         return []
-    raws = redis_client.hmget(PARKED, ids)
+    raws = redis_client.hmget(keys.PARKED(), ids)
     return [Envelope.from_json(raw) for raw in raws if raw is not None]

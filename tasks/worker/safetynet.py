@@ -23,7 +23,7 @@ from celery.signals import celeryd_after_setup
 
 from config import Settings
 from tasks.errors import RunExpiredError
-from tasks.worker import backlog, cache, fairshare, luascript, parking
+from tasks.worker import backlog, cache, fairshare, keys, luascript, parking
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -31,18 +31,17 @@ logger = logging.getLogger(__name__)
 STALE_DISPATCH_SECONDS = 600
 UNSENT_GRACE_SECONDS = 5  # a picker publishes within milliseconds; one silent this long has died (or failed)
 MAX_REPUBLISHES = 3
-_NET_LOCK = parking.PREFIX + "net"
 
 
 def register(redis_client: redis.Redis, hostname: str, concurrency: int, settings: Settings) -> None:
     """Count this worker's slots in the global capacity for a lease TTL."""
     expiry = int((time.time() + settings.lease_ttl_seconds) * 1000)
-    redis_client.zadd(fairshare.WORKERS, {f"{hostname}|{concurrency}": expiry})
+    redis_client.zadd(keys.WORKERS(), {f"{hostname}|{concurrency}": expiry})
 
 
 def sweep_parked(celery_app: Celery, redis_client: redis.Redis, settings: Settings) -> int:
     """Publish the parked runs that may start now and those whose dispatch got lost; return how many."""
-    lock = redis_client.lock(_NET_LOCK, timeout=settings.lease_ttl_seconds, blocking=False)
+    lock = redis_client.lock(keys.NET_LOCK(), timeout=settings.lease_ttl_seconds, blocking=False)
     if not lock.acquire():
         return 0
     try:
@@ -51,10 +50,10 @@ def sweep_parked(celery_app: Celery, redis_client: redis.Redis, settings: Settin
         picked = fairshare.release(redis_client, None, settings, budget=fairshare.PICK_BUDGET)
         now_ms = int(time.time() * 1000)
         # Picked but never published (its picker died in between), or published long ago and never taken.
-        lost = _lost(celery_app, redis_client, settings, parking.UNSENT, now_ms - UNSENT_GRACE_SECONDS * 1000)
-        lost += _lost(celery_app, redis_client, settings, fairshare.DISPATCHING, now_ms - STALE_DISPATCH_SECONDS * 1000)
+        lost = _lost(celery_app, redis_client, settings, keys.UNSENT, now_ms - UNSENT_GRACE_SECONDS * 1000)
+        lost += _lost(celery_app, redis_client, settings, keys.DISPATCHING, now_ms - STALE_DISPATCH_SECONDS * 1000)
         waited = now_ms - settings.max_wait_seconds * 1000
-        for task_id in (fairshare.text(s) for s in redis_client.zrangebyscore(parking.PARKED_AT, "-inf", waited)):
+        for task_id in (fairshare.text(s) for s in redis_client.zrangebyscore(keys.PARKED_AT(), "-inf", waited)):
             why = f"it waited over TOOLRUNNER_MAX_WAIT_SECONDS={settings.max_wait_seconds} for a slot"
             _give_up(celery_app, redis_client, settings, task_id, "parked_at", waited, why)
         dispatched = list(dict.fromkeys(picked + lost))
@@ -64,16 +63,16 @@ def sweep_parked(celery_app: Celery, redis_client: redis.Redis, settings: Settin
         lock.release()
 
 
-def _lost(celery_app: Celery, redis_client: redis.Redis, settings: Settings, key: str, cutoff: int) -> list[str]:
+def _lost(celery_app: Celery, redis_client: redis.Redis, settings: Settings, key: keys.Key, cutoff: int) -> list[str]:
     """The runs of `key` (unsent or dispatching) marked before the cutoff, to publish again (a copy that arrives
     later is dropped or waits on the run lock); past MAX_REPUBLISHES, they end FAILED instead."""
     again = []
-    for task_id in (fairshare.text(s) for s in redis_client.zrangebyscore(key, "-inf", cutoff)):
-        if redis_client.hincrby(parking.REPUBLISHED, task_id, 1) > MAX_REPUBLISHES:
+    for task_id in (fairshare.text(s) for s in redis_client.zrangebyscore(key(), "-inf", cutoff)):
+        if redis_client.hincrby(keys.REPUBLISHED(), task_id, 1) > MAX_REPUBLISHES:
             why = f"its dispatch was lost {MAX_REPUBLISHES + 1} times (no worker took its message)"
-            _give_up(celery_app, redis_client, settings, task_id, key.removeprefix(parking.PREFIX), cutoff, why)
+            _give_up(celery_app, redis_client, settings, task_id, key().removeprefix(keys.FAIR_SHARE), cutoff, why)
         else:
-            redis_client.zadd(fairshare.DISPATCHING, {task_id: int(time.time() * 1000)})
+            redis_client.zadd(keys.DISPATCHING(), {task_id: int(time.time() * 1000)})
             again.append(task_id)
     return again
 
@@ -82,8 +81,8 @@ def _give_up(
     celery_app: Celery, redis_client: redis.Redis, settings: Settings, task_id: str, which: str, cutoff: int, why: str
 ) -> None:
     """End a parked run FAILED with the reason, if it is still where the net saw it (atomically)."""
-    ended = luascript.run(redis_client, "expire", task_id, which, cutoff, settings.identity_ttl * 1000)
-    if not int(ended[0]):
+    ended = bool(luascript.run(redis_client, "expire", task_id, which, cutoff, settings.identity_ttl * 1000)[0])
+    if not ended:  # it moved on (admitted, dispatched again) since the net looked: not given up
         return
     logger.error("gave up on parked task=%s: %s", task_id, why)
     celery_app.backend.mark_as_failure(task_id, RunExpiredError(f"task {task_id} never started: {why}"))

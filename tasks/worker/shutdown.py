@@ -14,8 +14,8 @@ from typing import Any
 import redis
 from celery.signals import celeryd_after_setup, worker_shutting_down
 
+from tasks.worker import keys
 from tasks.worker.app import app
-from tasks.worker.control import DRAINING_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def _mark_draining(sender: str | None = None, how: str | None = None, **_: Any) 
     try:
         # A client of its own: this runs in a signal handler, maybe while the main thread's client is mid-command.
         with redis.Redis.from_url(app.settings.broker, socket_timeout=5) as conn:
-            conn.set(DRAINING_KEY.format(sender), how or "shutdown", ex=DRAINING_TTL)
+            conn.set(keys.DRAINING(sender), how or "shutdown", ex=DRAINING_TTL)
         logger.warning("%s shutdown of %s: running runs are put back on the queue", how, sender)
     except redis.RedisError as exc:  # the runs then finish or die with the worker; redelivery covers them
         logger.warning("could not mark %s as draining: %s", sender, exc)
@@ -45,6 +45,6 @@ def _clear_draining(sender: str | None = None, **_: Any) -> None:
         return
     try:
         with redis.Redis.from_url(app.settings.broker, socket_timeout=5) as conn:
-            conn.delete(DRAINING_KEY.format(sender))
+            conn.delete(keys.DRAINING(sender))
     except redis.RedisError as exc:
         logger.warning("could not clear the draining mark of %s: %s", sender, exc)

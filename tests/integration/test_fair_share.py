@@ -13,9 +13,9 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from config import celery_config, load_settings
+from tasks.worker import keys
 from tasks.worker.cancel import cancel
 from tasks.worker.limits import set_limit
-from tasks.worker.parking import PARKED
 from tasks.worker.testing import Worker, start_worker, wait_until
 from tests.conftest import REDIS_URL
 
@@ -109,7 +109,7 @@ def test_a_waiting_run_reports_its_place_and_a_cancel_ends_it_at_once(
         outcome = cancel(producer, conn, load_settings(), busy[3].id, "busy")
         assert outcome.message.endswith("cancelled while it waited; it will not start")
         wait_until(lambda: producer.AsyncResult(busy[3].id).state == "REVOKED", 30, "the waiting run to end")
-        assert not conn.hexists(PARKED, busy[3].id), "its place in the waiting list is gone"
+        assert not conn.hexists(keys.PARKED(), busy[3].id), "its place in the waiting list is gone"
         assert cancel(producer, conn, load_settings(), busy[3].id, "busy").message.endswith("already cancelled")
     assert [r.get(timeout=120)["status"] for r in busy[:3]] == ["ok"] * 3
     assert producer.AsyncResult(busy[3].id).state == "REVOKED", "a cancelled waiting run never starts"

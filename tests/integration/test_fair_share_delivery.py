@@ -21,8 +21,8 @@ from celery import Celery
 
 from config import Settings, celery_config, load_settings
 from tasks import run_tool
-from tasks.worker import fairshare, parking, safetynet
-from tasks.worker.cancel import CANCEL_KEY, cancel
+from tasks.worker import fairshare, keys, parking, safetynet
+from tasks.worker.cancel import cancel
 from tasks.worker.delivery import Delivery, claim_identity
 from tasks.worker.limits import set_limit
 from tasks.worker.testing import Worker, start_worker, wait_until
@@ -59,7 +59,7 @@ def test_a_run_cancelled_right_after_its_pick_never_runs_even_once_its_cancel_ha
     task_id = f"picked-{secrets.token_hex(4)}"
     run = ["script", "pick", "picked", {"script": "echo ran > /outputs/out.txt"}]
     claim_identity(conn, Delivery(task_id, "script", "pick", "picked"), ttl=settings().identity_ttl)
-    conn.zadd(fairshare.WORKERS, {"elsewhere|4": int(time.time() * 1000) + 60_000})
+    conn.zadd(keys.WORKERS(), {"elsewhere|4": int(time.time() * 1000) + 60_000})
     holder = parking.Envelope("holder", "toolrunner.run_tool", [], {}, queue, "pick", "script")
     assert fairshare.admit(conn, holder, settings()).admitted  # the tenant's only slot, held
     waiting = parking.Envelope(task_id, "toolrunner.run_tool", run, {}, queue, "pick", "script")
@@ -69,7 +69,7 @@ def test_a_run_cancelled_right_after_its_pick_never_runs_even_once_its_cancel_ha
     parking.publish(producer, parking.load(conn, picked))  # ...and its message published, not yet consumed
     outcome = cancel(producer, conn, settings(), task_id, "pick")  # the tenant cancels it right then
     assert outcome.message.endswith("cancelled while it waited; it will not start")
-    conn.delete(CANCEL_KEY.format(task_id, "pick"))  # a day later the cancel key is gone
+    conn.delete(keys.CANCEL(task_id, "pick"))  # a day later the cancel key is gone
     assert safetynet.sweep_parked(producer, conn, settings()) == 0, "nothing is left to republish"
     events = docker_client.events(decode=True, filters={"label": [f"studio.task={task_id}"]})
     worker = start_worker(tmp_path, queue, concurrency=1, env=ENV, queues=queue, client=producer)
@@ -80,7 +80,7 @@ def test_a_run_cancelled_right_after_its_pick_never_runs_even_once_its_cancel_ha
         events.close()
     assert list(events) == [], "no volume or container was ever made for it"
     assert producer.AsyncResult(task_id).state == "REVOKED", "the dropped copy wrote nothing over it"
-    assert not conn.hexists(parking.PARKED, task_id) and conn.zscore(fairshare.DISPATCHING, task_id) is None
+    assert not conn.hexists(keys.PARKED(), task_id) and conn.zscore(keys.DISPATCHING(), task_id) is None
 
 
 def test_a_run_whose_lease_expired_and_whose_slot_was_taken_is_put_back_and_runs_later(
@@ -94,10 +94,10 @@ def test_a_run_whose_lease_expired_and_whose_slot_was_taken_is_put_back_and_runs
         wait_until(lambda: tool_containers(docker_client, "lost") == 1, 60, "the run's tool to start")
         # Redis lost the lease (an outage longer than its TTL) and another run of the tenant took the slot,
         # in one step, so the run's next renewal finds the tenant full.
-        keys = (fairshare.LEASES, f"{fairshare.PREFIX}lease:lost", f"{fairshare.PREFIX}lease:lost:script")
+        held = (keys.LEASES(), keys.TENANT_LEASES("lost"), keys.TENANT_LEASES("lost:script"))
         with conn.pipeline(transaction=True) as pipe:
-            pipe.delete(*keys)
-            for key in keys:
+            pipe.delete(*held)
+            for key in held:
                 pipe.zadd(key, {"intruder": int(time.time() * 1000) + 60_000})
             pipe.execute()
         intruder = parking.Envelope("intruder", "toolrunner.run_tool", [], {}, "celery", "lost", "script")
@@ -118,7 +118,7 @@ def test_a_picked_run_whose_message_expired_is_revoked_by_celery_and_leaves_noth
     queue = f"expired-{secrets.token_hex(3)}"
     task_id = f"stale-{secrets.token_hex(4)}"
     claim_identity(conn, Delivery(task_id, "script", "stale", "stale"), ttl=settings().identity_ttl)
-    conn.zadd(fairshare.WORKERS, {"elsewhere|4": int(time.time() * 1000) + 60_000})
+    conn.zadd(keys.WORKERS(), {"elsewhere|4": int(time.time() * 1000) + 60_000})
     holder = parking.Envelope("holder", "toolrunner.run_tool", [], {}, queue, "stale", "script")
     assert fairshare.admit(conn, holder, settings()).admitted
     run = ["script", "stale", "stale", {"script": "echo ran > /outputs/out.txt"}]
@@ -131,12 +131,12 @@ def test_a_picked_run_whose_message_expired_is_revoked_by_celery_and_leaves_noth
     worker = start_worker(tmp_path, queue, concurrency=1, env=ENV, queues=queue, client=producer)
     try:
         wait_until(lambda: producer.AsyncResult(task_id).state == "REVOKED", 60, "Celery to revoke the expired run")
-        wait_until(lambda: not conn.hexists(parking.PARKED, task_id), 10, "its parked state to end")
+        wait_until(lambda: not conn.hexists(keys.PARKED(), task_id), 10, "its parked state to end")
     finally:
         worker.stop()
         events.close()
     assert list(events) == []
-    assert conn.zscore(fairshare.DISPATCHING, task_id) is None and conn.zscore(fairshare.LEASES, task_id) is None
+    assert conn.zscore(keys.DISPATCHING(), task_id) is None and conn.zscore(keys.LEASES(), task_id) is None
 
 
 def test_a_sigkilled_workers_run_that_was_dispatched_from_its_tenants_list_completes_on_another_worker(
@@ -158,7 +158,7 @@ def test_a_sigkilled_workers_run_that_was_dispatched_from_its_tenants_list_compl
         handle = producer.send_task(
             "toolrunner.run_tool", ("script", tenant, "dispatched", {**params, "timeout_seconds": 60})
         )
-        wait_until(lambda: conn.hexists(parking.PARKED, handle.id), 30, "the run to wait in its tenant's list")
+        wait_until(lambda: conn.hexists(keys.PARKED(), handle.id), 30, "the run to wait in its tenant's list")
         assert holder.get(timeout=60)["status"] == "ok"
         wait_until(lambda: _tool_of(docker_client, handle.id), 60, "the dispatched run's tool to start")
         doomed.kill_group()
@@ -179,7 +179,7 @@ def test_a_sigkilled_workers_run_that_was_dispatched_from_its_tenants_list_compl
     )  # fmt: skip
     assert len(list(starts)) == 2, "its tool started on the dead worker, then once more on the survivor"
     assert survivor.log_text().count(f"run_tool[{handle.id}] succeeded") == 1
-    assert not conn.hexists(parking.PARKED, handle.id) and conn.zscore(fairshare.LEASES, handle.id) is None
+    assert not conn.hexists(keys.PARKED(), handle.id) and conn.zscore(keys.LEASES(), handle.id) is None
 
 
 def _tool_of(client: docker.DockerClient, task_id: str) -> bool:

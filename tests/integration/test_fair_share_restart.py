@@ -10,8 +10,8 @@ import docker
 import pytest
 import redis
 
+from tasks.worker import keys
 from tasks.worker.limits import set_limit
-from tasks.worker.parking import PARKED
 from tasks.worker.testing import start_worker, wait_until
 from tests.integration.test_faults import SHORT_LIMITS, _final_state, client_app, double_runs, own_redis
 
@@ -48,8 +48,8 @@ def test_runs_parked_across_a_redis_restart_all_run_once(
                 producer.send_task("toolrunner.run_tool", ("script", TENANT, f"r-{i}", params)) for i in range(4)
             ]
             with redis.Redis.from_url(url) as conn:
-                wait_until(lambda: conn.hlen(PARKED) >= 2, 60, "runs to park behind the cap of 1")
-                parked = {v.decode() for v in conn.hkeys(PARKED)}
+                wait_until(lambda: conn.hlen(keys.PARKED()) >= 2, 60, "runs to park behind the cap of 1")
+                parked = {v.decode() for v in conn.hkeys(keys.PARKED())}
             if moment == "while_the_first_tool_runs":  # its late ack crosses the reconnect (tasks/worker/broker.py)
                 with_label = {"label": ["studio.role=tool", f"studio.tenant={TENANT}"]}
                 wait_until(lambda: docker_client.api.containers(filters=with_label), 60, "the first run's tool")

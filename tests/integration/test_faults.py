@@ -16,7 +16,8 @@ import redis
 from celery import Celery
 
 from config import celery_config, load_settings
-from tasks.worker.delivery import DELIVERY_KEY, Delivery
+from tasks.worker import keys
+from tasks.worker.delivery import Delivery
 from tasks.worker.testing import free_port, start_worker, wait_until
 from tests.conftest import REDIS_URL
 
@@ -76,7 +77,7 @@ def test_a_run_whose_worker_is_sigkilled_completes_exactly_once_and_leaves_nothi
     assert [f["line"] for f in result["findings"]] == ["started", "done"]
     with redis.Redis.from_url(FAULT_DB) as conn:
         key = Delivery(handle.id, "script", "acme", "sigkill-1").key
-        assert int(conn.get(DELIVERY_KEY.format(key)) or 0) == 2
+        assert int(conn.get(keys.DELIVERIES(key)) or 0) == 2
     logs = first.log_text() + second.log_text()
     assert logs.count(f"run_tool[{handle.id}] succeeded") == 1
 
@@ -193,7 +194,7 @@ def test_a_run_going_on_across_a_redis_restart_is_not_delivered_again_when_it_ou
     assert state == "SUCCESS"
     assert worker.log_text().count(f"run_tool[{handle.id}] received") == 1
     with redis.Redis.from_url(url) as conn:
-        assert int(conn.get(DELIVERY_KEY.format(Delivery(handle.id, "script", "outlives", "r-1").key)) or 0) == 1
+        assert int(conn.get(keys.DELIVERIES(Delivery(handle.id, "script", "outlives", "r-1").key)) or 0) == 1
 
 
 def _final_state(producer: Celery, task_id: str, timeout: float = 180) -> str:

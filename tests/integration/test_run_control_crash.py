@@ -20,7 +20,8 @@ from celery.result import AsyncResult
 
 import isolation
 from tasks import app
-from tasks.worker.delivery import DELIVERY_KEY, Delivery
+from tasks.worker import keys
+from tasks.worker.delivery import Delivery
 from tasks.worker.testing import Worker, start_worker, wait_until
 from tests.conftest import REDIS_URL
 
@@ -99,7 +100,7 @@ def test_a_live_run_longer_than_the_visibility_timeout_is_delivered_once(crash: 
     assert crash.survivor.log_text().count(f"run_tool[{crash.healthy.id}] received") == 1
     with redis.Redis.from_url(redis_url) as conn:
         key = Delivery(crash.healthy.id, "script", "acme", "healthy-1").key
-        assert int(conn.get(DELIVERY_KEY.format(key)) or 0) == 1
+        assert int(conn.get(keys.DELIVERIES(key)) or 0) == 1
 
 
 @pytest.mark.timeout(400)

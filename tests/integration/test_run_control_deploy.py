@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from tasks import app
-from tasks.worker.delivery import DELIVERY_KEY, Delivery
+from tasks.worker import keys
+from tasks.worker.delivery import Delivery
 from tasks.worker.testing import start_worker, wait_until
 
 pytestmark = pytest.mark.integration
@@ -48,4 +49,4 @@ def test_a_sigterm_puts_a_45s_run_back_and_a_second_worker_completes_it_once_unc
     assert (first.log_text() + second.log_text()).count(f"run_tool[{handle.id}] succeeded") == 1
     with redis.Redis.from_url(redis_url) as conn:  # the put-back did not count as a worker that died
         key = Delivery(handle.id, "script", "acme", "deploy-1").key
-        assert int(conn.get(DELIVERY_KEY.format(key)) or 0) == 1
+        assert int(conn.get(keys.DELIVERIES(key)) or 0) == 1

@@ -8,7 +8,8 @@ import time
 import pytest
 import redis
 
-from tasks.worker.delivery import RUNNING_KEY, run_lock
+from tasks.worker import keys
+from tasks.worker.delivery import run_lock
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +18,7 @@ def test_the_heartbeat_keeps_the_lock_past_its_ttl_and_releases_it_at_the_end(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("tasks.worker.delivery.RUN_LOCK_TTL", 1)
-    key = RUNNING_KEY.format("lock-heartbeat")
+    key = keys.RUNNING("lock-heartbeat")
     with redis.Redis.from_url(redis_url) as conn:
         with run_lock(conn, "lock-heartbeat", wait=10):
             time.sleep(2.5)  # well past the 1 s TTL: only renewals keep the key alive

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tasks import app, sweep_all, sweep_daemon
-from tasks.worker.maintenance import LOCK_KEY
+from tasks.worker import keys
 from tasks.worker.testing import Worker, start_worker
 from tests.integration.test_sweep import aged_labels, volume_exists
 
@@ -37,7 +37,7 @@ def test_a_sweep_is_skipped_while_another_sweep_of_the_same_daemon_holds_the_loc
 ) -> None:
     aged = make_volume("sweep-task-locked", aged_labels("t2", 30))
     with redis.Redis.from_url(redis_url) as conn:
-        lock = conn.lock(LOCK_KEY.format(docker_client.info()["ID"]), timeout=60)
+        lock = conn.lock(keys.SWEEP_LOCK(docker_client.info()["ID"]), timeout=60)
         assert lock.acquire(blocking=False)
         try:
             report = sweep_daemon.delay(24).get(timeout=WAIT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import redis
@@ -16,7 +17,7 @@ from celery import Celery
 
 from config import Settings
 from tasks.errors import RunExpiredError
-from tasks.worker import cache, fairshare, lua_cache, parking, safetynet
+from tasks.worker import cache, fairshare, keys, luascript, parking, safetynet
 from tasks.worker.backlog import drain, read_message
 from tasks.worker.cancel import cancel, is_cancelled
 from tasks.worker.delivery import Delivery, claim_identity
@@ -53,13 +54,13 @@ def settings(cap: int = 1) -> Settings:
 def state_of(conn: redis.Redis, task_id: str, tenant: str = "a") -> dict[str, object]:
     """Everything fair share could hold for one run id."""
     return {
-        "parked": conn.hexists(parking.PARKED, task_id),
-        "parked_at": conn.zscore(parking.PARKED_AT, task_id) is not None,
-        "republished": conn.hexists(parking.REPUBLISHED, task_id),
-        "dispatching": conn.zscore(fairshare.DISPATCHING, task_id) is not None,
-        "unsent": conn.zscore(parking.UNSENT, task_id) is not None,
-        "leased": conn.zscore(fairshare.LEASES, task_id) is not None,
-        "waiting": task_id.encode() in conn.lrange(f"{fairshare.PREFIX}wait:{tenant}", 0, -1),
+        "parked": conn.hexists(keys.PARKED(), task_id),
+        "parked_at": conn.zscore(keys.PARKED_AT(), task_id) is not None,
+        "republished": conn.hexists(keys.REPUBLISHED(), task_id),
+        "dispatching": conn.zscore(keys.DISPATCHING(), task_id) is not None,
+        "unsent": conn.zscore(keys.UNSENT(), task_id) is not None,
+        "leased": conn.zscore(keys.LEASES(), task_id) is not None,
+        "waiting": task_id.encode() in conn.lrange(keys.WAITING(tenant), 0, -1),
     }
 
 
@@ -128,10 +129,10 @@ def test_the_safety_net_republishes_a_lost_dispatch_a_bounded_number_of_times_th
 ) -> None:
     picked(conn)
     for _ in range(safetynet.MAX_REPUBLISHES):
-        conn.zadd(fairshare.DISPATCHING, {"a2": 1})  # dispatched long ago; its message never arrived
+        conn.zadd(keys.DISPATCHING(), {"a2": 1})  # dispatched long ago; its message never arrived
         assert safetynet.sweep_parked(app, conn, settings()) == 1
     assert conn.llen(QUEUE) == safetynet.MAX_REPUBLISHES
-    conn.zadd(fairshare.DISPATCHING, {"a2": 1})
+    conn.zadd(keys.DISPATCHING(), {"a2": 1})
     assert safetynet.sweep_parked(app, conn, settings()) == 0
     assert conn.llen(QUEUE) == safetynet.MAX_REPUBLISHES, "not published again"
     result = app.AsyncResult("a2")
@@ -155,7 +156,7 @@ def test_a_run_whose_picker_died_before_publishing_it_is_published_by_the_safety
     picked(conn)
     assert safetynet.sweep_parked(app, conn, settings()) == 0, "its picker may still be publishing it"
     grace_ago = int(time.time() * 1000) - safetynet.UNSENT_GRACE_SECONDS * 1000 - 1
-    conn.zadd(parking.UNSENT, {"a2": grace_ago})
+    conn.zadd(keys.UNSENT(), {"a2": grace_ago})
     assert safetynet.sweep_parked(app, conn, settings()) == 1
     assert conn.llen(QUEUE) == 1 and read_message(conn.lindex(QUEUE, 0), QUEUE) is not None
     assert state_of(conn, "a2") == {
@@ -184,7 +185,7 @@ def test_a_run_parked_longer_than_max_wait_ends_failed_with_the_reason(conn: red
     register(conn, 8)
     fairshare.admit(conn, envelope("a1", "a"), settings())
     fairshare.admit(conn, envelope("a2", "a"), settings())
-    conn.zadd(parking.PARKED_AT, {"a2": int((time.time() - settings().max_wait_seconds - 1) * 1000)})
+    conn.zadd(keys.PARKED_AT(), {"a2": int((time.time() - settings().max_wait_seconds - 1) * 1000)})
     safetynet.sweep_parked(app, conn, settings())
     result = app.AsyncResult("a2")
     assert result.state == "FAILURE" and "waited over TOOLRUNNER_MAX_WAIT_SECONDS=86400" in str(result.result)
@@ -206,7 +207,7 @@ def test_the_drain_never_parks_an_invalid_run_or_an_id_bound_to_another_run(conn
     for raw in messages:
         conn.lpush(QUEUE, raw)
     assert drain(app, conn, settings(), QUEUE) == 1
-    assert conn.hkeys(parking.PARKED) == [b"good"]
+    assert conn.hkeys(keys.PARKED()) == [b"good"]
     assert conn.llen(QUEUE) == 4, "the rest stay queued: a worker fails or refuses each at once"
     assert conn.get("toolrunner:identity:good") is not None and conn.ttl("toolrunner:identity:good") > 86400
 
@@ -217,7 +218,7 @@ def test_a_tenant_id_that_could_name_another_tenants_keys_is_refused_by_every_sc
         fairshare.admit(conn, envelope("x1", "acme:nmap"), settings())
     with pytest.raises(redis.ResponseError, match="invalid identifier"):
         fairshare.renew(conn, envelope("x1", "a", "nmap:x"), settings())
-    assert conn.keys(f"{fairshare.PREFIX}lease:acme*") == []
+    assert conn.keys(keys.TENANT_LEASES("acme*")) == []
 
 
 def test_cancel_and_resubmit_never_puts_a_tenant_in_the_ring_twice(conn: redis.Redis, app: Celery) -> None:
@@ -232,7 +233,7 @@ def test_cancel_and_resubmit_never_puts_a_tenant_in_the_ring_twice(conn: redis.R
     for i in range(8):
         fairshare.admit(conn, envelope(f"a-{i}", "a"), cap)
         fairshare.admit(conn, envelope(f"b-{i}", "b"), cap)
-    assert sorted(conn.lrange(fairshare.RING, 0, -1)) == [b"a", b"b"]
+    assert sorted(conn.lrange(keys.RING(), 0, -1)) == [b"a", b"b"]
     picks = []
     for held in ("hold1", "hold2", *(f"{p}-{i}" for i in range(7) for p in "ab")):
         picks += fairshare.release(conn, envelope(held, held[0]), cap)
@@ -247,15 +248,15 @@ def test_an_expired_lease_is_taken_again_when_a_slot_is_free_and_the_run_told_to
     register(conn, 8)
     cap = settings(cap=1)
     fairshare.admit(conn, envelope("a1", "a"), cap)
-    for key in (fairshare.LEASES, f"{fairshare.PREFIX}lease:a", f"{fairshare.PREFIX}lease:a:script"):
+    for key in (keys.LEASES(), keys.TENANT_LEASES("a"), keys.TENANT_LEASES("a:script")):
         conn.delete(key)  # Redis was away longer than the lease TTL
     assert fairshare.renew(conn, envelope("a1", "a"), cap) == 2
-    assert conn.zscore(fairshare.LEASES, "a1") is not None
-    conn.delete(fairshare.LEASES, f"{fairshare.PREFIX}lease:a", f"{fairshare.PREFIX}lease:a:script")
+    assert conn.zscore(keys.LEASES(), "a1") is not None
+    conn.delete(keys.LEASES(), keys.TENANT_LEASES("a"), keys.TENANT_LEASES("a:script"))
     assert fairshare.admit(conn, envelope("a2", "a"), cap).admitted, "meanwhile another run took the slot"
     assert fairshare.renew(conn, envelope("a1", "a"), cap) == 0
-    assert conn.get(parking.LEASE_LOST.format("a1")) is not None, "the run stops at its next poll and goes back"
-    assert conn.zcard(f"{fairshare.PREFIX}lease:a") == 1, "never two runs counted against a cap of one"
+    assert conn.get(keys.LEASE_LOST("a1")) is not None, "the run stops at its next poll and goes back"
+    assert conn.zcard(keys.TENANT_LEASES("a")) == 1, "never two runs counted against a cap of one"
 
 
 def test_a_parked_run_is_published_again_with_the_producers_expiry_and_time_limits(
@@ -280,14 +281,14 @@ def test_a_parked_run_is_published_again_with_the_producers_expiry_and_time_limi
 
 def test_limits_and_cache_clear_refuse_ids_no_run_could_have(conn: redis.Redis) -> None:
     for tenant in ("acme", "acmf"):
-        conn.hset(f"{cache.CACHE}entry:{tenant}:script:d1", "result", "{}")
+        conn.hset(keys.CACHE_ENTRY(f"{tenant}:script:d1"), "result", "{}")
     with pytest.raises(ValueError, match="tenant_id 'a\\*' is invalid"):
         cache.clear(conn, "a*")
-    assert len(conn.keys(f"{cache.CACHE}entry:*")) == 2, "a glob in a tenant id clears nobody's entries"
+    assert len(conn.keys(keys.CACHE_ENTRY("*"))) == 2, "a glob in a tenant id clears nobody's entries"
     assert cache.clear(conn, "acme") == 1
     with pytest.raises(ValueError, match="tenant_id 'acme:nmap' is invalid"):
         set_limit(conn, "acme:nmap", 1)
-    assert conn.hlen(fairshare.LIMITS) == 0
+    assert conn.hlen(keys.LIMITS()) == 0
 
 
 def test_a_cancel_reaches_only_the_callers_own_run_and_answers_another_tenants_id_as_an_unknown_one(
@@ -328,30 +329,32 @@ def test_a_ring_written_before_the_ringed_set_heals_at_the_first_pick(conn: redi
     for i in range(3):
         fairshare.admit(conn, envelope(f"a{i}", "a"), cap)
     fairshare.admit(conn, envelope("b0", "b"), cap)
-    conn.rpush(fairshare.RING, "a", "a")  # an older release pushed a again on each cancel-and-resubmit
-    conn.delete(fairshare.RINGED)
+    conn.rpush(keys.RING(), "a", "a")  # an older release pushed a again on each cancel-and-resubmit
+    conn.delete(keys.RINGED())
     assert fairshare.release(conn, envelope("hold", "a"), cap) == ["a0"]
-    assert conn.lrange(fairshare.RING, 0, -1) == [b"b", b"a"], "each tenant once, in turn"
+    assert conn.lrange(keys.RING(), 0, -1) == [b"b", b"a"], "each tenant once, in turn"
     assert fairshare.release(conn, envelope("a0", "a"), cap) == ["b0"]
-    assert conn.lrange(fairshare.RING, 0, -1) == [b"a"] and conn.smembers(fairshare.RINGED) == {b"a"}
+    assert conn.lrange(keys.RING(), 0, -1) == [b"a"] and conn.smembers(keys.RINGED()) == {b"a"}
 
 
 def test_the_waiters_of_a_dead_leaders_flight_are_published_by_the_safety_net(conn: redis.Redis, app: Celery) -> None:
     """The state x fault table's row "waiting behind an identical run x its leader's worker dies"."""
     key = "a:script:digest"
-    keys = [f"{cache.CACHE}{part}:{key}" for part in ("entry", "flight", "waiters")]
-    keys += [parking.PARKED, fairshare.DISPATCHING, cache.FLIGHTS, parking.UNSENT]
-    waiter = parking.Envelope(**{**envelope("w1", "a").__dict__, "waiting_in": keys[2]})
-    assert (
-        conn.eval(lua_cache.LOOKUP, len(keys), *keys, "leader", envelope("leader", "a").to_json(), 60_000, 30_000)[0]
-        == 0
-    )
-    assert conn.eval(lua_cache.LOOKUP, len(keys), *keys, "w1", waiter.to_json(), 60_000, 30_000)[0] == 2
+    names = [keys.CACHE_ENTRY(key), keys.FLIGHT(key), keys.WAITERS(key), keys.PARKED(), keys.DISPATCHING()]
+    names += [keys.FLIGHTS(), keys.UNSENT()]
+    waiter = replace(envelope("w1", "a"), waiting_in=keys.WAITERS(key))
+
+    def lookup(task_id: str, entry: parking.Envelope) -> cache.Found:
+        reply = luascript.run_keyed(conn, "cache_lookup", names, task_id, entry.to_json(), 60_000, 30_000)
+        return cache.Lookup.decode(reply).found
+
+    assert lookup("leader", envelope("leader", "a")) is cache.Found.LEAD
+    assert lookup("w1", waiter) is cache.Found.WAIT
     cache.sweep_flights(app, conn, settings())
     assert conn.llen(QUEUE) == 0, "the leader's flight is alive: its waiter waits"
-    conn.delete(keys[1])  # the leader's worker died: its flight key expired within a lease TTL
+    conn.delete(keys.FLIGHT(key))  # the leader's worker died: its flight key expired within a lease TTL
     cache.sweep_flights(app, conn, settings())
     assert conn.llen(QUEUE) == 1 and read_message(conn.lindex(QUEUE, 0), QUEUE) is not None
     assert state_of(conn, "w1") == {**NOTHING, "parked": True, "dispatching": True}, "published: no longer unsent"
-    assert conn.eval(lua_cache.LOOKUP, len(keys), *keys, "w1", waiter.to_json(), 60_000, 30_000)[0] == 0, "it leads"
+    assert lookup("w1", waiter) is cache.Found.LEAD, "it leads now"
     assert state_of(conn, "w1") == NOTHING

@@ -10,10 +10,10 @@ import redis
 from celery import Celery
 
 from config import Settings
-from tasks.worker import fairshare
+from tasks.worker import fairshare, keys
 from tasks.worker.backlog import drain
 from tasks.worker.metrics import OTHER_TENANTS, TenantCollector, bounded
-from tasks.worker.parking import PARKED, Envelope
+from tasks.worker.parking import Envelope
 from tests.conftest import database_url, flushed_database
 from tests.unit.test_backlog import raw_message
 
@@ -36,7 +36,7 @@ def envelope(task_id: str, tenant: str, tool: str = "script") -> Envelope:
 
 
 def register(conn: redis.Redis, slots: int) -> None:
-    conn.zadd(fairshare.WORKERS, {f"w|{slots}": int(time.time() * 1000) + 60_000})
+    conn.zadd(keys.WORKERS(), {f"w|{slots}": int(time.time() * 1000) + 60_000})
 
 
 def test_a_run_is_admitted_while_its_tenant_is_under_its_cap_and_parked_at_it(conn: redis.Redis) -> None:
@@ -62,7 +62,7 @@ def test_a_release_picks_the_next_tenant_round_robin_and_leases_it_the_slot(conn
     fairshare.admit(conn, envelope("b1", "b"), settings(cap=8))
     picked = [fairshare.release(conn, envelope(i, "a"), settings(cap=8)) for i in ("a1", "a2")]
     assert picked == [["a3"], ["b1"]]
-    assert conn.zscore(fairshare.LEASES, "b1") is not None
+    assert conn.zscore(keys.LEASES(), "b1") is not None
     assert fairshare.admit(conn, envelope("b1", "b"), settings(cap=8)).admitted, "a dispatched run starts at once"
 
 
@@ -76,14 +76,14 @@ def test_a_finished_run_leaves_a_done_marker_that_drops_a_stray_copy(conn: redis
 def test_an_expired_lease_frees_its_slot(conn: redis.Redis) -> None:
     register(conn, 8)
     fairshare.admit(conn, envelope("a1", "a"), settings(cap=1))
-    conn.zadd(fairshare.LEASES, {"a1": 1})  # as if its worker died long ago: its expiry has passed
-    conn.zadd(fairshare.PREFIX + "lease:a", {"a1": 1})
+    conn.zadd(keys.LEASES(), {"a1": 1})  # as if its worker died long ago: its expiry has passed
+    conn.zadd(keys.TENANT_LEASES("a"), {"a1": 1})
     assert fairshare.admit(conn, envelope("a2", "a"), settings(cap=1)).admitted
 
 
 def test_a_per_tool_cap_parks_that_tool_only(conn: redis.Redis) -> None:
     register(conn, 8)
-    conn.hset(fairshare.LIMITS, "a:nuclei", 1)
+    conn.hset(keys.LIMITS(), "a:nuclei", 1)
     assert fairshare.admit(conn, envelope("n1", "a", "nuclei"), settings(cap=4)).admitted
     assert not fairshare.admit(conn, envelope("n2", "a", "nuclei"), settings(cap=4)).admitted
     assert fairshare.release(conn, None, settings(cap=4)) == []
@@ -94,7 +94,7 @@ def test_an_abandoned_parked_run_leaves_its_waiting_list_and_is_never_picked(con
     for i in ("a1", "a2", "a3"):
         fairshare.admit(conn, envelope(i, "a"), settings())
     fairshare.abandon(conn, "a3", settings())
-    assert not conn.hexists(PARKED, "a3") and conn.llen(fairshare.PREFIX + "wait:a") == 0
+    assert not conn.hexists(keys.PARKED(), "a3") and conn.llen(keys.WAITING("a")) == 0
     assert fairshare.release(conn, envelope("a1", "a"), settings()) == []
 
 
@@ -108,7 +108,7 @@ def test_the_drain_moves_run_messages_oldest_first_and_leaves_other_messages(con
         conn.lpush(QUEUE, raw)  # as kombu publishes: LPUSH, consumed from the right
     assert drain(app, conn, settings(), QUEUE) == 3
     assert conn.lrange(QUEUE, 0, -1) == [messages[3]]
-    assert [i.decode() for i in conn.lrange(fairshare.PREFIX + "wait:a", 0, -1)] == ["a0", "a1", "a2"]
+    assert [i.decode() for i in conn.lrange(keys.WAITING("a"), 0, -1)] == ["a0", "a1", "a2"]
     assert app.backend.get_task_meta("a2")["result"]["ahead"] == 2
 
 
@@ -130,7 +130,7 @@ def test_the_tenant_gauges_name_only_the_busiest_tenants_and_sum_the_rest() -> N
 def test_renewing_a_lease_pushes_its_expiry_a_ttl_ahead(conn: redis.Redis) -> None:
     register(conn, 8)
     fairshare.admit(conn, envelope("a1", "a"), settings(ttl=5))
-    before = conn.zscore(fairshare.LEASES, "a1")
+    before = conn.zscore(keys.LEASES(), "a1")
     fairshare.renew(conn, envelope("a1", "a"), settings(ttl=59))
-    after = conn.zscore(fairshare.LEASES, "a1")
+    after = conn.zscore(keys.LEASES(), "a1")
     assert before is not None and after is not None and after - before > 50_000

@@ -55,28 +55,25 @@ def read_message(raw: bytes | str, queue: str) -> Queued | None:
         body = message["body"]
         decoded = base64.b64decode(body) if properties.get("body_encoding") == "base64" else str(body).encode()
         args, kwargs, _ = json.loads(decoded)
-        queued = _queued(raw, str(headers["task"]), str(headers["id"]), list(args), dict(kwargs), queue)
-        if queued is None:
-            return None
-        expires = headers.get("expires")
-        envelope = parking.Envelope(**{
-            **queued.envelope.__dict__, "expires": str(expires) if expires else None,
-            "time_limits": parking.limits(headers.get("timelimit")),
-        })  # fmt: skip
-        return Queued(raw, queued.delivery, envelope, queued.request)
+        return _queued(raw, headers, list(args), dict(kwargs), queue)
     except (ValueError, KeyError, TypeError, IndexError):
         return None
 
 
 def _queued(
-    raw: bytes | str, task: str, task_id: str, args: list[Any], kwargs: dict[str, Any], queue: str
+    raw: bytes | str, headers: dict[str, Any], args: list[Any], kwargs: dict[str, Any], queue: str
 ) -> Queued | None:
+    task, task_id = str(headers["task"]), str(headers["id"])
     bound = bind_run(task, args, kwargs)
     if bound is None:
         return None
     request = RunRequest(bound["tool"], bound["tenant_id"], bound["run_id"], bound.get("params"), bound.get("files"))
     tool, tenant, run_id = (str(bound[k]) for k in ("tool", "tenant_id", "run_id"))
-    envelope = parking.Envelope(task_id, task, args, kwargs, queue, tenant, tool, waiting_in=keys.WAITING(tenant))
+    expires = headers.get("expires")
+    envelope = parking.Envelope(
+        task_id, task, args, kwargs, queue, tenant, tool, waiting_in=keys.WAITING(tenant),
+        expires=str(expires) if expires else None, time_limits=parking.limits(headers.get("timelimit")),
+    )  # fmt: skip
     return Queued(raw, Delivery(task_id, tool, tenant, run_id), envelope, request)
 
 

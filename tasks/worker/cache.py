@@ -115,9 +115,8 @@ def result_cache(
     answer = _lookup(task, plan, redis_client, settings, key)
     if answer.found is not Found.LEAD:  # ends here without running: a slot leased to it at dispatch goes on
         # A hit ends the run: whatever it still held parked goes too. A waiter keeps its new envelope.
-        fairshare.give_back(
-            task, redis_client, settings, plan.tenant_id, plan.spec.name, forget=answer.found is Found.HIT
-        )
+        ending = fairshare.Ending.UNFINISHED if answer.found is Found.HIT else fairshare.Ending.BEHIND_TWIN
+        fairshare.give_back(task, redis_client, settings, plan, ending)
     _count(_COUNTED[answer.found], plan.spec.name)
     if answer.found is Found.HIT:
         yield Cached(hit=_hit(task, plan, answer))

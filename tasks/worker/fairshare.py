@@ -14,8 +14,8 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import IntEnum
+from dataclasses import dataclass, replace
+from enum import Enum, IntEnum
 from functools import partial
 
 import kombu.exceptions
@@ -88,18 +88,26 @@ def admit(
     return Admission(Decision(int(decided)), int(ahead), [text(p) for p in picked])
 
 
-def release(
-    redis_client: redis.Redis, envelope: parking.Envelope | None, settings: Settings, *, budget: int = 1,
-    finished: bool = True, forget: bool = True,
-) -> list[str]:  # fmt: skip
-    """End this run's hold (None: nobody's) and pick the runs that may start now, round-robin.
+class Ending(Enum):
+    """How a run lets go of what fair share holds for it."""
 
-    Its lease, dispatching mark and (unless `forget` is False: it just parked behind an identical run) its
-    parked envelope go in one step. A finished run is remembered for as long as its id is bound to it, so
-    a stray later copy of its message is dropped.
+    FINISHED = "finished"  # it ran, or never will: all it held goes, and it is remembered as done
+    UNFINISHED = "unfinished"  # still to happen (a retry, a put-back) or answered without running: all goes
+    BEHIND_TWIN = "behind_twin"  # parked behind an identical run: its new envelope stays
+
+
+def release(
+    redis_client: redis.Redis, envelope: parking.Envelope | None, settings: Settings,
+    ending: Ending = Ending.FINISHED, budget: int = 1,
+) -> list[str]:  # fmt: skip
+    """End this run's hold (None: nobody's) and pick up to `budget` runs that may start now, round-robin.
+
+    Its lease, dispatching and unsent marks and (unless it is BEHIND_TWIN) its parked envelope go in one step. A
+    finished run is remembered for as long as its id is bound to it, so a stray later copy of its message is
+    dropped.
     """
     who = ("", "", "") if envelope is None else (envelope.task_id, envelope.tenant_id, envelope.tool)
-    return _release(redis_client, who, settings, budget=budget, finished=finished, forget=forget)
+    return _release(redis_client, who, settings, ending, budget)
 
 
 def abandon(redis_client: redis.Redis, task_id: str, settings: Settings) -> list[str]:
@@ -108,7 +116,7 @@ def abandon(redis_client: redis.Redis, task_id: str, settings: Settings) -> list
     Its envelope (wherever it waits), lease and dispatching mark go, and a done marker drops any later copy
     of its message; returns the runs picked for the slot it freed.
     """
-    return _release(redis_client, (task_id, "", ""), settings, budget=1, finished=True, forget=True)
+    return _release(redis_client, (task_id, "", ""), settings, Ending.FINISHED, budget=1)
 
 
 def end_parked(celery_app: Celery, redis_client: redis.Redis, task_id: str, settings: Settings) -> None:
@@ -142,13 +150,11 @@ def best_effort_end(celery_app: Celery, redis_client: redis.Redis, task_id: str,
 
 
 def _release(
-    redis_client: redis.Redis, who: tuple[str, str, str], settings: Settings, *, budget: int, finished: bool,
-    forget: bool,
-) -> list[str]:  # fmt: skip
-    done_ms = settings.identity_ttl * 1000 if finished else 0
-    raw = _eval(
-        redis_client, "release", *who, settings.tenant_max_running, _ttl_ms(settings), budget, done_ms, int(forget)
-    )
+    redis_client: redis.Redis, who: tuple[str, str, str], settings: Settings, ending: Ending, budget: int
+) -> list[str]:
+    done_ms = settings.identity_ttl * 1000 if ending is Ending.FINISHED else 0
+    forget = int(ending is not Ending.BEHIND_TWIN)
+    raw = _eval(redis_client, "release", *who, settings.tenant_max_running, _ttl_ms(settings), budget, done_ms, forget)
     return [text(p) for p in raw]
 
 
@@ -209,19 +215,25 @@ def tenant_slot(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: 
     if not settings.fair_share:
         yield
         return
+    envelope = _admitted(task, plan, redis_client, settings)
+    with _holding(task, redis_client, settings, envelope):
+        yield
+
+
+def _admitted(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: Settings) -> parking.Envelope:
+    """Admit the run (its envelope back) or park it or drop a copy (Ignore); publish what that lets start."""
     envelope = parking.envelope_of(task, plan.tenant_id, plan.spec.name)
+    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+    if redelivered:
+        logger.info("task=%s was delivered again: first in its tenant's line", envelope.task_id)
     try:
-        redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-        if redelivered:
-            logger.info("task=%s was delivered again: first in its tenant's line", envelope.task_id)
         decision = admit(redis_client, envelope, settings, first=redelivered)
     except redis.RedisError as exc:  # Redis restarting: the message goes back to the queue, nothing decided
         logger.warning("admission of task=%s failed, putting it back: %s", envelope.task_id, exc)
         raise Reject(f"admission failed: {exc}", requeue=True) from exc
     with _best_effort("dispatch after the admission of", envelope):
-        dispatch(
-            task, redis_client, decision.dispatched + _drain_and_pick(task, redis_client, settings, envelope.queue)
-        )
+        picked = _drain_and_pick(task, redis_client, settings, envelope.queue)
+        dispatch(task, redis_client, decision.dispatched + picked)
     if decision.duplicate:
         why = "already ended (finished, cancelled or given up)" if decision.ended else "is parked already"
         logger.info("task=%s %s; dropping this copy", envelope.task_id, why)
@@ -230,22 +242,28 @@ def tenant_slot(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: 
         reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.WAITING_FOR_SLOT, {"ahead": decision.ahead})
         logger.info("parked task=%s tenant=%s ahead=%d", envelope.task_id, plan.tenant_id, decision.ahead)
         raise Ignore()
-    finished = False
+    return envelope
+
+
+@contextmanager
+def _holding(task: Task, redis_client: redis.Redis, settings: Settings, envelope: parking.Envelope) -> Iterator[None]:
+    """Renew the run's lease while the body runs, then let go of it: finished, or still to happen."""
+    ending = Ending.UNFINISHED
     with _renewing(redis_client, envelope, settings):
         try:
             yield
-            finished = True
+            ending = Ending.FINISHED
         except (Retry, Reject):  # published again (or requeued): the run is still to happen
             raise
         except Exception:
-            finished = True
+            ending = Ending.FINISHED
             raise
         finally:
             # A failure here must not turn a finished run into a failed one: the lease expires within its TTL
             # and the safety net dispatches what waits.
             with _best_effort("release of", envelope):
                 backlog.drain(task.app, redis_client, settings, envelope.queue)
-                dispatch(task, redis_client, release(redis_client, envelope, settings, finished=finished))
+                dispatch(task, redis_client, release(redis_client, envelope, settings, ending))
 
 
 @contextmanager
@@ -263,16 +281,12 @@ def _drain_and_pick(task: Task, redis_client: redis.Redis, settings: Settings, q
     return release(redis_client, None, settings, budget=PICK_BUDGET)
 
 
-def give_back(
-    task: Task, redis_client: redis.Redis, settings: Settings, tenant_id: str, tool: str, *, forget: bool = True
-) -> None:
-    """Free the slot leased to a dispatched run that ends without running (a cache hit, or behind an identical run).
-
-    A run that just parked behind an identical one keeps its new envelope (forget=False).
-    """
+def give_back(task: Task, redis_client: redis.Redis, settings: Settings, plan: RunPlan, ending: Ending) -> None:
+    """Free the slot leased to a dispatched run that ends without running: a cache hit (UNFINISHED), or one that
+    just parked behind an identical run (BEHIND_TWIN: its new envelope stays)."""
     if settings.fair_share:
-        envelope = parking.envelope_of(task, tenant_id, tool)
-        dispatch(task, redis_client, release(redis_client, envelope, settings, finished=False, forget=forget))
+        envelope = parking.envelope_of(task, plan.tenant_id, plan.spec.name)
+        dispatch(task, redis_client, release(redis_client, envelope, settings, ending))
 
 
 @contextmanager
@@ -285,7 +299,7 @@ def _renewing(redis_client: redis.Redis, envelope: parking.Envelope, settings: S
 
 
 def _with_list(envelope: parking.Envelope) -> parking.Envelope:
-    return parking.Envelope(**{**envelope.__dict__, "waiting_in": keys.WAITING(envelope.tenant_id)})
+    return replace(envelope, waiting_in=keys.WAITING(envelope.tenant_id))
 
 
 def _ttl_ms(settings: Settings) -> int:

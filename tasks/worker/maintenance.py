@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -29,7 +30,7 @@ def sweep_daemon(self: Task, max_age_hours: float | None = None) -> dict[str, An
     """Sweep the Docker daemon of the worker this lands on; the report is the result."""
     settings = app.settings
     age = settings.sweep_max_age_hours if max_age_hours is None else max_age_hours
-    return sweep(app.docker_client, app.redis, settings, age, worker=self.request.hostname)
+    return Sweeper(app.docker_client, app.redis, settings).sweep(age, self.request.hostname)
 
 
 @app.task(name="toolrunner.sweep_all")
@@ -47,38 +48,40 @@ def sweep_all(max_age_hours: float | None = None) -> dict[str, Any]:
     return {"workers": sent}
 
 
-def sweep(
-    client: docker.DockerClient,
-    redis_client: redis.Redis,
-    settings: Settings,
-    max_age_hours: float,
-    *,
-    worker: str | None = None,
-    predecessor: bool = False,
-) -> dict[str, Any]:
-    """Sweep one daemon under a non-blocking Redis lock keyed by its ID; skip if another sweep holds it.
+@dataclass(frozen=True)
+class Sweeper:
+    """Sweeps one daemon (the engine `client` reaches) under a non-blocking Redis lock keyed by its ID."""
 
-    With predecessor=True (at worker start) the resources a crashed worker of the same name left are
-    removed too, whatever their age: nothing of this worker runs yet, so all of them are orphans.
-    """
-    with isolation.translate_errors("read the daemon's ID"):
-        daemon = str(client.info()["ID"])
-    lock = redis_client.lock(keys.SWEEP_LOCK(daemon), timeout=900, blocking=False)
-    if not lock.acquire(blocking=False):
-        logger.info("sweep skipped daemon=%s: another sweep of this daemon is running", daemon)
-        return {"daemon": daemon, "worker": worker, "skipped": "another sweep of this daemon is running"}
-    try:
-        report = isolation.cleanup_orphaned_volumes(max_age_hours, client, label_prefix=settings.label_prefix)
-        result: dict[str, Any] = {"daemon": daemon, "worker": worker, **report.as_dict()}
-        if recorder := metrics():
-            recorder.sweep_removed.inc(len(report.removed))
-        if predecessor and worker:
-            left = isolation.remove_labelled({"worker": worker}, client, label_prefix=settings.label_prefix)
-            result["predecessor"] = left.as_dict()
-    finally:
-        release_lock(lock)
-    logger.info("sweep daemon=%s worker=%s report=%s", daemon, worker, result)
-    return result
+    client: docker.DockerClient
+    redis: redis.Redis
+    settings: Settings
+
+    def sweep(self, max_age_hours: float, worker: str | None = None, *, predecessor: bool = False) -> dict[str, Any]:
+        """Remove leftovers older than the age; skip if another sweep of this daemon holds the lock.
+
+        With predecessor=True (at worker start) the resources a crashed worker of the same name left are
+        removed too, whatever their age: nothing of this worker runs yet, so all of them are orphans.
+        """
+        with isolation.translate_errors("read the daemon's ID"):
+            daemon = str(self.client.info()["ID"])
+        lock = self.redis.lock(keys.SWEEP_LOCK(daemon), timeout=900, blocking=False)
+        if not lock.acquire(blocking=False):
+            logger.info("sweep skipped daemon=%s: another sweep of this daemon is running", daemon)
+            return {"daemon": daemon, "worker": worker, "skipped": "another sweep of this daemon is running"}
+        prefix = self.settings.label_prefix
+        try:
+            report = isolation.cleanup_orphaned_volumes(max_age_hours, self.client, label_prefix=prefix)
+            result: dict[str, Any] = {"daemon": daemon, "worker": worker, **report.as_dict()}
+            if recorder := metrics():
+                recorder.sweep_removed.inc(len(report.removed))
+            if predecessor and worker:
+                result["predecessor"] = isolation.remove_labelled(
+                    {"worker": worker}, self.client, label_prefix=prefix
+                ).as_dict()
+        finally:
+            release_lock(lock)
+        logger.info("sweep daemon=%s worker=%s report=%s", daemon, worker, result)
+        return result
 
 
 @celeryd_after_setup.connect
@@ -88,6 +91,6 @@ def _sweep_at_start(sender: str | None = None, **_: Any) -> None:
     try:
         # A client of its own, closed here: this runs in the main process, whose pool forks afterwards.
         with closing(isolation.connect(None)) as client, redis.Redis.from_url(settings.broker) as conn:
-            sweep(client, conn, settings, settings.sweep_max_age_hours, worker=sender, predecessor=True)
+            Sweeper(client, conn, settings).sweep(settings.sweep_max_age_hours, sender, predecessor=True)
     except (isolation.IsolationError, redis.RedisError) as exc:
         logger.warning("start-up sweep failed (the scheduled sweep will retry): %s", exc)

@@ -78,8 +78,9 @@ SCHEMA: tuple[Key, ...] = (
 
 # Celery's and Kombu's own keys: results (result_expires), the Redis transport's bindings, unacked messages and
 # their index and mutex, and the queues themselves (each a list named after its queue; they empty as they run).
+UNACKED = "unacked"  # hash: delivery tag -> [message, exchange, routing key] of every message a worker holds
 EXTERNAL: tuple[str, ...] = (
-    "celery-task-meta-*", "_kombu.binding.*", "unacked", "unacked_index", "unacked_mutex", "celery", "*.dq2",
+    "celery-task-meta-*", "_kombu.binding.*", UNACKED, "unacked_index", "unacked_mutex", "celery", "*.dq2",
 )  # fmt: skip
 
 

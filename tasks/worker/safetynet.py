@@ -12,9 +12,11 @@ FAILED with the reason (RunExpiredError): it is never retried for ever.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -30,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 STALE_DISPATCH_SECONDS = 600
 UNSENT_GRACE_SECONDS = 5  # a picker publishes within milliseconds; one silent this long has died (or failed)
+LOST_DISPATCH_SECONDS = 30  # a published run taken by no worker this long, and in no queue or unacked set: lost
+SEARCH_LIMIT = 10_000  # the most messages a queue (or the unacked set) may hold for the net to look through it
 MAX_REPUBLISHES = 3
 
 
@@ -45,48 +49,101 @@ def sweep_parked(celery_app: Celery, redis_client: redis.Redis, settings: Settin
     if not lock.acquire():
         return 0
     try:
-        # Messages queued while every slot runs a long tool: parked now, so they report waiting_for_slot.
-        backlog.drain(celery_app, redis_client, settings, str(celery_app.conf.task_default_queue))
-        picked = fairshare.release(redis_client, None, settings, budget=fairshare.PICK_BUDGET)
-        now_ms = int(time.time() * 1000)
-        # Picked but never published (its picker died in between), or published long ago and never taken.
-        lost = _lost(celery_app, redis_client, settings, keys.UNSENT, now_ms - UNSENT_GRACE_SECONDS * 1000)
-        lost += _lost(celery_app, redis_client, settings, keys.DISPATCHING, now_ms - STALE_DISPATCH_SECONDS * 1000)
-        waited = now_ms - settings.max_wait_seconds * 1000
-        for task_id in (fairshare.text(s) for s in redis_client.zrangebyscore(keys.PARKED_AT(), "-inf", waited)):
-            why = f"it waited over TOOLRUNNER_MAX_WAIT_SECONDS={settings.max_wait_seconds} for a slot"
-            _give_up(celery_app, redis_client, settings, task_id, "parked_at", waited, why)
-        dispatched = list(dict.fromkeys(picked + lost))
-        parking.dispatch(celery_app, redis_client, dispatched)
-        return len(dispatched)
+        return _Round(celery_app, redis_client, settings).sweep()
     finally:
         lock.release()
 
 
-def _lost(celery_app: Celery, redis_client: redis.Redis, settings: Settings, key: keys.Key, cutoff: int) -> list[str]:
-    """The runs of `key` (unsent or dispatching) marked before the cutoff, to publish again (a copy that arrives
-    later is dropped or waits on the run lock); past MAX_REPUBLISHES, they end FAILED instead."""
-    again = []
-    for task_id in (fairshare.text(s) for s in redis_client.zrangebyscore(key(), "-inf", cutoff)):
-        if redis_client.hincrby(keys.REPUBLISHED(), task_id, 1) > MAX_REPUBLISHES:
-            why = f"its dispatch was lost {MAX_REPUBLISHES + 1} times (no worker took its message)"
-            _give_up(celery_app, redis_client, settings, task_id, key().removeprefix(keys.FAIR_SHARE), cutoff, why)
-        else:
-            redis_client.zadd(keys.DISPATCHING(), {task_id: int(time.time() * 1000)})
-            again.append(task_id)
-    return again
+@dataclass(frozen=True)
+class _Round:
+    """One round of the safety net, under its lock."""
+
+    app: Celery
+    redis: redis.Redis
+    settings: Settings
+
+    def sweep(self) -> int:
+        # Messages queued while every slot runs a long tool: parked now, so they report waiting_for_slot.
+        backlog.drain(self.app, self.redis, self.settings, str(self.app.conf.task_default_queue))
+        picked = fairshare.release(self.redis, None, self.settings, budget=fairshare.PICK_BUDGET)
+        now_ms = int(time.time() * 1000)
+        again = [task_id for task_id, seen in self._lost(now_ms).items() if self._again(task_id, seen)]
+        waited = now_ms - self.settings.max_wait_seconds * 1000
+        for task_id in (fairshare.text(s) for s in self.redis.zrangebyscore(keys.PARKED_AT(), "-inf", waited)):
+            why = f"it waited over TOOLRUNNER_MAX_WAIT_SECONDS={self.settings.max_wait_seconds} for a slot"
+            self._give_up(task_id, (keys.PARKED_AT, waited), why)
+        dispatched = list(dict.fromkeys(picked + again))
+        parking.dispatch(self.app, self.redis, dispatched)
+        return len(dispatched)
+
+    def _lost(self, now_ms: int) -> dict[str, tuple[keys.Key, int]]:
+        """The picked runs whose message is lost, each with where the net saw it: picked but never published (its
+        picker died in between), or published but in no queue and held by no worker, or published ten minutes
+        ago and still not taken."""
+        unsent = now_ms - UNSENT_GRACE_SECONDS * 1000
+        lost = {
+            fairshare.text(i): (keys.UNSENT, unsent) for i in self.redis.zrangebyscore(keys.UNSENT(), "-inf", unsent)
+        }
+        cutoff, stale = now_ms - LOST_DISPATCH_SECONDS * 1000, now_ms - STALE_DISPATCH_SECONDS * 1000
+        scored = self.redis.zrangebyscore(keys.DISPATCHING(), "-inf", cutoff, withscores=True)
+        sent = [(fairshare.text(pair[0]), float(pair[1])) for pair in scored]
+        missing = self._nowhere([task_id for task_id, at in sent if at > stale])
+        for task_id in [task_id for task_id, at in sent if at <= stale or task_id in missing]:
+            lost.setdefault(task_id, (keys.DISPATCHING, cutoff))
+        return lost
+
+    def _nowhere(self, task_ids: list[str]) -> set[str]:
+        """Those of the runs whose message is neither in its queue nor held unacked by any worker: lost (a worker
+        killed between Redis popping a message and recording it unacked: a window of Kombu's Redis transport).
+        Read in one transaction, so a message moving from one to the other is seen in one of them; a queue or
+        unacked set too big to read here tells nothing, and the ten-minute republish covers its runs."""
+        if not task_ids:
+            return set()
+        queues = sorted({envelope.queue for envelope in parking.load(self.redis, task_ids)})
+        with self.redis.pipeline(transaction=True) as pipe:
+            for name in queues:
+                pipe.llen(name)
+            pipe.hlen(keys.UNACKED)
+            if max(pipe.execute()) > SEARCH_LIMIT:
+                return set()
+        with self.redis.pipeline(transaction=True) as pipe:
+            for name in queues:
+                pipe.lrange(name, 0, -1)
+            pipe.hvals(keys.UNACKED)
+            present = {_message_id(raw) for found in pipe.execute() for raw in found}
+        return set(task_ids) - present
+
+    def _again(self, task_id: str, seen: tuple[keys.Key, int]) -> bool:
+        """Count one more publish of a lost run (its dispatching mark restarts now); past MAX_REPUBLISHES it ends
+        FAILED instead. A copy that arrives later anyway is dropped, or waits on the run lock for the result."""
+        if self.redis.hincrby(keys.REPUBLISHED(), task_id, 1) > MAX_REPUBLISHES:
+            self._give_up(
+                task_id, seen, f"its dispatch was lost {MAX_REPUBLISHES + 1} times (no worker took its message)"
+            )
+            return False
+        self.redis.zadd(keys.DISPATCHING(), {task_id: int(time.time() * 1000)})
+        return True
+
+    def _give_up(self, task_id: str, seen: tuple[keys.Key, int], why: str) -> None:
+        """End a parked run FAILED with the reason, if it is still where the net saw it (`seen`: in that sorted
+        set, scored before that cutoff), atomically."""
+        key, cutoff = seen
+        which = key().removeprefix(keys.FAIR_SHARE)
+        done_ms = self.settings.identity_ttl * 1000
+        if not bool(luascript.run(self.redis, "expire", task_id, which, cutoff, done_ms)[0]):
+            return  # it moved on (admitted, dispatched again) since the net looked: not given up
+        logger.error("gave up on parked task=%s: %s", task_id, why)
+        self.app.backend.mark_as_failure(task_id, RunExpiredError(f"task {task_id} never started: {why}"))
+        parking.dispatch(self.app, self.redis, fairshare.release(self.redis, None, self.settings))
 
 
-def _give_up(
-    celery_app: Celery, redis_client: redis.Redis, settings: Settings, task_id: str, which: str, cutoff: int, why: str
-) -> None:
-    """End a parked run FAILED with the reason, if it is still where the net saw it (atomically)."""
-    ended = bool(luascript.run(redis_client, "expire", task_id, which, cutoff, settings.identity_ttl * 1000)[0])
-    if not ended:  # it moved on (admitted, dispatched again) since the net looked: not given up
-        return
-    logger.error("gave up on parked task=%s: %s", task_id, why)
-    celery_app.backend.mark_as_failure(task_id, RunExpiredError(f"task {task_id} never started: {why}"))
-    parking.dispatch(celery_app, redis_client, fairshare.release(redis_client, None, settings))
+def _message_id(raw: bytes | str) -> str | None:
+    """The task id of a raw Kombu message (a queue's) or of an unacked entry ([message, exchange, routing key])."""
+    try:
+        message = json.loads(raw)
+        return str((message[0] if isinstance(message, list) else message)["headers"]["id"])
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _loop(hostname: str, concurrency: int, stop: threading.Event) -> None:

@@ -94,7 +94,7 @@ def test_a_picked_run_that_ends_before_admission_leaves_nothing_and_is_never_adm
 
 def test_a_picked_run_answered_from_the_cache_leaves_no_envelope(conn: redis.Redis) -> None:
     picked(conn)
-    fairshare.release(conn, envelope("a2", "a"), settings(), finished=False)  # give_back after a hit
+    fairshare.release(conn, envelope("a2", "a"), settings(), fairshare.Ending.UNFINISHED)  # give_back after a hit
     assert state_of(conn, "a2") == NOTHING
 
 
@@ -164,6 +164,26 @@ def test_a_run_whose_picker_died_before_publishing_it_is_published_by_the_safety
     }  # fmt: skip
     assert safetynet.sweep_parked(app, conn, settings()) == 0, "published once"
     assert fairshare.admit(conn, envelope("a2", "a"), settings()).admitted, "its message runs on its pick's lease"
+
+
+def test_a_published_run_that_no_queue_has_and_no_worker_holds_is_published_again_after_30s(
+    conn: redis.Redis, app: Celery
+) -> None:
+    """Issue 22 (seed 2 of the soak): a worker killed between Redis popping a dispatched message and recording it
+    unacked lost it for good, and the run waited ten minutes for the net's blind republish."""
+    picked(conn)
+    parking.dispatch(app, conn, ["a2"])
+    late = int(time.time() * 1000) - safetynet.LOST_DISPATCH_SECONDS * 1000 - 1
+    conn.zadd(keys.DISPATCHING(), {"a2": late})
+    assert safetynet.sweep_parked(app, conn, settings()) == 0, "its message waits in the queue"
+    raw = conn.rpop(QUEUE)  # a worker took it and holds it unacked, as Kombu's Redis transport records
+    conn.hset(keys.UNACKED, "tag-1", json.dumps([json.loads(raw), "", QUEUE]))
+    assert safetynet.sweep_parked(app, conn, settings()) == 0, "a worker holds it: a visibility timeout returns it"
+    conn.hdel(keys.UNACKED, "tag-1")  # the worker died before it recorded the message: nowhere now
+    assert safetynet.sweep_parked(app, conn, settings()) == 1
+    assert conn.llen(QUEUE) == 1 and state_of(conn, "a2")["republished"]
+    assert safetynet.sweep_parked(app, conn, settings()) == 0, "its dispatch restarted: no second copy"
+    assert fairshare.admit(conn, envelope("a2", "a"), settings()).admitted
 
 
 def test_a_run_delivered_again_goes_first_in_line_not_behind_its_tenants_backlog(conn: redis.Redis) -> None:

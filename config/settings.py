@@ -13,7 +13,7 @@ IMAGE_PREFIX = "TOOLRUNNER_IMAGE_"
 
 
 class Settings(BaseSettings):
-    """Every setting of the worker, beat, Flower and the CLI; the README's configuration table lists them."""
+    """Every setting of the worker, beat, Flower and the CLI; docs/configuration.md lists them."""
 
     model_config = SettingsConfigDict(env_prefix="TOOLRUNNER_", frozen=True, extra="ignore")
 

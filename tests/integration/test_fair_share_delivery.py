@@ -167,7 +167,7 @@ def test_a_sigkilled_workers_run_that_was_dispatched_from_its_tenants_list_compl
         doomed.stop()
     survivor = start_worker(tmp_path / "survivor", f"survivor-{tenant}", concurrency=2, env=env, client=producer)
     try:
-        result = handle.get(timeout=max(1.0, 120 - (time.monotonic() - killed_at)))  # the README's crash bound
+        result = handle.get(timeout=max(1.0, 120 - (time.monotonic() - killed_at)))  # docs/operations.md's bound
         assert f"task={handle.id} is parked already" not in survivor.log_text()
         assert f"task={handle.id} was delivered again: first in its tenant's line" in survivor.log_text()
     finally:

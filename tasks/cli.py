@@ -24,7 +24,7 @@ from tasks import cli_share
 from tasks.artifacts import Artifacts, open_artifacts
 from tasks.cli_artifacts import build_app
 from tasks.cli_runctl import register as register_runctl
-from tasks.errors import ToolrunnerError
+from tasks.errors import ToolrunnerError, UserError
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
 from tasks.service.outputs import artifact_config
 from tasks.tools import ToolSpec, load_catalogue, tool_version
@@ -34,10 +34,6 @@ cli.add_typer(cli_share.limits, name="limits")
 cli.add_typer(cli_share.results, name="cache")
 out = Console()
 err = Console(stderr=True)
-
-
-class UserError(ToolrunnerError):
-    """A problem the user can fix: printed as one line, exit code 2."""
 
 
 @cli.command()

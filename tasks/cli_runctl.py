@@ -8,13 +8,9 @@ import typer
 from rich.console import Console
 
 from config import load_settings
-from tasks.errors import ToolrunnerError
+from tasks.errors import NoBrokerError
 
 out = Console(highlight=False, soft_wrap=True)  # one line, whatever the terminal width
-
-
-class NoBrokerError(ToolrunnerError):
-    """Raised when a command needs the broker and TOOLRUNNER_BROKER_URL is not set."""
 
 
 TaskId = Annotated[str, typer.Argument(help="the task id of the run (what `run_tool.delay` returned)")]

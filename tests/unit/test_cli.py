@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tasks import app
-from tasks.cli import UserError, _print_result, cli, main, parse_params
+from tasks.cli import _print_result, cli, main, parse_params
+from tasks.errors import UserError
 
 FFUF = ["url=http://127.0.0.1/FUZZ", "wordlist=admin"]
 FFUF_PARAMS = {"url": "http://127.0.0.1/FUZZ", "wordlist": ["admin"]}

@@ -14,6 +14,7 @@ from celery.utils import worker_direct
 
 import isolation
 from config import Settings
+from isolation import Label
 from tasks.worker.app import app
 from tasks.worker.delivery import release_lock
 from tasks.worker.metrics import metrics
@@ -73,7 +74,7 @@ def sweep(
         if recorder := metrics():
             recorder.sweep_removed.inc(len(report.removed))
         if predecessor and worker:
-            left = isolation.remove_labelled({"worker": worker}, client, label_prefix=settings.label_prefix)
+            left = isolation.remove_labelled({Label.WORKER: worker}, client, label_prefix=settings.label_prefix)
             result["predecessor"] = left.as_dict()
     finally:
         release_lock(lock)

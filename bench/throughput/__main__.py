@@ -15,6 +15,7 @@ from rich.console import Console
 import isolation
 from bench import common, throughput
 from bench.common import count_managed
+from bench.launch import start_worker
 from bench.throughput.cpu import with_cpu
 from bench.throughput.profile import profile
 from bench.throughput.table import (
@@ -38,7 +39,6 @@ from bench.throughput.variant import (
     worker_timings,
 )
 from tasks import app
-from tasks.worker.testing import start_worker
 
 # --- leftovers -----------------------------------------------------------------------------------------------------
 

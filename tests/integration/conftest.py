@@ -9,7 +9,7 @@ import docker
 import pytest
 import redis
 
-from tasks.worker.testing import Worker, free_port, start_worker
+from bench.launch import Worker, free_port, start_worker
 from tests.conftest import LABEL_PREFIX
 
 MANAGED = {"label": [f"{LABEL_PREFIX}.managed=true"]}

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import redis
 
+from bench.launch import Worker, start_worker
 from tasks import app, run_tool
-from tasks.worker.testing import Worker, start_worker
 
 pytestmark = pytest.mark.integration
 WAIT = 300

@@ -12,11 +12,11 @@ import redis
 from celery import Celery
 from celery.result import AsyncResult
 
+from bench.launch import Worker, start_worker, wait_until
 from config import celery_config, load_settings
 from tasks.worker.cancel import cancel
 from tasks.worker.limits import set_limit
 from tasks.worker.parking import PARKED
-from tasks.worker.testing import Worker, start_worker, wait_until
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ import docker
 import pytest
 import redis
 
+from bench.launch import start_worker, wait_until
 from tasks.worker.limits import set_limit
 from tasks.worker.parking import PARKED
-from tasks.worker.testing import start_worker, wait_until
 from tests.integration.test_faults import SHORT_LIMITS, _final_state, client_app, double_runs, own_redis
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ import pytest
 import redis
 from celery import Celery
 
+from bench.launch import free_port, start_worker, wait_until
 from config import celery_config, load_settings
 from tasks.worker.delivery import DELIVERY_KEY, Delivery
-from tasks.worker.testing import free_port, start_worker, wait_until
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import docker
 import pytest
 import redis
 
+from bench.launch import start_worker, wait_until
 from tasks import app
 from tasks.worker.delivery import DELIVERY_KEY, Delivery
-from tasks.worker.testing import start_worker, wait_until
 
 pytestmark = pytest.mark.integration
 GRACE = 30

@@ -10,9 +10,9 @@ import docker
 import pytest
 import redis
 
+from bench.launch import Worker, start_worker
 from tasks import app, sweep_all, sweep_daemon
 from tasks.worker.maintenance import LOCK_KEY
-from tasks.worker.testing import Worker, start_worker
 from tests.integration.test_sweep import aged_labels, volume_exists
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import pytest
 
 from bench.launch import LaunchError, Worker, start_worker
 from tasks import open_artifact, run_tool
-from tests.integration.test_amplification import peak_rss, pool_process
+from tests.integration.helpers import peak_rss, pool_process
 
 pytestmark = pytest.mark.integration
 WAIT = 300

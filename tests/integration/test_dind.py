@@ -22,7 +22,7 @@ from isolation import IsolatedContainerVolume, cleanup_orphaned_volumes
 from tasks import run_tool
 from tasks.worker.limits import set_limit, unset_limit
 from tests.conftest import LABEL_PREFIX
-from tests.integration.test_sweep import aged_labels, volume_exists
+from tests.integration.helpers import aged_labels, volume_exists
 
 pytestmark = pytest.mark.integration
 WAIT = 120

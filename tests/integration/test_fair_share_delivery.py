@@ -27,7 +27,7 @@ from tasks.worker.cancel import CANCEL_KEY, cancel
 from tasks.worker.delivery import Delivery, claim_identity
 from tasks.worker.limits import set_limit
 from tests.conftest import REDIS_URL, database_url, flushed_database
-from tests.integration.test_fair_share import tool_containers
+from tests.integration.helpers import tool_containers
 
 pytestmark = pytest.mark.integration
 LIFE_DB = database_url(REDIS_URL, 10)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.table import Table
 
-from isolation import managed_filter
+from isolation import Label, managed_filter
 
 BUSYBOX = "toolrunner-busybox:local"
 # The test-only `script` tool the worker benchmarks run, named by string in the worker's environment: that is
@@ -101,7 +101,7 @@ def usable_cpus() -> str:
 
 def count_managed(client: Any, prefix: str, tenant: str | None = None) -> tuple[int, int]:
     """(volumes, containers) on the engine labelled `prefix`.managed=true, and with this tenant if one is given."""
-    filters = managed_filter(prefix, **({"tenant": tenant} if tenant else {}))
+    filters = managed_filter(prefix, **({Label.TENANT.value: tenant} if tenant else {}))
     volumes = client.api.volumes(filters=filters).get("Volumes") or []
     return len(volumes), len(client.api.containers(all=True, filters=filters))
 

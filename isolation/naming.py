@@ -88,7 +88,7 @@ def _segment_problem(segment: str) -> str | None:
 
 
 class Label(StrEnum):
-    """The label keys this module writes, without the prefix: the whole schema in one place."""
+    """Every label key the project writes, without the prefix: the whole schema in one place."""
 
     MANAGED = "managed"
     TENANT = "tenant"
@@ -97,6 +97,10 @@ class Label(StrEnum):
     NONCE = "nonce"
     ROLE = "role"
     DEADLINE = "deadline"
+    # Written by the task layer as extra labels (isolation only prefixes them), and matched by its cleanups.
+    TASK = "task"
+    TOOL = "tool"
+    WORKER = "worker"
 
 
 class Role(StrEnum):

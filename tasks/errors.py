@@ -37,3 +37,15 @@ class RunRequeuedError(RunStoppedError):
 
 class RunExpiredError(ToolrunnerError):
     """A parked run given up before it started: it waited past max_wait_seconds, or its dispatch kept being lost."""
+
+
+class ParseError(ToolrunnerError, ValueError):
+    """Raised mid-iteration when a record of a tool's output cannot be read; findings yielded before it stand."""
+
+
+class UserError(ToolrunnerError):
+    """Raised when a `toolrunner` command is given something the user can fix: printed as one line, exit code 2."""
+
+
+class NoBrokerError(ToolrunnerError):
+    """Raised when a command needs the broker and TOOLRUNNER_BROKER_URL is not set."""

@@ -15,8 +15,8 @@ import redis
 from celery import Celery
 
 from bench.common import BenchError, console, exit_on_sigterm, percentile, table, worker_env
+from bench.launch import start_worker
 from config import celery_config, load_settings
-from tasks.worker.testing import start_worker
 
 REDIS = os.environ.get("TOOLRUNNER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15").rsplit("/", 1)[0] + "/9"
 ROUNDS, WARMUP = 20, 2

@@ -23,9 +23,9 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from bench.common import BenchError, console, exit_on_sigterm, percentile, table, verdict, worker_env
+from bench.launch import start_worker, wait_until
 from config import celery_config, load_settings
 from tasks.worker import keys
-from tasks.worker.testing import start_worker, wait_until
 
 REDIS = os.environ.get("TOOLRUNNER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15").rsplit("/", 1)[0] + "/10"
 PARAMS = {"script": "sleep 2; echo done > /outputs/out.txt"}

@@ -49,8 +49,8 @@ def send(app: Any, queue: str, script: str) -> Any:
 
 def cancel_to_gone(app: Any, client: docker.DockerClient, logs: Path) -> float:
     """Seconds from cancel_run to the tool container being gone."""
+    from bench.launch import start_worker
     from tasks import cancel_run
-    from tasks.worker.testing import start_worker
 
     queue = f"rc-{secrets.token_hex(3)}"
     worker = start_worker(logs, queue, concurrency=1, queues=queue)
@@ -67,7 +67,7 @@ def cancel_to_gone(app: Any, client: docker.DockerClient, logs: Path) -> float:
 
 def moved(app: Any, client: docker.DockerClient, logs: Path, sig: int) -> float:
     """Seconds from `sig` to the first worker until a 10 s run completes on a second one."""
-    from tasks.worker.testing import start_worker
+    from bench.launch import start_worker
 
     queue = f"rc-{secrets.token_hex(3)}"
     first = start_worker(logs, f"a-{queue}", concurrency=1, queues=queue)

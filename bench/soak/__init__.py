@@ -11,10 +11,10 @@ Nothing is asserted: the tables show every measurement and, for each expectation
 tests/integration/test_soak.py runs a short soak.
 
 What runs:
-  engine   an inner dockerd in a DinD container of the host engine (tasks/worker/testing.py); the worker's
+  engine   an inner dockerd in a DinD container of the host engine (bench/launch.py); the worker's
            DOCKER_HOST points at it, so the harness can restart that daemon. The host's dockerd is never
            restarted. With --no-dind the worker uses the host engine and there is no daemon restart.
-  worker   a real `celery worker --pool prefork` (tasks/worker/testing.py) with label prefix `soak`
+  worker   a real `celery worker --pool prefork` (bench/launch.py) with label prefix `soak`
            (its volumes and containers are labelled soak.*, invisible to the suite's studio.* leak checks),
            the test-only `script` tool, network none and short limits (soft 12 s, hard 14 s, visibility
            16 s, renewed every 5 s),

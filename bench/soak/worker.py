@@ -20,9 +20,9 @@ from celery import Celery
 
 from bench import common
 from bench.common import BUSYBOX, BenchError, count_managed
+from bench.launch import InnerDaemon, Worker, inner_daemon, start_worker
 from bench.soak.plan import Observed
 from config import Settings, celery_config
-from tasks.worker.testing import InnerDaemon, Worker, inner_daemon, start_worker
 
 LABEL_PREFIX = "soak"
 WORKER_NAME = "soak"

@@ -15,6 +15,7 @@ from rich.console import Console
 import isolation
 from bench import common, throughput
 from bench.common import count_managed
+from bench.launch import start_worker
 from bench.throughput.cpu import with_cpu
 from bench.throughput.profile import profile
 from bench.throughput.table import (
@@ -38,7 +39,6 @@ from bench.throughput.variant import (
     worker_timings,
 )
 from tasks import app
-from tasks.worker.testing import start_worker
 
 # --- leftovers -----------------------------------------------------------------------------------------------------
 
@@ -50,7 +50,7 @@ def leftovers(bench: ThroughputBench, console: Console) -> None:
     for tenant in bench.tenants:
         tenant_volumes, tenant_containers = count_managed(bench.client, prefix, tenant)
         volumes, containers = volumes + tenant_volumes, containers + tenant_containers
-        isolation.remove_labelled({"tenant": tenant}, bench.client, label_prefix=prefix)
+        isolation.remove_labelled({isolation.Label.TENANT: tenant}, bench.client, label_prefix=prefix)
     plain = bench.client.containers.list(all=True, filters={"label": f"{PLAIN_LABEL}={bench.nonce}"})
     for container in plain:
         container.remove(force=True)

@@ -16,6 +16,7 @@ import docker
 
 import isolation
 from config import Settings
+from isolation import Label
 from tasks.artifacts import Artifacts
 from tasks.service.findings import Findings
 from tasks.service.outputs import OutputFiles, SpoolSink, parse_outputs, read_outputs
@@ -114,7 +115,7 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
 
 def _run_in_volumes(plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink) -> tuple[ToolRun, OutputFiles]:
     """Inputs in, the tool, outputs out into sink; both volumes are removed whatever happens."""
-    labels = {"task": ctx.task_id, "tool": plan.spec.name, "worker": ctx.worker}
+    labels: dict[str, str] = {Label.TASK: ctx.task_id, Label.TOOL: plan.spec.name, Label.WORKER: ctx.worker}
     new_volume = partial(
         Volume, plan.tenant_id, plan.run_id, ctx.client, deadline=_volume_deadline(plan, ctx.settings),
         **_volume_options(ctx, labels),

@@ -10,6 +10,8 @@ from typing import Any, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.errors import ParseError as ParseError  # in the one tree; tool modules import it from here
+
 INPUTS = "/inputs"
 OUTPUTS = "/outputs"
 # One JSON line larger than this is refused rather than read into memory (the tools write well under 64 KiB a line).
@@ -18,10 +20,6 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 Finding = dict[str, Any]
 Outputs = Mapping[str, BinaryIO]  # one readable binary stream per output file the tool wrote
 Parser = Callable[[Outputs], Iterator[Finding]]
-
-
-class ParseError(ValueError):
-    """Raised mid-iteration when a record of a tool's output cannot be read; findings yielded before it stand."""
 
 
 class ToolParams(BaseModel):

@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from config import Settings
+from isolation import Label
 from tasks.errors import RedeliveryLimitError, RunLockTimeoutError, TaskIdentityError
 from tasks.service import RunResult
 from tasks.worker import keys
@@ -42,7 +43,7 @@ class Delivery:
     @property
     def labels(self) -> dict[str, str]:
         """The (unprefixed) labels of this run's volumes and containers."""
-        return {"task": self.task_id, "tool": self.tool, "tenant": self.tenant_id, "run": self.run_id}
+        return {Label.TASK: self.task_id, Label.TOOL: self.tool, Label.TENANT: self.tenant_id, Label.RUN: self.run_id}
 
     def check(self, stored: Mapping[str, Any]) -> None:
         """Raise TaskIdentityError when a stored result or progress report of this id belongs to another run."""

@@ -15,6 +15,7 @@ from celery.utils import worker_direct
 
 import isolation
 from config import Settings
+from isolation import Label
 from tasks.worker import keys
 from tasks.worker.app import app
 from tasks.worker.delivery import release_lock
@@ -76,7 +77,7 @@ class Sweeper:
                 recorder.sweep_removed.inc(len(report.removed))
             if predecessor and worker:
                 result["predecessor"] = isolation.remove_labelled(
-                    {"worker": worker}, self.client, label_prefix=prefix
+                    {Label.WORKER: worker}, self.client, label_prefix=prefix
                 ).as_dict()
         finally:
             release_lock(lock)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
 import redis
 
-from tasks.worker.testing import Worker, free_port, start_worker
+from bench.launch import Worker, free_port, start_worker, wait_until
 from tests.conftest import LABEL_PREFIX
+from tests.integration.helpers import pings
 
 MANAGED = {"label": [f"{LABEL_PREFIX}.managed=true"]}
 
@@ -77,3 +82,26 @@ def worker(
     running.metrics_url = f"http://127.0.0.1:{port}/metrics"
     yield running
     running.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """A Redis of this test's own, with an append-only file, that the test can restart."""
+    port = free_port()
+    command = [
+        "redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmp_path),
+        "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+    ]  # fmt: skip
+    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL)]
+
+    def restart(pause: float) -> None:
+        redis.Redis(port=port).shutdown(nosave=False)
+        processes[0].wait(30)
+        time.sleep(pause)
+        processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_until(lambda: pings(url), 10, "redis to start")
+    yield url, restart
+    processes[-1].terminate()
+    processes[-1].wait(30)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from bench.launch import Worker, start_worker
 from tasks import app, run_tool
-from tasks.worker.testing import Worker, start_worker
+from tests.integration.helpers import peak_rss, pool_process
 
 pytestmark = pytest.mark.integration
 WAIT = 300
@@ -23,19 +23,6 @@ def lone_worker(redis_url: str, busybox_image: str, tmp_path_factory: pytest.Tem
     running = start_worker(tmp_path_factory.mktemp("flood"), "flood", concurrency=1, queues="flood")
     yield running
     running.stop()
-
-
-def pool_process(worker: Worker) -> int:
-    children = Path(f"/proc/{worker.process.pid}/task/{worker.process.pid}/children").read_text().split()
-    assert len(children) == 1, children
-    return int(children[0])
-
-
-def peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
 
 
 def flood(params: dict[str, Any]) -> tuple[dict[str, Any], int]:

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bench.launch import LaunchError, Worker, start_worker
 from tasks import open_artifact, run_tool
-from tasks.worker.testing import LaunchError, Worker, start_worker
-from tests.integration.test_amplification import peak_rss, pool_process
+from tests.integration.helpers import peak_rss, pool_process
 
 pytestmark = pytest.mark.integration
 WAIT = 300

@@ -21,6 +21,7 @@ import boto3
 import docker
 import pytest
 
+from bench.launch import free_port
 from isolation import IsolatedContainerVolume
 from tasks.artifacts import (
     ArtifactConfig,
@@ -32,7 +33,6 @@ from tasks.artifacts import (
     open_artifacts,
 )
 from tasks.artifacts.store import DEFAULT_PART_SIZE
-from tasks.worker.testing import free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -12,10 +12,10 @@ import docker
 import pytest
 from typer.testing import CliRunner
 
+from bench.launch import Worker
 from tasks.cli import cli
-from tasks.worker.testing import Worker
 from tests.conftest import TOOLS_IMAGE
-from tests.integration.test_sweep import aged_labels
+from tests.integration.helpers import aged_labels
 
 pytestmark = pytest.mark.integration
 

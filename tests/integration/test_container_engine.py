@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import docker
 import pytest
 
+from bench.launch import free_port
 from isolation import (
     ContainerLimits,
     ContainerSpec,
@@ -22,7 +23,6 @@ from isolation import (
     pull_image,
     run_container,
 )
-from tasks.worker.testing import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,12 +17,12 @@ import docker.errors
 import pytest
 import redis
 
+from bench.launch import DIND_IMAGE, InnerDaemon, Worker, inner_daemon, start_worker, wait_until
 from isolation import IsolatedContainerVolume, cleanup_orphaned_volumes
 from tasks import run_tool
 from tasks.worker.limits import set_limit, unset_limit
-from tasks.worker.testing import DIND_IMAGE, InnerDaemon, Worker, inner_daemon, start_worker, wait_until
 from tests.conftest import LABEL_PREFIX
-from tests.integration.test_sweep import aged_labels, volume_exists
+from tests.integration.helpers import aged_labels, volume_exists
 
 pytestmark = pytest.mark.integration
 WAIT = 120

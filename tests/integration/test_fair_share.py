@@ -12,22 +12,18 @@ import redis
 from celery import Celery
 from celery.result import AsyncResult
 
+from bench.launch import Worker, start_worker, wait_until
 from config import celery_config, load_settings
 from tasks.worker import keys
 from tasks.worker.cancel import cancel
 from tasks.worker.limits import set_limit
-from tasks.worker.testing import Worker, start_worker, wait_until
 from tests.conftest import REDIS_URL
+from tests.integration.helpers import tool_containers
 
 pytestmark = pytest.mark.integration
 SHARE_DB = REDIS_URL.rsplit("/", 1)[0] + "/11"
 SLEEP = {"script": "echo start > /outputs/out.txt; sleep 3; echo end >> /outputs/out.txt"}
 ENV = {"TOOLRUNNER_BROKER_URL": SHARE_DB, "TOOLRUNNER_TENANT_MAX_RUNNING": "2", "TOOLRUNNER_LEASE_TTL_SECONDS": "9"}
-
-
-def tool_containers(client: docker.DockerClient, tenant: str) -> int:
-    """How many tool containers of this tenant are running on the engine now."""
-    return len(client.api.containers(filters={"label": [f"studio.tenant={tenant}", "studio.role=tool"]}))
 
 
 class Watch:

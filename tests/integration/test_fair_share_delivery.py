@@ -19,15 +19,15 @@ import pytest
 import redis
 from celery import Celery
 
+from bench.launch import Worker, start_worker, wait_until
 from config import Settings, celery_config, load_settings
 from tasks import run_tool
 from tasks.worker import fairshare, keys, parking, safetynet
 from tasks.worker.cancel import cancel
 from tasks.worker.delivery import Delivery, claim_identity
 from tasks.worker.limits import set_limit
-from tasks.worker.testing import Worker, start_worker, wait_until
 from tests.conftest import REDIS_URL, database_url, flushed_database
-from tests.integration.test_fair_share import tool_containers
+from tests.integration.helpers import tool_containers
 
 pytestmark = pytest.mark.integration
 LIFE_DB = database_url(REDIS_URL, 10)

@@ -10,13 +10,12 @@ import docker
 import pytest
 import redis
 
+from bench.launch import start_worker, wait_until
 from tasks.worker import keys
 from tasks.worker.limits import set_limit
-from tasks.worker.testing import start_worker, wait_until
-from tests.integration.test_faults import SHORT_LIMITS, _final_state, client_app, double_runs, own_redis
+from tests.integration.helpers import SHORT_LIMITS, client_app, double_runs, final_state
 
 pytestmark = pytest.mark.integration
-__all__ = ["own_redis"]  # the fixture, imported to be used here
 TENANT = "restart"
 
 
@@ -54,7 +53,7 @@ def test_runs_parked_across_a_redis_restart_all_run_once(
                 with_label = {"label": ["studio.role=tool", f"studio.tenant={TENANT}"]}
                 wait_until(lambda: docker_client.api.containers(filters=with_label), 60, "the first run's tool")
             restart(pause=1.0)
-            states = [_final_state(producer, h.id) for h in handles]
+            states = [final_state(producer, h.id) for h in handles]
         finally:
             worker.stop()
             producer.close()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +11,15 @@ import pytest
 import redis
 from celery import Celery
 
-from config import celery_config, load_settings
+from bench.launch import start_worker, wait_until
 from tasks.worker import keys
 from tasks.worker.delivery import Delivery
-from tasks.worker.testing import free_port, start_worker, wait_until
 from tests.conftest import REDIS_URL
+from tests.integration.helpers import SHORT_LIMITS, client_app, double_runs, final_state, pings
 
 pytestmark = pytest.mark.integration
 # The same Redis server as the rest of the suite, another database.
 FAULT_DB = REDIS_URL.rsplit("/", 1)[0] + "/12"
-# Small limits so Redis delivers an abandoned message again within about a minute, not an hour.
-SHORT_LIMITS = {
-    "TOOLRUNNER_MAX_TIMEOUT_SECONDS": "10",
-    "TOOLRUNNER_TIME_LIMIT_MARGIN_SECONDS": "2",
-    "TOOLRUNNER_VISIBILITY_TIMEOUT_SECONDS": "16",
-    "TOOLRUNNER_VISIBILITY_HEARTBEAT_SECONDS": "2",
-}
-
-
-def client_app(broker: str) -> Celery:
-    """A producer app on its own Redis database, configured like the project's."""
-    producer = Celery("fault-client", set_as_current=False)
-    producer.conf.update(celery_config(load_settings()), broker_url=broker, result_backend=broker)
-    return producer
 
 
 @pytest.fixture
@@ -95,58 +77,6 @@ def test_a_task_that_kills_its_worker_every_time_stops_after_the_redelivery_cap(
     assert worker.log_text().count("WorkerLostError") >= 3
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    """A Redis of this test's own, with an append-only file, that the test can restart."""
-    port = free_port()
-    command = [
-        "redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmp_path),
-        "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-    ]  # fmt: skip
-    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL)]
-
-    def restart(pause: float) -> None:
-        redis.Redis(port=port).shutdown(nosave=False)
-        processes[0].wait(30)
-        time.sleep(pause)
-        processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
-
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: _pings(url), 10, "redis to start")
-    yield url, restart
-    processes[-1].terminate()
-    processes[-1].wait(30)
-
-
-@contextmanager
-def double_runs(client: docker.DockerClient, tenant: str) -> Iterator[list[str]]:
-    """The run ids of tenant seen with two tool containers alive at once (a double run) during the block."""
-    overlaps: list[str] = []
-    stop = threading.Event()
-    with_label = {"label": ["studio.role=tool", f"studio.tenant={tenant}"]}
-
-    def watch() -> None:
-        while not stop.wait(0.1):
-            runs = [c["Labels"].get("studio.run") for c in client.api.containers(filters=with_label)]
-            overlaps.extend(r for r in set(runs) if runs.count(r) > 1)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        yield overlaps
-    finally:
-        stop.set()
-        watcher.join()
-
-
-def _pings(url: str) -> bool:
-    try:
-        with redis.Redis.from_url(url) as conn:
-            return bool(conn.ping())
-    except redis.RedisError:
-        return False
-
-
 def test_a_redis_restart_with_tasks_queued_and_running_loses_none_and_runs_none_twice_at_once(
     own_redis: tuple[str, Any], docker_client: docker.DockerClient, busybox_image: str, tmp_path: Path
 ) -> None:
@@ -161,8 +91,8 @@ def test_a_redis_restart_with_tasks_queued_and_running_loses_none_and_runs_none_
             ]
             wait_until(lambda: docker_client.api.containers(filters={"label": ["studio.tenant=reconnect"]}), 60, "runs")
             restart(pause=1.0)
-            wait_until(lambda: _pings(url), 10, "redis to come back")
-            states = [_final_state(producer, h.id) for h in handles]
+            wait_until(lambda: pings(url), 10, "redis to come back")
+            states = [final_state(producer, h.id) for h in handles]
         finally:
             worker.stop()
             producer.close()
@@ -187,7 +117,7 @@ def test_a_run_going_on_across_a_redis_restart_is_not_delivered_again_when_it_ou
         with_label = {"label": ["studio.role=tool", "studio.tenant=outlives"]}
         wait_until(lambda: docker_client.api.containers(filters=with_label), 60, "the run's tool")
         restart(pause=1.0)
-        state = _final_state(producer, handle.id)
+        state = final_state(producer, handle.id)
     finally:
         worker.stop()
         producer.close()
@@ -195,15 +125,3 @@ def test_a_run_going_on_across_a_redis_restart_is_not_delivered_again_when_it_ou
     assert worker.log_text().count(f"run_tool[{handle.id}] received") == 1
     with redis.Redis.from_url(url) as conn:
         assert int(conn.get(keys.DELIVERIES(Delivery(handle.id, "script", "outlives", "r-1").key)) or 0) == 1
-
-
-def _final_state(producer: Celery, task_id: str, timeout: float = 180) -> str:
-    """SUCCESS or FAILURE once reached (polled: during the outage a client's own connection may fail)."""
-    deadline = time.monotonic() + timeout
-    state = "PENDING"
-    while time.monotonic() < deadline:
-        state = producer.AsyncResult(task_id).state
-        if state in ("SUCCESS", "FAILURE"):
-            return state
-        time.sleep(0.5)
-    return f"not terminal after {timeout}s: {state}"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import requests
 
+from bench.launch import ROOT, Worker, free_port
 from tasks import run_tool
-from tasks.worker.testing import ROOT, Worker, free_port
 
 pytestmark = pytest.mark.integration
 AUTH = ("flower-admin", "test-password-1")

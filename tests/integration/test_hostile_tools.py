@@ -9,8 +9,8 @@ from typing import Any
 import docker
 import pytest
 
+from bench.launch import Worker, start_worker
 from tasks import run_tool
-from tasks.worker.testing import Worker, start_worker
 
 pytestmark = pytest.mark.integration
 QUEUE = "hostile"

@@ -6,8 +6,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.launch import Worker
 from tasks import run_tool
-from tasks.worker.testing import Worker
 
 pytestmark = pytest.mark.integration
 

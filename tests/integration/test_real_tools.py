@@ -15,8 +15,8 @@ import docker
 import pytest
 from libnmap.parser import NmapParser
 
+from bench.launch import Worker, free_port, start_worker
 from tasks import run_tool
-from tasks.worker.testing import Worker, free_port, start_worker
 
 pytestmark = pytest.mark.integration
 QUEUE = "scanners"

@@ -11,11 +11,11 @@ import pytest
 import redis
 from celery import Celery
 
+from bench.launch import start_worker, wait_until
 from config import Settings, celery_config, load_settings
 from tasks.worker import keys
 from tasks.worker.cancel import cancel
 from tasks.worker.limits import set_limit
-from tasks.worker.testing import start_worker, wait_until
 from tests.conftest import REDIS_URL, database_url, flushed_database
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from typing import Any
 import docker
 import pytest
 
+from bench.launch import Worker
 from tasks import cancel_run, run_tool
-from tasks.worker.testing import Worker
 
 pytestmark = pytest.mark.integration
 

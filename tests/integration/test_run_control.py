@@ -16,13 +16,13 @@ from celery.exceptions import TaskRevokedError
 from celery.result import AsyncResult
 from typer.testing import CliRunner
 
+from bench.launch import Worker, start_worker, wait_until
 from tasks import app, cancel_run
 from tasks.cli import cli
 from tasks.errors import RunCancelledError
 from tasks.service import RunContext, RunRequest, Stage, execute, plan_run
 from tasks.worker.cancel import Cancelled
 from tasks.worker.control import RunControl
-from tasks.worker.testing import Worker, start_worker, wait_until
 
 pytestmark = pytest.mark.integration
 LONG = {"script": "echo started > /outputs/out.txt; sleep 60", "timeout_seconds": 120}

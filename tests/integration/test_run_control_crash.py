@@ -19,10 +19,10 @@ import redis
 from celery.result import AsyncResult
 
 import isolation
+from bench.launch import Worker, start_worker, wait_until
 from tasks import app
 from tasks.worker import keys
 from tasks.worker.delivery import Delivery
-from tasks.worker.testing import Worker, start_worker, wait_until
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration

@@ -12,10 +12,10 @@ import docker
 import pytest
 import redis
 
+from bench.launch import start_worker, wait_until
 from tasks import app
 from tasks.worker import keys
 from tasks.worker.delivery import Delivery
-from tasks.worker.testing import start_worker, wait_until
 
 pytestmark = pytest.mark.integration
 GRACE = 30

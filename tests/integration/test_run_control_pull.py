@@ -18,9 +18,9 @@ import docker
 import pytest
 
 import isolation
+from bench.launch import free_port
 from tasks import app
 from tasks.service import RunContext, RunRequest, Stage, execute, plan_run
-from tasks.worker.testing import free_port
 
 pytestmark = pytest.mark.integration
 CHUNK = 64 << 10

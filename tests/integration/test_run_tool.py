@@ -11,8 +11,8 @@ import pytest
 import redis
 from celery import Celery
 
+from bench.launch import Worker, wait_until
 from tasks import TOOL_TASKS, TaskIdentityError, app, result_for, run_tool
-from tasks.worker.testing import Worker, wait_until
 
 pytestmark = pytest.mark.integration
 WAIT = 120

@@ -8,8 +8,8 @@ import uuid
 import docker
 import pytest
 
+from bench.launch import Worker
 from tasks import app
-from tasks.worker.testing import Worker
 
 pytestmark = pytest.mark.integration
 

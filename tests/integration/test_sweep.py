@@ -10,24 +10,9 @@ import pytest
 
 from isolation import IsolatedContainerVolume, Role, cleanup_orphaned_volumes, list_managed_volumes, remove_labelled
 from isolation.naming import format_created, new_identity
+from tests.integration.helpers import aged_labels, volume_exists
 
 pytestmark = pytest.mark.integration
-
-
-def aged_labels(tenant: str, hours: float, **extra: str) -> dict[str, str]:
-    """Managed labels of a volume created `hours` ago."""
-    identity = new_identity(tenant, "sweep")
-    labels = identity.labels()
-    labels["studio.created"] = format_created(datetime.now(UTC) - timedelta(hours=hours))
-    return {**labels, **extra}
-
-
-def volume_exists(client: docker.DockerClient, name: str) -> bool:
-    try:
-        client.volumes.get(name)
-    except docker.errors.NotFound:
-        return False
-    return True
 
 
 def test_sweep_removes_aged_volumes_and_keeps_young_unmanaged_and_in_use_ones(

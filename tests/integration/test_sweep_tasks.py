@@ -10,10 +10,10 @@ import docker
 import pytest
 import redis
 
+from bench.launch import Worker, start_worker
 from tasks import app, sweep_all, sweep_daemon
 from tasks.worker import keys
-from tasks.worker.testing import Worker, start_worker
-from tests.integration.test_sweep import aged_labels, volume_exists
+from tests.integration.helpers import aged_labels, volume_exists
 
 pytestmark = pytest.mark.integration
 WAIT = 120

@@ -20,8 +20,7 @@ from isolation.errors import (
     UnsafeOutputError,
 )
 from isolation.tarread import ChunkReader, ReadLimits, read_archive
-
-LIMITS = ReadLimits(max_file_bytes=1 << 20, max_total_bytes=4 << 20, timeout_seconds=30)
+from tests.unit.helpers import make_tar, read, special
 
 
 def upload(files: dict[str, object]) -> tarfile.TarFile:
@@ -80,36 +79,6 @@ def test_a_text_mode_file_object_is_refused(tmp_path: Path) -> None:
 def test_content_of_an_unsupported_type_is_refused() -> None:
     with pytest.raises(InvalidFilenameError, match="must be str, bytes"):
         prepare_inputs({"a": 42})  # type: ignore[dict-item]
-
-
-def make_tar(*entries: tarfile.TarInfo | tuple[str, bytes], fmt: int = tarfile.DEFAULT_FORMAT) -> bytes:
-    """A tar archive like the one get_archive returns, with the given entries (in tar format fmt)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as archive:
-        for entry in entries:
-            if isinstance(entry, tuple):
-                info = tarfile.TarInfo(entry[0])
-                info.size = len(entry[1])
-                archive.addfile(info, io.BytesIO(entry[1]))
-            else:
-                archive.addfile(entry)
-    return buffer.getvalue()
-
-
-def special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, linkname
-    return info
-
-
-def chunks_of(data: bytes, size: int = 1000) -> Iterator[bytes]:
-    return iter([data[i : i + size] for i in range(0, len(data), size)])
-
-
-def read(data: bytes, wanted: set[str], strip_root: bool = True, limits: ReadLimits = LIMITS) -> dict[str, bytes]:
-    sink = MemorySink()
-    read_archive(ChunkReader(chunks_of(data), limits), wanted, strip_root, limits, sink)
-    return sink.result()
 
 
 def test_wanted_regular_files_are_read_and_others_skipped() -> None:

@@ -9,7 +9,7 @@ import pytest
 from isolation.archive import MemorySink
 from isolation.errors import OutputReadError, UnsafeOutputError
 from isolation.tarread import CHUNK, ChunkReader, ReadLimits, read_archive
-from tests.unit.test_archive import chunks_of, make_tar, read, special
+from tests.unit.helpers import chunks_of, make_tar, read, special
 
 BIG = ReadLimits(max_file_bytes=1 << 30, max_total_bytes=1 << 30, timeout_seconds=30)
 LONG = "data/" + "ü" * 70 + "/" + "n" * 150

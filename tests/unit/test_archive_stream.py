@@ -13,7 +13,7 @@ import urllib3.exceptions
 from isolation import IsolationError, OutputReadError, OutputReadTimeoutError
 from isolation.archive import MemorySink
 from isolation.tarread import ChunkReader, ReadLimits, read_archive
-from tests.unit.test_archive import LIMITS, chunks_of, make_tar, read
+from tests.unit.helpers import LIMITS, chunks_of, make_tar, read
 
 GOOD = make_tar(("data/a", b"x" * 1000), ("data/b", b"y" * 10))
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tasks.artifacts import ArtifactConfig, Artifacts, new_master_key, open_artifacts
-from tasks.cli_artifacts import build_app
+from tasks.cli.artifacts import build_app
 
 
 @pytest.fixture

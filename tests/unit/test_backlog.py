@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from typing import Any
-
 import pytest
 
 from tasks.worker.backlog import read_message
-
-
-def raw_message(task: str, args: list[Any], kwargs: dict[str, Any] | None = None, **headers: Any) -> bytes:
-    """A message as kombu's Redis transport stores it (protocol 2, JSON body, base64 encoded)."""
-    body = base64.b64encode(json.dumps([args, kwargs or {}, {"callbacks": None}]).encode()).decode()
-    message = {
-        "body": body, "content-encoding": "utf-8", "content-type": "application/json",
-        "headers": {"task": task, "id": "t-1", "eta": None, "retries": 0, **headers},
-        "properties": {"body_encoding": "base64", "delivery_info": {"exchange": "", "routing_key": "celery"}},
-    }  # fmt: skip
-    return json.dumps(message).encode()
+from tests.unit.helpers import raw_message
 
 
 def test_a_run_tool_message_becomes_an_envelope_waiting_in_its_tenants_list() -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from tasks import app
-from tasks.cli import UserError, _print_result, cli, main, parse_params
+from tasks.cli import cli, main
+from tasks.cli.run import parse_params, print_result
+from tasks.errors import UserError
 
 FFUF = ["url=http://127.0.0.1/FUZZ", "wordlist=admin"]
 FFUF_PARAMS = {"url": "http://127.0.0.1/FUZZ", "wordlist": ["admin"]}
@@ -84,6 +87,18 @@ def test_the_help_lists_every_command() -> None:
         assert command in result.output
 
 
+def test_every_command_is_mounted_once_in_the_order_the_help_lists_them() -> None:
+    root = typer.main.get_command(cli)
+    commands = getattr(root, "commands", {})
+    assert list(commands) == ["run", "tools", "volumes", "sweep", "cancel", "limits", "cache", "artifacts"]
+    groups = {name: list(getattr(commands[name], "commands", {})) for name in ("limits", "cache", "artifacts")}
+    assert groups == {
+        "limits": ["set", "unset", "show"],
+        "cache": ["clear"],
+        "artifacts": ["list", "get", "sweep", "purge"],
+    }
+
+
 def test_tool_controlled_text_is_printed_plainly_with_control_characters_made_visible(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -92,7 +107,7 @@ def test_tool_controlled_text_is_printed_plainly_with_control_characters_made_vi
         "tool": "httpx", "tenant_id": "acme", "run_id": "r", "status": "ok", "exit_code": 0, "reason": None,
         "findings": [{"title": title}], "stats": {"duration_ms": 5},
     }  # fmt: skip
-    _print_result(result, app.catalogue["httpx"])
+    print_result(result, app.catalogue["httpx"])
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "\u202e" not in printed and "\x07" not in printed
     assert "\\x1b]0;owned\\x07[bold]pwned[/bold]\\u202etxt.exe\\x1b[2J" in printed.replace("\n", "").replace(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from isolation import Label, managed_filter
 from tasks import TaskIdentityError
 from tasks.worker.delivery import Delivery
 
@@ -34,3 +35,10 @@ def test_locks_counters_and_leftovers_are_keyed_on_the_whole_run_not_the_bare_id
     other_tenant = Delivery("job-1", "nmap", "globex", "r1")
     assert OURS.key != other_tenant.key
     assert OURS.labels == {"task": "job-1", "tool": "nmap", "tenant": "acme", "run": "r1"}
+
+
+def test_a_runs_label_keys_are_the_label_schemas() -> None:
+    assert all(isinstance(key, Label) for key in OURS.labels)
+    assert managed_filter("studio", **OURS.labels)["label"][1:] == [
+        "studio.run=r1", "studio.task=job-1", "studio.tenant=acme", "studio.tool=nmap"
+    ]  # fmt: skip

@@ -23,8 +23,7 @@ from tasks.worker.cancel import cancel, is_cancelled
 from tasks.worker.delivery import Delivery, claim_identity
 from tasks.worker.limits import set_limit
 from tests.conftest import database_url, flushed_database
-from tests.unit.test_backlog import raw_message
-from tests.unit.test_fair_share_scripts import QUEUE, envelope, register
+from tests.unit.helpers import QUEUE, envelope, raw_message, register
 
 DB = 13
 RUN = {"script": "true"}

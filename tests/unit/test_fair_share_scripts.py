@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,12 +12,10 @@ from config import Settings
 from tasks.worker import fairshare, keys
 from tasks.worker.backlog import drain
 from tasks.worker.metrics import OTHER_TENANTS, TenantCollector, bounded
-from tasks.worker.parking import Envelope
 from tests.conftest import database_url, flushed_database
-from tests.unit.test_backlog import raw_message
+from tests.unit.helpers import QUEUE, envelope, raw_message, register
 
 DB = 12
-QUEUE = "celery"
 
 
 @pytest.fixture
@@ -29,14 +26,6 @@ def conn(redis_url: str) -> Iterator[redis.Redis]:
 
 def settings(cap: int = 2, ttl: int = 30) -> Settings:
     return Settings(tenant_max_running=cap, lease_ttl_seconds=ttl)
-
-
-def envelope(task_id: str, tenant: str, tool: str = "script") -> Envelope:
-    return Envelope(task_id, "toolrunner.run_tool", [tool, tenant, task_id], {}, QUEUE, tenant, tool)
-
-
-def register(conn: redis.Redis, slots: int) -> None:
-    conn.zadd(keys.WORKERS(), {f"w|{slots}": int(time.time() * 1000) + 60_000})
 
 
 def test_a_run_is_admitted_while_its_tenant_is_under_its_cap_and_parked_at_it(conn: redis.Redis) -> None:

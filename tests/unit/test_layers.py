@@ -1,10 +1,12 @@
-"""The layers point one way: the import contracts hold, and a breach of them is caught."""
+"""The layers point one way: the import contracts hold, a breach of them is caught, and tests stand alone."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,8 @@ def test_the_import_contracts_hold_for_the_tree() -> None:
         ("isolation/naming.py", "import config", "isolation knows Docker only BROKEN"),
         ("tasks/tools/base.py", "import docker", "tool specs and parsers are pure BROKEN"),
         ("tasks/service/plan.py", "import tasks.worker", "tasks is layered BROKEN"),
+        ("tasks/worker/limits.py", "import tasks.cli.limits", "tasks is layered BROKEN"),
+        ("tasks/artifacts/store.py", "import tasks.cli.artifacts", "the run service imports no Celery BROKEN"),
     ],
 )
 def test_an_import_against_the_layers_breaks_a_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
@@ -57,3 +61,54 @@ def test_importing_the_catalogue_and_the_service_does_not_load_celery() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def imported_names(source: str) -> Iterator[str]:
+    """Every module (and `from` name) a Python source imports, relative ones with their leading dots."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)
+
+
+def imported_test_modules(source: str) -> list[str]:
+    """The test modules (tests.*.test_x, a relative .test_x, or a bare test_x) that a source imports from."""
+    found = []
+    for name in imported_names(source):
+        parts = name.lstrip(".").split(".")
+        ours = name.startswith(".") or parts[0] in ("tests", "") or parts[0].startswith("test_")
+        if ours and any(part.startswith("test_") for part in parts):
+            found.append(name)
+    return found
+
+
+def test_no_test_module_imports_from_another_test_module() -> None:
+    # Shared helpers live in tests/*/helpers.py, shared fixtures in a conftest.py.
+    importing = {
+        str(path.relative_to(ROOT)): names
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        if (names := imported_test_modules(path.read_text()))
+    }
+    assert importing == {}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "from tests.unit.test_backlog import raw_message",
+        "import tests.integration.test_sweep",
+        "from tests.unit import test_archive",
+        "from .test_faults import own_redis",
+        "from test_backlog import raw_message",
+    ],
+)
+def test_an_import_from_a_test_module_is_found(line: str) -> None:
+    assert imported_test_modules(line)
+
+
+@pytest.mark.parametrize("line", ["from tests.unit.helpers import raw_message", "from tests.conftest import REDIS_URL"])
+def test_an_import_from_helpers_or_a_conftest_is_allowed(line: str) -> None:
+    assert imported_test_modules(line) == []

@@ -9,8 +9,9 @@ from typing import BinaryIO
 
 import pytest
 
+from tasks.errors import ParseError
 from tasks.tools import dnsx, ffuf, httpx, naabu, nmap, nuclei, subfinder
-from tasks.tools.base import ParseError, ToolSpec, parse_bytes
+from tasks.tools.base import ToolSpec, parse_bytes
 
 MIB = 1024 * 1024
 JSONL_LINES = {

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from tasks.errors import ParseError
 from tasks.tools import load_catalogue
-from tasks.tools.base import Finding, ParseError, ToolSpec
+from tasks.tools.base import Finding, ToolSpec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXPECTED = ".expected.json"

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tasks.errors import ParseError
 from tasks.tools import nmap
-from tasks.tools.base import ParseError, parse_bytes
+from tasks.tools.base import parse_bytes
 from tasks.tools.nmap import NmapParams
 
 

@@ -3,6 +3,11 @@
 Like `celery.contrib.testing`, but with real subprocesses: a worker is started from the repository root in its
 own process group and is ready once it answers a ping; an inner dockerd runs in a container of the host engine
 and is removed, with its volume, whatever happens.
+
+Why here, in bench/ and not in the worker package or in tests/: the worker package ships in the image and these
+do not belong in it; imports between the two folders already point one way, tests -> bench (the soak test runs
+`bench.soak`), while bench never imports tests/ (bench/common.py names its test tool by string), and bench/ is
+type-checked with the rest (mypy `files`) where tests/ is not. Both `tests/integration` and `bench.*` import it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from docker.types import Mount
 from tasks.errors import ToolrunnerError
 from tasks.worker.app import app
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository root: where `celery -A tasks` finds the package
+ROOT = Path(__file__).resolve().parents[1]  # the repository root: where `celery -A tasks` finds the package
 DIND_IMAGE = "toolrunner-dind:local"
 DIND_LABELS = {"toolrunner.test": "dind"}
 # Added to Docker's default set: the smallest addition with which the inner daemon loads images and runs

@@ -8,18 +8,14 @@ import typer
 from rich.console import Console
 
 from config import load_settings
-from tasks.errors import ToolrunnerError
+from tasks.errors import NoBrokerError
 
+app = typer.Typer()  # mounted without a name: `cancel` is a command of `toolrunner` itself
 out = Console(highlight=False, soft_wrap=True)  # one line, whatever the terminal width
-
-
-class NoBrokerError(ToolrunnerError):
-    """Raised when a command needs the broker and TOOLRUNNER_BROKER_URL is not set."""
-
-
 TaskId = Annotated[str, typer.Argument(help="the task id of the run (what `run_tool.delay` returned)")]
 
 
+@app.command()
 def cancel(
     task_id: TaskId,
     tenant: Annotated[str, typer.Option("--tenant", help="the tenant whose run it is (another's is left alone)")],
@@ -37,8 +33,3 @@ def cancel(
     out.print(outcome.message, markup=False)
     if outcome.outcome in (Cancelled.ALREADY, Cancelled.FINISHED):
         raise typer.Exit(1)
-
-
-def register(cli: typer.Typer) -> None:
-    """Add the run-control commands to the `toolrunner` command."""
-    cli.command()(cancel)

@@ -12,15 +12,21 @@ from pathlib import Path
 from typing import Annotated, BinaryIO
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from config import load_settings
 from tasks.artifacts import ArtifactConfig, ArtifactError, Artifacts, open_artifacts
+from tasks.cli.cache import clear_tenant
+from tasks.cli.console import err, out
+from tasks.service.outputs import artifact_config
 
 ArtifactsFactory = Callable[[], Artifacts]
 PurgeHook = Callable[[str], int]
-out = Console()
-err = Console(stderr=True)
+
+
+def configured_artifacts() -> Artifacts:
+    """The store the settings name (TOOLRUNNER_ARTIFACT_URL and its keys)."""
+    return open_artifacts(artifact_config(load_settings()))
 
 
 def _unconfigured() -> Artifacts:
@@ -148,4 +154,5 @@ def _reported() -> Iterator[None]:
         raise typer.Exit(1) from exc
 
 
-app = build_app()
+# A purge clears the tenant's cached results too: they point at the artifacts it removed.
+app = build_app(configured_artifacts, on_purge=clear_tenant)

@@ -1,0 +1,29 @@
+"""The broker's Redis for the commands that change state there, and the --tool option and id check they share."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated
+
+import redis
+import typer
+
+import isolation
+from config import load_settings
+
+Tool = Annotated[str | None, typer.Option("--tool", help="a tool: cap that tool's runs of the tenant")]
+
+
+def connect() -> redis.Redis:
+    """A client of the broker's Redis (TOOLRUNNER_BROKER_URL, or the settings' default)."""
+    return redis.Redis.from_url(load_settings().broker)
+
+
+@contextlib.contextmanager
+def checked_ids() -> Iterator[None]:
+    """A tenant id or tool name that no run could have is a usage error (exit 2), never a key pattern."""
+    try:
+        yield
+    except isolation.InvalidIdentifierError as exc:
+        raise typer.BadParameter(str(exc)) from None

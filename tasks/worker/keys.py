@@ -76,11 +76,11 @@ SCHEMA: tuple[Key, ...] = (
     CACHE_ENTRY, FLIGHT, WAITERS, FLIGHTS,
 )  # fmt: skip
 
-# Celery's and Kombu's own keys: results (result_expires), the Redis transport's bindings, unacked messages and
-# their index and mutex, and the queues themselves (each a list named after its queue; they empty as they run).
+# Celery's and Kombu's own keys: results (result_expires), the Redis transport's bindings (and their deadlines),
+# unacked messages with their index and mutex, and the queues themselves (a list per queue, empty as they run).
 UNACKED = "unacked"  # hash: delivery tag -> [message, exchange, routing key] of every message a worker holds
 EXTERNAL: tuple[str, ...] = (
-    "celery-task-meta-*", "_kombu.binding.*", UNACKED, "unacked_index", "unacked_mutex", "celery", "*.dq2",
+    "celery-task-meta-*", "_kombu.binding*", UNACKED, "unacked_index", "unacked_mutex", "celery", "*.dq2",
 )  # fmt: skip
 
 

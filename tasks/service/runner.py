@@ -171,15 +171,11 @@ def _run_tool(plan: RunPlan, ctx: RunContext, inputs: Volume, outputs: Volume, i
     def tick(elapsed: float, lines: int) -> None:
         ctx.report(Stage.RUNNING, {"elapsed_seconds": round(elapsed, 1), "output_lines": lines})
 
+    watch = isolation.Watch(on_tick=tick, tail_bytes=ctx.settings.stdout_tail_bytes)
     started = time.monotonic()
     with ctx.stage(Stage.RUNNING, elapsed_seconds=0.0, output_lines=0):
         try:
-            return ToolRun(
-                isolation.run_container(
-                    ctx.client, spec, plan.timeout_seconds, on_tick=tick, tail_bytes=ctx.settings.stdout_tail_bytes,
-                    pull=False,
-                )
-            )  # fmt: skip
+            return ToolRun(isolation.run_container(ctx.client, spec, plan.timeout_seconds, watch=watch, pull=False))
         except ctx.interruptions:
             # The caller interrupted the run mid-tool: run_container already killed and removed the
             # container; keep what the tool wrote so far and report the run as timed out.

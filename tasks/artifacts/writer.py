@@ -7,11 +7,11 @@ import io
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol, cast
 
-from tasks.artifacts.crypto import Sealer
+from tasks.artifacts.crypto import SEGMENT_SIZE, Sealer
 from tasks.artifacts.errors import ArtifactExistsError, ArtifactTooLargeError
 from tasks.artifacts.index import ArtifactRecord, TaskIndex, write_index
 from tasks.artifacts.keys import KeyProvider
@@ -20,16 +20,22 @@ from tasks.artifacts.store import ObjectStore, ObjectWriter
 logger = logging.getLogger(__name__)
 
 FINDINGS_NAME = "findings.jsonl"
+DEFAULT_MAX_ARTIFACT_BYTES = 10 << 30
+
+
+@dataclass(frozen=True)
+class ArtifactLimits:
+    """How each artifact is written: the cap on its plaintext bytes and the size of its sealed segments."""
+
+    max_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    segment_size: int = SEGMENT_SIZE
 
 
 class TaskArtifacts:
     """One task's artifacts; an `isolation.archive.Sink` whose open(name) streams one file into the store."""
 
-    def __init__(
-        self, store: ObjectStore, keys: KeyProvider, index: TaskIndex, *, max_bytes: int, segment_size: int
-    ) -> None:
-        self._store, self._keys, self._index = store, keys, index
-        self._max_bytes, self._segment_size = max_bytes, segment_size
+    def __init__(self, store: ObjectStore, keys: KeyProvider, index: TaskIndex, limits: ArtifactLimits) -> None:
+        self._store, self._keys, self._index, self._limits = store, keys, index, limits
         self._names: set[str] = set()
 
     @property
@@ -53,11 +59,11 @@ class TaskArtifacts:
         self._names.add(name)
         target = self._store.create(key)
         try:
-            sealer = Sealer(self._keys, location.tenant, key, target.write, self._segment_size)
+            sealer = Sealer(self._keys, location.tenant, key, target.write, self._limits.segment_size)
         except BaseException:
             target.abort()
             raise
-        return ArtifactWriter(name, self._store.base_uri + key, target, sealer, self._max_bytes, self._stored)
+        return ArtifactWriter(name, self._store.base_uri + key, target, sealer, self._limits.max_bytes, self._stored)
 
     def _stored(self, record: ArtifactRecord) -> None:
         # Rewritten after every artifact, so a run that dies later still leaves its finished ones findable.

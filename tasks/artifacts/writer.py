@@ -63,7 +63,8 @@ class TaskArtifacts:
         except BaseException:
             target.abort()
             raise
-        return ArtifactWriter(name, self._store.base_uri + key, target, sealer, self._limits.max_bytes, self._stored)
+        sealed = SealedObject(target, sealer)
+        return ArtifactWriter(name, self._store.base_uri + key, sealed, self._limits.max_bytes, self._stored)
 
     def _stored(self, record: ArtifactRecord) -> None:
         # Rewritten after every artifact, so a run that dies later still leaves its finished ones findable.
@@ -74,6 +75,27 @@ class TaskArtifacts:
             "artifact stored tenant=%s run=%s task=%s name=%s size=%d",
             loc.tenant, loc.run, loc.task_id, record.name, record.size,
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SealedObject:
+    """A new object written through its sealer: plaintext in, sealed segments out; published or dropped whole."""
+
+    target: ObjectWriter
+    sealer: Sealer
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Seal plaintext; each finished segment goes to the object."""
+        self.sealer.write(data)
+
+    def commit(self) -> None:
+        """Seal the last segment, then publish the object."""
+        self.sealer.finish()
+        self.target.commit()
+
+    def abort(self) -> None:
+        """Drop everything written; never raises."""
+        self.target.abort()
 
 
 class _Publishable(Protocol):
@@ -98,16 +120,10 @@ class ArtifactWriter(_Published, io.RawIOBase):
     """A write-only stream that hashes, seals and uploads; close() publishes, an error in `with` aborts."""
 
     def __init__(
-        self,
-        name: str,
-        uri: str,
-        target: ObjectWriter,
-        sealer: Sealer,
-        max_bytes: int,
-        on_stored: Callable[[ArtifactRecord], None],
+        self, name: str, uri: str, target: SealedObject, max_bytes: int, on_stored: Callable[[ArtifactRecord], None]
     ) -> None:
         super().__init__()
-        self._name, self._uri, self._target, self._sealer = name, uri, target, sealer
+        self._name, self._uri, self._target = name, uri, target
         self._max_bytes, self._on_stored = max_bytes, on_stored
         self._sha256 = hashlib.sha256()
         self._size = 0
@@ -126,7 +142,7 @@ class ArtifactWriter(_Published, io.RawIOBase):
             raise ArtifactTooLargeError(f"artifact {self._name!r} is over the cap of {self._max_bytes} bytes")
         self._size += size
         self._sha256.update(data)
-        self._sealer.write(data)
+        self._target.write(data)
         return size
 
     def close(self) -> None:
@@ -134,7 +150,6 @@ class ArtifactWriter(_Published, io.RawIOBase):
         if self.closed:
             return
         try:
-            self._sealer.finish()
             self._target.commit()
         except BaseException:
             self.abort()

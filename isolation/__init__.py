@@ -1,7 +1,7 @@
 """Per-tenant, per-run Docker named volumes and hardened tool containers that work on any daemon."""
 
 from isolation.archive import DirectorySink
-from isolation.container import ContainerLimits, ContainerResult, ContainerSpec, run_container
+from isolation.container import ContainerLimits, ContainerResult, ContainerSpec, Watch, run_container
 from isolation.defaults import LABEL_PREFIX as DEFAULT_LABEL_PREFIX
 from isolation.defaults import TOOL_USER
 from isolation.engine import connect, force_remove
@@ -76,6 +76,7 @@ __all__ = [
     "UnsafeOutputError",
     "VolumeConflictError",
     "VolumeStateError",
+    "Watch",
     "cleanup_orphaned_volumes",
     "connect",
     "deadline_labels",

@@ -111,11 +111,11 @@ def _exact_chunks(read: Callable[[int], bytes], size: int, what: str) -> Iterato
 def tar_stream(files: Iterable[InputFile], uid: int = 0, gid: int = 0) -> Iterator[bytes]:
     """Yield a tar archive of the files (and their parent directories) chunk by chunk."""
     files = list(files)
-    now = int(time.time())
+    stamp = _Stamp(uid, gid, int(time.time()))
     for directory in _parent_dirs(f.name for f in files):
-        yield _header(directory, tarfile.DIRTYPE, 0, DIR_MODE, uid, gid, now)
+        yield stamp.header(directory, tarfile.DIRTYPE, 0, DIR_MODE)
     for item in files:
-        yield _header(item.name, tarfile.REGTYPE, item.size, FILE_MODE, uid, gid, now)
+        yield stamp.header(item.name, tarfile.REGTYPE, item.size, FILE_MODE)
         yield from item.chunks()
         if item.size % tarfile.BLOCKSIZE:
             yield tarfile.NUL * (tarfile.BLOCKSIZE - item.size % tarfile.BLOCKSIZE)
@@ -127,10 +127,19 @@ def _parent_dirs(names: Iterable[str]) -> list[str]:
     return sorted(dirs, key=lambda d: (d.count("/"), d))
 
 
-def _header(name: str, kind: bytes, size: int, mode: int, uid: int, gid: int, mtime: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.type, info.size, info.mode, info.uid, info.gid, info.mtime = kind, size, mode, uid, gid, mtime
-    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+@dataclass(frozen=True)
+class _Stamp:
+    """The owner and modification time every entry of one archive carries."""
+
+    uid: int
+    gid: int
+    mtime: int
+
+    def header(self, name: str, kind: bytes, size: int, mode: int) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.type, info.size, info.mode = kind, size, mode
+        info.uid, info.gid, info.mtime = self.uid, self.gid, self.mtime
+        return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
 
 
 class MemorySink:

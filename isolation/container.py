@@ -76,15 +76,21 @@ class ContainerResult:
     stdout_lines: int = 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class Watch:
+    """What the caller sees of a running tool container.
+
+    on_tick(elapsed seconds, stdout lines) is called every tick_seconds while it runs; the result keeps the last
+    tail_bytes of its stdout and of its stderr.
+    """
+
+    on_tick: Tick | None = None
+    tick_seconds: float = 1.0
+    tail_bytes: int = 8192
+
+
 def run_container(
-    client: docker.DockerClient,
-    spec: ContainerSpec,
-    timeout: float,
-    *,
-    on_tick: Tick | None = None,
-    tick_seconds: float = 1.0,
-    tail_bytes: int = 8192,
-    pull: bool = True,
+    client: docker.DockerClient, spec: ContainerSpec, timeout: float, *, watch: Watch = Watch(), pull: bool = True
 ) -> ContainerResult:
     """Run spec to completion or until timeout (then kill it by id); the container is always removed.
 
@@ -99,8 +105,8 @@ def run_container(
             container_id = _create(client, spec, pull)
             client.api.start(container_id)
             started = time.monotonic()
-            timed_out = _wait(client, container_id, timeout, started, on_tick, tick_seconds)
-            return _result(client, container_id, timed_out, started, tail_bytes)
+            timed_out = _wait(client, container_id, timeout, started, watch)
+            return _result(client, container_id, timed_out, started, watch.tail_bytes)
     finally:
         if container_id is not None:
             _force_remove(client, container_id)
@@ -154,9 +160,7 @@ def _create_options(client: docker.DockerClient, spec: ContainerSpec) -> dict[st
     }
 
 
-def _wait(
-    client: docker.DockerClient, container_id: str, timeout: float, started: float, on_tick: Tick | None, tick: float
-) -> bool:
+def _wait(client: docker.DockerClient, container_id: str, timeout: float, started: float, watch: Watch) -> bool:
     """Wait for the container to exit; kill it by id at the deadline. Return whether it timed out."""
     deadline = started + timeout
     while True:
@@ -166,13 +170,13 @@ def _wait(
             _kill(client, container_id)
             return True
         try:
-            client.api.wait(container_id, timeout=max(0.05, min(tick, remaining)))
+            client.api.wait(container_id, timeout=max(0.05, min(watch.tick_seconds, remaining)))
             return False
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
             if not _is_read_timeout(exc):
                 raise
-            if on_tick is not None:
-                on_tick(time.monotonic() - started, _stdout_lines(client, container_id))
+            if watch.on_tick is not None:
+                watch.on_tick(time.monotonic() - started, _stdout_lines(client, container_id))
 
 
 def _is_read_timeout(exc: Exception) -> bool:

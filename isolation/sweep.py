@@ -109,27 +109,56 @@ def remove_labelled(
 def _sweep(
     client: docker.DockerClient, prefix: str, labels: Mapping[str, str], cutoff: datetime, dry_run: bool
 ) -> SweepReport:
-    tally = _Tally()
-    filters = managed_filter(prefix, **labels)
-    with translate("sweep orphaned resources"):
-        _sweep_containers(client, prefix, filters, cutoff, dry_run, tally)
-        _sweep_volumes(client, prefix, filters, cutoff, dry_run, tally)
-    return tally.report(dry_run)
+    return _Sweep(client, prefix, managed_filter(prefix, **labels), cutoff, dry_run).run()
 
 
-def _sweep_containers(
-    client: docker.DockerClient, prefix: str, filters: Filters, cutoff: datetime, dry_run: bool, tally: _Tally
-) -> None:
-    # Containers first (Drone's order): an aged tool container outlived every timeout, so its worker is
-    # gone; removing it also frees the volumes it holds.
-    for summary in client.api.containers(all=True, filters=filters):
-        born = parse_created(label(summary.get("Labels"), prefix, Label.CREATED))
-        born = born or datetime.fromtimestamp(summary["Created"], tz=UTC)
-        if born >= cutoff:
-            continue
-        name = _container_name(summary)
-        if dry_run or _removed_container(client, summary["Id"], name, tally):
-            tally.containers.append(name)
+@dataclass(frozen=True)
+class _Sweep:
+    """One sweep: the managed containers, then volumes, matching filters and created before cutoff."""
+
+    client: docker.DockerClient
+    prefix: str
+    filters: Filters
+    cutoff: datetime
+    dry_run: bool
+    tally: _Tally = field(default_factory=_Tally)
+
+    def run(self) -> SweepReport:
+        with translate("sweep orphaned resources"):
+            self._containers()
+            self._volumes()
+        return self.tally.report(self.dry_run)
+
+    def _containers(self) -> None:
+        # Containers first (Drone's order): an aged tool container outlived every timeout, so its worker is
+        # gone; removing it also frees the volumes it holds.
+        for summary in self.client.api.containers(all=True, filters=self.filters):
+            born = parse_created(label(summary.get("Labels"), self.prefix, Label.CREATED))
+            born = born or datetime.fromtimestamp(summary["Created"], tz=UTC)
+            if born >= self.cutoff:
+                continue
+            name = _container_name(summary)
+            if self.dry_run or _removed_container(self.client, summary["Id"], name, self.tally):
+                self.tally.containers.append(name)
+
+    def _volumes(self) -> None:
+        for volume in self.client.api.volumes(filters=self.filters).get("Volumes") or []:
+            born = _volume_created(volume, self.prefix)
+            if born is None:
+                self.tally.failed.append((volume["Name"], "no readable creation time; left alone"))
+            elif born < self.cutoff:
+                self._volume(volume["Name"])
+
+    def _volume(self, name: str) -> None:
+        users = self.client.api.containers(all=True, filters={"volume": name})
+        if any(u.get("State") == "running" or not _managed(u, self.prefix) for u in users):
+            self.tally.in_use.append(name)
+            logger.info("sweep kept volume=%s: a running or unmanaged container uses it", name)
+            return
+        if self.dry_run:
+            self.tally.removed.append(name)
+            return
+        _remove_volume(self.client, name, users, self.tally)
 
 
 def _container_name(summary: Mapping[str, Any]) -> str:
@@ -146,31 +175,8 @@ def _removed_container(client: docker.DockerClient, container_id: str, name: str
     return True
 
 
-def _sweep_volumes(
-    client: docker.DockerClient, prefix: str, filters: Filters, cutoff: datetime, dry_run: bool, tally: _Tally
-) -> None:
-    for volume in client.api.volumes(filters=filters).get("Volumes") or []:
-        born = _volume_created(volume, prefix)
-        if born is None:
-            tally.failed.append((volume["Name"], "no readable creation time; left alone"))
-        elif born < cutoff:
-            _sweep_volume(client, volume["Name"], prefix, dry_run, tally)
-
-
 def _volume_created(volume: Mapping[str, Any], prefix: str) -> datetime | None:
     return managed_volume(volume, prefix, in_use=False).created
-
-
-def _sweep_volume(client: docker.DockerClient, name: str, prefix: str, dry_run: bool, tally: _Tally) -> None:
-    users = client.api.containers(all=True, filters={"volume": name})
-    if any(u.get("State") == "running" or not _managed(u, prefix) for u in users):
-        tally.in_use.append(name)
-        logger.info("sweep kept volume=%s: a running or unmanaged container uses it", name)
-        return
-    if dry_run:
-        tally.removed.append(name)
-        return
-    _remove_volume(client, name, users, tally)
 
 
 def _remove_volume(client: docker.DockerClient, name: str, holders: list[dict[str, Any]], tally: _Tally) -> None:

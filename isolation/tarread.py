@@ -330,7 +330,8 @@ def _read_members(
         if rel not in wanted:
             _skip_data(blocks, entry)
             continue
-        found[rel] = _copy_member(blocks, entry, rel, sum(found.values()), limits, sink)
+        _check_caps(entry, rel, sum(found.values()), limits)
+        found[rel] = _copy_member(blocks, entry, rel, sink)
         if len(found) == len(wanted):
             return found, links
     blocks.expect_end()
@@ -371,7 +372,8 @@ def _unsafe_reason(entry: _Entry, rel: str | None) -> str:
     return f"output {rel!r} is {_kind(entry)}; only regular files are read, links are never followed"
 
 
-def _copy_member(blocks: _Blocks, entry: _Entry, rel: str, total: int, limits: ReadLimits, sink: Sink) -> int:
+def _check_caps(entry: _Entry, rel: str, total: int, limits: ReadLimits) -> None:
+    """Refuse a wanted file over the per-file cap, or one that would take the files read so far over the total."""
     if entry.size > limits.max_file_bytes:
         raise OutputTooLargeError(
             f"output {rel!r} is {entry.size} bytes, over the per-file cap of {limits.max_file_bytes}"
@@ -380,6 +382,10 @@ def _copy_member(blocks: _Blocks, entry: _Entry, rel: str, total: int, limits: R
         raise OutputTooLargeError(
             f"outputs add up to more than the per-call cap of {limits.max_total_bytes} bytes at {rel!r}"
         )
+
+
+def _copy_member(blocks: _Blocks, entry: _Entry, rel: str, sink: Sink) -> int:
+    """Stream one wanted file's data into sink, then skip its padding; return its size."""
     with sink.open(rel) as target:
         # Pieces of exactly CHUNK bytes from the file's start: a segmenting sink (the artifact sealer) then
         # takes each whole, without copying it into a buffer of its own.

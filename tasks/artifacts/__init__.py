@@ -16,7 +16,7 @@ from tasks.artifacts.keys import KeyProvider, MasterKeyProvider, new_master_key
 from tasks.artifacts.retention import RetentionReport
 from tasks.artifacts.service import Artifacts
 from tasks.artifacts.store import ObjectStore, S3Options, open_store
-from tasks.artifacts.writer import FINDINGS_NAME, FindingsWriter, TaskArtifacts
+from tasks.artifacts.writer import FINDINGS_NAME, ArtifactLimits, FindingsWriter, TaskArtifacts
 
 __all__ = [
     "FINDINGS_NAME",
@@ -26,6 +26,7 @@ __all__ = [
     "ArtifactExistsError",
     "ArtifactIntegrityError",
     "ArtifactKeyError",
+    "ArtifactLimits",
     "ArtifactNotFoundError",
     "ArtifactRecord",
     "ArtifactTooLargeError",

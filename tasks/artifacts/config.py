@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 from tasks.artifacts.crypto import SEGMENT_SIZE
 from tasks.artifacts.errors import ArtifactConfigError
 from tasks.artifacts.keys import KeyProvider, MasterKeyProvider, load_or_create_key_file, parse_master_key
-from tasks.artifacts.service import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_RETENTION_DAYS, Artifacts
+from tasks.artifacts.service import DEFAULT_RETENTION_DAYS, Artifacts
 from tasks.artifacts.store import S3Options, open_store
+from tasks.artifacts.writer import DEFAULT_MAX_ARTIFACT_BYTES, ArtifactLimits
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +39,8 @@ def open_artifacts(config: ArtifactConfig, key_provider: KeyProvider | None = No
     """
     store = open_store(config.url, config.s3)
     keys = key_provider or _master_key_provider(config)
-    return Artifacts(
-        store, keys,
-        retention_days=config.retention_days,
-        max_artifact_bytes=config.max_artifact_bytes,
-        segment_size=config.segment_size,
-    )  # fmt: skip
+    limits = ArtifactLimits(config.max_artifact_bytes, config.segment_size)
+    return Artifacts(store, keys, retention_days=config.retention_days, limits=limits)
 
 
 def key_file_for(url: str) -> Path:

@@ -13,17 +13,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, cast
 
-from tasks.artifacts.crypto import SEGMENT_SIZE, OpenedReader
+from tasks.artifacts.crypto import OpenedReader
 from tasks.artifacts.errors import ArtifactIntegrityError, ArtifactNotFoundError
 from tasks.artifacts.index import ArtifactRecord, TaskIndex, no_artifacts, read_index
 from tasks.artifacts.keys import KeyProvider
 from tasks.artifacts.layout import TaskLocation, parse_key
 from tasks.artifacts.retention import RetentionReport, purge_tenant, sweep_expired
 from tasks.artifacts.store import ObjectStore
-from tasks.artifacts.writer import TaskArtifacts
+from tasks.artifacts.writer import ArtifactLimits, TaskArtifacts
 
 DEFAULT_RETENTION_DAYS = 30
-DEFAULT_MAX_ARTIFACT_BYTES = 10 << 30
 READ_CHUNK = 1 << 20
 
 
@@ -40,15 +39,14 @@ class Artifacts:
         keys: KeyProvider,
         *,
         retention_days: int = DEFAULT_RETENTION_DAYS,
-        max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES,
-        segment_size: int = SEGMENT_SIZE,
+        limits: ArtifactLimits | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         if retention_days < 1:
             raise ValueError("artifact retention must be at least one day")
         self.store, self.keys = store, keys
         self.retention = timedelta(days=retention_days)
-        self._max_bytes, self._segment_size, self._clock = max_artifact_bytes, segment_size, clock
+        self._limits, self._clock = limits or ArtifactLimits(), clock
 
     def __repr__(self) -> str:
         return f"<Artifacts {self.store.base_uri} keys={self.keys.key_id}>"
@@ -57,7 +55,7 @@ class Artifacts:
         """The sink for one task's artifacts (an `isolation.archive.Sink`), expiring after the retention."""
         created = self._clock()
         index = TaskIndex(TaskLocation(tenant, run, task_id), created, created + self.retention)
-        return TaskArtifacts(self.store, self.keys, index, max_bytes=self._max_bytes, segment_size=self._segment_size)
+        return TaskArtifacts(self.store, self.keys, index, self._limits)
 
     def index(self, task_id: str, *, tenant: str) -> TaskIndex:
         """A tenant's task's index entry: run, expiry and artifacts. Another tenant's task is not found."""

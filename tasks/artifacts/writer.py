@@ -7,11 +7,11 @@ import io
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol, cast
 
-from tasks.artifacts.crypto import Sealer
+from tasks.artifacts.crypto import SEGMENT_SIZE, Sealer
 from tasks.artifacts.errors import ArtifactExistsError, ArtifactTooLargeError
 from tasks.artifacts.index import ArtifactRecord, TaskIndex, write_index
 from tasks.artifacts.keys import KeyProvider
@@ -20,16 +20,22 @@ from tasks.artifacts.store import ObjectStore, ObjectWriter
 logger = logging.getLogger(__name__)
 
 FINDINGS_NAME = "findings.jsonl"
+DEFAULT_MAX_ARTIFACT_BYTES = 10 << 30
+
+
+@dataclass(frozen=True)
+class ArtifactLimits:
+    """How each artifact is written: the cap on its plaintext bytes and the size of its sealed segments."""
+
+    max_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    segment_size: int = SEGMENT_SIZE
 
 
 class TaskArtifacts:
     """One task's artifacts; an `isolation.archive.Sink` whose open(name) streams one file into the store."""
 
-    def __init__(
-        self, store: ObjectStore, keys: KeyProvider, index: TaskIndex, *, max_bytes: int, segment_size: int
-    ) -> None:
-        self._store, self._keys, self._index = store, keys, index
-        self._max_bytes, self._segment_size = max_bytes, segment_size
+    def __init__(self, store: ObjectStore, keys: KeyProvider, index: TaskIndex, limits: ArtifactLimits) -> None:
+        self._store, self._keys, self._index, self._limits = store, keys, index, limits
         self._names: set[str] = set()
 
     @property
@@ -53,11 +59,12 @@ class TaskArtifacts:
         self._names.add(name)
         target = self._store.create(key)
         try:
-            sealer = Sealer(self._keys, location.tenant, key, target.write, self._segment_size)
+            sealer = Sealer(self._keys, location.tenant, key, target.write, self._limits.segment_size)
         except BaseException:
             target.abort()
             raise
-        return ArtifactWriter(name, self._store.base_uri + key, target, sealer, self._max_bytes, self._stored)
+        sealed = SealedObject(target, sealer)
+        return ArtifactWriter(name, self._store.base_uri + key, sealed, self._limits.max_bytes, self._stored)
 
     def _stored(self, record: ArtifactRecord) -> None:
         # Rewritten after every artifact, so a run that dies later still leaves its finished ones findable.
@@ -68,6 +75,27 @@ class TaskArtifacts:
             "artifact stored tenant=%s run=%s task=%s name=%s size=%d",
             loc.tenant, loc.run, loc.task_id, record.name, record.size,
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SealedObject:
+    """A new object written through its sealer: plaintext in, sealed segments out; published or dropped whole."""
+
+    target: ObjectWriter
+    sealer: Sealer
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Seal plaintext; each finished segment goes to the object."""
+        self.sealer.write(data)
+
+    def commit(self) -> None:
+        """Seal the last segment, then publish the object."""
+        self.sealer.finish()
+        self.target.commit()
+
+    def abort(self) -> None:
+        """Drop everything written; never raises."""
+        self.target.abort()
 
 
 class _Publishable(Protocol):
@@ -92,16 +120,10 @@ class ArtifactWriter(_Published, io.RawIOBase):
     """A write-only stream that hashes, seals and uploads; close() publishes, an error in `with` aborts."""
 
     def __init__(
-        self,
-        name: str,
-        uri: str,
-        target: ObjectWriter,
-        sealer: Sealer,
-        max_bytes: int,
-        on_stored: Callable[[ArtifactRecord], None],
+        self, name: str, uri: str, target: SealedObject, max_bytes: int, on_stored: Callable[[ArtifactRecord], None]
     ) -> None:
         super().__init__()
-        self._name, self._uri, self._target, self._sealer = name, uri, target, sealer
+        self._name, self._uri, self._target = name, uri, target
         self._max_bytes, self._on_stored = max_bytes, on_stored
         self._sha256 = hashlib.sha256()
         self._size = 0
@@ -120,7 +142,7 @@ class ArtifactWriter(_Published, io.RawIOBase):
             raise ArtifactTooLargeError(f"artifact {self._name!r} is over the cap of {self._max_bytes} bytes")
         self._size += size
         self._sha256.update(data)
-        self._sealer.write(data)
+        self._target.write(data)
         return size
 
     def close(self) -> None:
@@ -128,7 +150,6 @@ class ArtifactWriter(_Published, io.RawIOBase):
         if self.closed:
             return
         try:
-            self._sealer.finish()
             self._target.commit()
         except BaseException:
             self.abort()

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+
+from tasks.service.plan import RunPlan
 
 
-def cache_key(
-    *, tenant_id: str, tool: str, image_id: str, argv: Sequence[str], inputs: Mapping[str, str | bytes],
-    version: int, salt: str,
-) -> str:  # fmt: skip
+def cache_key(plan: RunPlan, *, image_id: str, salt: str) -> str:
     """sha256 over tenant, tool, image content id, exact argv, each input file's sha256, spec version and salt.
 
-    Not the timeout nor the cache age: a run that finished in time is the same run whatever its budget was.
+    Not the run id, the timeout nor the cache age: a run that finished in time is the same run whatever its
+    name or budget was.
     """
-    files = {name: hashlib.sha256(_bytes(data)).hexdigest() for name, data in sorted(inputs.items())}
+    files = {name: hashlib.sha256(_bytes(data)).hexdigest() for name, data in sorted(plan.inputs.items())}
     document = {
-        "tenant": tenant_id, "tool": tool, "image": image_id, "argv": list(argv), "inputs": files,
-        "version": version, "salt": salt,
+        "tenant": plan.tenant_id, "tool": plan.spec.name, "image": image_id, "argv": list(plan.invocation.argv),
+        "inputs": files, "version": plan.spec.version, "salt": salt,
     }  # fmt: skip
     return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

@@ -17,7 +17,7 @@ import docker
 import isolation
 from config import Settings
 from isolation import Label
-from tasks.artifacts import Artifacts
+from tasks.artifacts import ArtifactRecord, Artifacts
 from tasks.service.findings import Findings
 from tasks.service.outputs import OutputFiles, SpoolSink, parse_outputs, read_outputs
 from tasks.service.plan import RunPlan
@@ -89,6 +89,18 @@ class ToolRun:
     interrupted: bool = False
 
 
+@dataclass(frozen=True)
+class _Ended:
+    """What a run left once its volumes are gone: how the tool ended, the outputs read, the findings parsed from
+    them, the verdict on all three, and the artifacts stored."""
+
+    run: ToolRun
+    read: OutputFiles
+    found: Findings
+    outcome: Outcome
+    artifacts: list[ArtifactRecord]
+
+
 def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
     """Run plan end to end and return its result; volumes and containers are always removed.
 
@@ -104,13 +116,12 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
         found = parse_outputs(
             plan.spec.parse, read, stored, ctx.settings.inline_findings_bytes, interruptions=ctx.interruptions
         )
-    result = _outcome(plan, run, read, found)
+    ended = _Ended(run, read, found, _outcome(plan, run, read, found), stored.records if stored else [])
     if ctx.metrics:
         ctx.metrics.run_done(
-            plan.spec.name, result.status, run.container.duration_ms / 1000, plan.input_bytes, read.size
+            plan.spec.name, ended.outcome.status, run.container.duration_ms / 1000, plan.input_bytes, read.size
         )
-    artifacts = [r.as_dict() for r in stored.records] if stored else []
-    return _result(plan, ctx, image, run, result, found, read, started, artifacts)
+    return _result(plan, ctx, image, ended, started)
 
 
 def _run_in_volumes(plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink) -> tuple[ToolRun, OutputFiles]:
@@ -171,15 +182,11 @@ def _run_tool(plan: RunPlan, ctx: RunContext, inputs: Volume, outputs: Volume, i
     def tick(elapsed: float, lines: int) -> None:
         ctx.report(Stage.RUNNING, {"elapsed_seconds": round(elapsed, 1), "output_lines": lines})
 
+    watch = isolation.Watch(on_tick=tick, tail_bytes=ctx.settings.stdout_tail_bytes)
     started = time.monotonic()
     with ctx.stage(Stage.RUNNING, elapsed_seconds=0.0, output_lines=0):
         try:
-            return ToolRun(
-                isolation.run_container(
-                    ctx.client, spec, plan.timeout_seconds, on_tick=tick, tail_bytes=ctx.settings.stdout_tail_bytes,
-                    pull=False,
-                )
-            )  # fmt: skip
+            return ToolRun(isolation.run_container(ctx.client, spec, plan.timeout_seconds, watch=watch, pull=False))
         except ctx.interruptions:
             # The caller interrupted the run mid-tool: run_container already killed and removed the
             # container; keep what the tool wrote so far and report the run as timed out.
@@ -234,18 +241,8 @@ def _outcome(plan: RunPlan, run: ToolRun, read: OutputFiles, found: Findings) ->
     return Outcome(result.status, f"{result.reason}; {why}")
 
 
-def _result(
-    plan: RunPlan,
-    ctx: RunContext,
-    image: str,
-    run: ToolRun,
-    result: Outcome,
-    found: Findings,
-    read: OutputFiles,
-    started: float,
-    artifacts: list[dict[str, Any]],
-) -> RunResult:
-    c = run.container
+def _result(plan: RunPlan, ctx: RunContext, image: str, ended: _Ended, started: float) -> RunResult:
+    c, result, found, read = ended.run.container, ended.outcome, ended.found, ended.read
     return RunResult(
         tool=plan.spec.name,
         tenant_id=plan.tenant_id,
@@ -268,5 +265,5 @@ def _result(
         stderr_tail=c.stderr_tail,
         outputs=read.sizes,
         missing_outputs=read.missing,
-        artifacts=artifacts,
+        artifacts=[r.as_dict() for r in ended.artifacts],
     )

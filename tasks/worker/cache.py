@@ -64,10 +64,7 @@ def key_of(plan: RunPlan, engine: Callable[[], docker.DockerClient], settings: S
         image = isolation.image_id(engine(), settings.image_for(plan.spec.name, plan.spec.image))
     except isolation.IsolationError:  # absent (pulled by the run) or the engine away (retried by the run): no cache
         return None
-    digest = cache_key(
-        tenant_id=plan.tenant_id, tool=plan.spec.name, image_id=image, argv=plan.invocation.argv, inputs=plan.inputs,
-        version=plan.spec.version, salt=settings.cache_salt,
-    )  # fmt: skip
+    digest = cache_key(plan, image_id=image, salt=settings.cache_salt)
     return f"{plan.tenant_id}:{plan.spec.name}:{digest}"
 
 

@@ -53,7 +53,7 @@ class Run:
     services: Services
     cached: Cached = field(default_factory=Cached)
     guard: Callable[[Reporter], Reporter] = _unguarded
-    earlier: bool = False
+    earlier: bool = field(init=False)
     _plan: RunPlan | None = None
 
     def __post_init__(self) -> None:

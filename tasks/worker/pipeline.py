@@ -44,7 +44,7 @@ STEPS: tuple[Step, ...] = (
 
 def run_pipeline(run: Run, steps: Sequence[Step] = STEPS) -> RunResult:
     """Take one delivery through the steps (those that need a broker only where there is one)."""
-    active = [step for step in steps if step.needs_broker is False or not run.eager]
+    active = [step for step in steps if not (step.needs_broker and run.eager)]
 
     def proceed_from(index: int) -> Proceed:
         def proceed(current: Run) -> RunResult:

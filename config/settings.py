@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from isolation import ContainerLimits, defaults
 
 IMAGE_PREFIX = "TOOLRUNNER_IMAGE_"
+# Resolvers a tool may be told to query (dnsx -r) unless TOOLRUNNER_SCOPE_RESOLVERS says otherwise.
+PUBLIC_RESOLVERS = ("1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4", "9.9.9.9", "149.112.112.112")
+CommaList = Annotated[tuple[str, ...], NoDecode]  # "a,b,c" in the environment (pinned: not JSON)
 
 
 class Settings(BaseSettings):
@@ -102,9 +106,33 @@ class Settings(BaseSettings):
     )
     cache_salt: str = Field("", description="namespace of the result cache: change it to disown every entry")
 
+    scope: Literal["enforce", "off"] = Field(
+        "enforce", description="enforce: a run's targets must be in its tenant's scope; off: single-tenant only"
+    )
+    scope_max_prefix_v4: int = Field(16, ge=0, le=32, description="widest IPv4 network a scope entry may be")
+    scope_max_prefix_v6: int = Field(48, ge=0, le=128, description="widest IPv6 network a scope entry may be")
+    scope_deny: CommaList = Field((), description="CIDRs and domains no scope opens (metadata and link-local always)")
+    scope_allow_private: CommaList = Field(
+        (), description="private, loopback or reserved CIDRs a scope may hold (comma-separated; none by default)"
+    )
+    scope_resolvers: CommaList = Field(
+        PUBLIC_RESOLVERS, description="DNS servers a tenant may tell a tool to query (comma-separated addresses)"
+    )
+    scope_resolver: str | None = Field(
+        None, description="DNS server (address[:port]) that resolves names at admission; unset = the system's"
+    )
+    scope_resolve_timeout_seconds: float = Field(
+        5, gt=0, le=60, description="how long resolving a run's names at admission may take before it is refused"
+    )
+
     image_overrides: dict[str, str] = Field(
         default_factory=dict, description="per-tool images, from TOOLRUNNER_IMAGE_<TOOL>"
     )
+
+    @field_validator("scope_deny", "scope_allow_private", "scope_resolvers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return tuple(item.strip() for item in value.split(",") if item.strip()) if isinstance(value, str) else value
 
     @field_validator("sweep_cron", "artifact_sweep_cron")
     @classmethod

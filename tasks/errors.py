@@ -49,3 +49,15 @@ class UserError(ToolrunnerError):
 
 class NoBrokerError(ToolrunnerError):
     """Raised when a command needs the broker and TOOLRUNNER_BROKER_URL is not set."""
+
+
+class TargetError(ToolrunnerError, ValueError):
+    """Raised when a target cannot be read without ambiguity; the message says what to write instead."""
+
+
+class ScopeEntryError(ToolrunnerError, ValueError):
+    """Raised when a scope entry is refused: a public suffix, a wildcard, too wide a network or no entry at all."""
+
+
+class OutOfScopeError(TaskInputError):
+    """Raised when a run's targets are not all in its tenant's scope (or are denied): bad input, never retried."""

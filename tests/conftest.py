@@ -7,11 +7,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import docker
 import pytest
 import redis
+
+from bench import loopback
 
 BUSYBOX_IMAGE = "toolrunner-busybox:local"
 TOOLS_IMAGE = "toolrunner-tools:local"
@@ -27,6 +29,7 @@ TEST_ENVIRONMENT = {
     "TOOLRUNNER_EXTRA_TOOL_MODULES": json.dumps([f"tests.tooldefs.{t}" for t in TEST_TOOLS]),
     "TOOLRUNNER_IMAGE_NMAP": TOOLS_IMAGE,
     "TOOLRUNNER_IMAGE_FFUF": TOOLS_IMAGE,
+    **loopback.ENVIRONMENT,  # scope stays enforced; tenants get loopback through the `scoped` fixture
 }
 
 
@@ -93,6 +96,23 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         _missing("Redis", exc)
     return REDIS_URL
+
+
+@pytest.fixture
+def scoped() -> Iterator[Callable[..., None]]:
+    """`scoped(tenant, ..., url=REDIS_URL)` lets tenants scan loopback (bench.loopback); dropped at teardown."""
+    granted: list[tuple[redis.Redis, tuple[str, ...]]] = []
+
+    def grant(*tenants: str, url: str = REDIS_URL) -> None:
+        client = redis.Redis.from_url(url)
+        loopback.grant(client, *tenants)
+        granted.append((client, tenants))
+
+    yield grant
+    for client, tenants in granted:
+        with contextlib.suppress(redis.RedisError):
+            loopback.revoke(client, *tenants)
+        client.close()
 
 
 @pytest.fixture(scope="session")

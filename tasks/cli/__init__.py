@@ -1,7 +1,7 @@
 """The `toolrunner` command: each module of this package exports one Typer app, and they are all mounted here.
 
 The apps mounted without a name add their commands to `toolrunner` itself (`run`, `tools`, `volumes`, `sweep`,
-`cancel`); the named ones are groups (`limits`, `cache`, `artifacts`). `--help` lists them in this order.
+`cancel`); the named ones are groups (`limits`, `scope`, `cache`, `artifacts`). `--help` lists them in this order.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import typer
 from rich.text import Text
 
 import isolation
-from tasks.cli import artifacts, cache, cancel, limits, run, tools, volumes
+from tasks.cli import artifacts, cache, cancel, limits, run, scope, tools, volumes
 from tasks.cli.console import err, plain
 from tasks.errors import ToolrunnerError
 
@@ -26,6 +26,7 @@ cli.add_typer(tools.app)
 cli.add_typer(volumes.app)
 cli.add_typer(cancel.app)
 cli.add_typer(limits.app, name="limits")
+cli.add_typer(scope.app, name="scope")
 cli.add_typer(cache.app, name="cache")
 cli.add_typer(artifacts.app, name="artifacts")
 

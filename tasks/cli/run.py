@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
@@ -17,11 +17,16 @@ import isolation
 from config import Settings, load_settings
 from tasks.cli.artifacts import configured_artifacts
 from tasks.cli.console import err, out, plain
-from tasks.errors import UserError
+from tasks.errors import OutOfScopeError, UserError
+from tasks.scope import store
+from tasks.scope.check import check, outside
+from tasks.scope.matcher import Scope
+from tasks.scope.policy import checker
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
 
 app = typer.Typer()  # mounted without a name: `run` is a command of `toolrunner` itself
+SCOPE_HELP = "in this process only: an entry of the tenant's scope (repeat); through the queue, `toolrunner scope add`"
 
 
 @app.command()
@@ -32,6 +37,7 @@ def run(
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v; repeat a key for a list")] = None,
     file: Annotated[list[str] | None, typer.Option("--file", "-f", help="name=path of an extra input file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON")] = False,
+    scope: Annotated[list[str] | None, typer.Option("--scope", help=SCOPE_HELP)] = None,
 ) -> None:
     """Run TOOL for a tenant: in this process on the local engine, or through the queue if a broker is set."""
     settings = load_settings()
@@ -47,7 +53,12 @@ def run(
     )
     # The queue gets the params as the model read them (a number as a number): one conversion, here.
     params = plan.params.model_dump(mode="json", exclude_unset=True)
-    result = _through_queue(tool, tenant, run_id, params, files) if settings.broker_url else _in_process(settings, plan)
+    if settings.broker_url and scope:
+        raise UserError("--scope is for runs in this process: with a broker, use `toolrunner scope add --tenant T`")
+    if settings.broker_url:
+        result = _through_queue(tool, tenant, run_id, params, files)
+    else:
+        result = _in_process(settings, plan, _local_scope(settings, plan, scope or []))
     if as_json:
         out.print_json(json.dumps(result))
     else:
@@ -131,7 +142,28 @@ def _read_files(pairs: list[str]) -> dict[str, str]:
     return files
 
 
-def _in_process(settings: Settings, plan: RunPlan) -> dict[str, Any]:
+def _local_scope(settings: Settings, plan: RunPlan, entries: list[str]) -> Callable[[str], bool] | None:
+    """Check the plan against --scope as a worker checks a run against the tenant's scope; the findings' marker."""
+    if settings.scope == "off":
+        return None
+    if not entries and plan.spec.targets is not None:
+        raise UserError(
+            f"in this process the tenant's scope is what --scope gives: add --scope ENTRY (repeat it) for every "
+            f"address, network or domain {plan.tenant_id} may scan, or set TOOLRUNNER_SCOPE=off (single-tenant only)"
+        )
+    canonical = store.canonical(
+        entries, max_prefix_v4=settings.scope_max_prefix_v4, max_prefix_v6=settings.scope_max_prefix_v6
+    ) if entries else []  # fmt: skip
+    local, scope_checker = Scope.of(canonical), checker(settings)
+    network = plan.spec.network or settings.tool_network
+    try:
+        check(plan.spec, plan.params, plan.tenant_id, scope=local, network=network, checker=scope_checker)
+    except OutOfScopeError as exc:
+        raise UserError(f"{exc} (in this process the scope is what --scope gives)") from None
+    return outside(local, scope_checker.policy)
+
+
+def _in_process(settings: Settings, plan: RunPlan, outside_scope: Callable[[str], bool] | None) -> dict[str, Any]:
     tool = plan.spec.name
     with err.status(f"{tool}: starting") as status:
         started = time.monotonic()
@@ -140,8 +172,9 @@ def _in_process(settings: Settings, plan: RunPlan) -> dict[str, Any]:
             status.update(_stage_line(tool, stage, meta, time.monotonic() - started))
 
         ctx = RunContext(
-            isolation.connect(None), settings, f"cli-{uuid.uuid4()}", report, "cli", artifacts=configured_artifacts()
-        )
+            isolation.connect(None), settings, f"cli-{uuid.uuid4()}", report, "cli", artifacts=configured_artifacts(),
+            outside=outside_scope,
+        )  # fmt: skip
         return execute(plan, ctx).as_dict()
 
 

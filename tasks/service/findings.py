@@ -12,6 +12,7 @@ logger = logging.getLogger(__name__)
 
 Finding = dict[str, Any]
 Sink = Callable[[Finding], None]
+Parser = Callable[[Any], Iterator[Finding]]
 
 
 @dataclass
@@ -70,3 +71,19 @@ def _next(
         logger.warning("a tool's output could not be parsed after %d finding(s): %r", result.count, exc)
         result.parse_error = f"{type(exc).__name__}: {exc}"[:500]
         return None
+
+
+def marked(parse: Parser, fields: tuple[str, ...], outside: Callable[[str], bool] | None) -> Parser:
+    """The parser, its findings marked `out_of_scope: true` when the first of `fields` they have names a host
+    outside the tenant's scope (kept, never dropped: a tool that wandered shows where); unchanged without a scope."""
+    if outside is None or not fields:
+        return parse
+
+    def parse_marked(outputs: Any) -> Iterator[Finding]:
+        for finding in parse(outputs):
+            host = next((str(finding[f]) for f in fields if finding.get(f) not in (None, "")), None)
+            if host is not None and outside(host):
+                finding["out_of_scope"] = True
+            yield finding
+
+    return parse_marked

@@ -18,7 +18,7 @@ import isolation
 from config import Settings
 from isolation import Label
 from tasks.artifacts import ArtifactRecord, Artifacts
-from tasks.service.findings import Findings
+from tasks.service.findings import Findings, marked
 from tasks.service.outputs import OutputFiles, SpoolSink, parse_outputs, read_outputs
 from tasks.service.plan import RunPlan
 from tasks.service.result import Outcome, RunResult, RunStats, Stage, Status, outcome
@@ -62,6 +62,8 @@ class RunContext:
     metrics: RunMetrics | None = None
     artifacts: Artifacts | None = None
     interruptions: tuple[type[BaseException], ...] = field(default=())
+    # Whether a host a finding names is outside the tenant's scope (None: scope is off, nothing is marked).
+    outside: Callable[[str], bool] | None = None
 
     @contextmanager
     def stage(self, name: Stage, **meta: Any) -> Iterator[None]:
@@ -113,9 +115,8 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
     stored = ctx.artifacts.for_task(plan.tenant_id, plan.run_id, ctx.task_id) if ctx.artifacts else None
     with tempfile.TemporaryDirectory(prefix="toolrunner-outputs-") as spool:
         run, read = _run_in_volumes(plan, ctx, image, SpoolSink(spool, stored))
-        found = parse_outputs(
-            plan.spec.parse, read, stored, ctx.settings.inline_findings_bytes, interruptions=ctx.interruptions
-        )
+        parse = marked(plan.spec.parse, plan.spec.finding_hosts, ctx.outside)
+        found = parse_outputs(parse, read, stored, ctx.settings.inline_findings_bytes, interruptions=ctx.interruptions)
     ended = _Ended(run, read, found, _outcome(plan, run, read, found), stored.records if stored else [])
     if ctx.metrics:
         ctx.metrics.run_done(

@@ -7,9 +7,9 @@ import pkgutil
 import re
 from collections.abc import Iterable, Mapping
 
-from tasks.tools.base import Finding, Invocation, ToolParams, ToolSpec, tool_version
+from tasks.tools.base import Finding, Invocation, Target, TargetKind, ToolParams, ToolSpec, tool_version
 
-__all__ = ["Finding", "Invocation", "ToolParams", "ToolSpec", "load_catalogue", "tool_version"]
+__all__ = ["Finding", "Invocation", "Target", "TargetKind", "ToolParams", "ToolSpec", "load_catalogue", "tool_version"]
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as tenant and run ids (isolation.naming): no ':' in key names
 
 

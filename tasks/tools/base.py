@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import io
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -31,6 +32,19 @@ class ToolParams(BaseModel):
     cache_max_age_seconds: int = Field(
         default=0, ge=0, description="reuse a stored ok result of an identical run up to this old; 0 = no cache"
     )
+
+
+class TargetKind(enum.Enum):
+    """How a tool reads a target it is given: the scope check reads it the same way (tasks/scope/host.py)."""
+
+    HOST = "host"  # an IP address, a CIDR network or a hostname (nmap, naabu)
+    DOMAIN = "domain"  # a DNS name the tool asks about or enumerates (dnsx, subfinder)
+    WEB = "web"  # host, host:port or an http(s) URL (httpx, nuclei)
+    URL = "url"  # an absolute http(s) URL (ffuf)
+    RESOLVER = "resolver"  # a DNS server the tool queries: the operator's list, never the tenant's scope
+
+
+Target = tuple[TargetKind, str]
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,15 @@ class ToolSpec:
     version: int = 1
     # Variables the tool needs in its container: fixed by the spec, never secrets, never from the request.
     environment: Mapping[str, str] = field(default_factory=dict)
+    # Every place a run's params send the tool, as the tool reads them; None = the tool contacts nothing
+    # (only allowed with network "none": a tool with network access and no targets is refused).
+    targets: Callable[[Any], Iterable[Target]] | None = None
+    # Why these params would take the tool outside its targets (a redirect to any host), or None: refused
+    # while scope is enforced.
+    wanders: Callable[[Any], str | None] | None = None
+    # The finding fields that name the host a finding is about (an address, name or URL), most precise
+    # first: the first one present decides whether the finding is marked out_of_scope.
+    finding_hosts: tuple[str, ...] = ()
 
 
 # The label scripts/build-images gives a local image per Debian package it installed (toolrunner.package.nmap=7.93…)

@@ -9,7 +9,18 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, Field
 
-from tasks.tools.base import Finding, Invocation, Outputs, ToolParams, ToolSpec, input_path, jsonl_records, output_path
+from tasks.tools.base import (
+    Finding,
+    Invocation,
+    Outputs,
+    Target,
+    TargetKind,
+    ToolParams,
+    ToolSpec,
+    input_path,
+    jsonl_records,
+    output_path,
+)
 from tasks.tools.validation import DnsName, lines
 
 DOMAINS_FILE = "domains.txt"
@@ -113,6 +124,12 @@ def _finding(record: dict[str, Any], record_type: str | None, values: list[str],
     }
 
 
+def targets(params: DnsxParams) -> Iterator[Target]:
+    """The names asked about (through resolvers: never contacted) and the resolvers queried."""
+    yield from ((TargetKind.DOMAIN, domain) for domain in params.domains)
+    yield from ((TargetKind.RESOLVER, resolver) for resolver in params.resolvers)
+
+
 SPEC = ToolSpec(
     name="dnsx",
     image="projectdiscovery/dnsx:v1.2.3",
@@ -120,9 +137,11 @@ SPEC = ToolSpec(
     params_model=DnsxParams,
     build=build,
     parse=parse,
-    version=2,
+    version=3,
     default_timeout=900,
     description="DNS resolution of many names for A, AAAA, CNAME, NS, TXT, SRV, PTR, MX, SOA or CAA records.",
+    targets=targets,
+    finding_hosts=("host",),
     finding_fields={
         "host": "the name that was resolved",
         "record_type": (

@@ -10,7 +10,18 @@ from urllib.parse import urlsplit
 import ijson  # type: ignore[import-untyped]
 from pydantic import AfterValidator, Field, model_validator
 
-from tasks.tools.base import Finding, Invocation, Outputs, ParseError, ToolParams, ToolSpec, input_path, output_path
+from tasks.tools.base import (
+    Finding,
+    Invocation,
+    Outputs,
+    ParseError,
+    Target,
+    TargetKind,
+    ToolParams,
+    ToolSpec,
+    input_path,
+    output_path,
+)
 from tasks.tools.validation import StatusCode, WebUrl, lines
 
 WORDLIST_FILE = "wordlist.txt"
@@ -184,6 +195,23 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def targets(params: FfufParams) -> Iterator[Target]:
+    """The URL; with fuzz_host, the URL as each word (and word plus extension) makes it, as ffuf fills FUZZ."""
+    if not params.fuzz_host or KEYWORD not in urlsplit(params.url).netloc:
+        yield TargetKind.URL, params.url.replace(KEYWORD, "fuzz")  # FUZZ in the path or query leaves the host
+        return
+    endings = ("", *params.extensions)
+    for word in dict.fromkeys(params.wordlist):
+        yield from ((TargetKind.URL, params.url.replace(KEYWORD, word + ending)) for ending in endings)
+
+
+def wanders(params: FfufParams) -> str | None:
+    """ffuf -r follows redirects to any host, and Debian's ffuf 1.1 cannot keep them to one: refused in scope."""
+    if params.follow_redirects:
+        return "follow_redirects: ffuf follows redirects to any host and cannot be kept to the scope"
+    return None
+
+
 SPEC = ToolSpec(
     name="ffuf",
     # ffuf publishes no official image; any image with ffuf on PATH works (TOOLRUNNER_IMAGE_FFUF overrides).
@@ -192,9 +220,12 @@ SPEC = ToolSpec(
     params_model=FfufParams,
     build=build,
     parse=parse,
-    version=2,
+    version=3,
     default_timeout=900,
     description="Web content discovery: put each word in place of FUZZ in one URL and report the matches.",
+    targets=targets,
+    wanders=wanders,
+    finding_hosts=("url",),
     finding_fields={
         "input": "the word (plus extension, with -e) that replaced FUZZ",
         "url": "the requested URL",

@@ -7,7 +7,18 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from tasks.tools.base import Finding, Invocation, Outputs, ToolParams, ToolSpec, input_path, jsonl_records, output_path
+from tasks.tools.base import (
+    Finding,
+    Invocation,
+    Outputs,
+    Target,
+    TargetKind,
+    ToolParams,
+    ToolSpec,
+    input_path,
+    jsonl_records,
+    output_path,
+)
 from tasks.tools.validation import StatusCode, WebTarget, lines, port_number, str_items
 
 TARGETS_FILE = "targets.txt"
@@ -22,7 +33,9 @@ class HttpxParams(ToolParams):
 
     targets: tuple[WebTarget, ...] = Field(min_length=1, max_length=MAX_TARGETS)
     match_codes: tuple[StatusCode, ...] | None = Field(default=None, min_length=1, max_length=50)
-    follow_redirects: bool = Field(default=False, description="follow redirects; findings then carry final_url")
+    follow_redirects: bool = Field(
+        default=False, description="follow redirects on the same host only (-fhr); findings then carry final_url"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -44,7 +57,7 @@ def build(params: HttpxParams) -> Invocation:
     if params.match_codes:
         argv += ["-mc", ",".join(str(code) for code in params.match_codes)]
     if params.follow_redirects:
-        argv.append("-fr")
+        argv.append("-fhr")  # the same host only: -fr would follow a redirect out of the tenant's scope
     return Invocation(argv=argv, input_files={TARGETS_FILE: lines(params.targets)}, output_files=[REPORT_FILE])
 
 
@@ -79,6 +92,11 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def targets(params: HttpxParams) -> Iterator[Target]:
+    """Each target line of -l: host, host:port or a URL."""
+    return ((TargetKind.WEB, target) for target in params.targets)
+
+
 SPEC = ToolSpec(
     name="httpx",
     image="projectdiscovery/httpx:v1.8.1",
@@ -86,9 +104,11 @@ SPEC = ToolSpec(
     params_model=HttpxParams,
     build=build,
     parse=parse,
-    version=2,
+    version=3,
     default_timeout=900,
     description="HTTP(S) probing of hosts and URLs: status code, title, web server and technologies.",
+    targets=targets,
+    finding_hosts=("url", "input"),
     finding_fields={
         "url": "the URL that answered",
         "input": "the target line it came from",

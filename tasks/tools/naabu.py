@@ -8,7 +8,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from tasks.tools.base import Finding, Invocation, Outputs, ToolParams, ToolSpec, input_path, jsonl_records, output_path
+from tasks.tools.base import (
+    Finding,
+    Invocation,
+    Outputs,
+    Target,
+    TargetKind,
+    ToolParams,
+    ToolSpec,
+    input_path,
+    jsonl_records,
+    output_path,
+)
 from tasks.tools.validation import PortList, host_or_network, lines, not_both, port_number
 
 HOSTS_FILE = "hosts.txt"
@@ -68,6 +79,11 @@ def _finding(record: dict[str, Any]) -> Finding:
     }
 
 
+def targets(params: NaabuParams) -> Iterator[Target]:
+    """Each host line of -list: an address, a CIDR network or a name."""
+    return ((TargetKind.HOST, host) for host in params.hosts)
+
+
 SPEC = ToolSpec(
     name="naabu",
     image="projectdiscovery/naabu:v2.6.1",
@@ -75,7 +91,7 @@ SPEC = ToolSpec(
     params_model=NaabuParams,
     build=build,
     parse=parse,
-    version=2,
+    version=3,
     # naabu v2.6.1 pkg/scan/scan.go reads it with strconv.ParseBool; without it connect scans never detect TLS.
     environment={"ENABLE_TLS_DETECTION": "true"},
     default_timeout=1800,
@@ -83,6 +99,8 @@ SPEC = ToolSpec(
         "Fast port discovery with naabu's TCP connect scan (-s c); reports open ports only, and only once the"
         " scan has finished (a timed-out run reports none)."
     ),
+    targets=targets,
+    finding_hosts=("ip", "host"),
     finding_fields={
         "host": "the hostname scanned, or the IP when the target was an address",
         "ip": "the IP address the open port is on",

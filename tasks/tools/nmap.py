@@ -14,7 +14,18 @@ from defusedxml import ElementTree as DefusedET
 from defusedxml.ElementTree import DefusedXMLParser
 from pydantic import AfterValidator, Field, model_validator
 
-from tasks.tools.base import Finding, Invocation, Outputs, ParseError, ToolParams, ToolSpec, input_path, output_path
+from tasks.tools.base import (
+    Finding,
+    Invocation,
+    Outputs,
+    ParseError,
+    Target,
+    TargetKind,
+    ToolParams,
+    ToolSpec,
+    input_path,
+    output_path,
+)
 from tasks.tools.validation import PortList, host_or_network, lines, not_both
 
 TARGETS_FILE = "targets.txt"
@@ -30,13 +41,13 @@ _CUT_OFF = frozenset(
 _PORT_FIELDS = ("port", "protocol", "state", "reason", "service", "product", "version", "extra_info")
 _Port = tuple[int, str | None, str | None, str | None, str | None, str | None, str | None, str | None]
 
-Target = Annotated[str, AfterValidator(partial(host_or_network, max_addresses=MAX_NETWORK_ADDRESSES))]
+HostOrNetwork = Annotated[str, AfterValidator(partial(host_or_network, max_addresses=MAX_NETWORK_ADDRESSES))]
 
 
 class NmapParams(ToolParams):
     """What to scan: targets, and either explicit ports or nmap's most common top_ports."""
 
-    targets: tuple[Target, ...] = Field(min_length=1, max_length=MAX_TARGETS)
+    targets: tuple[HostOrNetwork, ...] = Field(min_length=1, max_length=MAX_TARGETS)
     ports: PortList | None = None
     top_ports: int | None = Field(default=None, ge=1, le=65535)
     service_detection: bool = False
@@ -148,6 +159,11 @@ def _attribute(element: ET.Element | None, name: str) -> str | None:
     return sys.intern(value) if value is not None else None
 
 
+def targets(params: NmapParams) -> Iterator[Target]:
+    """Each target line of -iL: an address, a CIDR network or a name, as nmap reads it."""
+    return ((TargetKind.HOST, target) for target in params.targets)
+
+
 SPEC = ToolSpec(
     name="nmap",
     image="instrumentisto/nmap:7.95",
@@ -155,9 +171,11 @@ SPEC = ToolSpec(
     params_model=NmapParams,
     build=build,
     parse=parse,
-    version=2,
+    version=3,
     default_timeout=1800,
     description="Port scan with nmap's TCP connect scan (-sT -Pn -n), optionally detecting services (-sV).",
+    targets=targets,
+    finding_hosts=("address",),
     finding_fields={
         "host": "the hostname if nmap reported one, else the address",
         "address": "the scanned IPv4 or IPv6 address",

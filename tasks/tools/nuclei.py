@@ -8,7 +8,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from tasks.tools.base import Finding, Invocation, Outputs, ToolParams, ToolSpec, input_path, jsonl_records, output_path
+from tasks.tools.base import (
+    Finding,
+    Invocation,
+    Outputs,
+    Target,
+    TargetKind,
+    ToolParams,
+    ToolSpec,
+    input_path,
+    jsonl_records,
+    output_path,
+)
 from tasks.tools.validation import WebTarget, lines, one_or_many, port_number, str_items
 
 TARGETS_FILE = "targets.txt"
@@ -44,6 +55,7 @@ def build(params: NucleiParams) -> Invocation:
     """Templates come from the task's files under /inputs/templates/; no update check or download."""
     argv = ["-l", input_path(TARGETS_FILE), "-jsonl", "-o", output_path(REPORT_FILE), "-silent"]
     argv += ["-disable-update-check", "-omit-raw", "-omit-template"]
+    argv.append("-dr")  # no redirects: a template's redirect could lead out of the tenant's scope
     names = params.templates or ("",)  # "" selects the whole directory
     for name in dict.fromkeys(names):
         argv += ["-t", input_path(f"{TEMPLATES_DIR}/{name}")]
@@ -94,6 +106,11 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def targets(params: NucleiParams) -> Iterator[Target]:
+    """Each target line of -l: host, host:port or a URL."""
+    return ((TargetKind.WEB, target) for target in params.targets)
+
+
 SPEC = ToolSpec(
     name="nuclei",
     image="projectdiscovery/nuclei:v3.10.0",
@@ -101,9 +118,11 @@ SPEC = ToolSpec(
     params_model=NucleiParams,
     build=build,
     parse=parse,
-    version=2,
+    version=3,
     default_timeout=3600,
     description="Template-based vulnerability checks with nuclei, using only the templates the task ships.",
+    targets=targets,
+    finding_hosts=("matched_at", "host"),
     finding_fields={
         "template_id": "the id of the template that matched",
         "name": "the template's name (info.name)",

@@ -8,7 +8,18 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
-from tasks.tools.base import Finding, Invocation, Outputs, ToolParams, ToolSpec, input_path, jsonl_records, output_path
+from tasks.tools.base import (
+    Finding,
+    Invocation,
+    Outputs,
+    Target,
+    TargetKind,
+    ToolParams,
+    ToolSpec,
+    input_path,
+    jsonl_records,
+    output_path,
+)
 from tasks.tools.validation import DomainName, lines, not_both, str_items
 
 DOMAINS_FILE = "domains.txt"
@@ -69,6 +80,11 @@ def _finding(record: dict[str, Any]) -> Finding:
     }
 
 
+def targets(params: SubfinderParams) -> Iterator[Target]:
+    """The domains enumerated (through passive sources: the domains' hosts are never contacted)."""
+    return ((TargetKind.DOMAIN, domain) for domain in params.domains)
+
+
 SPEC = ToolSpec(
     name="subfinder",
     image="projectdiscovery/subfinder:v2.11.0",
@@ -76,9 +92,11 @@ SPEC = ToolSpec(
     params_model=SubfinderParams,
     build=build,
     parse=parse,
-    version=2,
+    version=3,
     default_timeout=1200,
     description="Passive subdomain enumeration from public sources (certificate logs, archives, DNS data).",
+    targets=targets,
+    finding_hosts=("host",),
     finding_fields={
         "host": "the subdomain found",
         "input": "the domain it was found for",

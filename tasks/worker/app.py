@@ -15,6 +15,9 @@ import isolation
 from beat_schedule import build_schedule
 from config import Settings, celery_config, load_settings
 from tasks.artifacts import Artifacts, open_artifacts
+from tasks.scope.check import Checker
+from tasks.scope.policy import checker
+from tasks.scope.store import Scopes
 from tasks.service.outputs import artifact_config
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker import broker
@@ -39,6 +42,16 @@ class ToolrunnerCelery(Celery):  # type: ignore[misc]
     def redis(self) -> redis.Redis:
         """A Redis client on the broker, for delivery counters and locks."""
         return redis.Redis.from_url(self.settings.broker)
+
+    @cached_property
+    def scopes(self) -> Scopes:
+        """Tenants' scopes as Redis holds them, compiled once per change."""
+        return Scopes(self.redis)
+
+    @cached_property
+    def scope_checker(self) -> Checker:
+        """The deny list, private ranges, allowed resolvers and the admission resolver, from the settings."""
+        return checker(self.settings)
 
     @cached_property
     def artifacts(self) -> Artifacts:

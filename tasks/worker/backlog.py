@@ -7,7 +7,8 @@ waiting lists, where the next free slots are given round-robin across tenants. E
 (the message leaves the queue and its envelope is parked in one script), so no run is lost or doubled.
 
 Only a run that would be accepted is parked: its request passes plan_run (the tenant id and tool name build
-key names, so they are checked before any key is touched) and its task id is bound to it. Anything else stays
+key names, so they are checked before any key is touched), its targets are in its tenant's scope (names are
+resolved later, at admission: a drain does not wait on DNS) and its task id is bound to it. Anything else stays
 in the queue, where the worker that takes it fails it at once (bad input) or refuses it (an id of another run).
 """
 
@@ -16,8 +17,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -25,7 +26,11 @@ from celery import Celery
 
 from config import Settings
 from tasks.errors import TaskIdentityError, TaskInputError
-from tasks.service import RunRequest, Stage, plan_run
+from tasks.scope.check import check
+from tasks.scope.matcher import Scope
+from tasks.scope.policy import checker, unresolved
+from tasks.scope.store import Scopes
+from tasks.service import RunPlan, RunRequest, Stage, plan_run
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker import keys, luascript, parking
 from tasks.worker.delivery import Delivery, bind_run, claim_identity
@@ -85,7 +90,8 @@ def drain(
     try:
         raws = redis_client.lrange(queue, -batch, -1)
         read = [q for q in (read_message(raw, queue) for raw in reversed(raws)) if q is not None]
-        found = [q for q in read if _acceptable(redis_client, settings, catalogue, q)]
+        in_scope = _scope_check(celery_app, redis_client, settings)
+        found = [q for q in read if _acceptable(redis_client, settings, catalogue, q, in_scope)]
         reply = _park(redis_client, queue, found) if found else []
     except redis.RedisError as exc:  # only an optimisation: the messages stay queued and are consumed in order
         logger.warning("could not drain queue=%s: %s", queue, exc)
@@ -99,15 +105,32 @@ def drain(
     return len(ahead)
 
 
+def _scope_check(celery_app: Celery, redis_client: redis.Redis, settings: Settings) -> Callable[[RunPlan], None]:
+    """The scope step's check without resolving names: OutOfScopeError (a TaskInputError) for a refused run."""
+    scopes = getattr(celery_app, "scopes", None) or Scopes(redis_client)
+    names_unresolved = replace(getattr(celery_app, "scope_checker", None) or checker(settings), resolve=unresolved)
+    enforced = settings.scope == "enforce"
+
+    def in_scope(plan: RunPlan) -> None:
+        scope = (scopes.of(plan.tenant_id) if plan.spec.targets is not None else Scope()) if enforced else None
+        network = plan.spec.network or settings.tool_network
+        check(plan.spec, plan.params, plan.tenant_id, scope=scope, network=network, checker=names_unresolved)
+
+    return in_scope
+
+
 def _acceptable(
-    redis_client: redis.Redis, settings: Settings, catalogue: Mapping[str, ToolSpec], queued: Queued
-) -> bool:
-    """Whether the run would be accepted as it is: its request is valid and its task id is (now) bound to it."""
+    redis_client: redis.Redis, settings: Settings, catalogue: Mapping[str, ToolSpec], queued: Queued,
+    in_scope: Callable[[RunPlan], None],
+) -> bool:  # fmt: skip
+    """Whether the run would be accepted as it is: its request is valid and in scope, and its task id is (now)
+    bound to it."""
     try:
-        plan_run(
+        plan = plan_run(
             catalogue, queued.request, max_input_bytes=settings.max_input_bytes,
             max_timeout_seconds=settings.max_timeout_seconds,
         )  # fmt: skip
+        in_scope(plan)
         claim_identity(redis_client, queued.delivery, ttl=settings.identity_ttl)
     except (TaskInputError, TaskIdentityError):
         return False

@@ -13,6 +13,9 @@ from celery import Task
 
 from config import Settings
 from tasks.artifacts import Artifacts
+from tasks.scope.check import Checker
+from tasks.scope.matcher import Scope
+from tasks.scope.store import Scopes
 from tasks.service import Reporter, RunPlan, RunRequest, Stage
 from tasks.tools import ToolSpec
 from tasks.worker.cache import Cached
@@ -32,6 +35,8 @@ class Services:
     redis: redis.Redis
     settings: Settings
     catalogue: Mapping[str, ToolSpec]
+    scopes: Scopes
+    scope_checker: Checker
     artifacts: Artifacts | None = None
 
 
@@ -45,7 +50,8 @@ class Run:
 
     `plan` exists once the plan step validated the request; `cached` once the cache step looked it up;
     `guard` is the run control's (a reporter that raises a cancel or a drain); `earlier` says whether an
-    earlier delivery or try of this run happened (its leftovers are removed before the tool runs again).
+    earlier delivery or try of this run happened (its leftovers are removed before the tool runs again);
+    `scope` is the tenant's scope the scope step checked the targets against (None while scope is off).
     """
 
     task: Task
@@ -53,6 +59,7 @@ class Run:
     services: Services
     cached: Cached = field(default_factory=Cached)
     guard: Callable[[Reporter], Reporter] = _unguarded
+    scope: Scope | None = None
     earlier: bool = field(init=False)
     _plan: RunPlan | None = None
 

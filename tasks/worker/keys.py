@@ -12,6 +12,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
+from tasks.scope import store as scope_store
+
 ROOT = "toolrunner:"
 FAIR_SHARE = ROOT + "fs:"  # the prefix every fair-share script receives as ARGV[1]
 CACHE = ROOT + "cache:"
@@ -69,11 +71,15 @@ FLIGHT = Key(CACHE + "flight:{}", "string", "a lease TTL, renewed while its lead
 WAITERS = Key(CACHE + "waiters:{}", "list", "deleted when its flight finishes (cache_finish.lua)", False)
 FLIGHTS = Key(CACHE + "flights", "set", "a flight leaves when it finishes (cache_finish.lua)", False)
 
+# --- scope (tasks/scope/store.py) ---------------------------------------------------------------------------------
+SCOPE = Key(scope_store.KEY_PATTERN, "hash", "operators: `toolrunner scope add/remove/clear` (tasks.scope)", False)
+
 SCHEMA: tuple[Key, ...] = (
     IDENTITY, DELIVERIES, RUNNING, CANCEL, LEGACY_CANCEL, DRAINING, SWEEP_LOCK,
     LIMITS, LEASES, TENANT_LEASES, WAITING, RING, RINGED, PARKED, PARKED_AT, REPUBLISHED, DISPATCHING, UNSENT, DONE,
     LEASE_LOST, WORKERS, TENANTS, NET_LOCK,
     CACHE_ENTRY, FLIGHT, WAITERS, FLIGHTS,
+    SCOPE,
 )  # fmt: skip
 
 # Celery's and Kombu's own keys: results (result_expires), the Redis transport's bindings (and their deadlines),

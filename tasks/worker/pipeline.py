@@ -25,12 +25,14 @@ from tasks.worker.steps import (
     lock,
     plan,
     redelivery,
+    scope,
 )
 
 STEPS: tuple[Step, ...] = (
     plan.STEP,  # the request validated into a plan: bad input fails at once, before any engine call
     identity.STEP,  # the task id bound to this run: an id of another run is refused
     cancelled.STEP,  # cancelled before it started: REVOKED, nothing made
+    scope.STEP,  # every target in the tenant's scope and none denied; else bad input, nothing made
     cache.LOOKUP,  # a recent identical run's result is the answer; behind an identical run: parked
     admission.STEP,  # a slot under the tenant's cap; over it: parked (fair share)
     finished.STEP,  # the final state stored before the slot is let go

@@ -55,7 +55,9 @@ def _run(task: Task, request: RunRequest) -> Result:
 @cache
 def services() -> Services:
     """This process's services, made once: the engine client at its first use (a pool child makes its own)."""
-    return Services(lambda: app.docker_client, app.redis, app.settings, app.catalogue, app.artifacts)
+    return Services(
+        lambda: app.docker_client, app.redis, app.settings, app.catalogue, app.scopes, app.scope_checker, app.artifacts
+    )
 
 
 @task_revoked.connect

@@ -15,6 +15,8 @@ from celery import Celery, Task
 from config import load_settings
 from isolation import DockerUnavailableError
 from tasks import TaskInputError
+from tasks.scope.policy import checker
+from tasks.scope.store import Scopes
 from tasks.service import RunRequest, RunResult
 from tasks.tools import load_catalogue
 from tasks.worker import pipeline
@@ -41,7 +43,8 @@ def eager() -> Iterator[tuple[Task, mock.MagicMock]]:
     client = mock.create_autospec(docker.DockerClient, instance=True)
     client.api = mock.MagicMock()
     redis_client = mock.MagicMock()
-    services = Services(lambda: client, redis_client, SETTINGS, load_catalogue(["tests.tooldefs.script"]))
+    catalogue = load_catalogue(["tests.tooldefs.script"])
+    services = Services(lambda: client, redis_client, SETTINGS, catalogue, Scopes(redis_client), checker(SETTINGS))
     steps = (*pipeline.STEPS[:1], NOTING, *pipeline.STEPS[1:])
     probe = Celery("eager-probe", set_as_current=False)
     probe.conf.update(task_always_eager=True)
@@ -91,4 +94,4 @@ def test_a_step_added_to_the_sequence_sees_every_try_of_the_run(eager: tuple[Tas
 def test_the_sequence_names_each_step_once_and_ends_with_the_run_itself() -> None:
     names = [step.name for step in pipeline.STEPS]
     assert len(set(names)) == len(names) and names[0] == "plan" and names[-1] == "execute"
-    assert [s.name for s in pipeline.STEPS if not s.needs_broker] == ["plan", "execute"]
+    assert [s.name for s in pipeline.STEPS if not s.needs_broker] == ["plan", "scope", "execute"]

@@ -26,7 +26,7 @@ def test_a_typical_run_builds_argv_with_match_codes_probes_and_the_targets_in_a_
 
 
 def test_redirects_are_opt_in() -> None:
-    assert httpx.build(HttpxParams(targets=("example.com",), follow_redirects=True)).argv[9:] == ["-fr"]
+    assert httpx.build(HttpxParams(targets=("example.com",), follow_redirects=True)).argv[9:] == ["-fhr"]
 
 
 @pytest.mark.parametrize("key", ["title", "web_server", "tech_detect"])

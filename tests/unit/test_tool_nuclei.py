@@ -18,7 +18,7 @@ def test_a_typical_run_uses_the_shipped_templates_directory_and_a_severity_filte
     invocation = nuclei.build(NucleiParams(targets=("https://example.com",), severities=("high", "critical")))
     assert invocation.argv == [
         "-l", "/inputs/targets.txt", "-jsonl", "-o", "/outputs/nuclei.jsonl", "-silent",
-        "-disable-update-check", "-omit-raw", "-omit-template", "-t", "/inputs/templates/",
+        "-disable-update-check", "-omit-raw", "-omit-template", "-dr", "-t", "/inputs/templates/",
         "-s", "high,critical", "-no-interactsh",
     ]  # fmt: skip
     assert invocation.input_files == {"targets.txt": "https://example.com\n"}
@@ -28,7 +28,7 @@ def test_a_typical_run_uses_the_shipped_templates_directory_and_a_severity_filte
 def test_named_templates_are_each_passed_with_t_under_the_templates_directory() -> None:
     params = NucleiParams(targets=("example.com",), templates=("cves/CVE-2021-41773.yaml", "dns/caa.yaml"))
     argv = nuclei.build(params).argv
-    assert argv[9:13] == [
+    assert argv[10:14] == [
         "-t",
         "/inputs/templates/cves/CVE-2021-41773.yaml",
         "-t",

@@ -12,13 +12,13 @@ from tasks.tools import load_catalogue
 TOOLS = Path(__file__).resolve().parents[2] / "tasks" / "tools"
 # tool: (SPEC.version, sha256 of tasks/tools/<tool>.py). Change the module, bump the version, update the digest.
 PINNED: dict[str, tuple[int, str]] = {
-    "dnsx": (2, "f1f616fdbb84cfdbe89397e02c786c08404132e0f4ae038c6018d0bc5fa9d763"),
-    "ffuf": (2, "89e451869a8fc0e316da2d27459c9d6d39be707c9c2ce4bfbab1a977fed2a34a"),
-    "httpx": (2, "37fd29970f2cb8f4d0b4a9f0c86e9bf2ca3164ea071e9280e60e127cd1abeddd"),
-    "naabu": (2, "212635f5b84bb72eb05f436f090aac9b699396a6fbcaaf784da32d67f882f340"),
-    "nmap": (2, "4ba0da8d273dc37ab22ff488fac6bf738ff9e22b4f10c3d412b1dd102197e0a4"),
-    "nuclei": (2, "5dfca5ccfc778964c5d1bf02cfb9966b572bcd75fa761585cdfdf4ba2120e5e6"),
-    "subfinder": (2, "c136fa159ed8f80970d9f77ac69cf3c55263c78abf9a3e3004a62d8287a3fea6"),
+    "dnsx": (3, "ffe3519cd5f2616e9a7cad651b9d33038f559fa613def35c61e30f3b40f36f67"),
+    "ffuf": (3, "f6dba3f7941d5d846c4a75aab9d9d8fc45bc5d3025b92a33aa932a4f3b94c415"),
+    "httpx": (3, "a20f17f3923d03f2ddc041c228ef5d9ecd48d8d2daf2d84ccfaad1c3313c8913"),
+    "naabu": (3, "45d4c549fc0c456cb11fd4b0ec2896c468e4360bf40bedb142e5fa1922b55b97"),
+    "nmap": (3, "41312b158ec2fc2f18616de8537d6d477b75f7230b7396613b7f6ec00b984e77"),
+    "nuclei": (3, "72c6df8eabe14b7e79535bf4a9e9e158798bd8c82063eb0e35303eecc15484c5"),
+    "subfinder": (3, "5522766e196806a9f30edc231b923c7481ff507b8cb31b6efa0a84f2a4b60d18"),
 }
 
 

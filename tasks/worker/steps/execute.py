@@ -9,6 +9,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 import isolation
 from config import Settings
+from tasks.scope.check import outside
 from tasks.service import RunContext, RunResult, execute
 from tasks.worker.context import Run
 from tasks.worker.metrics import metrics
@@ -29,6 +30,7 @@ def _execute(run: Run, proceed: Proceed) -> RunResult:  # the last step: there i
         ctx = RunContext(
             client, services.settings, task_id, run.reporter(), worker=run.task.request.hostname or "local",
             metrics=metrics(), artifacts=services.artifacts, interruptions=(SoftTimeLimitExceeded,),
+            outside=outside(run.scope, services.scope_checker.policy) if run.scope is not None else None,
         )  # fmt: skip
         return execute(run.plan, ctx)
     except isolation.DockerUnavailableError as exc:

@@ -1,0 +1,125 @@
+"""The scope check of a run: every target as its tool reads it, against the tenant's scope and the operator's policy.
+
+Names are resolved at admission and refused when any address they resolve to is denied or private. This
+cannot stop the tool resolving again and getting another answer (DNS rebinding): the egress fence
+(config/egress.py) is the backstop for that, and docs/scope.md says how a deployment closes the gap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.errors import OutOfScopeError, TargetError
+from tasks.scope import host
+from tasks.scope.matcher import Policy, Scope
+from tasks.scope.resolve import Resolver
+from tasks.tools import TargetKind, ToolSpec
+
+SHOWN = 10  # refused targets named in the error; the rest are counted
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One target refused, and why."""
+
+    target: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Checker:
+    """What checks runs: the operator's policy, a resolver and its time bound (the tenant's scope comes per run)."""
+
+    policy: Policy
+    resolve: Resolver
+    resolve_timeout: float
+
+
+def check(spec: ToolSpec, params: Any, tenant: str, *, scope: Scope | None, network: str, checker: Checker) -> None:
+    """Refuse the run (OutOfScopeError) unless every target is allowed; `scope` None means scope is off."""
+    if spec.targets is None:
+        if network != "none" and scope is not None:
+            raise OutOfScopeError(
+                f"tool {spec.name} has network access ({network}) but declares no targets, so its scope cannot be "
+                "checked: declare them in its ToolSpec (targets=...) or run it with network none"
+            )
+        return
+    if scope is not None and scope.empty:
+        raise OutOfScopeError(
+            f"tenant {tenant} has no scope, so it may scan nothing: add one with "
+            f"`toolrunner scope add --tenant {tenant} ENTRY...` (or tasks.scope.add from Python)"
+        )
+    refused = list(refusals(spec, params, scope, checker))
+    if refused:
+        raise OutOfScopeError(message(tenant, refused))
+
+
+def refusals(spec: ToolSpec, params: Any, scope: Scope | None, checker: Checker) -> Iterator[Refusal]:
+    """Every refused target of a run, its names resolved once all targets were read."""
+    if scope is not None and spec.wanders is not None and (why := spec.wanders(params)):
+        yield Refusal("params", why)
+    names: dict[str, str] = {}
+    for kind, text in spec.targets(params) if spec.targets else ():
+        try:
+            found = host.read(kind, text)
+        except TargetError as exc:
+            yield Refusal(text, str(exc))
+            continue
+        reason = _reason(kind, found, scope, checker.policy)
+        if reason:
+            yield Refusal(text, reason)
+        elif found.name is not None and kind is not TargetKind.DOMAIN:
+            names.setdefault(found.name, text)
+    yield from _resolved(names, checker)
+
+
+def _reason(kind: TargetKind, found: host.Host, scope: Scope | None, policy: Policy) -> str | None:
+    if kind is TargetKind.RESOLVER:
+        assert found.network is not None
+        if policy.deny_ranges.touches(found.network) or not policy.resolvers.covers(found.network):
+            return "not a resolver the operator allows (TOOLRUNNER_SCOPE_RESOLVERS)"
+        return None
+    if found.network is not None:
+        return policy.network_reason(found.network) or (scope.network_reason(found.network) if scope else None)
+    assert found.name is not None
+    return policy.name_reason(found.name) or (scope.name_reason(found.name) if scope else None)
+
+
+def _resolved(names: dict[str, str], checker: Checker) -> Iterator[Refusal]:
+    """Refusals of names that resolve to a denied or private address, or that did not resolve in time."""
+    answers = checker.resolve(sorted(names), checker.resolve_timeout)
+    for name, text in names.items():
+        addresses = answers.get(name)
+        if addresses is None:
+            yield Refusal(text, f"{name} did not resolve within {checker.resolve_timeout:g}s at admission")
+            continue
+        for address in addresses:
+            if why := checker.policy.network_reason(ipaddress.ip_network(address)):
+                yield Refusal(text, f"{name} resolves to {address}, {why}")
+                break
+
+
+def message(tenant: str, refused: list[Refusal]) -> str:
+    """The error of a refused run: the first SHOWN targets with their reasons, and how many in all."""
+    shown = "; ".join(f"{r.target!r}: {r.reason}" for r in refused[:SHOWN])
+    more = f" (and {len(refused) - SHOWN} more)" if len(refused) > SHOWN else ""
+    return (
+        f"refused: {len(refused)} target(s) outside tenant {tenant}'s scope or denied: {shown}{more}; "
+        f"see `toolrunner scope show --tenant {tenant}`"
+    )
+
+
+def outside(scope: Scope, policy: Policy) -> Callable[[str], bool]:
+    """Whether a host a finding names (an address, a name or a URL) is outside the scope; unreadable is outside."""
+
+    def is_outside(text: str) -> bool:
+        try:
+            found = host.read(TargetKind.WEB, text)
+        except TargetError:
+            return True
+        return _reason(TargetKind.WEB, found, scope, policy) is not None
+
+    return is_outside

@@ -1,0 +1,103 @@
+"""Scope entries: what an operator may write, canonicalised when added and refused with a reason when unsafe.
+
+An entry is an address (`192.0.2.7`), a CIDR network (`192.0.2.0/24`, `2001:db8::/48`), a domain with its
+subdomains (`example.com`) or one name alone (`=example.com`). Pure.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+
+import idna
+from publicsuffixlist import PublicSuffixList
+
+from tasks.errors import ScopeEntryError as EntryError
+from tasks.errors import TargetError
+from tasks.scope.host import Network, address, name, network
+
+EXACT = "="
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One canonical scope entry: a network, or a domain covering its subdomains unless `exact`."""
+
+    network: Network | None = None
+    domain: str | None = None
+    exact: bool = False
+
+    def __str__(self) -> str:
+        if self.network is not None:
+            full = self.network.prefixlen == self.network.max_prefixlen
+            return str(self.network.network_address) if full else str(self.network)
+        return f"{EXACT if self.exact else ''}{self.domain}"
+
+
+@cache
+def _suffixes() -> PublicSuffixList:
+    return PublicSuffixList()  # the list ships inside the package: no network at start
+
+
+def parse(text: str, *, max_prefix_v4: int, max_prefix_v6: int) -> Entry:
+    """The canonical entry text stands for; EntryError says why it cannot be one."""
+    raw = text.strip()
+    if not raw:
+        raise EntryError("an empty scope entry")
+    if "*" in raw:
+        raise EntryError(f"{raw!r}: wildcards are not entries; 'example.com' already covers every subdomain")
+    if raw.startswith(EXACT):
+        return Entry(domain=_domain(raw[1:], raw), exact=True)
+    try:
+        found = network(raw) if "/" in raw else _address_network(raw)
+    except TargetError as exc:
+        raise EntryError(str(exc)) from None
+    if found is None:
+        return Entry(domain=_domain(raw, raw))
+    return Entry(network=_narrow_enough(found, raw, max_prefix_v4, max_prefix_v6))
+
+
+def _address_network(raw: str) -> Network | None:
+    found = address(raw)
+    return None if found is None else ipaddress.ip_network(found)
+
+
+def _narrow_enough(found: Network, raw: str, max_prefix_v4: int, max_prefix_v6: int) -> Network:
+    limit, setting = (max_prefix_v4, "V4") if found.version == 4 else (max_prefix_v6, "V6")
+    if found.prefixlen < limit:
+        raise EntryError(
+            f"{raw!r} is wider than /{limit} (TOOLRUNNER_SCOPE_MAX_PREFIX_{setting}): add narrower networks"
+        )
+    return found
+
+
+def _domain(text: str, raw: str) -> str:
+    """A domain in ASCII (IDNs as punycode), lower case, no trailing dot, and no public suffix."""
+    ascii_text = text if text.isascii() else _punycode(text, raw)
+    try:
+        domain = name(ascii_text)
+    except TargetError as exc:
+        raise EntryError(str(exc)) from None
+    if _suffixes().is_public(domain):
+        raise EntryError(
+            f"{raw!r} is a public suffix (anyone can register under it): add the domain the tenant owns, "
+            "such as example.com or example.co.uk"
+        )
+    return domain
+
+
+def _punycode(text: str, raw: str) -> str:
+    for label in text.rstrip(".").split("."):
+        if len(_scripts(label)) > 1:
+            raise EntryError(f"{raw!r}: the label {label!r} mixes scripts, as a homograph of another name would")
+    try:
+        return idna.encode(text.rstrip("."), uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise EntryError(f"{raw!r} is not a valid internationalised domain name: {exc}") from None
+
+
+def _scripts(label: str) -> set[str]:
+    """The scripts of a label's letters (LATIN, CYRILLIC, GREEK...), by their Unicode names."""
+    return {unicodedata.name(c, "UNKNOWN").split()[0] for c in label if c.isalpha()}

@@ -1,0 +1,141 @@
+"""Compiled scopes: sorted address intervals and name-suffix sets, so a check costs a bisection or a few lookups.
+
+Checking 10,000 targets against 10,000 entries is then milliseconds (bench.scope), where comparing every
+target with every entry would be 10^8 comparisons. Pure.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tasks.scope.entry import Entry
+from tasks.scope.host import Network
+
+
+class Ranges:
+    """A set of networks as disjoint, merged integer intervals per IP version."""
+
+    def __init__(self, networks: Iterable[Network]) -> None:
+        spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        for found in networks:
+            spans[found.version].append((int(found.network_address), int(found.broadcast_address)))
+        self._starts: dict[int, list[int]] = {}
+        self._ends: dict[int, list[int]] = {}
+        for version, items in spans.items():
+            merged: list[list[int]] = []
+            for low, high in sorted(items):
+                if merged and low <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], high)
+                else:
+                    merged.append([low, high])
+            self._starts[version] = [low for low, _ in merged]
+            self._ends[version] = [high for _, high in merged]
+
+    def covers(self, found: Network) -> bool:
+        """Whether every address of `found` is in the set."""
+        low, high = int(found.network_address), int(found.broadcast_address)
+        index = bisect_right(self._starts[found.version], low) - 1
+        return index >= 0 and self._ends[found.version][index] >= high
+
+    def touches(self, found: Network) -> bool:
+        """Whether any address of `found` is in the set."""
+        low, high = int(found.network_address), int(found.broadcast_address)
+        index = bisect_right(self._starts[found.version], high) - 1
+        return index >= 0 and self._ends[found.version][index] >= low
+
+    def __bool__(self) -> bool:
+        return any(self._starts.values())
+
+
+@dataclass(frozen=True)
+class Names:
+    """Domains with their subdomains (`subtrees`) and names alone (`exact`)."""
+
+    subtrees: frozenset[str] = frozenset()
+    exact: frozenset[str] = frozenset()
+
+    def matches(self, name: str) -> bool:
+        """Whether the name is one of `exact`, or one of `subtrees` or below one."""
+        if name in self.exact or name in self.subtrees:
+            return True
+        rest = name
+        while "." in rest:
+            rest = rest.partition(".")[2]
+            if rest in self.subtrees:
+                return True
+        return False
+
+
+def names(entries: Iterable[Entry]) -> Names:
+    """The domain entries among `entries` as Names."""
+    items = [e for e in entries if e.domain is not None]
+    subtrees = frozenset(str(e.domain) for e in items if not e.exact)
+    return Names(subtrees, frozenset(str(e.domain) for e in items if e.exact))
+
+
+def ranges(entries: Iterable[Entry]) -> Ranges:
+    """The network entries among `entries` as Ranges."""
+    return Ranges(e.network for e in entries if e.network is not None)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One tenant's compiled scope: what it includes, minus what it excludes."""
+
+    include_ranges: Ranges = field(default_factory=lambda: Ranges(()))
+    include_names: Names = field(default_factory=Names)
+    exclude_ranges: Ranges = field(default_factory=lambda: Ranges(()))
+    exclude_names: Names = field(default_factory=Names)
+    empty: bool = True
+
+    @classmethod
+    def of(cls, include: Iterable[Entry], exclude: Iterable[Entry] = ()) -> Scope:
+        """Compile entries (already canonical) into a scope."""
+        include, exclude = list(include), list(exclude)
+        return cls(ranges(include), names(include), ranges(exclude), names(exclude), empty=not include)
+
+    def network_reason(self, found: Network) -> str | None:
+        """Why a network is not in scope (excluded, partly or wholly outside), or None when it is."""
+        if self.exclude_ranges.touches(found):
+            return "excluded from the tenant's scope"
+        if self.include_ranges.covers(found):
+            return None
+        partly = self.include_ranges.touches(found)
+        return "partly outside the tenant's scope" if partly else "outside the tenant's scope"
+
+    def name_reason(self, name: str) -> str | None:
+        """Why a name is not in scope, or None when it is (a name is in scope by its domain entries only)."""
+        if self.exclude_names.matches(name):
+            return "excluded from the tenant's scope"
+        return None if self.include_names.matches(name) else "outside the tenant's scope"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What no scope opens: the deny list, and private ranges unless the operator allows them; resolvers allowed."""
+
+    deny_ranges: Ranges
+    deny_names: Names
+    private: Ranges
+    allow_private: Ranges
+    resolvers: Ranges
+
+    def network_reason(self, found: Network) -> str | None:
+        """Why no scope may hold this network (denied, or private and not allowed), or None."""
+        if self.deny_ranges.touches(found):
+            return "on the deny list (TOOLRUNNER_SCOPE_DENY, cloud metadata and link-local always)"
+        if self.private.touches(found) and not self.allow_private.covers(found):
+            return "a private, loopback or reserved address not in TOOLRUNNER_SCOPE_ALLOW_PRIVATE"
+        return None
+
+    def name_reason(self, name: str) -> str | None:
+        """Why no scope may hold this name (on the deny list), or None."""
+        return "on the deny list (TOOLRUNNER_SCOPE_DENY)" if self.deny_names.matches(name) else None
+
+
+def address_network(text: str) -> Network:
+    """A network from trusted configuration text (an address is its own /32 or /128)."""
+    return ipaddress.ip_network(text, strict=False)

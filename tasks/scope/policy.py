@@ -1,0 +1,64 @@
+"""The operator's side of scope, from the settings: the deny list, the private ranges and the allowed resolvers."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from config import Settings
+from config.egress import BLOCKED, METADATA
+from tasks.errors import ScopeEntryError, TargetError
+from tasks.scope import matcher
+from tasks.scope import resolve as resolve_module
+from tasks.scope.check import Checker
+from tasks.scope.entry import Entry, parse
+from tasks.scope.host import Network, address, network
+from tasks.scope.matcher import Policy, Ranges
+from tasks.scope.resolve import Resolved
+
+# Denied whatever the operator writes: cloud metadata (credentials live there) and link-local.
+ALWAYS_DENIED: tuple[str, ...] = (*(cidr for cidr, _ in METADATA), "169.254.0.0/16", "fe80::/10")
+# Out of every scope unless TOOLRUNNER_SCOPE_ALLOW_PRIVATE lists them: everything that is not the public Internet.
+PRIVATE: tuple[str, ...] = tuple(cidr for cidr, _ in BLOCKED)
+
+
+def policy(settings: Settings) -> Policy:
+    """The policy the settings describe; a malformed list item fails here, at worker start, naming the setting."""
+    deny = [_entry(item, "TOOLRUNNER_SCOPE_DENY") for item in settings.scope_deny]
+    return Policy(
+        deny_ranges=Ranges([*(network(c) for c in ALWAYS_DENIED), *(e.network for e in deny if e.network)]),
+        deny_names=matcher.names(deny),
+        private=Ranges(network(c) for c in PRIVATE),
+        allow_private=Ranges(_network(item, "TOOLRUNNER_SCOPE_ALLOW_PRIVATE") for item in settings.scope_allow_private),
+        resolvers=Ranges(_network(item, "TOOLRUNNER_SCOPE_RESOLVERS") for item in settings.scope_resolvers),
+    )
+
+
+def _entry(item: str, setting: str) -> Entry:
+    try:
+        return parse(item, max_prefix_v4=0, max_prefix_v6=0)
+    except ScopeEntryError as exc:
+        raise ValueError(f"{setting}: {exc}") from None
+
+
+def _network(item: str, setting: str) -> Network:
+    try:
+        if "/" in item:
+            return network(item)
+        found = address(item)
+    except TargetError as exc:
+        raise ValueError(f"{setting}: {exc}") from None
+    if found is None:
+        raise ValueError(f"{setting}: {item!r} is not an address or a CIDR network")
+    return ipaddress.ip_network(found)
+
+
+def checker(settings: Settings) -> Checker:
+    """The checker the settings describe: their policy, and the resolver names are resolved with at admission."""
+    resolve = resolve_module.server(settings.scope_resolver) if settings.scope_resolver else resolve_module.system
+    return Checker(policy(settings), resolve, settings.scope_resolve_timeout_seconds)
+
+
+def unresolved(names: Sequence[str], timeout: float) -> Resolved:
+    """A resolver that resolves nothing (every name answers no addresses): for checks that must not wait on DNS."""
+    return {name: [] for name in names}

@@ -52,6 +52,8 @@ CHANGES: dict[str, str] = {
     "worker*.environment.TOOLRUNNER_TOOL_NETWORK": "host: the inner daemon has no bridge, and the smoke's "
     "targets listen on 127.0.0.1",
     "worker*.environment.TOOLRUNNER_METRICS_ADDRESS": "127.0.0.1: no metrics network here",
+    "worker*.environment.TOOLRUNNER_SCOPE_ALLOW_PRIVATE": "127.0.0.0/8: the smoke's targets listen on loopback, "
+    "which is out of every scope unless allowed (tenants still need a scope: the smoke gives theirs)",
     "worker*.environment.TOOLRUNNER_METRICS_PORT": "BASE+20+i for pair i instead of 9808",
     "flower.environment.TOOLRUNNER_FLOWER_ADDRESS": "127.0.0.1 instead of 0.0.0.0 behind a loopback publish",
     "flower.environment.TOOLRUNNER_FLOWER_PORT": "BASE+1 instead of 5555",
@@ -175,6 +177,7 @@ def _local_worker(service: dict[str, Any], dind_port: int, metrics_port: int) ->
     environment = service["environment"]
     environment["DOCKER_HOST"] = f"tcp://127.0.0.1:{dind_port}"
     environment["TOOLRUNNER_TOOL_NETWORK"] = "host"
+    environment["TOOLRUNNER_SCOPE_ALLOW_PRIVATE"] = "127.0.0.0/8"
     environment["TOOLRUNNER_METRICS_ADDRESS"] = "127.0.0.1"
     environment["TOOLRUNNER_METRICS_PORT"] = str(metrics_port)
 

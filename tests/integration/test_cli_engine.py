@@ -12,6 +12,7 @@ import docker
 import pytest
 from typer.testing import CliRunner
 
+from bench import loopback
 from bench.launch import Worker
 from tasks.cli import cli
 from tests.conftest import TOOLS_IMAGE
@@ -110,7 +111,8 @@ TYPED_PARAMS = [
 def test_single_numeric_boolean_and_list_params_run_in_process(
     in_process: CliRunner, tools_image: str, args: list[str]
 ) -> None:
-    result = in_process.invoke(cli, ["run", args[0], "--tenant", "acme", "--json", *args[1:]])
+    scope = ["--scope", loopback.LOOPBACK]  # in this process the scope is what --scope gives
+    result = in_process.invoke(cli, ["run", args[0], "--tenant", "acme", "--json", *scope, *args[1:]])
     assert result.exit_code == 0, result.output
     parsed = json.loads(result.stdout)
     assert parsed["status"] == "ok"
@@ -120,8 +122,9 @@ def test_single_numeric_boolean_and_list_params_run_in_process(
 
 @pytest.mark.parametrize("args", TYPED_PARAMS, ids=["ports", "top_ports-and-boolean", "threads-codes-list"])
 def test_single_numeric_boolean_and_list_params_run_through_the_queue(
-    worker: Worker, tools_image: str, args: list[str]
+    worker: Worker, tools_image: str, args: list[str], scoped: Callable[..., None]
 ) -> None:
+    scoped("acme")
     result = CliRunner().invoke(cli, ["run", args[0], "--tenant", "acme", "--json", *args[1:]])
     assert result.exit_code == 0, result.output
     parsed = json.loads(result.stdout)

@@ -76,12 +76,14 @@ def nmap_directly(client: docker.DockerClient, image: str, ports: list[int], out
 
 
 def test_nmap_reports_the_open_port_open_and_the_closed_port_not_open_as_nmap_itself_does(
+    scoped: Callable[..., None],
     scanner_worker: Worker,
     site: Callable[[dict[str, str]], int],
     docker_client: docker.DockerClient,
     tools_image: str,
     tmp_path: Path,
 ) -> None:
+    scoped("acme")
     open_port, closed_port = site({"index.html": "hi"}), free_port()
     result = scan("nmap", "acme", "nmap-1", {"targets": ["127.0.0.1"], "ports": f"{open_port},{closed_port}"})
     assert result["status"] == "ok", result["stderr_tail"]
@@ -95,8 +97,9 @@ def test_nmap_reports_the_open_port_open_and_the_closed_port_not_open_as_nmap_it
 
 
 def test_ffuf_finds_exactly_the_paths_that_exist_including_one_behind_a_redirect(
-    scanner_worker: Worker, site: Callable[[dict[str, str]], int]
+    scanner_worker: Worker, site: Callable[[dict[str, str]], int], scoped: Callable[..., None]
 ) -> None:
+    scoped("acme")
     port = site({"robots.txt": "User-agent: *", "secret.txt": "s", "admin/index.html": "admin"})
     words = ["admin", "robots.txt", "secret.txt", "nothere", "missing.php", "backup"]
     params = {"url": f"http://127.0.0.1:{port}/FUZZ", "wordlist": words}
@@ -111,8 +114,9 @@ def test_ffuf_finds_exactly_the_paths_that_exist_including_one_behind_a_redirect
 
 
 def test_two_tenants_scanning_at_once_each_get_only_their_own_data(
-    scanner_worker: Worker, site: Callable[[dict[str, str]], int]
+    scanner_worker: Worker, site: Callable[[dict[str, str]], int], scoped: Callable[..., None]
 ) -> None:
+    scoped("tenant-a", "tenant-b")
     ports = {tenant: site({f"{tenant}-only.txt": tenant}) for tenant in ("tenant-a", "tenant-b")}
     words = ["tenant-a-only.txt", "tenant-b-only.txt", "nothing"]
 

@@ -29,6 +29,8 @@ import pytest
 import redis
 import requests
 
+from bench import loopback
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 KEEP = os.environ.get("TOOLRUNNER_STACK_KEEP") == "1"
@@ -92,6 +94,8 @@ def stack(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathF
     assert done.returncode == 0, f"scripts/stack up failed:\n{done.stderr[-4000:]}"
     print(f"\n[stack] up in {time.monotonic() - started:.0f}s")
     values = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    with redis.Redis.from_url(Stack(values, docker_client, {}, networks).broker_url) as conn:
+        loopback.grant(conn, "acme", "tenant-0", "tenant-1")  # the tenants the smoke scans loopback for
     inner = {tail: _inner_client(docker_client, tail, tmp_path_factory.mktemp(f"certs{tail}")) for tail in PAIRS}
     yield Stack(values, docker_client, inner, networks)
     for client in inner.values():

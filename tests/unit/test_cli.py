@@ -113,3 +113,38 @@ def test_tool_controlled_text_is_printed_plainly_with_control_characters_made_vi
     assert "\\x1b]0;owned\\x07[bold]pwned[/bold]\\u202etxt.exe\\x1b[2J" in printed.replace("\n", "").replace(
         "│", ""
     ).replace(" ", "")
+
+
+@pytest.mark.parametrize(
+    ("scope", "environment", "message"),
+    [
+        ([], {}, "in this process the tenant's scope is what --scope gives"),
+        (["--scope", "127.0.0.1"], {}, "not in TOOLRUNNER_SCOPE_ALLOW_PRIVATE"),
+        (["--scope", "127.0.0.1"], {"TOOLRUNNER_SCOPE_ALLOW_PRIVATE": "127.0.0.0/8"}, "'127.0.0.2': outside"),
+        (["--scope", "127.0.0.1"], {"TOOLRUNNER_BROKER_URL": "redis://127.0.0.1:1/0"}, "--scope is for runs in this"),
+    ],
+    ids=["no-scope", "loopback-not-allowed", "outside", "with-a-broker"],
+)
+def test_an_in_process_run_outside_its_scope_exits_2_before_any_engine_call(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    scope: list[str],
+    environment: dict[str, str],
+    message: str,
+) -> None:
+    for key in ("TOOLRUNNER_BROKER_URL", "TOOLRUNNER_SCOPE_ALLOW_PRIVATE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("tasks.cli.run.isolation.connect", _no_engine)
+    argv = ["toolrunner", "run", "nmap", "--tenant", "acme", "-p", "targets=127.0.0.2", *scope]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert message in err and "Traceback" not in err
+
+
+def _no_engine(*_: Any) -> None:
+    raise AssertionError("a refused run must not reach the engine")

@@ -110,9 +110,12 @@ def _scope_check(celery_app: Celery, redis_client: redis.Redis, settings: Settin
     scopes = getattr(celery_app, "scopes", None) or Scopes(redis_client)
     names_unresolved = replace(getattr(celery_app, "scope_checker", None) or checker(settings), resolve=unresolved)
     enforced = settings.scope == "enforce"
+    read: dict[str, Scope] = {}  # each tenant's scope read once per drain, however many of its runs it moves
 
     def in_scope(plan: RunPlan) -> None:
-        scope = (scopes.of(plan.tenant_id) if plan.spec.targets is not None else Scope()) if enforced else None
+        if enforced and plan.spec.targets is not None and plan.tenant_id not in read:
+            read[plan.tenant_id] = scopes.of(plan.tenant_id)
+        scope = (read[plan.tenant_id] if plan.spec.targets is not None else Scope()) if enforced else None
         network = plan.spec.network or settings.tool_network
         check(plan.spec, plan.params, plan.tenant_id, scope=scope, network=network, checker=names_unresolved)
 

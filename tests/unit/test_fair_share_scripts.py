@@ -8,6 +8,7 @@ import pytest
 import redis
 from celery import Celery
 
+import tasks.scope
 from config import Settings
 from tasks.worker import fairshare, keys
 from tasks.worker.backlog import drain
@@ -16,6 +17,7 @@ from tests.conftest import database_url, flushed_database
 from tests.unit.helpers import QUEUE, envelope, raw_message, register
 
 DB = 12
+SCOPED = Settings(scope_allow_private=("127.0.0.0/8",))
 
 
 @pytest.fixture
@@ -99,6 +101,26 @@ def test_the_drain_moves_run_messages_oldest_first_and_leaves_other_messages(con
     assert conn.lrange(QUEUE, 0, -1) == [messages[3]]
     assert [i.decode() for i in conn.lrange(keys.WAITING("a"), 0, -1)] == ["a0", "a1", "a2"]
     assert app.backend.get_task_meta("a2")["result"]["ahead"] == 2
+
+
+def test_the_drain_parks_only_runs_in_their_tenants_scope_and_leaves_the_rest_queued(conn: redis.Redis) -> None:
+    register(conn, 8)
+    app = Celery("drain-test", set_as_current=False, broker="memory://", backend="cache+memory://")
+    tasks.scope.add("a", ["127.0.0.0/24"], connection=conn, settings=SCOPED)
+
+    def nmap(tenant: str, run: str, target: str) -> bytes:
+        return raw_message("toolrunner.run_tool", ["nmap", tenant, run, {"targets": [target]}], id=run)
+
+    inside, outside, unscoped = (
+        nmap("a", "in", "127.0.0.7"),
+        nmap("a", "out", "127.0.1.7"),
+        nmap("b", "b1", "127.0.0.7"),
+    )
+    for raw in (inside, outside, unscoped):
+        conn.lpush(QUEUE, raw)
+    assert drain(app, conn, SCOPED, QUEUE) == 1
+    assert [i.decode() for i in conn.lrange(keys.WAITING("a"), 0, -1)] == ["in"]
+    assert conn.lrange(QUEUE, 0, -1) == [unscoped, outside]  # a worker takes each and fails it, naming why
 
 
 def test_the_tenant_gauges_count_live_leases_and_waiting_runs_per_tenant(conn: redis.Redis) -> None:

@@ -6,6 +6,7 @@ The apps mounted without a name add their commands to `toolrunner` itself (`run`
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -32,7 +33,13 @@ cli.add_typer(artifacts.app, name="artifacts")
 
 
 def main() -> None:
-    """Console-script entry point: user errors print one line and exit non-zero, without a traceback."""
+    """Console-script entry point: user errors print one line and exit non-zero, without a traceback.
+
+    Warnings go to stderr, and so do scope events (`scope event=add tenant=... by=user@host`): every change of a
+    scope is a structured line wherever it is made.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tasks.scope").setLevel(logging.INFO)
     try:
         cli()
     except (ToolrunnerError, isolation.IsolationError) as exc:

@@ -7,8 +7,8 @@ From the API tier or a runbook (the same as `toolrunner scope add/remove/show/cl
     tasks.scope.add("acme", ["192.0.2.5"], exclude=True)        # its production database stays out
     tasks.scope.show("acme")
 
-Each call uses TOOLRUNNER_BROKER_URL's Redis unless given `connection=`; a Redis ACL can let the API tier read
-scope keys and not write them (docs/scope.md).
+Each call uses TOOLRUNNER_BROKER_URL's Redis unless given `connection=`; a Redis ACL lets the API tier read
+scope keys and not write them (docs/redis-acl.md).
 """
 
 from __future__ import annotations

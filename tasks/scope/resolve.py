@@ -24,13 +24,12 @@ def system(names: Sequence[str], timeout: float) -> Resolved:
 
 
 def server(address: str) -> Resolver:
-    """A resolver that asks one DNS server (address or address:port) for A and AAAA records."""
-    host, _, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "53")
-    nameserver = host.strip("[]") or address
+    """A resolver that asks one DNS server (see `endpoint`) for A and AAAA records."""
+    nameserver, port = endpoint(address)
 
     def ask(name: str, timeout: float) -> list[Address]:
         resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers, resolver.port, resolver.lifetime = [nameserver], int(port or 53), timeout
+        resolver.nameservers, resolver.port, resolver.lifetime = [nameserver], port, timeout
         found: list[Address] = []
         for record_type in ("A", "AAAA"):
             try:
@@ -41,6 +40,24 @@ def server(address: str) -> Resolver:
         return found
 
     return lambda names, timeout: _concurrently(lambda name: ask(name, timeout), names, timeout)
+
+
+def endpoint(text: str) -> tuple[str, int]:
+    """(address, port) of a DNS server written `address`, `address:port`, `[v6]` or `[v6]:port` (port 53 unless
+    given); ValueError for anything else, so a bad setting fails where it is read and not at each lookup."""
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest[:1] == ":" else (port if rest == "" else "")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        found = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a DNS server's address[:port] ([address]:port for IPv6)") from None
+    if not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{text!r}: the port must be a number within 1-65535")
+    return str(found), int(port)
 
 
 def _getaddrinfo(name: str) -> list[Address]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import worker_init
+from celery.signals import celeryd_after_setup
 
 from config import Settings
 from tasks.scope.check import Checker
@@ -32,6 +32,12 @@ def announce(settings: Settings) -> Checker:
     return built
 
 
-@worker_init.connect
-def _announce(**_: Any) -> None:
-    announce(app.settings)
+@celeryd_after_setup.connect
+def _checked_at_start(sender: str | None = None, instance: Any = None, **_: Any) -> None:
+    """Fail closed before the worker takes a run: with a malformed scope setting it would fail every run it took
+    (the queue drained into failures), so it does not start."""
+    try:
+        app.scope_checker = announce(app.settings)  # built in the main process, inherited by the pool
+    except ValueError as exc:
+        # SystemExit, not an exception: Celery logs and swallows exceptions raised by signal receivers.
+        raise SystemExit(f"toolrunner: refusing to start: {exc}") from exc

@@ -2,15 +2,12 @@
 
 It comes before the cache lookup and before anything is made: a refused run leaves no volume, no container
 and no cached result, and it is logged as an event (tenant, run, task, tool, the refused targets). The operator's
-scope settings are read when the worker starts: a malformed one stops it there, and scope switched off is logged.
+scope settings are read when the worker starts (tasks/worker/scoping.py).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from celery.signals import celeryd_after_setup
 
 from tasks.errors import OutOfScopeError
 from tasks.scope.check import check
@@ -43,20 +40,3 @@ def _scope(run: Run, proceed: Proceed) -> RunResult:
 
 
 STEP = Step("scope", _scope, needs_broker=False)
-
-
-@celeryd_after_setup.connect
-def _checked_at_start(sender: str | None = None, instance: Any = None, **_: Any) -> None:
-    """Fail closed before the worker takes a run: with a malformed scope setting it would fail every run it took
-    (the queue drained into failures), so it does not start; TOOLRUNNER_SCOPE=off is said loudly."""
-    app = instance.app
-    try:
-        app.scope_checker  # noqa: B018 - built here, in the main process, and inherited by the pool
-    except ValueError as exc:
-        # SystemExit, not an exception: Celery logs and swallows exceptions raised by signal receivers.
-        raise SystemExit(f"toolrunner: refusing to start: {exc}") from exc
-    if app.settings.scope == "off":
-        logger.warning(
-            "scope is OFF (TOOLRUNNER_SCOPE=off) on worker %s: runs may scan any target of any tenant; "
-            "single-tenant installations only", sender,
-        )  # fmt: skip

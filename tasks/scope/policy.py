@@ -13,7 +13,7 @@ from tasks.scope import resolve as resolve_module
 from tasks.scope.check import Checker
 from tasks.scope.entry import Entry, parse
 from tasks.scope.host import Network, address, network
-from tasks.scope.matcher import Policy, Ranges
+from tasks.scope.matcher import Policy, Ranges, address_network
 from tasks.scope.resolve import Resolved
 
 # Denied whatever the operator writes: cloud metadata (credentials live there) and link-local.
@@ -25,10 +25,12 @@ PRIVATE: tuple[str, ...] = tuple(cidr for cidr, _ in BLOCKED)
 def policy(settings: Settings) -> Policy:
     """The policy the settings describe; a malformed list item fails here, at worker start, naming the setting."""
     deny = [_entry(item, "TOOLRUNNER_SCOPE_DENY") for item in settings.scope_deny]
+    # The constants are read as written: host.network() would read ::ffff:0:0/96 as the IPv4 it maps, 0.0.0.0/0,
+    # and make every IPv4 address private (a target is unwrapped to IPv4 anyway, so the IPv6 range stays IPv6).
     return Policy(
-        deny_ranges=Ranges([*(network(c) for c in ALWAYS_DENIED), *(e.network for e in deny if e.network)]),
+        deny_ranges=Ranges([*(address_network(c) for c in ALWAYS_DENIED), *(e.network for e in deny if e.network)]),
         deny_names=matcher.names(deny),
-        private=Ranges(network(c) for c in PRIVATE),
+        private=Ranges(address_network(c) for c in PRIVATE),
         allow_private=Ranges(_network(item, "TOOLRUNNER_SCOPE_ALLOW_PRIVATE") for item in settings.scope_allow_private),
         resolvers=Ranges(_network(item, "TOOLRUNNER_SCOPE_RESOLVERS") for item in settings.scope_resolvers),
     )

@@ -37,8 +37,8 @@ def policy(settings: Settings) -> Policy:
 
 
 def _entry(item: str, setting: str) -> Entry:
-    try:
-        return parse(item, max_prefix_v4=0, max_prefix_v6=0)
+    try:  # a deny list may name public suffixes (gov, mil) and any name: it only ever narrows what is scanned
+        return parse(item, max_prefix_v4=0, max_prefix_v6=0, unsafe_names=True)
     except ScopeEntryError as exc:
         raise ValueError(f"{setting}: {exc}") from None
 

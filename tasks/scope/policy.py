@@ -56,8 +56,14 @@ def _network(item: str, setting: str) -> Network:
 
 
 def checker(settings: Settings) -> Checker:
-    """The checker the settings describe: their policy, and the resolver names are resolved with at admission."""
-    resolve = resolve_module.server(settings.scope_resolver) if settings.scope_resolver else resolve_module.system
+    """The checker the settings describe: their policy, and the resolver names are resolved with at admission.
+
+    A malformed TOOLRUNNER_SCOPE_RESOLVER fails here, at worker start, naming the setting.
+    """
+    try:
+        resolve = resolve_module.server(settings.scope_resolver) if settings.scope_resolver else resolve_module.system
+    except ValueError as exc:
+        raise ValueError(f"TOOLRUNNER_SCOPE_RESOLVER: {exc}") from None
     return Checker(policy(settings), resolve, settings.scope_resolve_timeout_seconds)
 
 

@@ -24,13 +24,15 @@ def system(names: Sequence[str], timeout: float) -> Resolved:
 
 
 def server(address: str) -> Resolver:
-    """A resolver that asks one DNS server (address or address:port) for A and AAAA records."""
-    host, _, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "53")
-    nameserver = host.strip("[]") or address
+    """A resolver that asks one DNS server (address, address:port or [IPv6]:port) for A and AAAA records.
+
+    Raises ValueError for anything else, so a bad TOOLRUNNER_SCOPE_RESOLVER fails at start, not at each admission.
+    """
+    nameserver, port = nameserver_address(address)
 
     def ask(name: str, timeout: float) -> list[Address]:
         resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers, resolver.port, resolver.lifetime = [nameserver], int(port or 53), timeout
+        resolver.nameservers, resolver.port, resolver.lifetime = [nameserver], port, timeout
         found: list[Address] = []
         for record_type in ("A", "AAAA"):
             try:
@@ -41,6 +43,27 @@ def server(address: str) -> Resolver:
         return found
 
     return lambda names, timeout: _concurrently(lambda name: ask(name, timeout), names, timeout)
+
+
+def nameserver_address(text: str) -> tuple[str, int]:
+    """The address and port (53 unless given) of 192.0.2.53, 192.0.2.53:5353, 2001:db8::53 or [2001:db8::53]:53.
+
+    Raises ValueError for anything else.
+    """
+    host, port = text, "53"
+    if text.startswith("["):
+        host, closed, after = text[1:].partition("]")
+        if not closed or (after and not after.startswith(":")):
+            raise ValueError(f"{text!r}: a bracketed IPv6 server must look like [2001:db8::53]:53")
+        port = after[1:] if after else port
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{text!r}: the port must be a number within 1-65535")
+    try:
+        return str(ipaddress.ip_address(host)), int(port)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a DNS server address such as 192.0.2.53 or [2001:db8::53]:53") from None
 
 
 def _getaddrinfo(name: str) -> list[Address]:

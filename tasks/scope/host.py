@@ -85,6 +85,8 @@ def network(text: str) -> Network:
 
 def name(text: str) -> str:
     """A DNS name in lower case without its trailing dot; numeric-looking names are refused, never guessed."""
+    if not text.isascii():  # before lower(): it folds the Kelvin sign U+212A into an ASCII 'k'
+        raise TargetError(f"{text!r} is not a host name (ASCII letters, digits, '-' and '_'; IDNs as punycode)")
     lowered = text.lower()
     folded = lowered[:-1] if lowered.endswith(".") else lowered
     last = folded.rpartition(".")[2]

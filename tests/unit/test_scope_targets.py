@@ -149,6 +149,9 @@ SHORT_FORMS = "integer, octal, hex, short or nmap's range syntax"
         (URL, "ftp://example.com/", "only http and https"),
         (URL, "example.com/FUZZ", "absolute"),
         (RESOLVER, "dns.google", "must be an address"),
+        (HOST, "AS14421", "reads as an AS number"),  # naabu, httpx and nuclei expand it to the AS's networks
+        (WEB, "as14421", "reads as an AS number"),
+        (WEB, "example.com/admin", "the prefix length after"),  # without a scheme, a "/" makes a network line
     ],
 )
 def test_an_ambiguous_or_smuggling_target_is_refused_saying_why(kind: TargetKind, text: str, says: str) -> None:
@@ -172,6 +175,9 @@ def test_an_ambiguous_or_smuggling_target_is_refused_saying_why(kind: TargetKind
         (WEB, "HTTPS://WWW.Example.COM.:8443/x", "www.example.com"),
         (WEB, "[2001:DB8::1]:443", "2001:db8::1/128"),
         (WEB, "2001:db8::1", "2001:db8::1/128"),
+        (WEB, "192.0.2.0/24", "192.0.2.0/24"),  # httpx and nuclei scan every address of a network line
+        (WEB, "2001:db8::/120", "2001:db8::/120"),
+        (HOST, "as14421.example.com", "as14421.example.com"),
         (WEB, "http://evil.example#@good.example/", "evil.example"),  # where the tools send it, not where it seems
         (WEB, "http://evil.example?@good.example/", "evil.example"),
         (URL, "https://example.com/a\\b?c=%41", "example.com"),  # after the authority, nothing is refused
@@ -190,6 +196,7 @@ def test_a_target_is_read_as_the_one_host_the_tool_contacts(kind: TargetKind, te
         (HOST, "::ffff:127.0.0.1", "a private, loopback or reserved address"),
         (HOST, "::ffff:169.254.169.254", "on the deny list"),
         (HOST, "192.0.2.0/23", "partly outside the tenant's scope"),
+        (WEB, "192.0.2.0/23", "partly outside the tenant's scope"),
         (HOST, "198.51.100.7", "outside the tenant's scope"),
         (WEB, "http://xn--80ak6aa92e.com/", "outside the tenant's scope"),  # apple.com's all-Cyrillic lookalike
         (WEB, "http://example.com.evil.example/", "outside the tenant's scope"),

@@ -45,12 +45,16 @@ def key(tenant: str) -> str:
     return KEY_PATTERN.format(isolation.validate_identifier("tenant_id", tenant))
 
 
-def canonical(entries: Iterable[str], *, max_prefix_v4: int, max_prefix_v6: int) -> list[Entry]:
+def canonical(
+    entries: Iterable[str], *, max_prefix_v4: int, max_prefix_v6: int, unsafe_names: bool = False
+) -> list[Entry]:
     """Every entry canonicalised; all refusals at once in one ScopeEntryError, so nothing is half added."""
     parsed, refused = [], []
     for text in entries:
         try:
-            parsed.append(parse(text, max_prefix_v4=max_prefix_v4, max_prefix_v6=max_prefix_v6))
+            parsed.append(
+                parse(text, max_prefix_v4=max_prefix_v4, max_prefix_v6=max_prefix_v6, unsafe_names=unsafe_names)
+            )
         except ScopeEntryError as exc:
             refused.append(str(exc))
     if refused:

@@ -150,3 +150,4 @@ def test_a_stored_entry_the_public_suffix_list_now_refuses_is_left_out_while_exc
     assert compiled.name_reason("www.example.com") is None
     assert compiled.name_reason("user.github.io") == "outside the tenant's scope"
     assert compiled.name_reason("www.example.co.uk") == "excluded from the tenant's scope"
+    assert tasks.scope.remove("acme", ["github.io"], connection=conn) == 1, "what was left out can be removed"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from hypothesis import given, settings
@@ -68,44 +68,43 @@ domain_entries = st.builds(lambda name, exact: f"={name}" if exact else name, na
 entries = st.one_of(entry_networks, domain_entries)
 
 
-@st.composite
 def spelled(draw: st.DrawFn, name: str) -> str:
     """A name as a request may write it: any case, with or without the trailing dot."""
-    cased = "".join(c.upper() if draw(st.booleans()) else c for c in name)
+    upper = draw(st.integers(0, 2 ** len(name) - 1))
+    cased = "".join(c.upper() if upper >> i & 1 else c for i, c in enumerate(name))
     return cased + ("." if draw(st.booleans()) else "")
+
+
+def near_address(draw: st.DrawFn, found: Sequence[Net]) -> str:
+    """An address, mostly inside one of these networks."""
+    if not found or draw(st.integers(0, 2)) == 0:
+        return draw(addresses)
+    chosen = draw(st.sampled_from(found))
+    return str(chosen.network_address + draw(st.integers(0, chosen.num_addresses - 1)))
+
+
+def near_name(draw: st.DrawFn, domains: Sequence[str]) -> str:
+    """A name, mostly at or below one of these domains."""
+    if not domains or draw(st.integers(0, 2)) == 0:
+        return draw(names)
+    return draw(st.sampled_from(("", "a.", "www."))) + draw(st.sampled_from(domains))
 
 
 @st.composite
 def targets(draw: st.DrawFn, world: World) -> tuple[TargetKind, str]:
     """A target of any kind in a spelling the tools and the reference read alike, often near the world's entries."""
-    address = draw(st.one_of(addresses, within(world.networks())))
+    form = draw(st.sampled_from(FORMS))
+    address, name = near_address(draw, world.networks), spelled(draw, near_name(draw, world.domains))
     prefix = draw(st.sampled_from((21, 23, 24, 26, 29, 30, 32) if ":" not in address else (56, 63, 64, 121, 127, 128)))
-    name = draw(st.one_of(names, below(world.domains())).flatmap(spelled))
     host = draw(st.sampled_from([f"[{address}]" if ":" in address else address, name]))
     port = draw(st.sampled_from(["", ":80", ":8443"]))
-    choices = [
-        (HOST, address), (HOST, f"{address}/{prefix}"), (HOST, name), (DOMAIN, name), (WEB, address),
-        (WEB, f"{host}{port}"), (WEB, f"https://{host}{port}/login?next=/"), (URL, f"http://{host}{port}/a/b"),
-    ]  # fmt: skip
-    return draw(st.sampled_from(choices))
+    return form[0], form[1].format(address=address, name=name, prefix=prefix, host=host, port=port)
 
 
-def within(found: Sequence[Net]) -> st.SearchStrategy[str]:
-    """Addresses inside one of these networks (any address when there is none)."""
-    if not found:
-        return addresses
-    return st.sampled_from(found).flatmap(
-        lambda n: st.integers(0, n.num_addresses - 1).map(lambda i: str(n.network_address + i))
-    )
-
-
-def below(domains: Sequence[str]) -> st.SearchStrategy[str]:
-    """Names at or below one of these domains (any name when there is none)."""
-    if not domains:
-        return names
-    return st.builds(
-        lambda label, domain: label + domain, st.sampled_from(("", "a.", "www.")), st.sampled_from(domains)
-    )
+FORMS = (
+    (HOST, "{address}"), (HOST, "{address}/{prefix}"), (HOST, "{name}"), (DOMAIN, "{name}"), (WEB, "{address}"),
+    (WEB, "{host}{port}"), (WEB, "https://{host}{port}/login?next=/"), (URL, "http://{host}{port}/a/b"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -116,13 +115,16 @@ class World:
     exclude: tuple[str, ...]
     deny: tuple[str, ...]
     allow: tuple[str, ...]
-    answers: dict[str, list[str]]
+    answers: dict[str, list[str]] = field(default_factory=dict)  # filled in with the targets' names
+    networks: list[Net] = field(init=False, repr=False)  # of the entries and exclusions: where targets are drawn
+    domains: list[str] = field(init=False, repr=False)
+    excluded: list[Net] = field(init=False, repr=False)  # where answers are drawn too: exclusions win over names
 
-    def networks(self) -> list[Net]:
-        return split([*(self.include or ()), *self.exclude, *self.deny, *self.allow])[0]
-
-    def domains(self) -> list[str]:
-        return [d.removeprefix("=") for d in split([*(self.include or ()), *self.exclude, *self.deny])[1]]
+    def __post_init__(self) -> None:
+        found_networks, domains = split([*(self.include or ()), *self.exclude])
+        object.__setattr__(self, "networks", found_networks)
+        object.__setattr__(self, "excluded", split(self.exclude)[0])
+        object.__setattr__(self, "domains", [d.removeprefix("=") for d in domains])
 
 
 @st.composite
@@ -132,16 +134,18 @@ def worlds(draw: st.DrawFn) -> World:
     exclude = tuple(draw(st.lists(entries, max_size=3))) if enforced else ()
     deny = tuple(draw(st.lists(st.sampled_from(DENY_CHOICES), max_size=3, unique=True)))
     allow = tuple(draw(st.lists(st.sampled_from(ALLOW_CHOICES), max_size=3, unique=True)))
-    world = World(include, exclude, deny, allow, {})
-    near = st.lists(st.one_of(addresses, within(world.networks())), max_size=2)
-    answers = draw(st.dictionaries(st.one_of(names, below(world.domains())), near, max_size=8))
-    return World(include, exclude, deny, allow, answers)
+    return World(include, exclude, deny, allow)
 
 
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[World, list[tuple[TargetKind, str]]]:
+    """A world, targets, and what the names among them resolve to (often near the world's networks)."""
     world = draw(worlds())
-    return world, draw(st.lists(targets(world), min_size=1, max_size=8))
+    found = draw(st.lists(targets(world), min_size=1, max_size=8))
+    for name in {host for _, text in found if isinstance(host := reference_host(text), str)}:
+        near = draw(st.sampled_from([world.networks, world.excluded or world.networks]))
+        world.answers[name] = [near_address(draw, near) for _ in range(draw(st.integers(0, 2)))]
+    return world, found
 
 
 # --- the naive reference ---------------------------------------------------------------------------------------------

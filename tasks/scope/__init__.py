@@ -46,7 +46,8 @@ def remove(
     settings: Settings | None = None,
 ) -> int:  # fmt: skip
     """Remove entries (or exclusions) from a tenant's scope, written in any form they were added in; how many."""
-    canonical = store.canonical(entries, max_prefix_v4=0, max_prefix_v6=0)
+    # Removing only narrows: an entry stored before the public suffix list refused it can still be removed.
+    canonical = store.canonical(entries, max_prefix_v4=0, max_prefix_v6=0, unsafe_names=True)
     return store.remove(_client(connection, settings), tenant, canonical, exclude=exclude)
 
 

@@ -73,7 +73,7 @@ def refusals(spec: ToolSpec, params: Any, scope: Scope | None, checker: Checker)
             yield Refusal(text, reason)
         elif found.name is not None and kind is not TargetKind.DOMAIN:
             names.setdefault(found.name, text)
-    yield from _resolved(names, checker)
+    yield from _resolved(names, scope, checker)
 
 
 def _reason(kind: TargetKind, found: host.Host, scope: Scope | None, policy: Policy) -> str | None:
@@ -88,18 +88,30 @@ def _reason(kind: TargetKind, found: host.Host, scope: Scope | None, policy: Pol
     return policy.name_reason(found.name) or (scope.name_reason(found.name) if scope else None)
 
 
-def _resolved(names: dict[str, str], checker: Checker) -> Iterator[Refusal]:
-    """Refusals of names that resolve to a denied or private address, or that did not resolve in time."""
+def _resolved(names: dict[str, str], scope: Scope | None, checker: Checker) -> Iterator[Refusal]:
+    """Refusals of names that resolve to a denied, private or excluded address, or that did not resolve in time.
+
+    A name is in scope by its domain entries, wherever it points; but an exclusion wins over every inclusion, so
+    a name pointing into one (the production database behind db.example.com) is refused like its address.
+    """
     answers = checker.resolve(sorted(names), checker.resolve_timeout)
     for name, text in names.items():
         addresses = answers.get(name)
         if addresses is None:
-            yield Refusal(text, f"{name} did not resolve within {checker.resolve_timeout:g}s at admission")
+            timeout = checker.resolve_timeout
+            yield Refusal(text, f"{name} did not resolve within {timeout:g}s at admission (timeout or server failure)")
             continue
-        for address in addresses:
-            if why := checker.policy.network_reason(ipaddress.ip_network(address)):
+        for address in map(host.unwrapped, addresses):  # as the tool connects: ::ffff:10.0.0.1 is 10.0.0.1
+            if why := _address_reason(ipaddress.ip_network(address), scope, checker.policy):
                 yield Refusal(text, f"{name} resolves to {address}, {why}")
                 break
+
+
+def _address_reason(found: host.Network, scope: Scope | None, policy: Policy) -> str | None:
+    if why := policy.network_reason(found):
+        return why
+    excluded = scope is not None and scope.exclude_ranges.touches(found)
+    return "excluded from the tenant's scope" if excluded else None
 
 
 def message(tenant: str, refused: list[Refusal]) -> str:

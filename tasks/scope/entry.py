@@ -41,21 +41,25 @@ def _suffixes() -> PublicSuffixList:
     return PublicSuffixList()  # the list ships inside the package: no network at start
 
 
-def parse(text: str, *, max_prefix_v4: int, max_prefix_v6: int) -> Entry:
-    """The canonical entry text stands for; EntryError says why it cannot be one."""
+def parse(text: str, *, max_prefix_v4: int, max_prefix_v6: int, unsafe_names: bool = False) -> Entry:
+    """The canonical entry text stands for; EntryError says why it cannot be one.
+
+    `unsafe_names` accepts public suffixes and mixed-script labels: for lists that only ever narrow what may be
+    scanned (the operator's deny list, a tenant's stored exclusions), where refusing them would widen it.
+    """
     raw = text.strip()
     if not raw:
         raise EntryError("an empty scope entry")
     if "*" in raw:
         raise EntryError(f"{raw!r}: wildcards are not entries; 'example.com' already covers every subdomain")
     if raw.startswith(EXACT):
-        return Entry(domain=_domain(raw[1:], raw), exact=True)
+        return Entry(domain=_domain(raw[1:], raw, unsafe_names), exact=True)
     try:
         found = network(raw) if "/" in raw else _address_network(raw)
     except TargetError as exc:
         raise EntryError(str(exc)) from None
     if found is None:
-        return Entry(domain=_domain(raw, raw))
+        return Entry(domain=_domain(raw, raw, unsafe_names))
     return Entry(network=_narrow_enough(found, raw, max_prefix_v4, max_prefix_v6))
 
 
@@ -73,13 +77,18 @@ def _narrow_enough(found: Network, raw: str, max_prefix_v4: int, max_prefix_v6: 
     return found
 
 
-def _domain(text: str, raw: str) -> str:
-    """A domain in ASCII (IDNs as punycode), lower case, no trailing dot, and no public suffix."""
+def _domain(text: str, raw: str, unsafe_names: bool) -> str:
+    """A domain in ASCII (IDNs as punycode), lower case, no trailing dot; no mixed-script label, no public suffix."""
     ascii_text = text if text.isascii() else _punycode(text, raw)
     try:
         domain = name(ascii_text)
     except TargetError as exc:
         raise EntryError(str(exc)) from None
+    if unsafe_names:
+        return domain
+    labels = [_unicode(label, raw) for label in domain.split(".")]  # punycode written as such is checked too
+    if mixed := next((label for label in labels if _mixes_scripts(label)), None):
+        raise EntryError(f"{raw!r}: the label {mixed!r} mixes scripts, as a homograph of another name would")
     if _suffixes().is_public(domain):
         raise EntryError(
             f"{raw!r} is a public suffix (anyone can register under it): add the domain the tenant owns, "
@@ -89,13 +98,33 @@ def _domain(text: str, raw: str) -> str:
 
 
 def _punycode(text: str, raw: str) -> str:
-    for label in text.rstrip(".").split("."):
-        if len(_scripts(label)) > 1:
-            raise EntryError(f"{raw!r}: the label {label!r} mixes scripts, as a homograph of another name would")
     try:
-        return idna.encode(text.rstrip("."), uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
+        return idna.encode(text, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
         raise EntryError(f"{raw!r} is not a valid internationalised domain name: {exc}") from None
+
+
+def _unicode(label: str, raw: str) -> str:
+    """A label as Unicode: an A-label (xn--) decoded, refused when it is no valid punycode."""
+    if not label.startswith("xn--"):
+        return label
+    try:
+        return idna.decode(label)
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise EntryError(f"{raw!r}: {label!r} is not valid punycode: {exc}") from None
+
+
+# Scripts one language writes together (UTS #39's "highly restrictive" sets, without Latin): not a homograph.
+_SCRIPT_SETS = (
+    frozenset({"CJK", "IDEOGRAPHIC", "HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA"}),  # Japanese
+    frozenset({"CJK", "IDEOGRAPHIC", "HANGUL"}),  # Korean
+    frozenset({"CJK", "IDEOGRAPHIC", "BOPOMOFO"}),  # Chinese
+)
+
+
+def _mixes_scripts(label: str) -> bool:
+    scripts = _scripts(label)
+    return len(scripts) > 1 and not any(scripts <= allowed for allowed in _SCRIPT_SETS)
 
 
 def _scripts(label: str) -> set[str]:

@@ -5,7 +5,9 @@ only as a dotted quad (nmap's and glibc's inet_aton read `127.1`, `0x7f.1`, `213
 127.0.0.1; Go's net.ParseIP reads none of them and would ask DNS), IPv6 without a zone id, IPv4-mapped and
 IPv4-compatible IPv6 read as the IPv4 address they carry, names in lower case without the trailing dot and
 ending in a label that starts with a letter (no top-level domain is numeric: `10.0.0.1-5` is nmap's range
-syntax, not a name), URLs without user info, percent-encoding or backslashes in their authority. Pure.
+syntax, not a name) and never an AS number (`AS14421`, which naabu, httpx and nuclei expand), a web target
+without a scheme but with a '/' as the CIDR network httpx and nuclei expand it to, URLs without user info,
+percent-encoding or backslashes in their authority. Pure.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _NAME = re.compile(rf"(?=.{{1,253}}\Z)(?:{_LABEL}\.)*(?!-)[a-z][a-z0-9-]{{0,62}}(?<!-)")  # last label: a letter first
 _NUMERIC_LOOKING = re.compile(r"(?:[0-9]+|0x[0-9a-f]*)")  # a last label inet_aton reads as a number
+_AS_NUMBER = re.compile(r"as[0-9]+")  # naabu, httpx and nuclei expand AS14421 to every network of that AS
 _DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _FORBIDDEN_IN_AUTHORITY = re.compile(r"[@\\%\s\x00-\x1f\x7f]")
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -85,6 +88,8 @@ def network(text: str) -> Network:
 
 def name(text: str) -> str:
     """A DNS name in lower case without its trailing dot; numeric-looking names are refused, never guessed."""
+    if not text.isascii():  # before lower(): it folds the Kelvin sign U+212A into an ASCII 'k'
+        raise TargetError(f"{text!r} is not a host name (ASCII letters, digits, '-' and '_'; IDNs as punycode)")
     lowered = text.lower()
     folded = lowered[:-1] if lowered.endswith(".") else lowered
     last = folded.rpartition(".")[2]
@@ -93,6 +98,8 @@ def name(text: str) -> str:
             f"{text!r} reads as an IPv4 address or range in a form tools read differently (integer, octal, hex, "
             "short or nmap's range syntax): write each address as a dotted quad, or a network as CIDR"
         )
+    if _AS_NUMBER.fullmatch(folded):
+        raise TargetError(f"{text!r} reads as an AS number, which naabu, httpx and nuclei expand: write its networks")
     if not _NAME.fullmatch(folded):
         raise TargetError(f"{text!r} is not a host name (ASCII letters, digits, '-' and '_'; IDNs as punycode)")
     return folded
@@ -105,6 +112,8 @@ def read(kind: TargetKind, text: str) -> Host:
     if kind is TargetKind.DOMAIN:
         return Host(text, name=name(text))
     if kind is TargetKind.WEB:
+        if "/" in text and "://" not in text:  # httpx and nuclei expand a line such as 192.0.2.0/24 to its addresses
+            return Host(text, network=network(text))
         bare = "://" not in text and not text.startswith("[") and text.count(":") != 1  # an address, no port
         found = _maybe_address(text) if bare else None
         return found if found is not None else _authority(text, require_scheme=False)

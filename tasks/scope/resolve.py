@@ -24,8 +24,11 @@ def system(names: Sequence[str], timeout: float) -> Resolved:
 
 
 def server(address: str) -> Resolver:
-    """A resolver that asks one DNS server (see `endpoint`) for A and AAAA records."""
-    nameserver, port = endpoint(address)
+    """A resolver that asks one DNS server (address, address:port or [IPv6]:port) for A and AAAA records.
+
+    Raises ValueError for anything else, so a bad TOOLRUNNER_SCOPE_RESOLVER fails at start, not at each admission.
+    """
+    nameserver, port = nameserver_address(address)
 
     def ask(name: str, timeout: float) -> list[Address]:
         resolver = dns.resolver.Resolver(configure=False)
@@ -34,30 +37,33 @@ def server(address: str) -> Resolver:
         for record_type in ("A", "AAAA"):
             try:
                 answer = resolver.resolve(name, record_type, search=False)
-            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
-                continue
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):  # no such name or record: nothing to deny
+                continue  # a server failure (NoNameservers) raises: unresolved, so the run is refused
             found += [unwrapped(ipaddress.ip_address(record.to_text())) for record in answer]
         return found
 
     return lambda names, timeout: _concurrently(lambda name: ask(name, timeout), names, timeout)
 
 
-def endpoint(text: str) -> tuple[str, int]:
-    """(address, port) of a DNS server written `address`, `address:port`, `[v6]` or `[v6]:port` (port 53 unless
-    given); ValueError for anything else, so a bad setting fails where it is read and not at each lookup."""
+def nameserver_address(text: str) -> tuple[str, int]:
+    """The address and port (53 unless given) of 192.0.2.53, 192.0.2.53:5353, 2001:db8::53 or [2001:db8::53]:53.
+
+    Raises ValueError for anything else.
+    """
     host, port = text, "53"
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest[:1] == ":" else (port if rest == "" else "")
+        host, closed, after = text[1:].partition("]")
+        if not closed or (after and not after.startswith(":")):
+            raise ValueError(f"{text!r}: a bracketed IPv6 server must look like [2001:db8::53]:53")
+        port = after[1:] if after else port
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
-    try:
-        found = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a DNS server's address[:port] ([address]:port for IPv6)") from None
-    if not (port.isdigit() and 0 < int(port) < 65536):
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         raise ValueError(f"{text!r}: the port must be a number within 1-65535")
-    return str(found), int(port)
+    try:
+        return str(ipaddress.ip_address(host)), int(port)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a DNS server address such as 192.0.2.53 or [2001:db8::53]:53") from None
 
 
 def _getaddrinfo(name: str) -> list[Address]:

@@ -45,12 +45,16 @@ def key(tenant: str) -> str:
     return KEY_PATTERN.format(isolation.validate_identifier("tenant_id", tenant))
 
 
-def canonical(entries: Iterable[str], *, max_prefix_v4: int, max_prefix_v6: int) -> list[Entry]:
+def canonical(
+    entries: Iterable[str], *, max_prefix_v4: int, max_prefix_v6: int, unsafe_names: bool = False
+) -> list[Entry]:
     """Every entry canonicalised; all refusals at once in one ScopeEntryError, so nothing is half added."""
     parsed, refused = [], []
     for text in entries:
         try:
-            parsed.append(parse(text, max_prefix_v4=max_prefix_v4, max_prefix_v6=max_prefix_v6))
+            parsed.append(
+                parse(text, max_prefix_v4=max_prefix_v4, max_prefix_v6=max_prefix_v6, unsafe_names=unsafe_names)
+            )
         except ScopeEntryError as exc:
             refused.append(str(exc))
     if refused:
@@ -140,20 +144,39 @@ class Scopes:
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        self._cache: dict[str, tuple[bytes | str | None, float, Scope]] = {}
+        self._cache: dict[str, tuple[str | None, float, Scope]] = {}
 
     def of(self, tenant: str) -> Scope:
         """The tenant's scope as Redis holds it now (one HGET when unchanged)."""
         version = self._client.hget(key(tenant), VERSION)
         cached = self._cache.get(tenant)
-        if cached is not None and cached[0] == version and time.time() < cached[1]:
+        if cached is not None and cached[0] == _version(version) and time.time() < cached[1]:
             return cached[2]
         raw = self._client.hgetall(key(tenant))
         lines = [line for line in _lines(raw) if line.expires_at is None or line.expires_at > time.time()]
-        scope = Scope.of(
-            (parse(line.entry, max_prefix_v4=0, max_prefix_v6=0) for line in lines if not line.exclude),
-            (parse(line.entry, max_prefix_v4=0, max_prefix_v6=0) for line in lines if line.exclude),
-        )
+        scope = Scope.of(_entries(tenant, lines), _exclusions(lines))
         until = min((line.expires_at for line in lines if line.expires_at), default=float("inf"))
-        self._cache[tenant] = (raw.get(VERSION.encode()), until, scope)
+        self._cache[tenant] = (_version(next((v for f, v in raw.items() if _text(f) == VERSION), None)), until, scope)
         return scope
+
+
+def _version(value: bytes | str | None) -> str | None:
+    """A version token as text, whether the client decodes responses or not."""
+    return None if value is None else _text(value)
+
+
+def _entries(tenant: str, lines: list[Line]) -> list[Entry]:
+    """The stored inclusions, checked again: one a newer public suffix list refuses is left out (never widened)."""
+    entries = []
+    for line in lines:
+        if not line.exclude:
+            try:
+                entries.append(parse(line.entry, max_prefix_v4=0, max_prefix_v6=0))
+            except ScopeEntryError as exc:
+                logger.warning("scope tenant=%s: the stored entry %r is left out: %s", tenant, line.entry, exc)
+    return entries
+
+
+def _exclusions(lines: list[Line]) -> list[Entry]:
+    """The stored exclusions, read as they were added (leaving one out would widen the scope)."""
+    return [parse(line.entry, max_prefix_v4=0, max_prefix_v6=0, unsafe_names=True) for line in lines if line.exclude]

@@ -1,19 +1,29 @@
-"""What several unit test modules share: raw kombu messages, fair-share envelopes, and tar archives to read."""
+"""What several unit test modules share: raw kombu messages, fair-share envelopes, tar archives to read, and scopes."""
 
 from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import json
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
+from config import Settings
 from isolation.archive import MemorySink
 from isolation.tarread import ChunkReader, ReadLimits, read_archive
+from tasks.errors import OutOfScopeError
+from tasks.scope.check import Checker, check
+from tasks.scope.entry import parse
+from tasks.scope.matcher import Scope
+from tasks.scope.policy import policy
+from tasks.scope.resolve import Resolved
+from tasks.tools import Invocation, Target, ToolParams, ToolSpec
 from tasks.worker import keys
 from tasks.worker.parking import Envelope
 
@@ -79,3 +89,60 @@ def read(data: bytes, wanted: set[str], strip_root: bool = True, limits: ReadLim
     sink = MemorySink()
     read_archive(ChunkReader(chunks_of(data), limits), wanted, strip_root, limits, sink)
     return sink.result()
+
+
+# --- scope ---------------------------------------------------------------------------------------------------------
+
+
+def scope_of(*entries: str, exclude: Iterable[str] = ()) -> Scope:
+    """The compiled scope of these entries and exclusions, read as an operator's entries of any width."""
+    return Scope.of(
+        [parse(e, max_prefix_v4=0, max_prefix_v6=0) for e in entries],
+        [parse(e, max_prefix_v4=0, max_prefix_v6=0) for e in exclude],
+    )
+
+
+@dataclass
+class Answers:
+    """A resolver answering from a table: a name it lacks does not exist, one mapped to None timed out."""
+
+    table: Mapping[str, Sequence[str] | None] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+
+    def __call__(self, names: Sequence[str], timeout: float) -> Resolved:
+        self.asked += names
+        return {name: self._addresses(name) for name in names}
+
+    def _addresses(self, name: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address] | None:
+        found = self.table.get(name, ())
+        return None if found is None else [ipaddress.ip_address(a) for a in found]
+
+
+def scope_checker(answers: Answers | None = None, **scope_settings: Any) -> Checker:
+    """The checker of these scope settings (no private range allowed unless given) and a table resolver."""
+    settings = Settings(**{"scope_allow_private": (), **scope_settings})
+    return Checker(policy(settings), answers or Answers(), settings.scope_resolve_timeout_seconds)
+
+
+def targets_spec(network: str | None = None, *, declares_targets: bool = True) -> ToolSpec:
+    """A tool whose params are its targets (a list of (kind, text)); without declares_targets it declares none."""
+    return ToolSpec(
+        name="fake", image="fake:local", entrypoint=["fake"], params_model=ToolParams,
+        build=lambda params: Invocation(argv=[]), parse=lambda outputs: iter(()), network=network,
+        targets=_given if declares_targets else None,
+    )  # fmt: skip
+
+
+def _given(params: list[Target]) -> list[Target]:
+    return params
+
+
+def refusal(
+    spec: ToolSpec, params: Any, scope: Scope | None, checker: Checker | None = None, network: str = "bridge"
+) -> str | None:
+    """The message tenant acme's run is refused with, or None when check() lets it run."""
+    try:
+        check(spec, params, "acme", scope=scope, network=network, checker=checker or scope_checker())
+    except OutOfScopeError as exc:
+        return str(exc)
+    return None

@@ -7,7 +7,7 @@ import pytest
 
 from config import Settings
 from tasks.scope.policy import checker
-from tasks.scope.resolve import endpoint
+from tasks.scope.resolve import nameserver_address
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from tasks.scope.resolve import endpoint
 def test_a_dns_server_is_read_with_or_without_a_port_and_ipv6_in_brackets(
     written: str, server: tuple[str, int]
 ) -> None:
-    assert endpoint(written) == server
+    assert nameserver_address(written) == server
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ _AS_NUMBER = re.compile(r"as[0-9]+")  # naabu, httpx and nuclei expand AS14421 t
 _DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _FORBIDDEN_IN_AUTHORITY = re.compile(r"[@\\%\s\x00-\x1f\x7f]")
 _PORT = re.compile(r"[0-9]{1,5}")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix
 _RESOLVER_PREFIXES = ("udp:", "tcp:", "dot:", "doh:")
 
 
@@ -60,10 +61,15 @@ def address(text: str) -> Address | None:
 
 
 def unwrapped(found: Address) -> Address:
-    """An IPv6 address that carries an IPv4 one (mapped ::ffff:a.b.c.d, or compatible ::a.b.c.d) as that IPv4."""
+    """An IPv6 address that carries an IPv4 one as that IPv4: mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, NAT64's
+    well-known 64:ff9b::a.b.c.d and 6to4's 2002:AABB:CCDD:: (the IPv4 address they reach where they are routed)."""
     if isinstance(found, ipaddress.IPv6Address):
         if found.ipv4_mapped is not None:
             return found.ipv4_mapped
+        if found.sixtofour is not None:
+            return found.sixtofour
+        if found in _NAT64:
+            return ipaddress.IPv4Address(int(found) & 0xFFFFFFFF)
         if int(found) >> 32 == 0 and int(found) > 1:  # ::a.b.c.d (deprecated), not :: or ::1
             return ipaddress.IPv4Address(int(found))
     return found
@@ -114,6 +120,9 @@ def read(kind: TargetKind, text: str) -> Host:
     if kind is TargetKind.WEB:
         if "/" in text and "://" not in text:  # httpx and nuclei expand a line such as 192.0.2.0/24 to its addresses
             return Host(text, network=network(text))
+        if "://" not in text and text.count(":") > 1 and not text.startswith("["):
+            # Go's URL parser takes a last all-digit group for a port (2001:db8::1:80 -> host 2001:db8::1, port 80)
+            raise TargetError(f"{text!r}: write an IPv6 target in brackets, [2001:db8::1] or [2001:db8::1]:80")
         bare = "://" not in text and not text.startswith("[") and text.count(":") != 1  # an address, no port
         found = _maybe_address(text) if bare else None
         return found if found is not None else _authority(text, require_scheme=False)

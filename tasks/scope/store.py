@@ -107,14 +107,18 @@ def show(client: redis.Redis, tenant: str) -> list[Line]:
 
 def _write(client: redis.Redis, tenant: str, action: str, *, fields: dict[str, int], exclude: bool,
            expires_at: int | None) -> None:  # fmt: skip
-    now = time.time()
-    expired = [f"{EXCLUDE if line.exclude else INCLUDE}{line.entry}" for line in _lines(client.hgetall(key(tenant)))
-               if line.expires_at is not None and line.expires_at <= now]  # fmt: skip
-    with client.pipeline(transaction=True) as pipe:
+    def prune_and_write(pipe: redis.client.Pipeline) -> None:
+        # Under WATCH: an entry another operator re-adds between this read and the write makes Redis run it again,
+        # so a fresh entry is never pruned as the expired one it replaced.
+        now = time.time()
+        expired = [f"{EXCLUDE if line.exclude else INCLUDE}{line.entry}" for line in _lines(pipe.hgetall(key(tenant)))
+                   if line.expires_at is not None and line.expires_at <= now]  # fmt: skip
+        pipe.multi()
         if expired:  # expired entries are pruned by the next change of the scope (reads already skip them)
             pipe.hdel(key(tenant), *expired)
         pipe.hset(key(tenant), mapping={**fields, VERSION: uuid.uuid4().hex})  # type: ignore[dict-item]
-        pipe.execute()
+
+    client.transaction(prune_and_write, key(tenant))
     entries = [_text(name)[1:] for name in fields]
     _event(action, tenant, entries, exclude=exclude, expires_at=expires_at)
 

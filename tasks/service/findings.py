@@ -74,15 +74,16 @@ def _next(
 
 
 def marked(parse: Parser, fields: tuple[str, ...], outside: Callable[[str], bool] | None) -> Parser:
-    """The parser, its findings marked `out_of_scope: true` when the first of `fields` they have names a host
-    outside the tenant's scope (kept, never dropped: a tool that wandered shows where); unchanged without a scope."""
+    """The parser, its findings marked `out_of_scope: true` when none of the `fields` they have names a host in the
+    tenant's scope (kept, never dropped: a tool that wandered shows where); unchanged without a scope. Any field in
+    scope is enough: a finding about www.example.com at an address outside an address-only scope is in scope by name."""
     if outside is None or not fields:
         return parse
 
     def parse_marked(outputs: Any) -> Iterator[Finding]:
         for finding in parse(outputs):
-            host = next((str(finding[f]) for f in fields if finding.get(f) not in (None, "")), None)
-            if host is not None and outside(host):
+            hosts = [str(finding[f]) for f in fields if finding.get(f) not in (None, "")]
+            if hosts and all(outside(host) for host in hosts):
                 finding["out_of_scope"] = True
             yield finding
 

@@ -83,8 +83,8 @@ class ToolSpec:
     # Why these params would take the tool outside its targets (a redirect to any host), or None: refused
     # while scope is enforced.
     wanders: Callable[[Any], str | None] | None = None
-    # The finding fields that name the host a finding is about (an address, name or URL), most precise
-    # first: the first one present decides whether the finding is marked out_of_scope.
+    # The finding fields that name the host a finding is about (an address, a name or a URL): a finding none of
+    # whose present fields is in the tenant's scope is marked out_of_scope (a name in scope is enough).
     finding_hosts: tuple[str, ...] = ()
 
 

@@ -108,7 +108,7 @@ SPEC = ToolSpec(
     default_timeout=900,
     description="HTTP(S) probing of hosts and URLs: status code, title, web server and technologies.",
     targets=targets,
-    finding_hosts=("url", "input"),
+    finding_hosts=("url",),
     finding_fields={
         "url": "the URL that answered",
         "input": "the target line it came from",

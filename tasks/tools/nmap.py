@@ -175,7 +175,7 @@ SPEC = ToolSpec(
     default_timeout=1800,
     description="Port scan with nmap's TCP connect scan (-sT -Pn -n), optionally detecting services (-sV).",
     targets=targets,
-    finding_hosts=("address",),
+    finding_hosts=("address", "hostname"),
     finding_fields={
         "host": "the hostname if nmap reported one, else the address",
         "address": "the scanned IPv4 or IPv6 address",

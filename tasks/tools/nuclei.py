@@ -122,7 +122,7 @@ SPEC = ToolSpec(
     default_timeout=3600,
     description="Template-based vulnerability checks with nuclei, using only the templates the task ships.",
     targets=targets,
-    finding_hosts=("matched_at", "host"),
+    finding_hosts=("matched_at",),
     finding_fields={
         "template_id": "the id of the template that matched",
         "name": "the template's name (info.name)",

@@ -184,7 +184,9 @@ FINDINGS: list[tuple[Finding, bool]] = [
     ({"url": "http://a@www.example.com/", "status": 200}, True),  # unreadable: counted as outside
     ({"url": "http://10.0.0.1/", "status": 200}, True),
     ({"url": "http://192.0.2.5/", "status": 200}, True),
-    ({"url": None, "host": "192.0.2.9"}, False),  # the first host field present decides
+    ({"url": None, "host": "192.0.2.9"}, False),  # the fields present decide
+    ({"url": "http://10.0.0.1/", "host": "192.0.2.9"}, False),  # one field in scope is enough (nmap: name, address)
+    ({"url": "http://10.0.0.1/", "host": "198.51.100.1"}, True),
     ({"url": "", "host": "198.51.100.1"}, True),
     ({"url": "https://[2001:db8::1]:8443/", "host": "evil.example"}, False),
     ({"status": 200}, False),  # no host at all: nothing to mark

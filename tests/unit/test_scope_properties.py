@@ -207,6 +207,8 @@ def network_allowed(found: Net, world: World, *, in_scope_by_name: bool = False)
 
 
 def reference_allowed(kind: TargetKind, text: str, world: World) -> bool:
+    if kind is WEB and "://" not in text and text.count(":") > 1 and not text.startswith("["):
+        return False  # a bare IPv6 web target: Go's URL parser may take its last group for a port
     found = reference_host(text)
     if not isinstance(found, str):
         return network_allowed(found, world)

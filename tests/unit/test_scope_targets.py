@@ -116,6 +116,7 @@ SHORT_FORMS = "integer, octal, hex, short or nmap's range syntax"
     ("kind", "text", "says"),
     [
         (URL, "http://good.example.com@evil.example/", "user info"),
+        (WEB, "2001:db8::1:80", "in brackets"),  # Go's URL parser: host 2001:db8::1, port 80
         (WEB, "good.example.com@evil.example", "user info"),
         (URL, "http://ev%69l.example/", "percent-encoding"),
         (URL, "http://evil.example%2f.example.com/", "percent-encoding"),
@@ -174,7 +175,8 @@ def test_an_ambiguous_or_smuggling_target_is_refused_saying_why(kind: TargetKind
         (HOST, "Example.COM.", "example.com"),
         (WEB, "HTTPS://WWW.Example.COM.:8443/x", "www.example.com"),
         (WEB, "[2001:DB8::1]:443", "2001:db8::1/128"),
-        (WEB, "2001:db8::1", "2001:db8::1/128"),
+        (HOST, "64:ff9b::a9fe:a9fe", "169.254.169.254/32"),  # NAT64's well-known prefix reaches that IPv4
+        (HOST, "2002:a9fe:a9fe::1", "169.254.169.254/32"),  # and 6to4 embeds one
         (WEB, "192.0.2.0/24", "192.0.2.0/24"),  # httpx and nuclei scan every address of a network line
         (WEB, "2001:db8::/120", "2001:db8::/120"),
         (HOST, "as14421.example.com", "as14421.example.com"),

@@ -14,10 +14,10 @@ TOOLS = Path(__file__).resolve().parents[2] / "tasks" / "tools"
 PINNED: dict[str, tuple[int, str]] = {
     "dnsx": (3, "ffe3519cd5f2616e9a7cad651b9d33038f559fa613def35c61e30f3b40f36f67"),
     "ffuf": (3, "f6dba3f7941d5d846c4a75aab9d9d8fc45bc5d3025b92a33aa932a4f3b94c415"),
-    "httpx": (3, "a20f17f3923d03f2ddc041c228ef5d9ecd48d8d2daf2d84ccfaad1c3313c8913"),
+    "httpx": (3, "cf64f6438911986cf95505396ed2be37c51f92eab5553baf0ad6a7e0895db925"),
     "naabu": (3, "45d4c549fc0c456cb11fd4b0ec2896c468e4360bf40bedb142e5fa1922b55b97"),
-    "nmap": (3, "41312b158ec2fc2f18616de8537d6d477b75f7230b7396613b7f6ec00b984e77"),
-    "nuclei": (3, "72c6df8eabe14b7e79535bf4a9e9e158798bd8c82063eb0e35303eecc15484c5"),
+    "nmap": (3, "df1f302ad72c24a1f29d6a195e64591acc2e1a6c059fed297fb44be5f2c82454"),
+    "nuclei": (3, "014053f1afb4beb73332e23b46e3d17385c92898f6854eb9ab1add71c77390b7"),
     "subfinder": (3, "5522766e196806a9f30edc231b923c7481ff507b8cb31b6efa0a84f2a4b60d18"),
 }
 

@@ -84,8 +84,12 @@ def network(text: str) -> Network:
     if first is None:
         raise TargetError(f"{text!r} is not a CIDR network such as 192.0.2.0/24 or 2001:db8::/48")
     bits = int(prefix)
-    if isinstance(first, ipaddress.IPv4Address) and ":" in base:  # a mapped network: its prefix counts 128 bits
-        bits -= 96
+    if isinstance(first, ipaddress.IPv4Address) and ":" in base:
+        written = ipaddress.IPv6Address(base)
+        if written.ipv4_mapped is None and int(written) >> 32 != 0:
+            first = written  # a NAT64 or 6to4 network stays the IPv6 network it is (private unless allowed)
+        else:
+            bits -= 96  # a mapped or compatible network: its prefix counts 128 bits
     try:
         return ipaddress.ip_network(f"{first}/{bits}", strict=False)
     except ValueError:

@@ -177,6 +177,8 @@ def test_an_ambiguous_or_smuggling_target_is_refused_saying_why(kind: TargetKind
         (WEB, "[2001:DB8::1]:443", "2001:db8::1/128"),
         (HOST, "64:ff9b::a9fe:a9fe", "169.254.169.254/32"),  # NAT64's well-known prefix reaches that IPv4
         (HOST, "2002:a9fe:a9fe::1", "169.254.169.254/32"),  # and 6to4 embeds one
+        (HOST, "64:ff9b::/96", "64:ff9b::/96"),  # their networks stay IPv6 (private: refused unless allowed)
+        (HOST, "2002:a9fe:a9fe::/48", "2002:a9fe:a9fe::/48"),
         (WEB, "192.0.2.0/24", "192.0.2.0/24"),  # httpx and nuclei scan every address of a network line
         (WEB, "2001:db8::/120", "2001:db8::/120"),
         (HOST, "as14421.example.com", "as14421.example.com"),

@@ -196,6 +196,22 @@ def test_a_run_with_a_target_outside_its_tenants_scope_is_refused_naming_it_and_
     assert any(m.startswith("container:") for m in made) and any(m.startswith("volume:") for m in made), made
 
 
+def test_a_cached_result_is_not_served_to_a_run_whose_target_has_left_the_scope(
+    first: Worker, producer: Celery, scope_redis: redis.Redis
+) -> None:
+    tasks.scope.add("scope-cache", ["127.0.0.1"], connection=scope_redis)
+    params = {"targets": ["127.0.0.1"], "ports": str(free_port()), "cache_max_age_seconds": 3600}
+
+    def send(run: str) -> Any:
+        return producer.send_task("toolrunner.run_tool", ("nmap", "scope-cache", run, params), queue=FIRST)
+
+    assert send("cached-1").get(timeout=WAIT)["status"] == "ok"
+    assert send("cached-2").get(timeout=WAIT)["cache"]["hit"] is True  # the cache holds it
+    tasks.scope.remove("scope-cache", ["127.0.0.1"], connection=scope_redis)
+    tasks.scope.add("scope-cache", ["127.0.0.2"], connection=scope_redis)
+    assert "'127.0.0.1': outside the tenant's scope" in refusal(send("cached-3"))
+
+
 def test_a_tenant_without_a_scope_is_refused_with_the_command_that_adds_one(first: Worker, producer: Celery) -> None:
     error = refusal(nmap(producer, FIRST, "scope-none", "r1", "127.0.0.1"))
     assert NO_SCOPE.format("scope-none") in error

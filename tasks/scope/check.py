@@ -78,12 +78,12 @@ def refusals(spec: ToolSpec, params: Any, scope: Scope | None, checker: Checker)
 
 def _reason(kind: TargetKind, found: host.Host, scope: Scope | None, policy: Policy) -> str | None:
     if kind is TargetKind.RESOLVER:
-        assert found.network is not None
-        if policy.deny_ranges.touches(found.network) or not policy.resolvers.covers(found.network):
+        assert found.span is not None
+        if policy.deny_ranges.touches_span(found.span) or not policy.resolvers.covers_span(found.span):
             return "not a resolver the operator allows (TOOLRUNNER_SCOPE_RESOLVERS)"
         return None
-    if found.network is not None:
-        return policy.network_reason(found.network) or (scope.network_reason(found.network) if scope else None)
+    if found.span is not None:
+        return policy.span_reason(found.span) or (scope.span_reason(found.span) if scope else None)
     assert found.name is not None
     return policy.name_reason(found.name) or (scope.name_reason(found.name) if scope else None)
 

@@ -6,7 +6,6 @@ subdomains (`example.com`) or one name alone (`=example.com`). Pure.
 
 from __future__ import annotations
 
-import ipaddress
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
@@ -16,23 +15,28 @@ from publicsuffixlist import PublicSuffixList
 
 from tasks.errors import ScopeEntryError as EntryError
 from tasks.errors import TargetError
-from tasks.scope.host import Network, address, name, network
+from tasks.scope.host import Network, Span, address_span, as_network, name, network_span
 
 EXACT = "="
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One canonical scope entry: a network, or a domain covering its subdomains unless `exact`."""
+    """One canonical scope entry: a network (as host.py's span), or a domain covering its subdomains unless `exact`."""
 
-    network: Network | None = None
+    span: Span | None = None
     domain: str | None = None
     exact: bool = False
 
+    @property
+    def network(self) -> Network | None:
+        """The entry's network, or None for a domain."""
+        return None if self.span is None else as_network(self.span)
+
     def __str__(self) -> str:
-        if self.network is not None:
-            full = self.network.prefixlen == self.network.max_prefixlen
-            return str(self.network.network_address) if full else str(self.network)
+        found = self.network
+        if found is not None:
+            return str(found.network_address) if found.prefixlen == found.max_prefixlen else str(found)
         return f"{EXACT if self.exact else ''}{self.domain}"
 
 
@@ -55,22 +59,18 @@ def parse(text: str, *, max_prefix_v4: int, max_prefix_v6: int, unsafe_names: bo
     if raw.startswith(EXACT):
         return Entry(domain=_domain(raw[1:], raw, unsafe_names), exact=True)
     try:
-        found = network(raw) if "/" in raw else _address_network(raw)
+        found = network_span(raw) if "/" in raw else address_span(raw)
     except TargetError as exc:
         raise EntryError(str(exc)) from None
     if found is None:
         return Entry(domain=_domain(raw, raw, unsafe_names))
-    return Entry(network=_narrow_enough(found, raw, max_prefix_v4, max_prefix_v6))
+    return Entry(span=_narrow_enough(found, raw, max_prefix_v4, max_prefix_v6))
 
 
-def _address_network(raw: str) -> Network | None:
-    found = address(raw)
-    return None if found is None else ipaddress.ip_network(found)
-
-
-def _narrow_enough(found: Network, raw: str, max_prefix_v4: int, max_prefix_v6: int) -> Network:
-    limit, setting = (max_prefix_v4, "V4") if found.version == 4 else (max_prefix_v6, "V6")
-    if found.prefixlen < limit:
+def _narrow_enough(found: Span, raw: str, max_prefix_v4: int, max_prefix_v6: int) -> Span:
+    version, first, last = found
+    limit, setting, bits = (max_prefix_v4, "V4", 32) if version == 4 else (max_prefix_v6, "V6", 128)
+    if bits - (last - first).bit_length() < limit:
         raise EntryError(
             f"{raw!r} is wider than /{limit} (TOOLRUNNER_SCOPE_MAX_PREFIX_{setting}): add narrower networks"
         )
@@ -86,9 +86,10 @@ def _domain(text: str, raw: str, unsafe_names: bool) -> str:
         raise EntryError(str(exc)) from None
     if unsafe_names:
         return domain
-    labels = [_unicode(label, raw) for label in domain.split(".")]  # punycode written as such is checked too
-    if mixed := next((label for label in labels if _mixes_scripts(label)), None):
-        raise EntryError(f"{raw!r}: the label {mixed!r} mixes scripts, as a homograph of another name would")
+    if "xn--" in domain:  # only punycode labels can mix scripts (name() refused anything else not ASCII)
+        labels = [_unicode(label, raw) for label in domain.split(".")]  # punycode written as such is checked too
+        if mixed := next((label for label in labels if _mixes_scripts(label)), None):
+            raise EntryError(f"{raw!r}: the label {mixed!r} mixes scripts, as a homograph of another name would")
     if _suffixes().is_public(domain):
         raise EntryError(
             f"{raw!r} is a public suffix (anyone can register under it): add the domain the tenant owns, "
@@ -123,6 +124,8 @@ _SCRIPT_SETS = (
 
 
 def _mixes_scripts(label: str) -> bool:
+    if label.isascii():  # every ASCII letter is LATIN (and this is nearly every label: no need to look one by one)
+        return False
     scripts = _scripts(label)
     return len(scripts) > 1 and not any(scripts <= allowed for allowed in _SCRIPT_SETS)
 

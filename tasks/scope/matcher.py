@@ -12,19 +12,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tasks.scope.entry import Entry
-from tasks.scope.host import Network
+from tasks.scope.host import Network, Span, span
 
 
 class Ranges:
     """A set of networks as disjoint, merged integer intervals per IP version."""
 
     def __init__(self, networks: Iterable[Network]) -> None:
-        spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
-        for found in networks:
-            spans[found.version].append((int(found.network_address), int(found.broadcast_address)))
+        self._merge(span(found) for found in networks)
+
+    @classmethod
+    def of(cls, spans: Iterable[Span]) -> Ranges:
+        """The set of networks given as spans (host.py)."""
+        ranges = cls(())
+        ranges._merge(spans)
+        return ranges
+
+    def _merge(self, spans: Iterable[Span]) -> None:
+        by_version: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        for version, low, high in spans:
+            by_version[version].append((low, high))
         self._starts: dict[int, list[int]] = {}
         self._ends: dict[int, list[int]] = {}
-        for version, items in spans.items():
+        for version, items in by_version.items():
             merged: list[list[int]] = []
             for low, high in sorted(items):
                 if merged and low <= merged[-1][1] + 1:
@@ -36,15 +46,23 @@ class Ranges:
 
     def covers(self, found: Network) -> bool:
         """Whether every address of `found` is in the set."""
-        low, high = int(found.network_address), int(found.broadcast_address)
-        index = bisect_right(self._starts[found.version], low) - 1
-        return index >= 0 and self._ends[found.version][index] >= high
+        return self.covers_span(span(found))
 
     def touches(self, found: Network) -> bool:
         """Whether any address of `found` is in the set."""
-        low, high = int(found.network_address), int(found.broadcast_address)
-        index = bisect_right(self._starts[found.version], high) - 1
-        return index >= 0 and self._ends[found.version][index] >= low
+        return self.touches_span(span(found))
+
+    def covers_span(self, found: Span) -> bool:
+        """Whether every address of the span is in the set."""
+        version, low, high = found
+        index = bisect_right(self._starts[version], low) - 1
+        return index >= 0 and self._ends[version][index] >= high
+
+    def touches_span(self, found: Span) -> bool:
+        """Whether any address of the span is in the set."""
+        version, low, high = found
+        index = bisect_right(self._starts[version], high) - 1
+        return index >= 0 and self._ends[version][index] >= low
 
     def __bool__(self) -> bool:
         return any(self._starts.values())
@@ -59,13 +77,16 @@ class Names:
 
     def matches(self, name: str) -> bool:
         """Whether the name is one of `exact`, or one of `subtrees` or below one."""
-        if name in self.exact or name in self.subtrees:
+        subtrees = self.subtrees
+        if name in self.exact or name in subtrees:
             return True
-        rest = name
-        while "." in rest:
-            rest = rest.partition(".")[2]
-            if rest in self.subtrees:
+        if not subtrees:  # the deny list's names, most often
+            return False
+        dot = name.find(".")
+        while dot >= 0:
+            if name[dot + 1 :] in subtrees:
                 return True
+            dot = name.find(".", dot + 1)
         return False
 
 
@@ -78,7 +99,7 @@ def names(entries: Iterable[Entry]) -> Names:
 
 def ranges(entries: Iterable[Entry]) -> Ranges:
     """The network entries among `entries` as Ranges."""
-    return Ranges(e.network for e in entries if e.network is not None)
+    return Ranges.of(e.span for e in entries if e.span is not None)
 
 
 @dataclass(frozen=True)
@@ -99,11 +120,15 @@ class Scope:
 
     def network_reason(self, found: Network) -> str | None:
         """Why a network is not in scope (excluded, partly or wholly outside), or None when it is."""
-        if self.exclude_ranges.touches(found):
+        return self.span_reason(span(found))
+
+    def span_reason(self, found: Span) -> str | None:
+        """network_reason of a span (host.py)."""
+        if self.exclude_ranges.touches_span(found):
             return "excluded from the tenant's scope"
-        if self.include_ranges.covers(found):
+        if self.include_ranges.covers_span(found):
             return None
-        partly = self.include_ranges.touches(found)
+        partly = self.include_ranges.touches_span(found)
         return "partly outside the tenant's scope" if partly else "outside the tenant's scope"
 
     def name_reason(self, name: str) -> str | None:
@@ -125,9 +150,13 @@ class Policy:
 
     def network_reason(self, found: Network) -> str | None:
         """Why no scope may hold this network (denied, or private and not allowed), or None."""
-        if self.deny_ranges.touches(found):
+        return self.span_reason(span(found))
+
+    def span_reason(self, found: Span) -> str | None:
+        """network_reason of a span (host.py)."""
+        if self.deny_ranges.touches_span(found):
             return "on the deny list (TOOLRUNNER_SCOPE_DENY, cloud metadata and link-local always)"
-        if self.private.touches(found) and not self.allow_private.covers(found):
+        if self.private.touches_span(found) and not self.allow_private.covers_span(found):
             return "a private, loopback or reserved address not in TOOLRUNNER_SCOPE_ALLOW_PRIVATE"
         return None
 

@@ -78,6 +78,17 @@ def address(text: str) -> Address | None:
     return ipaddress.IPv4Address(found[1]) if found[0] == 4 else ipaddress.IPv6Address(found[1])
 
 
+def dotted_quad(text: str) -> Span | None:
+    """The one-address span of a canonical dotted quad (`192.0.2.7`), else None (read it with `read`)."""
+    if not _DOTTED_QUAD.fullmatch(text):
+        return None
+    try:
+        value = int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except OSError:
+        return None  # leading zeros or an octet past 255: `read` says why
+    return 4, value, value
+
+
 def address_span(text: str) -> Span | None:
     """The one-address span an address text writes, or None when it is no address at all (as `address`)."""
     if ":" not in text:

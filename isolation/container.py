@@ -18,6 +18,7 @@ from isolation import defaults
 from isolation.engine import force_remove, translate
 from isolation.errors import ImageMissingError, IsolationError
 from isolation.image import ensure_image
+from isolation.logs import read_logs
 
 logger = logging.getLogger(__name__)
 
@@ -200,23 +201,22 @@ def _kill(client: docker.DockerClient, container_id: str) -> None:
 
 
 def _stdout_lines(client: docker.DockerClient, container_id: str) -> int:
-    return bytes(client.api.logs(container_id, stdout=True, stderr=False)).count(b"\n")
+    return read_logs(client, container_id, stderr=False).stdout.count(b"\n")
 
 
 def _result(
     client: docker.DockerClient, container_id: str, timed_out: bool, started: float, tail_bytes: int
 ) -> ContainerResult:
-    state = client.api.inspect_container(container_id)["State"]
-    stdout = bytes(client.api.logs(container_id, stdout=True, stderr=False))
-    stderr = bytes(client.api.logs(container_id, stdout=False, stderr=True))
+    state = client.api.inspect_container(container_id)["State"]  # the one inspect: OOMKilled is nowhere else
+    output = read_logs(client, container_id)
     return ContainerResult(
         exit_code=None if state.get("Running") else state.get("ExitCode"),
         timed_out=timed_out,
         oom_killed=bool(state.get("OOMKilled")),
         duration_ms=int((time.monotonic() - started) * 1000),
-        stdout_tail=_tail(stdout, tail_bytes),
-        stderr_tail=_tail(stderr, tail_bytes),
-        stdout_lines=stdout.count(b"\n"),
+        stdout_tail=_tail(output.stdout, tail_bytes),
+        stderr_tail=_tail(output.stderr, tail_bytes),
+        stdout_lines=output.stdout.count(b"\n"),
     )
 
 

@@ -23,7 +23,7 @@ from isolation.errors import (
     VolumeConflictError,
     VolumeStateError,
 )
-from isolation.image import ensure_image, image_id, image_labels, image_present, pull_image
+from isolation.image import SeenImages, ensure_image, image_id, image_labels, image_present, pull_image
 from isolation.naming import (
     Label,
     ManagedVolume,
@@ -71,6 +71,7 @@ __all__ = [
     "OutputReadTimeoutError",
     "OutputTooLargeError",
     "Role",
+    "SeenImages",
     "Sink",
     "SweepReport",
     "UnsafeOutputError",

@@ -64,6 +64,8 @@ class RunContext:
     interruptions: tuple[type[BaseException], ...] = field(default=())
     # Whether a host a finding names is outside the tenant's scope (None: scope is off, nothing is marked).
     outside: Callable[[str], bool] | None = None
+    # The images this worker has seen on its engine (None: every run asks the engine).
+    images: isolation.SeenImages | None = None
 
     @contextmanager
     def stage(self, name: Stage, **meta: Any) -> Iterator[None]:
@@ -111,10 +113,9 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
     """
     started = time.monotonic()
     image = ctx.settings.image_for(plan.spec.name, plan.spec.image)
-    _pull_if_missing(plan, ctx, image)
     stored = ctx.artifacts.for_task(plan.tenant_id, plan.run_id, ctx.task_id) if ctx.artifacts else None
     with tempfile.TemporaryDirectory(prefix="toolrunner-outputs-") as spool:
-        run, read = _run_in_volumes(plan, ctx, image, SpoolSink(spool, stored))
+        run, read = _run_with_image(plan, ctx, image, SpoolSink(spool, stored))
         parse = marked(plan.spec.parse, plan.spec.finding_hosts, ctx.outside)
         found = parse_outputs(parse, read, stored, ctx.settings.inline_findings_bytes, interruptions=ctx.interruptions)
     ended = _Ended(run, read, found, _outcome(plan, run, read, found), stored.records if stored else [])
@@ -123,6 +124,22 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
             plan.spec.name, ended.outcome.status, run.container.duration_ms / 1000, plan.input_bytes, read.size
         )
     return _result(plan, ctx, image, ended, started)
+
+
+def _run_with_image(plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink) -> tuple[ToolRun, OutputFiles]:
+    """Pull the image when missing, then run; an image this worker remembered but the engine lost since is pulled
+    and the run made again (the tool never started: the create that found it missing is the first tool call)."""
+    _pull_if_missing(plan, ctx, image)
+    try:
+        return _run_in_volumes(plan, ctx, image, sink)
+    except isolation.ImageMissingError:
+        if ctx.images is None or not ctx.images.forget(image):
+            raise
+        logger.warning(
+            "image %s left the engine since this worker saw it: pulling it again task=%s", image, ctx.task_id
+        )
+    _pull_if_missing(plan, ctx, image)
+    return _run_in_volumes(plan, ctx, image, sink)
 
 
 def _run_in_volumes(plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink) -> tuple[ToolRun, OutputFiles]:
@@ -151,7 +168,7 @@ def _run_in_volumes(plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink)
 
 def _pull_if_missing(plan: RunPlan, ctx: RunContext, image: str) -> None:
     """Pull a missing image in a stage of its own, with its own timeout: a pull is never tool time."""
-    if isolation.image_present(ctx.client, image):
+    if ctx.images.present(ctx.client, image) if ctx.images else isolation.image_present(ctx.client, image):
         return
     with ctx.stage(Stage.PULLING_IMAGE, image=image):
         isolation.pull_image(

@@ -15,12 +15,13 @@ import pytest
 
 from bench.engineproxy import EngineProxy, ProxyLog
 from bench.launch import start_worker
+from isolation import SeenImages
 from tasks import app, run_tool
 from tasks.service import RunContext, RunRequest, RunResult, execute, plan_run
 
 pytestmark = pytest.mark.integration
 # Calls one run with an input file makes once its worker is warm (a client made, the tool image seen before).
-BUDGET = 17
+BUDGET = 16
 QUEUE = "engine-calls"
 WAIT = 120
 PARAMS = {"script": "cat /inputs/in.txt > /outputs/out.txt; echo to-stderr >&2", "outputs": ["out.txt"]}
@@ -33,11 +34,11 @@ def proxy() -> Iterator[EngineProxy]:
         yield running
 
 
-def service_run(client: docker.DockerClient, run_id: str) -> RunResult:
+def service_run(client: docker.DockerClient, run_id: str, images: SeenImages) -> RunResult:
     request = RunRequest("script", "acme", run_id, PARAMS, INPUTS)
     limits = {"max_input_bytes": app.settings.max_input_bytes, "max_timeout_seconds": app.settings.max_timeout_seconds}
     plan = plan_run(app.catalogue, request, **limits)
-    return execute(plan, RunContext(client, app.settings, f"task-{run_id}", lambda *_: None))
+    return execute(plan, RunContext(client, app.settings, f"task-{run_id}", lambda *_: None, images=images))
 
 
 def within_budget(log: ProxyLog, what: str) -> list[str]:
@@ -51,10 +52,11 @@ def within_budget(log: ProxyLog, what: str) -> list[str]:
 def test_a_run_through_the_service_makes_no_more_engine_calls_than_the_budget(
     proxy: EngineProxy, busybox_image: str
 ) -> None:
+    images = SeenImages()  # as a worker keeps one
     with closing(docker.DockerClient(base_url=proxy.base_url, timeout=60)) as client:
-        assert service_run(client, "calls-warm").status == "ok"  # the client's version check, first sightings
+        assert service_run(client, "calls-warm", images).status == "ok"  # the version check, the image first seen
         proxy.log.take()
-        result = service_run(client, "calls-1")
+        result = service_run(client, "calls-1", images)
     assert result.status == "ok" and result.findings == [{"file": "out.txt", "line": "hello"}]
     assert "to-stderr" in result.stderr_tail
     within_budget(proxy.log, "service run")

@@ -47,6 +47,7 @@ from isolation.sweep import (
 )
 from isolation.tarread import Sink
 from isolation.volume import IsolatedContainerVolume
+from isolation.workspace import RunWorkspace
 
 __all__ = [
     "DEFAULT_LABEL_PREFIX",
@@ -71,6 +72,7 @@ __all__ = [
     "OutputReadTimeoutError",
     "OutputTooLargeError",
     "Role",
+    "RunWorkspace",
     "SeenImages",
     "Sink",
     "SweepReport",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import docker
@@ -75,6 +75,7 @@ class ContainerResult:
     stdout_tail: str = ""
     stderr_tail: str = ""
     stdout_lines: int = 0
+    removed: bool = False  # whether run_container removed the container (False: it failed, or it is unknown)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,10 +108,10 @@ def run_container(
             client.api.start(container_id)
             started = time.monotonic()
             timed_out = _wait(client, container_id, timeout, started, watch)
-            return _result(client, container_id, timed_out, started, watch.tail_bytes)
+            result = _result(client, container_id, timed_out, started, watch.tail_bytes)
     finally:
-        if container_id is not None:
-            _force_remove(client, container_id)
+        removed = container_id is not None and _force_remove(client, container_id)
+    return replace(result, removed=removed)
 
 
 def _create(client: docker.DockerClient, spec: ContainerSpec, pull: bool) -> str:
@@ -224,8 +225,10 @@ def _tail(data: bytes, limit: int) -> str:
     return data[-limit:].decode("utf-8", errors="replace") if limit else ""
 
 
-def _force_remove(client: docker.DockerClient, container_id: str) -> None:
+def _force_remove(client: docker.DockerClient, container_id: str) -> bool:
     try:
         force_remove(client, container_id)
     except IsolationError as exc:
         logger.warning("tool container %s not removed (the sweep or reaper will): %s", container_id[:12], exc)
+        return False
+    return True

@@ -119,7 +119,10 @@ class RunWorkspace:
             for item in inputs:
                 item.release()
         self._state = "ready"
-        logger.info("workspace ready tenant=%s run=%s workspace=%s files=%d", *self._who(), len(inputs))
+        logger.info(
+            "workspace ready tenant=%s run=%s workspace=%s volumes=%s files=%d",
+            *self._who(), ",".join(self._volumes[c][:12] for c in _WHERE), len(inputs),
+        )  # fmt: skip
 
     def mounts(self, inputs_at: str, outputs_at: str) -> list[Mount]:
         """The tool container's mounts: inputs read-only, outputs read-write, neither copied up from its image."""

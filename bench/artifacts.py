@@ -42,7 +42,7 @@ import docker
 from bench.common import BUSYBOX, console, table, verdict
 from isolation import IsolatedContainerVolume, Sink
 from isolation.engine import HELPER_MOUNT
-from isolation.volume import ARCHIVE_CHUNK
+from isolation.helper import ARCHIVE_CHUNK
 from tasks.artifacts import ArtifactConfig, Artifacts, ObjectStore, S3Options, new_master_key, open_artifacts
 from tasks.artifacts.filestore import FileStore
 

@@ -23,7 +23,7 @@ from isolation.errors import (
     VolumeConflictError,
     VolumeStateError,
 )
-from isolation.image import ensure_image, image_id, image_labels, image_present, pull_image
+from isolation.image import SeenImages, ensure_image, image_id, image_labels, image_present, pull_image
 from isolation.naming import (
     Label,
     ManagedVolume,
@@ -47,6 +47,7 @@ from isolation.sweep import (
 )
 from isolation.tarread import Sink
 from isolation.volume import IsolatedContainerVolume
+from isolation.workspace import RunWorkspace
 
 __all__ = [
     "DEFAULT_LABEL_PREFIX",
@@ -71,6 +72,8 @@ __all__ = [
     "OutputReadTimeoutError",
     "OutputTooLargeError",
     "Role",
+    "RunWorkspace",
+    "SeenImages",
     "Sink",
     "SweepReport",
     "UnsafeOutputError",

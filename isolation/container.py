@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import docker
@@ -18,6 +18,7 @@ from isolation import defaults
 from isolation.engine import force_remove, translate
 from isolation.errors import ImageMissingError, IsolationError
 from isolation.image import ensure_image
+from isolation.logs import read_logs
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class ContainerResult:
     stdout_tail: str = ""
     stderr_tail: str = ""
     stdout_lines: int = 0
+    removed: bool = False  # whether run_container removed the container (False: it failed, or it is unknown)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,10 +108,10 @@ def run_container(
             client.api.start(container_id)
             started = time.monotonic()
             timed_out = _wait(client, container_id, timeout, started, watch)
-            return _result(client, container_id, timed_out, started, watch.tail_bytes)
+            result = _result(client, container_id, timed_out, started, watch.tail_bytes)
     finally:
-        if container_id is not None:
-            _force_remove(client, container_id)
+        removed = container_id is not None and _force_remove(client, container_id)
+    return replace(result, removed=removed)
 
 
 def _create(client: docker.DockerClient, spec: ContainerSpec, pull: bool) -> str:
@@ -200,23 +202,22 @@ def _kill(client: docker.DockerClient, container_id: str) -> None:
 
 
 def _stdout_lines(client: docker.DockerClient, container_id: str) -> int:
-    return bytes(client.api.logs(container_id, stdout=True, stderr=False)).count(b"\n")
+    return read_logs(client, container_id, stderr=False).stdout.count(b"\n")
 
 
 def _result(
     client: docker.DockerClient, container_id: str, timed_out: bool, started: float, tail_bytes: int
 ) -> ContainerResult:
-    state = client.api.inspect_container(container_id)["State"]
-    stdout = bytes(client.api.logs(container_id, stdout=True, stderr=False))
-    stderr = bytes(client.api.logs(container_id, stdout=False, stderr=True))
+    state = client.api.inspect_container(container_id)["State"]  # the one inspect: OOMKilled is nowhere else
+    output = read_logs(client, container_id)
     return ContainerResult(
         exit_code=None if state.get("Running") else state.get("ExitCode"),
         timed_out=timed_out,
         oom_killed=bool(state.get("OOMKilled")),
         duration_ms=int((time.monotonic() - started) * 1000),
-        stdout_tail=_tail(stdout, tail_bytes),
-        stderr_tail=_tail(stderr, tail_bytes),
-        stdout_lines=stdout.count(b"\n"),
+        stdout_tail=_tail(output.stdout, tail_bytes),
+        stderr_tail=_tail(output.stderr, tail_bytes),
+        stdout_lines=output.stdout.count(b"\n"),
     )
 
 
@@ -224,8 +225,10 @@ def _tail(data: bytes, limit: int) -> str:
     return data[-limit:].decode("utf-8", errors="replace") if limit else ""
 
 
-def _force_remove(client: docker.DockerClient, container_id: str) -> None:
+def _force_remove(client: docker.DockerClient, container_id: str) -> bool:
     try:
         force_remove(client, container_id)
     except IsolationError as exc:
         logger.warning("tool container %s not removed (the sweep or reaper will): %s", container_id[:12], exc)
+        return False
+    return True

@@ -19,9 +19,12 @@ logger = logging.getLogger(__name__)
 
 HELPER_REPOSITORY = "toolrunner-helper"
 HELPER_MOUNT = "/data"
-# The helper image holds only the mount point, world-writable: Docker copies a directory's mode into an
+# Where a run workspace's helper holds its two volumes.
+WORKSPACE_INPUTS = "/in"
+WORKSPACE_OUTPUTS = "/out"
+# The helper image holds only mount points, world-writable: Docker copies a directory's mode into an
 # empty volume at its first mount ("copy-up"), which is what makes the volume root writable by any uid.
-_HELPER_DIRS = (("data", 0o777),)
+_HELPER_DIRS = (("data", 0o777), (WORKSPACE_OUTPUTS.lstrip("/"), 0o777))
 
 
 def connect(client: docker.DockerClient | None) -> docker.DockerClient:
@@ -53,14 +56,15 @@ def translate(action: str, *, context: str = "") -> Iterator[None]:
         raise DockerUnavailableError(f"could not {action}{where}: {exc}") from exc
 
 
-def force_remove(client: docker.DockerClient, container_id: str) -> None:
+def force_remove(client: docker.DockerClient, container_id: str, *, volumes: bool = False) -> None:
     """Kill (SIGKILL, no grace period) and remove a container; one already gone is not an error.
 
     The engine's force removal kills before it removes, so a running tool stops at once: this is also
-    how a cancelled run's containers are stopped.
+    how a cancelled run's containers are stopped. With volumes, the anonymous volumes the container made go
+    with it, unless another container still holds one (the engine then keeps it, and says so only in its log).
     """
     with translate("remove the container", context=container_id[:12]), suppress(docker.errors.NotFound):
-        client.api.remove_container(container_id, force=True, v=False)
+        client.api.remove_container(container_id, force=True, v=volumes)
 
 
 def helper_image_tar() -> bytes:

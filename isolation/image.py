@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
@@ -50,6 +51,38 @@ def image_present(client: docker.DockerClient, image: str) -> bool:
         except docker.errors.ImageNotFound:
             return False
     return True
+
+
+class SeenImages:
+    """Image references one worker has seen on its engine: once seen, `present` answers without asking again.
+
+    Only presence is kept (an absent image is asked about every time), so a run whose image was removed from the
+    engine since learns it at the tool container's create (ImageMissingError); the caller then forgets it here and
+    pulls. Thread-safe: a worker's threads share one.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def present(self, client: docker.DockerClient, image: str) -> bool:
+        """Whether the engine has image: from memory once seen, else by one inspect."""
+        with self._lock:
+            if image in self._seen:
+                return True
+        found = image_present(client, image)
+        if found:
+            with self._lock:
+                self._seen.add(image)
+        return found
+
+    def forget(self, image: str) -> bool:
+        """Drop image from memory; whether it was there (a run then knows its answer came from memory)."""
+        with self._lock:
+            if image not in self._seen:
+                return False
+            self._seen.discard(image)
+            return True
 
 
 def image_id(client: docker.DockerClient, image: str) -> str:

@@ -97,6 +97,7 @@ class Label(StrEnum):
     NONCE = "nonce"
     ROLE = "role"
     DEADLINE = "deadline"
+    CONTENTS = "contents"  # a run workspace's volume: "inputs" or "outputs"
     # Written by the task layer as extra labels (isolation only prefixes them), and matched by its cleanups.
     TASK = "task"
     TOOL = "tool"

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any
 
 import docker
 import docker.errors
@@ -16,28 +14,23 @@ import requests.exceptions
 from docker.types import Mount
 
 from isolation import defaults
-from isolation.archive import Content, DirectorySink, InputFile, MemorySink, archive_request, prepare_inputs, tar_stream
-from isolation.engine import HELPER_MOUNT, connect, force_remove, helper_image_ref, provision_helper_image, translate
-from isolation.errors import IsolationError, MissingOutputError, VolumeConflictError, VolumeStateError
+from isolation.archive import Content, DirectorySink, InputFile, MemorySink, prepare_inputs, tar_stream
+from isolation.engine import HELPER_MOUNT, connect, force_remove, translate
+from isolation.errors import IsolationError, VolumeConflictError, VolumeStateError
+from isolation.helper import create_helper, read_mount, remove_volume
 from isolation.naming import (
     Label,
     Role,
     VolumeIdentity,
     deadline_labels,
     label,
-    managed_filter,
     new_identity,
     prefixed,
     role_labels,
-    validate_filenames,
 )
-from isolation.tarread import ChunkReader, ReadLimits, Sink, read_archive
+from isolation.tarread import ReadLimits, Sink
 
 logger = logging.getLogger(__name__)
-
-# get_archive's chunk_size (docker-py's default is 2 MiB): each chunk is one bytes object the reader slices
-# without copying, so a large one costs a few MiB of RSS and saves per-chunk work on a 1 GiB output.
-ARCHIVE_CHUNK = 4 << 20
 
 _CLEANUP_ERRORS = (IsolationError, docker.errors.DockerException, requests.exceptions.RequestException)
 
@@ -136,22 +129,13 @@ class IsolatedContainerVolume:
     ) -> dict[str, int]:
         """Stream the named files into sink (each opened once, in archive order); return name -> size."""
         self._require_ready()
-        wanted = validate_filenames(names)
-        if not wanted:
-            return {}
+        assert self._helper_id is not None
         limits = ReadLimits(
             max_file_bytes if max_file_bytes is not None else self._limits.max_file_bytes,
             max_total_bytes if max_total_bytes is not None else self._limits.max_total_bytes,
             self._limits.timeout_seconds,
         )
-        path, strip_root = archive_request(wanted)
-        chunks = self._open_archive(f"{HELPER_MOUNT}/{path}".rstrip("/"), wanted)
-        try:
-            return read_archive(ChunkReader(chunks, limits), set(wanted), strip_root, limits, sink)
-        finally:
-            # Closing the generator drops the HTTP response, which closes its connection: the rest of a
-            # refused archive is never transferred and the helper container is unlocked at once.
-            chunks.close()
+        return read_mount(self._connected(), self._helper_id, HELPER_MOUNT, names, sink, limits, context=self.name)
 
     def read_files(
         self, names: Iterable[str], *, max_file_bytes: int | None = None, max_total_bytes: int | None = None
@@ -191,17 +175,6 @@ class IsolatedContainerVolume:
             logger.info("volume removed tenant=%s run=%s volume=%s", *self._who())
         return gone
 
-    def _open_archive(self, path: str, wanted: list[str]) -> Any:
-        assert self._helper_id is not None
-        client = self._connected()
-        with translate("read the output files", context=self.name):
-            try:
-                chunks, _stat = client.api.get_archive(self._helper_id, path, chunk_size=ARCHIVE_CHUNK)
-            except docker.errors.NotFound as exc:
-                top = path[len(HELPER_MOUNT) + 1 :]
-                raise MissingOutputError([n for n in wanted if n.split("/")[0] == top]) from exc
-        return chunks
-
     def _create_volume(self, client: docker.DockerClient) -> None:
         with translate("create the volume", context=self.name):
             volume = client.volumes.create(name=self.name, driver="local", labels=self.labels)
@@ -215,47 +188,15 @@ class IsolatedContainerVolume:
 
     def _create_helper(self, client: docker.DockerClient) -> str:
         """Create (never start) the container that the archive API reads and writes through."""
-        options: dict[str, Any] = {
-            "image": helper_image_ref(),
-            "command": ["/nonexistent"],
-            "labels": self.container_labels(Role.HELPER),
-            "network_disabled": True,
-            "host_config": client.api.create_host_config(
-                mounts=[Mount(target=HELPER_MOUNT, source=self.name, type="volume")], network_mode="none"
-            ),
-        }
-        with translate("create the helper container", context=self.name):
-            try:
-                return str(client.api.create_container(**options)["Id"])
-            except docker.errors.ImageNotFound:
-                provision_helper_image(client)
-                return str(client.api.create_container(**options)["Id"])
+        mounts = [Mount(target=HELPER_MOUNT, source=self.name, type="volume")]
+        return create_helper(client, mounts, self.container_labels(Role.HELPER), context=self.name)
 
     def _remove_everything(self, client: docker.DockerClient) -> bool:
         if self._helper_id:
             force_remove(client, self._helper_id)
             self._helper_id = None
-        deadline = time.monotonic() + self._cleanup_timeout
-        delay = 0.05
-        while True:
-            try:
-                client.api.remove_volume(self.name)
-                return True
-            except docker.errors.NotFound:
-                return True
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409 or time.monotonic() + delay > deadline:
-                    logger.warning("volume not removed tenant=%s run=%s volume=%s: %s", *self._who(), exc)
-                    return False
-            self._remove_holders(client)
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-    def _remove_holders(self, client: docker.DockerClient) -> None:
-        """Force-remove this module's containers (helper or tool) that still hold the volume."""
-        filters = {"volume": self.name, **managed_filter(self.identity.prefix)}
-        for holder in client.api.containers(all=True, filters=filters):
-            force_remove(client, holder["Id"])
+        who = f"tenant={self.identity.tenant_id} run={self.identity.run_id}"
+        return remove_volume(client, self.name, self.identity.prefix, self._cleanup_timeout, who)
 
     def _connected(self) -> docker.DockerClient:
         self._client = connect(self._client)

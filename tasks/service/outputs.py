@@ -77,7 +77,7 @@ class _Tee:
             self._spool.close()
 
 
-def read_outputs(volume: isolation.IsolatedContainerVolume, names: list[str], sink: SpoolSink) -> OutputFiles:
+def read_outputs(workspace: isolation.RunWorkspace, names: list[str], sink: SpoolSink) -> OutputFiles:
     """Stream the outputs into the spool directory (and the artifact store) in one archive download.
 
     A tool that wrote nothing is not an error here; one whose outputs are links, over the caps or
@@ -86,7 +86,7 @@ def read_outputs(volume: isolation.IsolatedContainerVolume, names: list[str], si
     directory = sink.directory
     try:
         try:
-            return OutputFiles(directory, volume.read_into(names, sink))
+            return OutputFiles(directory, workspace.read_into(names, sink))
         except isolation.MissingOutputError as exc:
             # The files that were there are in the directory already, whole: the archive was read to its end.
             present = [n for n in names if n not in exc.missing and os.path.isfile(os.path.join(directory, n))]
@@ -96,7 +96,7 @@ def read_outputs(volume: isolation.IsolatedContainerVolume, names: list[str], si
     except (
         isolation.OutputTooLargeError, isolation.UnsafeOutputError, isolation.OutputReadError, ArtifactTooLargeError
     ) as exc:  # fmt: skip
-        logger.warning("outputs refused volume=%s: %s", volume.name, exc)
+        logger.warning("outputs refused workspace=%s: %s", workspace.name, exc)
         return OutputFiles(directory, refused=str(exc))
 
 

@@ -6,10 +6,9 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any, Protocol
 
 import docker
@@ -27,7 +26,7 @@ from tasks.tools.base import INPUTS, OUTPUTS
 logger = logging.getLogger(__name__)
 
 Reporter = Callable[[Stage, Mapping[str, Any]], None]
-Volume = isolation.IsolatedContainerVolume
+Workspace = isolation.RunWorkspace
 # A tool container is killed at its timeout by its run; past the timeout plus this, it is an orphan the
 # reaper may kill (its worker is gone).
 CONTAINER_DEADLINE_GRACE = timedelta(seconds=30)
@@ -64,6 +63,8 @@ class RunContext:
     interruptions: tuple[type[BaseException], ...] = field(default=())
     # Whether a host a finding names is outside the tenant's scope (None: scope is off, nothing is marked).
     outside: Callable[[str], bool] | None = None
+    # The images this worker has seen on its engine (None: every run asks the engine).
+    images: isolation.SeenImages | None = None
 
     @contextmanager
     def stage(self, name: Stage, **meta: Any) -> Iterator[None]:
@@ -111,10 +112,9 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
     """
     started = time.monotonic()
     image = ctx.settings.image_for(plan.spec.name, plan.spec.image)
-    _pull_if_missing(plan, ctx, image)
     stored = ctx.artifacts.for_task(plan.tenant_id, plan.run_id, ctx.task_id) if ctx.artifacts else None
     with tempfile.TemporaryDirectory(prefix="toolrunner-outputs-") as spool:
-        run, read = _run_in_volumes(plan, ctx, image, SpoolSink(spool, stored))
+        run, read = _run_with_image(plan, ctx, image, SpoolSink(spool, stored))
         parse = marked(plan.spec.parse, plan.spec.finding_hosts, ctx.outside)
         found = parse_outputs(parse, read, stored, ctx.settings.inline_findings_bytes, interruptions=ctx.interruptions)
     ended = _Ended(run, read, found, _outcome(plan, run, read, found), stored.records if stored else [])
@@ -125,33 +125,49 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
     return _result(plan, ctx, image, ended, started)
 
 
+def _run_with_image(plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink) -> tuple[ToolRun, OutputFiles]:
+    """Pull the image when missing, then run; an image this worker remembered but the engine lost since is pulled
+    and the run made again (the tool never started: the create that found it missing is the first tool call)."""
+    _pull_if_missing(plan, ctx, image)
+    try:
+        return _run_in_volumes(plan, ctx, image, sink)
+    except isolation.ImageMissingError:
+        if ctx.images is None or not ctx.images.forget(image):
+            raise
+        logger.warning(
+            "image %s left the engine since this worker saw it: pulling it again task=%s", image, ctx.task_id
+        )
+    _pull_if_missing(plan, ctx, image)
+    return _run_in_volumes(plan, ctx, image, sink)
+
+
 def _run_in_volumes(plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink) -> tuple[ToolRun, OutputFiles]:
-    """Inputs in, the tool, outputs out into sink; both volumes are removed whatever happens."""
+    """Inputs in, the tool, outputs out into sink; the workspace (both volumes) is removed whatever happens."""
     labels: dict[str, str] = {Label.TASK: ctx.task_id, Label.TOOL: plan.spec.name, Label.WORKER: ctx.worker}
-    new_volume = partial(
-        Volume, plan.tenant_id, plan.run_id, ctx.client, deadline=_volume_deadline(plan, ctx.settings),
+    workspace = Workspace(
+        plan.tenant_id, plan.run_id, ctx.client, deadline=_volume_deadline(plan, ctx.settings),
         **_volume_options(ctx, labels),
     )  # fmt: skip
-    inputs, outputs = new_volume(), new_volume()
+    tool_removed = False
     try:
         with ctx.stage(Stage.PREPARING_INPUTS, files=len(plan.inputs)):
-            inputs.initialize(plan.inputs)
-            outputs.initialize({})
-        run = _run_tool(plan, ctx, inputs, outputs, image)
+            workspace.open(plan.inputs)
+        run = _run_tool(plan, ctx, workspace, image)
+        tool_removed = run.container.removed
         with ctx.stage(Stage.READING_OUTPUTS, files=len(plan.invocation.output_files)):
-            return run, read_outputs(outputs, plan.invocation.output_files, sink)
+            return run, read_outputs(workspace, plan.invocation.output_files, sink)
     finally:
         # Cleanup runs even if reporting the stage raises (e.g. Celery's soft time limit fires right then).
         try:
             ctx.report(Stage.CLEANING_UP, {})
         finally:
             with ctx.timed(Stage.CLEANING_UP):
-                _cleanup(ctx, inputs, outputs)
+                _cleanup(ctx, workspace, verify=not tool_removed)
 
 
 def _pull_if_missing(plan: RunPlan, ctx: RunContext, image: str) -> None:
     """Pull a missing image in a stage of its own, with its own timeout: a pull is never tool time."""
-    if isolation.image_present(ctx.client, image):
+    if ctx.images.present(ctx.client, image) if ctx.images else isolation.image_present(ctx.client, image):
         return
     with ctx.stage(Stage.PULLING_IMAGE, image=image):
         isolation.pull_image(
@@ -177,8 +193,8 @@ def _volume_options(ctx: RunContext, labels: Mapping[str, str]) -> dict[str, Any
     }
 
 
-def _run_tool(plan: RunPlan, ctx: RunContext, inputs: Volume, outputs: Volume, image: str) -> ToolRun:
-    spec = _container_spec(plan, ctx.settings, inputs, outputs, image)
+def _run_tool(plan: RunPlan, ctx: RunContext, workspace: Workspace, image: str) -> ToolRun:
+    spec = _container_spec(plan, ctx.settings, workspace, image)
 
     def tick(elapsed: float, lines: int) -> None:
         ctx.report(Stage.RUNNING, {"elapsed_seconds": round(elapsed, 1), "output_lines": lines})
@@ -191,21 +207,19 @@ def _run_tool(plan: RunPlan, ctx: RunContext, inputs: Volume, outputs: Volume, i
         except ctx.interruptions:
             # The caller interrupted the run mid-tool: run_container already killed and removed the
             # container; keep what the tool wrote so far and report the run as timed out.
-            logger.warning("run interrupted while the tool ran task=%s volume=%s", ctx.task_id, outputs.name)
+            logger.warning("run interrupted while the tool ran task=%s workspace=%s", ctx.task_id, workspace.name)
             elapsed = int((time.monotonic() - started) * 1000)
             return ToolRun(isolation.ContainerResult(exit_code=None, timed_out=True, duration_ms=elapsed), True)
 
 
-def _container_spec(
-    plan: RunPlan, settings: Settings, inputs: Volume, outputs: Volume, image: str
-) -> isolation.ContainerSpec:
+def _container_spec(plan: RunPlan, settings: Settings, workspace: Workspace, image: str) -> isolation.ContainerSpec:
     deadline = datetime.now(UTC) + timedelta(seconds=plan.timeout_seconds) + CONTAINER_DEADLINE_GRACE
     return isolation.ContainerSpec(
         image=image,
         entrypoint=plan.spec.entrypoint,
         argv=plan.invocation.argv,
-        mounts=[inputs.get_volume_config(INPUTS, True), outputs.get_volume_config(OUTPUTS, False)],
-        labels=outputs.container_labels(isolation.Role.TOOL, deadline=deadline),
+        mounts=workspace.mounts(INPUTS, OUTPUTS),
+        labels=workspace.container_labels(isolation.Role.TOOL, deadline=deadline),
         network=plan.spec.network or settings.tool_network,
         user=plan.spec.user or isolation.TOOL_USER,
         cap_add=plan.spec.cap_add,
@@ -215,18 +229,13 @@ def _container_spec(
     )
 
 
-def _cleanup(ctx: RunContext, *volumes: Volume) -> None:
-    """Clean up every volume; an exception while cleaning one (a soft time limit) still lets the next run."""
-    with ExitStack() as stack:
-        for volume in volumes:
-            stack.callback(_cleanup_one, ctx, volume)
-
-
-def _cleanup_one(ctx: RunContext, volume: Volume) -> None:
-    existed = volume.exists
-    gone = volume.cleanup()
+def _cleanup(ctx: RunContext, workspace: Workspace, *, verify: bool) -> None:
+    """Remove the workspace; unless the tool container is known gone, check that its volumes went too."""
+    existed = workspace.exists
+    gone = workspace.cleanup(verify=verify)
     if ctx.metrics and existed:
-        ctx.metrics.volume_done(gone)
+        for _volume in ("inputs", "outputs"):
+            ctx.metrics.volume_done(gone)
 
 
 def _outcome(plan: RunPlan, run: ToolRun, read: OutputFiles, found: Findings) -> Outcome:

@@ -11,6 +11,7 @@ import docker
 import redis
 from celery import Task
 
+import isolation
 from config import Settings
 from tasks.artifacts import Artifacts
 from tasks.scope.check import Checker
@@ -38,6 +39,7 @@ class Services:
     scopes: Scopes
     scope_checker: Checker
     artifacts: Artifacts | None = None
+    images: isolation.SeenImages = field(default_factory=isolation.SeenImages)
 
 
 def _unguarded(report: Reporter) -> Reporter:

@@ -77,15 +77,15 @@ def test_bad_input_fails_without_any_docker_call(eager: tuple[Task, mock.MagicMo
 
 def test_an_unreachable_engine_is_retried_a_bounded_number_of_times(eager: tuple[Task, mock.MagicMock]) -> None:
     task, client = eager
-    client.volumes.create.side_effect = requests.exceptions.ConnectionError("connection refused")
+    client.api.create_container.side_effect = requests.exceptions.ConnectionError("connection refused")
     with pytest.raises(DockerUnavailableError, match="did not answer"):
         task.apply(("script", "acme", "r", {"script": "true"})).get()
-    assert client.volumes.create.call_count == SETTINGS.docker_retries + 1
+    assert client.api.create_container.call_count == SETTINGS.docker_retries + 1
 
 
 def test_a_step_added_to_the_sequence_sees_every_try_of_the_run(eager: tuple[Task, mock.MagicMock]) -> None:
     task, client = eager
-    client.volumes.create.side_effect = requests.exceptions.ConnectionError("connection refused")
+    client.api.create_container.side_effect = requests.exceptions.ConnectionError("connection refused")
     with pytest.raises(DockerUnavailableError):
         task.apply(("script", "acme", "r", {"script": "true"})).get()
     assert seen_tools == ["script"] * (SETTINGS.docker_retries + 1)

@@ -31,6 +31,7 @@ def _execute(run: Run, proceed: Proceed) -> RunResult:  # the last step: there i
             client, services.settings, task_id, run.reporter(), worker=run.task.request.hostname or "local",
             metrics=metrics(), artifacts=services.artifacts, interruptions=(SoftTimeLimitExceeded,),
             outside=outside(run.scope, services.scope_checker.policy) if run.scope is not None else None,
+            images=services.images,
         )  # fmt: skip
         return execute(run.plan, ctx)
     except isolation.DockerUnavailableError as exc:

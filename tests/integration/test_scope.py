@@ -158,7 +158,9 @@ def refusal(handle: Any) -> str:
 
 
 def made_for(client: docker.DockerClient, since: float, tenant: str) -> list[str]:
-    """Every container and volume the engine created for this tenant's runs since then, from its event stream.
+    """Every container the engine created for this tenant's runs since then, and every volume it created at all,
+    from its event stream: a run's volumes are anonymous, made with its helper, and the engine's volume events
+    carry no labels, so any volume made while only this module's workers run counts.
 
     Whole seconds, widened by one each way: the engine compares event times at second granularity.
     """
@@ -170,7 +172,7 @@ def made_for(client: docker.DockerClient, since: float, tenant: str) -> list[str
     for event in events:
         actor = event.get("Actor", {})
         labels, name = actor.get("Attributes", {}), str(actor.get("ID", ""))
-        if labels.get("studio.tenant") == tenant or name.startswith(f"tenant-{tenant}-run-"):
+        if event["Type"] == "volume" or labels.get("studio.tenant") == tenant:
             made.append(f"{event['Type']}:{labels.get('name', name)}")
     return made
 

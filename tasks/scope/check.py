@@ -14,12 +14,11 @@ from typing import Any
 
 from tasks.errors import OutOfScopeError, TargetError
 from tasks.scope import host
-from tasks.scope.matcher import Policy, Scope
+from tasks.scope.matcher import Policy, Ranges, Scope
 from tasks.scope.resolve import Resolver
 from tasks.tools import TargetKind, ToolSpec
 
 SHOWN = 10  # refused targets named in the error; the rest are counted
-_ADDRESS_KINDS = frozenset({TargetKind.HOST, TargetKind.WEB})  # kinds a bare dotted quad is one address in
 
 
 @dataclass(frozen=True)
@@ -64,23 +63,33 @@ def refusals(spec: ToolSpec, params: Any, scope: Scope | None, checker: Checker)
         yield Refusal("params", why)
     names: dict[str, str] = {}
     policy = checker.policy
+    clear = scope.clear(policy) if scope is not None else policy.clear
     for kind, text in spec.targets(params) if spec.targets else ():
-        if kind in _ADDRESS_KINDS and (quad := host.dotted_quad(text)) is not None:
-            # The common case, read without building a Host (half the cost of a check; bench.scope).
-            if why := policy.span_reason(quad) or (scope.span_reason(quad) if scope else None):
-                yield Refusal(text, why)
-            continue
-        try:
-            found = host.read(kind, text)
-        except TargetError as exc:
-            yield Refusal(text, str(exc))
-            continue
-        reason = _reason(kind, found, scope, checker.policy)
-        if reason:
-            yield Refusal(text, reason)
-        elif found.name is not None and kind is not TargetKind.DOMAIN:
-            names.setdefault(found.name, text)
+        why, _, name = _verdict(kind, text, scope, policy, clear)
+        if why:
+            yield Refusal(text, why)
+        elif name is not None and kind is not TargetKind.DOMAIN:
+            names.setdefault(name, text)
     yield from _resolved(names, scope, checker)
+
+
+def _verdict(
+    kind: TargetKind, text: str, scope: Scope | None, policy: Policy, clear: Ranges
+) -> tuple[str | None, host.Span | None, str | None]:
+    """Why a target is refused (None: allowed), and the span or the name it sends its tool to (None when refused
+    unread). The plain forms first, each read in one match without building a Host: half a check's cost
+    (bench.scope); an address in `clear` needs no reasons."""
+    if (quad := host.plain_address(kind, text)) is not None:
+        return (None if clear.covers_span(quad) else _span_reason(quad, scope, policy)), quad, None
+    if (plain := host.plain_name(kind, text)) is not None:
+        return policy.name_reason(plain) or (scope.name_reason(plain) if scope else None), None, plain
+    try:
+        found = host.read(kind, text)
+    except TargetError as exc:
+        return str(exc), None, None
+    if found.span is not None and kind is not TargetKind.RESOLVER and clear.covers_span(found.span):
+        return None, found.span, None
+    return _reason(kind, found, scope, policy), found.span, found.name
 
 
 def _reason(kind: TargetKind, found: host.Host, scope: Scope | None, policy: Policy) -> str | None:
@@ -90,9 +99,13 @@ def _reason(kind: TargetKind, found: host.Host, scope: Scope | None, policy: Pol
             return "not a resolver the operator allows (TOOLRUNNER_SCOPE_RESOLVERS)"
         return None
     if found.span is not None:
-        return policy.span_reason(found.span) or (scope.span_reason(found.span) if scope else None)
+        return _span_reason(found.span, scope, policy)
     assert found.name is not None
     return policy.name_reason(found.name) or (scope.name_reason(found.name) if scope else None)
+
+
+def _span_reason(found: host.Span, scope: Scope | None, policy: Policy) -> str | None:
+    return policy.span_reason(found) or (scope.span_reason(found) if scope else None)
 
 
 def _resolved(names: dict[str, str], scope: Scope | None, checker: Checker) -> Iterator[Refusal]:

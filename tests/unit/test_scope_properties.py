@@ -17,6 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import Settings
+from tasks.errors import TargetError
+from tasks.scope import host
 from tasks.scope.check import Checker
 from tasks.scope.entry import Entry, parse
 from tasks.scope.matcher import Policy, Ranges, Scope
@@ -302,3 +304,53 @@ def test_merged_ranges_cover_and_touch_exactly_what_the_union_of_their_networks_
     for probe in [*probes, *(parent for parent, *_ in split_networks)]:
         assert compiled.covers(probe) == covered(probe, [*members, *parts]), probe
         assert compiled.touches(probe) == overlaps_any(probe, [*members, *parts]), probe
+
+
+@EXAMPLES
+@given(st.lists(st.one_of(any_v4_networks, target_networks.map(net)), max_size=8),
+       st.lists(st.one_of(any_v4_networks, target_networks.map(net)), max_size=8),
+       st.lists(st.one_of(any_v4_networks, target_networks.map(net), v4_addresses.map(net)), max_size=8))  # fmt: skip
+def test_ranges_minus_cover_exactly_what_is_in_the_first_networks_and_touches_none_of_the_second(
+    members: list[Net], cuts: list[Net], probes: list[Net]
+) -> None:
+    left = Ranges(members).minus(Ranges(cuts))
+    for probe in [*probes, *members, *cuts]:
+        assert left.covers(probe) == (covered(probe, members) and not overlaps_any(probe, cuts)), probe
+
+
+# Texts near the plain forms, and past their edges: case, trailing dots, ports out of range, leading zeros,
+# numeric last labels, user info, brackets, schemes, over-long names.
+_EDGES = st.sampled_from((
+    "a.example.com", "A.example.com", "a.example.com.", "example", "as15169", "as15169.net", "a-.example.com",
+    "x.0x7f", "x.123", "_srv.example.com", "198.51.0.7", "198.051.0.7", "198.51.0.256", "1.2.3.4.5", "::1",
+    "[2001:db8::1]", "user@a.example.com", "a.example.com\\b", ("a" * 63 + ".") * 4 + "com",
+))  # fmt: skip
+_TAILS = st.sampled_from(("", ":80", ":0", ":65535", ":65536", ":8o", "/", "/login?next=/", "?q", "#f", "\\x", ":"))
+_SCHEMES = st.sampled_from(("", "http://", "https://", "HTTP://", "ftp://", "https:/"))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(list(TargetKind)), _SCHEMES, st.one_of(_EDGES, names, addresses), _TAILS)
+def test_the_plain_readers_find_what_read_finds_wherever_they_answer(
+    kind: TargetKind, scheme: str, middle: str, tail: str
+) -> None:
+    text = f"{scheme}{middle}{tail}"
+    quad, plain = host.plain_address(kind, text), host.plain_name(kind, text)
+    if quad is None and plain is None:
+        return  # read alone reads it
+    assert quad is None or plain is None
+    try:
+        found = host.read(kind, text)
+    except TargetError as exc:
+        raise AssertionError(
+            f"{kind} {text!r}: a plain reader answered {quad or plain!r}, read refused: {exc}"
+        ) from None
+    assert (found.span, found.name) == (quad, plain), (kind, text)
+
+
+def test_the_plain_readers_answer_for_the_forms_api_tiers_send_most() -> None:
+    assert host.plain_address(HOST, "198.51.0.7") == (4, 0xC6330007, 0xC6330007)
+    assert host.plain_address(URL, "https://198.51.0.7:8443/login") == (4, 0xC6330007, 0xC6330007)
+    assert host.plain_name(WEB, "a.example.com:8443") == "a.example.com"
+    assert host.plain_name(URL, "https://a.example.com/login?next=/") == "a.example.com"
+    assert host.plain_name(HOST, "A.example.com") is None  # read lowers it

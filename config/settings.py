@@ -125,6 +125,19 @@ class Settings(BaseSettings):
         5, gt=0, le=60, description="how long resolving a run's names at admission may take before it is refused"
     )
 
+    politeness: Literal["on", "off"] = Field(
+        "on", description="on: host leases and a request budget per scanned host, across tenants and workers"
+    )
+    host_max_running: int = Field(
+        2, ge=1, le=1000, description="the most runs touching one host at once across every tenant and worker"
+    )
+    host_max_rps: float = Field(
+        50, gt=0, le=100_000, description="requests (packets, for port scanners) per second one host may receive"
+    )
+    host_wide_after: int = Field(
+        16, ge=1, le=4096, description="past this many addresses a run is keyed by /24 and /64 blocks, not addresses"
+    )
+
     image_overrides: dict[str, str] = Field(
         default_factory=dict, description="per-tool images, from TOOLRUNNER_IMAGE_<TOOL>"
     )

@@ -155,6 +155,16 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _politeness_needs_admission(self) -> Settings:
+        # Host leases are taken by fair share's admission: without it no host would be protected, silently.
+        if self.politeness == "on" and not self.fair_share:
+            raise ValueError(
+                "TOOLRUNNER_POLITENESS=on needs TOOLRUNNER_FAIR_SHARE=true (host leases are taken at admission): "
+                "turn fair share back on, or set TOOLRUNNER_POLITENESS=off to run without host limits"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _sweep_spares_running_tools(self) -> Settings:
         # The sweep force-removes managed containers older than its age: below the longest run it would
         # kill tool containers that are still running as they should.

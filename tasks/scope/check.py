@@ -19,6 +19,7 @@ from tasks.scope.resolve import Resolver
 from tasks.tools import TargetKind, ToolSpec
 
 SHOWN = 10  # refused targets named in the error; the rest are counted
+_CONNECTED = frozenset({TargetKind.HOST, TargetKind.WEB, TargetKind.URL})  # kinds whose hosts the tool connects to
 
 
 @dataclass(frozen=True)
@@ -38,39 +39,53 @@ class Checker:
     resolve_timeout: float
 
 
-def check(spec: ToolSpec, params: Any, tenant: str, *, scope: Scope | None, network: str, checker: Checker) -> None:
-    """Refuse the run (OutOfScopeError) unless every target is allowed; `scope` None means scope is off."""
+def check(
+    spec: ToolSpec, params: Any, tenant: str, *, scope: Scope | None, network: str, checker: Checker
+) -> list[host.Span]:
+    """Refuse the run (OutOfScopeError) unless every target is allowed; `scope` None means scope is off.
+
+    Returns where the run's tool connects: the addresses and networks of its host, web and URL targets and the
+    addresses their names resolved to at admission (host politeness keys its leases on them, tasks/scope/reach.py).
+    Domain targets (dnsx and subfinder ask resolvers and passive sources about them) and resolvers reach none.
+    """
     if spec.targets is None:
         if network != "none" and scope is not None:
             raise OutOfScopeError(
                 f"tool {spec.name} has network access ({network}) but declares no targets, so its scope cannot be "
                 "checked: declare them in its ToolSpec (targets=...) or run it with network none"
             )
-        return
+        return []
     if scope is not None and scope.empty:
         raise OutOfScopeError(
             f"tenant {tenant} has no scope, so it may scan nothing: add one with "
             f"`toolrunner scope add --tenant {tenant} ENTRY...` (or tasks.scope.add from Python)"
         )
-    refused = list(refusals(spec, params, scope, checker))
+    reached: list[host.Span] = []
+    refused = list(refusals(spec, params, scope, checker, reached=reached))
     if refused:
         raise OutOfScopeError(message(tenant, refused))
+    return reached
 
 
-def refusals(spec: ToolSpec, params: Any, scope: Scope | None, checker: Checker) -> Iterator[Refusal]:
-    """Every refused target of a run, its names resolved once all targets were read."""
+def refusals(
+    spec: ToolSpec, params: Any, scope: Scope | None, checker: Checker, *, reached: list[host.Span] | None = None
+) -> Iterator[Refusal]:
+    """Every refused target of a run, its names resolved once all targets were read; `reached` collects where the
+    allowed ones connect (check's return)."""
     if scope is not None and spec.wanders is not None and (why := spec.wanders(params)):
         yield Refusal("params", why)
     names: dict[str, str] = {}
     policy = checker.policy
     clear = scope.clear(policy) if scope is not None else policy.clear
     for kind, text in spec.targets(params) if spec.targets else ():
-        why, _, name = _verdict(kind, text, scope, policy, clear)
+        why, found, name = _verdict(kind, text, scope, policy, clear)
         if why:
             yield Refusal(text, why)
         elif name is not None and kind is not TargetKind.DOMAIN:
             names.setdefault(name, text)
-    yield from _resolved(names, scope, checker)
+        elif found is not None and reached is not None and kind in _CONNECTED:
+            reached.append(found)
+    yield from _resolved(names, scope, checker, reached)
 
 
 def _verdict(
@@ -108,7 +123,9 @@ def _span_reason(found: host.Span, scope: Scope | None, policy: Policy) -> str |
     return policy.span_reason(found) or (scope.span_reason(found) if scope else None)
 
 
-def _resolved(names: dict[str, str], scope: Scope | None, checker: Checker) -> Iterator[Refusal]:
+def _resolved(
+    names: dict[str, str], scope: Scope | None, checker: Checker, reached: list[host.Span] | None
+) -> Iterator[Refusal]:
     """Refusals of names that resolve to a denied, private or excluded address, or that did not resolve in time.
 
     A name is in scope by its domain entries, wherever it points; but an exclusion wins over every inclusion, so
@@ -125,6 +142,8 @@ def _resolved(names: dict[str, str], scope: Scope | None, checker: Checker) -> I
             if why := _address_reason(ipaddress.ip_network(address), scope, checker.policy):
                 yield Refusal(text, f"{name} resolves to {address}, {why}")
                 break
+            if reached is not None:
+                reached.append((address.version, int(address), int(address)))
 
 
 def _address_reason(found: host.Network, scope: Scope | None, policy: Policy) -> str | None:

@@ -1,6 +1,6 @@
 """The run service: a request validated into a plan, run on an engine, shaped into a typed result; no Celery."""
 
-from tasks.service.plan import RunPlan, RunRequest, plan_run
+from tasks.service.plan import RunPlan, RunRequest, at_rate, plan_run
 from tasks.service.result import CacheInfo, Outcome, RunResult, RunStats, Stage, Status, outcome
 from tasks.service.runner import Reporter, RunContext, RunMetrics, execute
 
@@ -16,6 +16,7 @@ __all__ = [
     "RunStats",
     "Stage",
     "Status",
+    "at_rate",
     "execute",
     "outcome",
     "plan_run",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -12,6 +12,7 @@ from pydantic import ValidationError
 import isolation
 from tasks.errors import TaskInputError
 from tasks.tools import Invocation, ToolParams, ToolSpec
+from tasks.tools.rates import with_rate
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,15 @@ def plan_run(
     if plan.input_bytes > max_input_bytes:
         raise TaskInputError(f"input files add up to {plan.input_bytes} bytes, over the cap of {max_input_bytes}")
     return plan
+
+
+def at_rate(plan: RunPlan, rate: float) -> RunPlan:
+    """The plan with its tool told to send at most `rate` requests (or packets) per second, through its own option
+    (ToolSpec.rate_param); a request's own lower rate stays. Rates change argv only: the input files stay."""
+    params = with_rate(plan.spec, plan.params, rate)
+    if params == plan.params:
+        return plan
+    return replace(plan, params=params, invocation=replace(plan.invocation, argv=plan.spec.build(params).argv))
 
 
 def _spec(catalogue: Mapping[str, ToolSpec], tool: object) -> ToolSpec:

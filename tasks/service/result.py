@@ -21,6 +21,7 @@ class Stage(StrEnum):
     VALIDATING = "validating"
     WAITING_FOR_IDENTICAL_RUN = "waiting_for_identical_run"
     WAITING_FOR_SLOT = "waiting_for_slot"
+    WAITING_FOR_HOST = "waiting_for_host"  # a host it scans is at its cap or budget (politeness); meta names it
     PULLING_IMAGE = "pulling_image"
     PREPARING_INPUTS = "preparing_inputs"
     RUNNING = "running"

@@ -15,6 +15,7 @@ import isolation
 from config import Settings
 from tasks.artifacts import Artifacts
 from tasks.scope.check import Checker
+from tasks.scope.host import Span
 from tasks.scope.matcher import Scope
 from tasks.scope.store import Scopes
 from tasks.service import Reporter, RunPlan, RunRequest, Stage
@@ -53,7 +54,9 @@ class Run:
     `plan` exists once the plan step validated the request; `cached` once the cache step looked it up;
     `guard` is the run control's (a reporter that raises a cancel or a drain); `earlier` says whether an
     earlier delivery or try of this run happened (its leftovers are removed before the tool runs again);
-    `scope` is the tenant's scope the scope step checked the targets against (None while scope is off).
+    `scope` is the tenant's scope the scope step checked the targets against (None while scope is off);
+    `reached` where its tool connects (addresses and networks, as the scope step read and resolved them), and
+    `rate` the requests per second per host admission gave it (0: no host lease, the tool's own rate).
     """
 
     task: Task
@@ -62,6 +65,8 @@ class Run:
     cached: Cached = field(default_factory=Cached)
     guard: Callable[[Reporter], Reporter] = _unguarded
     scope: Scope | None = None
+    reached: list[Span] = field(default_factory=list)
+    rate: float = 0.0
     earlier: bool = field(init=False)
     _plan: RunPlan | None = None
 

@@ -14,9 +14,10 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum, IntEnum
 from functools import partial
+from typing import Any
 
 import kombu.exceptions
 import redis
@@ -48,12 +49,15 @@ class Decision(IntEnum):
 
 @dataclass(frozen=True)
 class Admission:
-    """admit.lua's reply, decoded: what it decided, how many of the tenant's runs are ahead of a parked one, and
-    the runs its parking let start (to publish)."""
+    """admit.lua's reply, decoded: what it decided, how many of the tenant's runs are ahead of a parked one, the
+    host key a parked run waits for ('' = a slot), the rate an admitted run was given per host (0 = it holds no
+    host lease), and the runs its parking let start (to publish)."""
 
     decided: Decision
     ahead: int
     dispatched: list[str]
+    waiting_for: str = ""
+    rate: float = 0.0
 
     @property
     def admitted(self) -> bool:
@@ -83,9 +87,10 @@ def admit(
     raw = _eval(
         redis_client, "admit", envelope.task_id, envelope.tenant_id, envelope.tool,
         _with_list(envelope).to_json(), settings.tenant_max_running, _ttl_ms(settings), envelope.queue, int(first),
+        *_host_limits(settings),
     )  # fmt: skip
-    decided, ahead, *picked = raw
-    return Admission(Decision(int(decided)), int(ahead), [text(p) for p in picked])
+    decided, ahead, host, rate, *picked = raw
+    return Admission(Decision(int(decided)), int(ahead), [text(p) for p in picked], text(host), float(text(rate)))
 
 
 class Ending(Enum):
@@ -154,7 +159,10 @@ def _release(
 ) -> list[str]:
     done_ms = settings.identity_ttl * 1000 if ending is Ending.FINISHED else 0
     forget = int(ending is not Ending.BEHIND_TWIN)
-    raw = _eval(redis_client, "release", *who, settings.tenant_max_running, _ttl_ms(settings), budget, done_ms, forget)
+    raw = _eval(
+        redis_client, "release", *who, settings.tenant_max_running, _ttl_ms(settings), budget, done_ms, forget,
+        *_host_limits(settings),
+    )  # fmt: skip
     return [text(p) for p in raw]
 
 
@@ -172,7 +180,7 @@ def renew(redis_client: redis.Redis, envelope: parking.Envelope, settings: Setti
     """
     outcome = Renewal(int(_eval(
         redis_client, "renew", envelope.task_id, envelope.tenant_id, envelope.tool, _ttl_ms(settings),
-        settings.tenant_max_running,
+        settings.tenant_max_running, *_host_limits(settings), envelope.to_json(),
     )[0]))  # fmt: skip
     if outcome is Renewal.LOST:
         logger.warning("task=%s lost its lease and no slot is free: putting it back", envelope.task_id)
@@ -189,6 +197,37 @@ class TenantLoad:
     tenant_id: str
     running: int
     waiting: int
+
+    @property
+    def name(self) -> str:
+        """The gauge label: the tenant."""
+        return self.tenant_id
+
+
+@dataclass(frozen=True)
+class HostLoad:
+    """How many runs hold a live lease on a host key (an address or a block) and how many wait for it."""
+
+    name: str
+    running: int
+    waiting: int
+
+
+def host_loads(redis_client: redis.Redis) -> list[HostLoad]:
+    """Running and waiting runs of each host key with a lease or a waiting run: a SCAN of the leased keys (at
+    most the running runs' keys) and one read of the waiting marks. Expired leases are not counted."""
+    now_ms = int(time.time() * 1000)
+    prefix = keys.HOST("")
+    hosts = [text(key)[len(prefix) :] for key in redis_client.scan_iter(match=keys.HOST.glob, count=1000)]
+    with redis_client.pipeline(transaction=False) as pipe:
+        for host in hosts:
+            pipe.zcount(keys.HOST(host), now_ms, "+inf")
+        running = dict(zip(hosts, (int(n) for n in pipe.execute()), strict=True))
+    waiting: dict[str, int] = {}
+    for host in redis_client.hvals(keys.HOST_BLOCKED()):
+        waiting[text(host)] = waiting.get(text(host), 0) + 1
+    names = sorted({*(h for h, n in running.items() if n), *waiting})
+    return [HostLoad(name, running.get(name, 0), waiting.get(name, 0)) for name in names]
 
 
 def loads(redis_client: redis.Redis) -> list[TenantLoad]:
@@ -209,20 +248,37 @@ def dispatch(task: Task, redis_client: redis.Redis, task_ids: list[str]) -> None
     parking.dispatch(task.app, redis_client, task_ids)
 
 
+@dataclass(frozen=True)
+class Reach:
+    """Where a run connects, as host politeness leases it: its host keys (tasks.scope.reach.HostKey.wire), the rate
+    its request asks for (0: none) and the least rate its tool can be told. Empty: it holds no host lease."""
+
+    hosts: list[list[Any]] = field(default_factory=list)
+    rate: float = 0.0
+    min_rate: float = 0.0
+
+
 @contextmanager
-def tenant_slot(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: Settings) -> Iterator[None]:
-    """Hold a slot of the run's tenant while the body runs; over the cap, park the run and end the task (Ignore)."""
+def tenant_slot(
+    task: Task, plan: RunPlan, redis_client: redis.Redis, settings: Settings, reach: Reach | None = None
+) -> Iterator[float]:
+    """Hold a slot of the run's tenant and leases on its hosts while the body runs, which gets the rate its run
+    was given per host (0: none); over a cap, park the run and end the task (Ignore)."""
     if not settings.fair_share:
-        yield
+        yield 0.0
         return
-    envelope = _admitted(task, plan, redis_client, settings)
+    envelope, rate = _admitted(task, plan, redis_client, settings, reach or Reach())
     with _holding(task, redis_client, settings, envelope):
-        yield
+        yield rate
 
 
-def _admitted(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: Settings) -> parking.Envelope:
-    """Admit the run (its envelope back) or park it or drop a copy (Ignore); publish what that lets start."""
-    envelope = parking.envelope_of(task, plan.tenant_id, plan.spec.name)
+def _admitted(
+    task: Task, plan: RunPlan, redis_client: redis.Redis, settings: Settings, reach: Reach
+) -> tuple[parking.Envelope, float]:
+    """Admit the run (its envelope and rate back) or park it or drop a copy (Ignore); publish what that lets start."""
+    envelope = parking.envelope_of(
+        task, plan.tenant_id, plan.spec.name, hosts=reach.hosts, rate=reach.rate, min_rate=reach.min_rate
+    )
     redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
     if redelivered:
         logger.info("task=%s was delivered again: first in its tenant's line", envelope.task_id)
@@ -239,10 +295,17 @@ def _admitted(task: Task, plan: RunPlan, redis_client: redis.Redis, settings: Se
         logger.info("task=%s %s; dropping this copy", envelope.task_id, why)
         raise Ignore()
     if not decision.admitted:
-        reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)(Stage.WAITING_FOR_SLOT, {"ahead": decision.ahead})
-        logger.info("parked task=%s tenant=%s ahead=%d", envelope.task_id, plan.tenant_id, decision.ahead)
+        report = reporter(task, plan.spec.name, plan.tenant_id, plan.run_id)
+        if decision.waiting_for:
+            report(Stage.WAITING_FOR_HOST, {"host": decision.waiting_for})
+        else:
+            report(Stage.WAITING_FOR_SLOT, {"ahead": decision.ahead})
+        logger.info(
+            "parked task=%s tenant=%s ahead=%d host=%s",
+            envelope.task_id, plan.tenant_id, decision.ahead, decision.waiting_for or "-",
+        )  # fmt: skip
         raise Ignore()
-    return envelope
+    return envelope, decision.rate
 
 
 @contextmanager
@@ -300,6 +363,11 @@ def _renewing(redis_client: redis.Redis, envelope: parking.Envelope, settings: S
 
 def _with_list(envelope: parking.Envelope) -> parking.Envelope:
     return replace(envelope, waiting_in=keys.WAITING(envelope.tenant_id))
+
+
+def _host_limits(settings: Settings) -> tuple[int, float]:
+    """The hosts' default cap and request budget as the scripts take them; a cap of 0 turns politeness off."""
+    return (settings.host_max_running, settings.host_max_rps) if settings.politeness == "on" else (0, 0.0)
 
 
 def _ttl_ms(settings: Settings) -> int:

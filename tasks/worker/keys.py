@@ -65,6 +65,14 @@ WORKERS = Key(FAIR_SHARE + "workers", "zset", "members scored by expiry, dropped
 TENANTS = Key(FAIR_SHARE + "tenants", "zset", "members idle an hour dropped by the gauges (loads)", False)
 NET_LOCK = Key(FAIR_SHARE + "net", "string", "a lease TTL; released after each safety-net round")
 
+# --- host politeness (lua/common.lua host_*; keys are addresses or blocks: tasks/scope/reach.py) --------------------
+HOST = Key(FAIR_SHARE + "host:{}", "zset", "run ids by expiry; forget() and every check drop theirs", False)
+HOST_RATES = Key(FAIR_SHARE + "hostrate:{}", "hash", "with HOST: the same members go at the same time", False)
+HOST_KIDS = Key(FAIR_SHARE + "hostkids:{}", "set", "forget() prunes keys holding nothing; checks walking it too", False)
+HOST_WANT = Key(FAIR_SHARE + "hostwant:{}", "string", "2 lease TTLs, renewed while its run waits; deleted at its lease")
+HOST_HELD = Key(FAIR_SHARE + "hostheld", "hash", "forget() deletes a run's entry (every way a run ends)", False)
+HOST_BLOCKED = Key(FAIR_SHARE + "hostblocked", "hash", "admitted() or forget() delete a run's entry", False)
+
 # --- the result cache (tasks/worker/cache.py, lua/cache_*.lua) ------------------------------------------------
 CACHE_ENTRY = Key(CACHE + "entry:{}", "hash", "Settings.cache_max_age_seconds (Cached.keep)")
 FLIGHT = Key(CACHE + "flight:{}", "string", "a lease TTL, renewed while its leader runs")
@@ -78,6 +86,7 @@ SCHEMA: tuple[Key, ...] = (
     IDENTITY, DELIVERIES, RUNNING, CANCEL, LEGACY_CANCEL, DRAINING, SWEEP_LOCK,
     LIMITS, LEASES, TENANT_LEASES, WAITING, RING, RINGED, PARKED, PARKED_AT, REPUBLISHED, DISPATCHING, UNSENT, DONE,
     LEASE_LOST, WORKERS, TENANTS, NET_LOCK,
+    HOST, HOST_RATES, HOST_KIDS, HOST_WANT, HOST_HELD, HOST_BLOCKED,
     CACHE_ENTRY, FLIGHT, WAITERS, FLIGHTS,
     SCOPE,
 )  # fmt: skip

@@ -29,7 +29,7 @@ def _script(name: str) -> Script:
     return Script(None, source(name).encode())  # type: ignore[arg-type]
 
 
-def run(redis_client: redis.Redis, name: str, *args: str | bytes | int) -> list[bytes | int]:
+def run(redis_client: redis.Redis, name: str, *args: str | bytes | int | float) -> list[bytes | int]:
     """Run a fair-share script; the prefix is its first argument and every key is built from it (one Redis)."""
     return _listed(_script(name)(keys=[], args=[FAIR_SHARE, *args], client=redis_client))
 

@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -29,7 +29,7 @@ _DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _TOOL_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600)
 # Per-tenant gauges name at most this many tenants (the busiest: most running + waiting); the rest are summed
-# under tenant="_other". Tenant ids are unbounded in a SaaS; a Prometheus series per tenant is not.
+# under tenant="_other". Tenant ids are unbounded in a SaaS; a Prometheus series per tenant is not. Hosts alike.
 TENANT_SERIES = 20
 OTHER_TENANTS = "_other"
 
@@ -116,10 +116,29 @@ class TenantCollector:
         yield waiting
 
 
-def bounded(loads: list[fairshare.TenantLoad], top: int) -> dict[str, tuple[int, int]]:
-    """The `top` busiest tenants by name, everyone else summed under _other (pure)."""
-    ranked = sorted(loads, key=lambda load: (-(load.running + load.waiting), load.tenant_id))
-    series = {load.tenant_id: (load.running, load.waiting) for load in ranked[:top]}
+class HostCollector:
+    """Running and waiting runs per host key (politeness), read from Redis at scrape time, bounded as tenants are."""
+
+    def __init__(self, redis_client: redis.Redis, top: int = TENANT_SERIES) -> None:
+        self._redis, self._top = redis_client, top
+
+    def collect(self) -> Iterator[Any]:
+        """Two gauge families labelled by host (an address or a block), the busiest `top` by name, the rest _other."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        running = GaugeMetricFamily("toolrunner_host_running", "Runs holding a lease on a host", labels=["host"])
+        waiting = GaugeMetricFamily("toolrunner_host_waiting", "Runs waiting for a host", labels=["host"])
+        for host, load in bounded(fairshare.host_loads(self._redis), self._top).items():
+            running.add_metric([host], load[0])
+            waiting.add_metric([host], load[1])
+        yield running
+        yield waiting
+
+
+def bounded(loads: Sequence[fairshare.TenantLoad | fairshare.HostLoad], top: int) -> dict[str, tuple[int, int]]:
+    """The `top` busiest tenants (or hosts) by name, everyone else summed under _other (pure)."""
+    ranked = sorted(loads, key=lambda load: (-(load.running + load.waiting), load.name))
+    series = {load.name: (load.running, load.waiting) for load in ranked[:top]}
     rest = ranked[top:]
     if rest:
         series[OTHER_TENANTS] = (sum(load.running for load in rest), sum(load.waiting for load in rest))
@@ -145,6 +164,8 @@ def _serve(sender: str | None = None, **_: Any) -> None:
     multiprocess.MultiProcessCollector(registry, path=directory)
     if app.settings.fair_share:
         registry.register(TenantCollector(redis.Redis.from_url(app.settings.broker)))
+        if app.settings.politeness == "on":
+            registry.register(HostCollector(redis.Redis.from_url(app.settings.broker)))
     start_http_server(port, addr=app.settings.metrics_address, registry=registry)
     logger.info("metrics on :%d (worker %s, directory %s)", port, sender, directory)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
@@ -36,6 +36,11 @@ class Envelope:
     expires: str | None = None  # the producer's expiry (ISO 8601), kept so a stale parked run never starts
     time_limits: tuple[float | None, float | None] = (None, None)  # the producer's (hard, soft) time limits
     retries: int = 0  # the task's own retries (an unreachable engine) so far: not deaths of a worker
+    # Host politeness (lua/common.lua): the run's host keys as the scripts read them (HostKey.wire), the rate its
+    # request asks for (0: none) and the least its tool can be told (1 for tools that take whole numbers).
+    hosts: list[list[Any]] = field(default_factory=list)
+    rate: float = 0.0
+    min_rate: float = 0.0
 
     def to_json(self) -> str:
         """The envelope as stored in the parked hash."""
@@ -49,8 +54,11 @@ class Envelope:
         return cls(**fields, time_limits=(hard, soft))
 
 
-def envelope_of(task: Task, tenant_id: str, tool: str) -> Envelope:
-    """The envelope of the message this task is running."""
+def envelope_of(
+    task: Task, tenant_id: str, tool: str, *, hosts: list[list[Any]] | None = None, rate: float = 0.0,
+    min_rate: float = 0.0,
+) -> Envelope:  # fmt: skip
+    """The envelope of the message this task is running (with the run's host keys, when politeness applies)."""
     info = task.request.delivery_info or {}
     expires = task.request.expires
     return Envelope(
@@ -58,6 +66,7 @@ def envelope_of(task: Task, tenant_id: str, tool: str) -> Envelope:
         str(info.get("routing_key") or task.app.conf.task_default_queue), tenant_id, tool,
         expires=expires.isoformat() if hasattr(expires, "isoformat") else expires,
         time_limits=limits(task.request.timelimit), retries=int(task.request.retries or 0),
+        hosts=hosts or [], rate=rate, min_rate=min_rate,
     )  # fmt: skip
 
 

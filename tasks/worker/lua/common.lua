@@ -54,6 +54,212 @@ local function lease(id, tenant, tool, ttl)
   redis.call('ZADD', P .. 'tenants', now, tenant)  -- seen lately: the per-tenant gauges look only at these
 end
 
+-- Host politeness (docs/politeness.md). A run's envelope carries its host keys, each as [text, IP version, first
+-- and last address as fixed-width hex, {the keys above it, nearest first}] (tasks/scope/reach.py), the rate its
+-- request asks for ('rate', 0 = none) and the least rate its tool can be told ('min_rate'). Per key text:
+-- P..'host:'..text, a zset of the runs leasing it scored by expiry; P..'hostrate:'..text, the rate each was
+-- given; P..'hostkids:'..text, the keys just below it that hold leases, so a wide key finds its busiest host;
+-- P..'hostwant:'..text, the run that has waited for it longest (a reservation: a wide run is not starved by a
+-- stream of narrow ones). P..'hostheld' maps a run to the keys it leases and its rate; P..'hostblocked' a parked
+-- run to the key it waits for. Host limits of 0 (ARGV) mean politeness is off: no host is looked at.
+local overrides = nil
+
+local function host_overrides()
+  if overrides == nil then
+    overrides = {}
+    local raw = redis.call('HGETALL', P .. 'hosts')
+    for i = 2, #raw, 2 do table.insert(overrides, cjson.decode(raw[i])) end
+  end
+  return overrides
+end
+
+local function number_or_nil(value)
+  if value == nil or value == cjson.null then return nil end
+  return tonumber(value)
+end
+
+-- A key's limits, by tasks.hosts.effective's rule: each from the most specific override covering the key that
+-- sets it, else the default; then tightened by every narrower override inside the key (a host inside a block).
+local function host_limits(key, default_running, default_rps)
+  local version, first, last = tonumber(key[2]), key[3], key[4]
+  local running, rps, running_prefix, rps_prefix = default_running, default_rps, -1, -1
+  local inside_running, inside_rps = nil, nil
+  for _, o in ipairs(host_overrides()) do
+    if tonumber(o['v']) == version and o['lo'] <= last and first <= o['hi'] then
+      local n, r, prefix = number_or_nil(o['n']), number_or_nil(o['r']), tonumber(o['p'])
+      if o['lo'] <= first and last <= o['hi'] then  -- covers the key (CIDR networks nest or are disjoint)
+        if n and prefix > running_prefix then running, running_prefix = n, prefix end
+        if r and prefix > rps_prefix then rps, rps_prefix = r, prefix end
+      else  -- inside it
+        if n then inside_running = math.min(inside_running or n, n) end
+        if r then inside_rps = math.min(inside_rps or r, r) end
+      end
+    end
+  end
+  if inside_running then running = math.min(running, inside_running) end
+  if inside_rps then rps = math.min(rps, inside_rps) end
+  return running, rps
+end
+
+-- The live leases on exactly this key: how many, and the sum of their rates (expired ones dropped).
+local function host_own(text)
+  local key = P .. 'host:' .. text
+  local gone = redis.call('ZRANGEBYSCORE', key, '-inf', now)
+  if #gone > 0 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    redis.call('HDEL', P .. 'hostrate:' .. text, unpack(gone))
+  end
+  local count, rate = redis.call('ZCARD', key), 0
+  if count > 0 then
+    for _, r in ipairs(redis.call('HVALS', P .. 'hostrate:' .. text)) do rate = rate + tonumber(r) end
+  end
+  return count, rate
+end
+
+-- The busiest key below this one: the most runs and the most rate any one host under it sees (each a bound).
+local function host_below(text)
+  local kids = P .. 'hostkids:' .. text
+  local most_runs, most_rate = 0, 0
+  for _, kid in ipairs(redis.call('SMEMBERS', kids)) do
+    local runs, rate = host_own(kid)
+    local below_runs, below_rate = host_below(kid)
+    if runs + below_runs == 0 then
+      redis.call('SREM', kids, kid)  -- nothing leased under it any more
+    else
+      most_runs, most_rate = math.max(most_runs, runs + below_runs), math.max(most_rate, rate + below_rate)
+    end
+  end
+  return most_runs, most_rate
+end
+
+-- What the hosts of a key see: the runs on it, on every key above it, and on the busiest key below it.
+local function host_load(key)
+  local runs, rate = host_own(key[1])
+  for _, above in ipairs(key[5]) do
+    local above_runs, above_rate = host_own(above)
+    runs, rate = runs + above_runs, rate + above_rate
+  end
+  local below_runs, below_rate = host_below(key[1])
+  return runs + below_runs, rate + below_rate
+end
+
+local function reserved_by_another(id, key)
+  local holder = redis.call('GET', P .. 'hostwant:' .. key[1])
+  if holder and holder ~= id then return true end
+  for _, above in ipairs(key[5]) do
+    holder = redis.call('GET', P .. 'hostwant:' .. above)
+    if holder and holder ~= id then return true end
+  end
+  return false
+end
+
+-- The rate a run is given: its share of the tightest key (budget / cap), lowered by its request, at least the
+-- least its tool can be told (the sum check below then counts that least).
+local function host_grant(hosts, asked, min_rate, default_running, default_rps)
+  local grant = nil
+  for _, key in ipairs(hosts) do
+    local running, rps = host_limits(key, default_running, default_rps)
+    grant = math.min(grant or rps / running, rps / running)
+  end
+  if asked > 0 then grant = math.min(grant, asked) end
+  return math.max(grant, min_rate)
+end
+
+-- The first key the run may not lease now (at its cap, its budget would be exceeded, or reserved by another
+-- run), or nil when it may lease them all.
+local function hosts_blocked(id, hosts, grant, default_running, default_rps)
+  for _, key in ipairs(hosts) do
+    if reserved_by_another(id, key) then return key[1] end
+    local running, rps = host_limits(key, default_running, default_rps)
+    local runs, rate = host_load(key)
+    if runs + 1 > running or rate + grant > rps * (1 + 1e-9) then return key[1] end
+  end
+  return nil
+end
+
+local function host_reserve(id, blocked, ttl)
+  local want = P .. 'hostwant:' .. blocked
+  local holder = redis.call('GET', want)
+  if not holder then
+    redis.call('SET', want, id, 'PX', ttl * 2)
+  elseif holder == id then
+    redis.call('PEXPIRE', want, ttl * 2)
+  end
+  redis.call('HSET', P .. 'hostblocked', id, blocked)
+end
+
+local function host_lease(id, hosts, grant, ttl)
+  local expiry, held = now + ttl, {}
+  for _, key in ipairs(hosts) do
+    local text = key[1]
+    redis.call('ZADD', P .. 'host:' .. text, expiry, id)
+    redis.call('HSET', P .. 'hostrate:' .. text, id, tostring(grant))
+    local below = text
+    for _, above in ipairs(key[5]) do
+      redis.call('SADD', P .. 'hostkids:' .. above, below)
+      below = above
+    end
+    if redis.call('GET', P .. 'hostwant:' .. text) == id then redis.call('DEL', P .. 'hostwant:' .. text) end
+    table.insert(held, {text, key[5]})
+  end
+  redis.call('HSET', P .. 'hostheld', id, cjson.encode({h = held, r = grant}))
+  redis.call('HDEL', P .. 'hostblocked', id)
+end
+
+-- The rate a run holding host leases was given ('0': it holds none); its leases pushed a TTL ahead.
+local function host_renew(id, ttl)
+  local raw = redis.call('HGET', P .. 'hostheld', id)
+  if not raw then return '0' end
+  local held = cjson.decode(raw)
+  for _, item in ipairs(held['h']) do redis.call('ZADD', P .. 'host:' .. item[1], now + ttl, id) end
+  return tostring(held['r'])
+end
+
+-- A key that holds no lease and has nothing leased below it leaves the kids of the key above it, and so on up.
+local function host_prune(text, above)
+  local below = text
+  for _, up in ipairs(above) do
+    if redis.call('EXISTS', P .. 'host:' .. below) == 1 or redis.call('EXISTS', P .. 'hostkids:' .. below) == 1 then
+      return
+    end
+    redis.call('SREM', P .. 'hostkids:' .. up, below)
+    below = up
+  end
+end
+
+-- Everything politeness holds for a run: its leases and their rates, its reservations, its waiting mark.
+local function host_forget(id, hosts)
+  local raw = redis.call('HGET', P .. 'hostheld', id)
+  if raw then
+    for _, item in ipairs(cjson.decode(raw)['h']) do
+      redis.call('ZREM', P .. 'host:' .. item[1], id)
+      redis.call('HDEL', P .. 'hostrate:' .. item[1], id)
+      host_prune(item[1], item[2])
+    end
+    redis.call('HDEL', P .. 'hostheld', id)
+  end
+  for _, key in ipairs(hosts or {}) do
+    if redis.call('GET', P .. 'hostwant:' .. key[1]) == id then redis.call('DEL', P .. 'hostwant:' .. key[1]) end
+  end
+  redis.call('HDEL', P .. 'hostblocked', id)
+end
+
+-- Lease a run's hosts if they all fit, or reserve the first that does not. Returns the key it waits for (nil:
+-- it holds its leases, or politeness is off or it reaches no host) and the rate it was given (0: none).
+local function host_try(id, envelope, ttl, host_running, host_rps)
+  local hosts = envelope['hosts']
+  if host_running == 0 or type(hosts) ~= 'table' or #hosts == 0 then return nil, 0 end
+  local asked, least = tonumber(envelope['rate'] or 0), tonumber(envelope['min_rate'] or 0)
+  local grant = host_grant(hosts, asked, least, host_running, host_rps)
+  local blocked = hosts_blocked(id, hosts, grant, host_running, host_rps)
+  if blocked then
+    host_reserve(id, blocked, ttl)
+    return blocked, 0
+  end
+  host_lease(id, hosts, grant, ttl)
+  return nil, grant
+end
+
 -- The ring holds each tenant with waiting runs once (the set ringed says who is in it): a cancel that empties
 -- a tenant's list and a resubmit cannot put it in twice, and a pick walks at most the tenants waiting.
 local function ring_add(tenant)
@@ -67,7 +273,7 @@ end
 
 -- Pick parked runs round-robin across the tenants of the ring while global slots are free; each picked
 -- run gets its lease now (so nobody takes the slot before its message arrives) and is marked dispatching.
-local function pick(default_cap, ttl, budget)
+local function pick(default_cap, ttl, budget, host_running, host_rps)
   local picked = {}
   local misses = 0
   local free = capacity()
@@ -78,12 +284,17 @@ local function pick(default_cap, ttl, budget)
     redis.call('LREM', P .. 'ring', 0, tenant)  -- a second place (a ring written before 'ringed' existed) goes
     local waiting = P .. 'wait:' .. tenant
     local chosen = nil
-    -- FIFO within a tenant; a head blocked only by its tool's cap lets one of the next 8 runs go.
-    for _, id in ipairs(redis.call('LRANGE', waiting, 0, 7)) do
+    -- FIFO within a tenant; a head blocked only by its tool's cap or a host lets one of the next 16 runs go.
+    for _, id in ipairs(redis.call('LRANGE', waiting, 0, 15)) do
       local raw = redis.call('HGET', P .. 'parked', id)
       if raw then
-        local tool = cjson.decode(raw)['tool']
-        if fits(tenant, tool, default_cap) then chosen = id; lease(id, tenant, tool, ttl); break end
+        local envelope = cjson.decode(raw)
+        local tool = envelope['tool']
+        if fits(tenant, tool, default_cap) and not host_try(id, envelope, ttl, host_running, host_rps) then
+          chosen = id
+          lease(id, tenant, tool, ttl)
+          break
+        end
         if live(P .. 'lease:' .. tenant) >= cap_of(tenant, default_cap) then break end
       else
         redis.call('LREM', waiting, 1, id)  -- discarded meanwhile
@@ -125,8 +336,10 @@ end
 -- waits in), parking time, republish count, leases, dispatching and unsent marks. Any way a run ends comes here.
 local function forget(id, tenant, tool, envelope_too)
   local raw = redis.call('HGET', P .. 'parked', id)
+  local hosts = nil
   if raw and envelope_too then
     local envelope = cjson.decode(raw)
+    hosts = envelope['hosts']
     if tenant == '' then tenant, tool = envelope['tenant_id'], envelope['tool'] end
     local waiting_in = envelope['waiting_in'] or ''
     if waiting_in ~= '' and redis.call('LREM', waiting_in, 0, id) > 0
@@ -144,6 +357,7 @@ local function forget(id, tenant, tool, envelope_too)
   redis.call('ZREM', P .. 'leases', id)
   redis.call('ZREM', P .. 'dispatching', id)
   redis.call('ZREM', P .. 'unsent', id)
+  host_forget(id, type(hosts) == 'table' and hosts or nil)
 end
 
 -- A parked run's message arrived and it runs (or parks afresh): its parked state goes, its lease stays.
@@ -153,4 +367,5 @@ local function admitted(id)
   redis.call('HDEL', P .. 'parked', id)
   redis.call('ZREM', P .. 'parked_at', id)
   redis.call('HDEL', P .. 'republished', id)
+  redis.call('HDEL', P .. 'hostblocked', id)
 end

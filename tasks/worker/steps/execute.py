@@ -10,7 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 import isolation
 from config import Settings
 from tasks.scope.check import outside
-from tasks.service import RunContext, RunResult, execute
+from tasks.service import RunContext, RunPlan, RunResult, at_rate, execute
 from tasks.worker.context import Run
 from tasks.worker.metrics import metrics
 from tasks.worker.steps import Proceed, Step
@@ -33,9 +33,20 @@ def _execute(run: Run, proceed: Proceed) -> RunResult:  # the last step: there i
             outside=outside(run.scope, services.scope_checker.policy) if run.scope is not None else None,
             images=services.images,
         )  # fmt: skip
-        return execute(run.plan, ctx)
+        return execute(rated(run), ctx)
     except isolation.DockerUnavailableError as exc:
         raise retry(run.task, exc, services.settings) from exc
+
+
+def rated(run: Run) -> RunPlan:
+    """The plan with the rate admission gave the run per host (the tool told it through its own option; a
+    request's own lower rate stays). In-process runs hold no host lease: they get the default share of a host
+    (TOOLRUNNER_HOST_MAX_RPS / TOOLRUNNER_HOST_MAX_RUNNING) when politeness is on and they reach any host."""
+    plan, settings = run.plan, run.services.settings
+    rate = run.rate
+    if run.eager and settings.politeness == "on" and run.reached:
+        rate = settings.host_max_rps / settings.host_max_running
+    return at_rate(plan, rate) if rate > 0 else plan
 
 
 def retry(task: Task, exc: isolation.DockerUnavailableError, settings: Settings) -> Exception:

@@ -27,7 +27,9 @@ def _scope(run: Run, proceed: Proceed) -> RunResult:
         run.scope = services.scopes.of(plan.tenant_id) if plan.spec.targets is not None else Scope()
     network = plan.spec.network or services.settings.tool_network
     try:
-        check(plan.spec, plan.params, plan.tenant_id, scope=run.scope, network=network, checker=services.scope_checker)
+        run.reached = check(
+            plan.spec, plan.params, plan.tenant_id, scope=run.scope, network=network, checker=services.scope_checker
+        )
     except OutOfScopeError as exc:
         logger.warning(
             "scope event=refused tenant=%s run=%s task=%s tool=%s: %s",

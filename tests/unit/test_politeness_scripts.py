@@ -1,0 +1,179 @@
+"""Host politeness in the fair-share Lua scripts, on a real Redis: host caps and budgets across tenants, all
+leases or none, wide runs keyed by blocks against narrow ones, reservations, expiry, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+import redis
+
+from config import Settings
+from tasks.scope.host import address_span, network_span
+from tasks.scope.reach import host_keys
+from tasks.worker import fairshare, keys, parking
+from tasks.worker.metrics import HostCollector
+from tests.conftest import database_url, flushed_database
+from tests.unit.helpers import envelope, register
+
+DB = 12
+PREFIX = keys.FAIR_SHARE
+
+
+@pytest.fixture
+def conn(redis_url: str) -> Iterator[redis.Redis]:
+    with flushed_database(database_url(redis_url, DB)) as client:
+        register(client, 64)
+        yield client
+
+
+def polite(running: int = 2, rps: float = 50, *, politeness: str = "on") -> Settings:
+    """Tenant caps out of the way (8): only the hosts' limits decide."""
+    return Settings(tenant_max_running=8, host_max_running=running, host_max_rps=rps, politeness=politeness)  # type: ignore[arg-type]
+
+
+def run(task_id: str, tenant: str, *targets: str, rate: float = 0, least: float = 1) -> parking.Envelope:
+    spans = [network_span(t) if "/" in t else address_span(t) for t in targets]
+    hosts = [key.wire() for key in host_keys([s for s in spans if s is not None], 16)]
+    return replace(envelope(task_id, tenant), hosts=hosts, rate=rate, min_rate=least)
+
+
+def leased(conn: redis.Redis, host: str) -> set[str]:
+    return {m.decode() for m in conn.zrange(f"{PREFIX}host:{host}", 0, -1)}
+
+
+def test_at_most_the_cap_of_runs_touch_one_host_across_tenants_and_others_go_ahead(conn: redis.Redis) -> None:
+    a, b, c = (fairshare.admit(conn, run(t, t, "192.0.2.7"), polite()) for t in ("a", "b", "c"))
+    assert a.admitted and b.admitted and not c.admitted
+    assert c.waiting_for == "192.0.2.7"
+    assert fairshare.admit(conn, run("d", "d", "192.0.2.8"), polite()).admitted, "another host is not held up"
+    assert leased(conn, "192.0.2.7") == {"a", "b"}
+
+
+def test_each_run_is_given_the_hosts_budget_over_its_cap_and_a_release_lets_the_waiting_run_in(
+    conn: redis.Redis,
+) -> None:
+    first = fairshare.admit(conn, run("a", "a", "192.0.2.7"), polite(2, 50))
+    fairshare.admit(conn, run("b", "b", "192.0.2.7"), polite(2, 50))
+    fairshare.admit(conn, run("c", "c", "192.0.2.7"), polite(2, 50))
+    assert first.rate == 25
+    assert fairshare.release(conn, run("a", "a", "192.0.2.7"), polite(2, 50)) == ["c"]
+    assert fairshare.admit(conn, run("c", "c", "192.0.2.7"), polite(2, 50)).rate == 25
+
+
+def test_a_request_asking_less_is_given_less_and_the_budget_admits_more_of_them(conn: redis.Redis) -> None:
+    runs = [fairshare.admit(conn, run(t, t, "192.0.2.7", rate=10), polite(5, 50)) for t in "abcdef"]
+    assert [r.admitted for r in runs] == [True] * 5 + [False]
+    assert {r.rate for r in runs[:5]} == {10}
+
+
+def test_raising_a_cap_takes_effect_at_the_next_admission_but_never_past_the_budget(conn: redis.Redis) -> None:
+    for t in "ab":
+        fairshare.admit(conn, run(t, t, "192.0.2.7"), polite(2, 50))
+    assert not fairshare.admit(conn, run("c", "c", "192.0.2.7"), polite(2, 50)).admitted
+    override = {"v": 4, "lo": "c0000207", "hi": "c0000207", "p": 32, "n": 3, "r": None}
+    conn.hset(f"{PREFIX}hosts", "192.0.2.7/32", json.dumps(override))
+    third = fairshare.admit(conn, run("d", "d", "192.0.2.7"), polite(2, 50))
+    assert not third.admitted and third.waiting_for == "192.0.2.7", "2 x 25 + 50/3 would overshoot 50 req/s"
+    conn.hset(f"{PREFIX}hosts", "192.0.2.7/32", json.dumps({**override, "r": 100}))
+    assert fairshare.release(conn, None, polite(2, 50)) == ["c"], "the next pick lets the first waiting run in"
+    assert fairshare.admit(conn, run("c", "c", "192.0.2.7"), polite(2, 50)).rate == pytest.approx(100 / 3)
+    assert fairshare.release(conn, None, polite(2, 50)) == [], "a fourth run is over the new cap of 3"
+
+
+def test_a_run_on_several_hosts_takes_all_its_leases_or_none(conn: redis.Redis) -> None:
+    for t in "ab":
+        fairshare.admit(conn, run(t, t, "192.0.2.8"), polite())
+    both = fairshare.admit(conn, run("c", "c", "192.0.2.7", "192.0.2.8"), polite())
+    assert not both.admitted and both.waiting_for == "192.0.2.8"
+    assert leased(conn, "192.0.2.7") == set(), "no lease held on the host that was free"
+
+
+def test_a_wide_run_keyed_by_its_block_counts_against_every_address_in_it(conn: redis.Redis) -> None:
+    fairshare.admit(conn, run("a", "a", "192.0.2.1"), polite())
+    fairshare.admit(conn, run("b", "b", "192.0.2.2"), polite())
+    wide = fairshare.admit(conn, run("w", "w", "192.0.2.0/24"), polite())
+    assert wide.admitted, "each address has one run: one more fits under the cap of 2"
+    assert leased(conn, "192.0.2.0/24") == {"w"}
+    assert fairshare.admit(conn, run("c", "c", "192.0.2.3"), polite()).admitted
+    fourth = fairshare.admit(conn, run("d", "d", "192.0.2.1"), polite())
+    assert not fourth.admitted and fourth.waiting_for == "192.0.2.1", "192.0.2.1: its own run and the block's"
+
+
+def test_two_runs_on_one_address_keep_a_wide_run_on_its_block_out(conn: redis.Redis) -> None:
+    for t in "ab":
+        fairshare.admit(conn, run(t, t, "192.0.2.1"), polite())
+    wide = fairshare.admit(conn, run("w", "w", "192.0.2.0/24"), polite())
+    assert not wide.admitted and wide.waiting_for == "192.0.2.0/24"
+
+
+def test_a_waiting_wide_run_reserves_its_block_so_a_stream_of_narrow_runs_cannot_starve_it(conn: redis.Redis) -> None:
+    for t in "ab":
+        fairshare.admit(conn, run(t, t, "192.0.2.1"), polite())
+    assert not fairshare.admit(conn, run("w", "w", "192.0.2.0/24"), polite()).admitted
+    late = fairshare.admit(conn, run("n", "n", "192.0.2.9"), polite())
+    assert not late.admitted and late.waiting_for == "192.0.2.9", "the block is reserved by the wide run"
+    assert fairshare.release(conn, run("a", "a", "192.0.2.1"), polite()) == ["w"], "the wide run goes first"
+
+
+def test_an_expired_host_lease_frees_its_host(conn: redis.Redis) -> None:
+    for t in "ab":
+        fairshare.admit(conn, run(t, t, "192.0.2.7"), polite())
+    conn.zadd(f"{PREFIX}host:192.0.2.7", {"a": 1})  # its worker died long ago: past its expiry
+    assert fairshare.admit(conn, run("c", "c", "192.0.2.7"), polite()).admitted
+
+
+def test_a_dispatched_run_whose_hosts_were_unknown_when_picked_parks_again_first_in_line(conn: redis.Redis) -> None:
+    for t in "ab":
+        fairshare.admit(conn, run(t, t, "192.0.2.7"), polite())
+    # Drained from the queue and picked with no host keys (names are not resolved there): a slot, no host lease.
+    conn.zadd(keys.LEASES(), {"c": int(time.time() * 1000) + 30_000})
+    again = fairshare.admit(conn, run("c", "c", "192.0.2.7"), polite())
+    assert not again.admitted and again.waiting_for == "192.0.2.7"
+    assert conn.zscore(keys.LEASES(), "c") is None, "it gave its slot back"
+    assert conn.lindex(keys.WAITING("c"), 0) == b"c"
+
+
+def test_renewing_keeps_the_host_leases_and_a_lost_lease_is_taken_again_at_its_rate(conn: redis.Redis) -> None:
+    held = run("a", "a", "192.0.2.7")
+    assert fairshare.admit(conn, held, polite()).rate == 25
+    assert fairshare.renew(conn, held, polite()) is fairshare.Renewal.RENEWED
+    for key in (keys.LEASES(), keys.TENANT_LEASES("a"), f"{PREFIX}host:192.0.2.7"):
+        conn.zadd(key, {"a": 1})  # Redis was away past the TTL
+    assert fairshare.renew(conn, held, polite()) is fairshare.Renewal.RETAKEN
+    assert leased(conn, "192.0.2.7") == {"a"}
+    assert conn.hget(f"{PREFIX}hostrate:192.0.2.7", "a") == b"25"
+
+
+def test_every_way_a_run_ends_leaves_no_host_key_behind(conn: redis.Redis) -> None:
+    for t in "ab":
+        fairshare.admit(conn, run(t, t, "192.0.2.1"), polite())
+    fairshare.admit(conn, run("w", "w", "192.0.2.0/24"), polite())  # waits, reserving the block
+    fairshare.admit(conn, run("x", "x", "192.0.2.1", "2001:db8::1"), polite())  # waits for 192.0.2.1
+    fairshare.abandon(conn, "w", polite())  # cancelled while it waits
+    for t in "ab":
+        for picked in fairshare.release(conn, run(t, t, "192.0.2.1"), polite()):
+            fairshare.admit(conn, run(picked, picked, "192.0.2.1", "2001:db8::1"), polite())
+            fairshare.release(conn, run(picked, picked), polite())
+    left = [k.decode() for k in conn.scan_iter(f"{PREFIX}host*")]
+    assert left == [], left
+
+
+def test_with_politeness_off_no_host_is_looked_at(conn: redis.Redis) -> None:
+    runs = [fairshare.admit(conn, run(t, t, "192.0.2.7"), polite(politeness="off")) for t in "abc"]
+    assert all(r.admitted and r.rate == 0 for r in runs)
+    assert list(conn.scan_iter(f"{PREFIX}host*")) == []
+
+
+def test_the_host_gauges_count_leases_and_waiting_runs_per_host(conn: redis.Redis) -> None:
+    for t in "abc":
+        fairshare.admit(conn, run(t, t, "192.0.2.7"), polite())
+    fairshare.admit(conn, run("w", "w", "192.0.2.0/24"), polite())
+    families = {f.name: {s.labels["host"]: s.value for s in f.samples} for f in HostCollector(conn).collect()}
+    assert families == {
+        "toolrunner_host_running": {"192.0.2.7": 2, "192.0.2.0/24": 0},
+        "toolrunner_host_waiting": {"192.0.2.7": 1, "192.0.2.0/24": 1},
+    }

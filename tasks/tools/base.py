@@ -86,6 +86,15 @@ class ToolSpec:
     # The finding fields that name the host a finding is about (an address, a name or a URL): a finding none of
     # whose present fields is in the tenant's scope is marked out_of_scope (a name in scope is enough).
     finding_hosts: tuple[str, ...] = ()
+    # The params field that caps the requests (packets, for port scanners) the tool sends a second, so the worker
+    # can grant a rate (tasks.tools.rates.with_rate); None = the tool cannot be told one (its module says why).
+    rate_param: str | None = None
+    # Whether that field takes only whole numbers: a granted rate is then floored, never below 1.
+    rate_integer: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rate_param is not None and self.rate_param not in self.params_model.model_fields:
+            raise ValueError(f"{self.name}: rate_param {self.rate_param!r} is no field of {self.params_model.__name__}")
 
 
 # The label scripts/build-images gives a local image per Debian package it installed (toolrunner.package.nmap=7.93…)

@@ -56,6 +56,15 @@ class DnsxParams(ToolParams):
     domains: tuple[DnsName, ...] = Field(min_length=1, max_length=MAX_DOMAINS)
     record_types: tuple[RecordType, ...] = Field(default=("a",), min_length=1, max_length=len(RECORD_TYPES))
     resolvers: tuple[Annotated[str, AfterValidator(_resolver)], ...] = Field(default=(), max_length=100)
+    rate_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description=(
+            "at most this many DNS queries a second for the whole run (-rl); they go to the resolvers, never to"
+            " the hosts named, so this spares the resolvers (and the zones' name servers behind them)"
+        ),
+    )
 
 
 def build(params: DnsxParams) -> Invocation:
@@ -67,6 +76,8 @@ def build(params: DnsxParams) -> Invocation:
     if params.resolvers:
         argv += ["-r", input_path(RESOLVERS_FILE)]
         files[RESOLVERS_FILE] = lines(params.resolvers)
+    if params.rate_limit is not None:
+        argv += ["-rl", str(params.rate_limit)]
     return Invocation(argv=argv, input_files=files, output_files=[REPORT_FILE])
 
 
@@ -137,11 +148,12 @@ SPEC = ToolSpec(
     params_model=DnsxParams,
     build=build,
     parse=parse,
-    version=3,
+    version=4,
     default_timeout=900,
     description="DNS resolution of many names for A, AAAA, CNAME, NS, TXT, SRV, PTR, MX, SOA or CAA records.",
     targets=targets,
     finding_hosts=("host",),
+    rate_param="rate_limit",
     finding_fields={
         "host": "the name that was resolved",
         "record_type": (

@@ -1,9 +1,25 @@
-"""ffuf: fuzz one URL's FUZZ keyword with a wordlist; each matched response is a finding."""
+"""ffuf: fuzz one URL's FUZZ keyword with a wordlist; each matched response is a finding.
+
+Debian's ffuf 1.1.0 has no -rate (2.x has), so a rate becomes threads -t and a delay -p. In 1.1.0
+(pkg/ffuf/job.go, startExecution) a buffered channel of -t slots limits concurrency: each request runs in
+a goroutine holding a slot, sleeps the delay after its response, and only then frees the slot. So a slot
+starts a request at most once every delay plus response time, and -t slots at most -t times that. The
+delay is slept as time.Duration(seconds * 1000) * time.Millisecond: the float is truncated to whole
+milliseconds, and "1.001" (1000.9999... after the multiplication) sleeps 1000 ms.
+Every slot starts its first request at once and slots stay nearly in step while responses are quick, so a
+delay of -t / rate keeps the mean under the rate but lets one second see more than the rate: measured against a
+local server, -t 40 -p 0.8 (50/s) peaked at 56, 57 and 60 requests in one second, -t 2 -p 0.8 (2.5/s) at 4.
+pace() therefore makes the delay a whole fraction of a second, 1/n, with n * t <= rate, so no second can hold
+more than rate starts (each slot starts at most n): -t 25 -p 0.5005 (50/s) peaked at 50 in every run, -t 20
+-p 1.0005 (20/s) at 20, -t 2 -p 1.0005 (2.5/s) at 2, -t 1 -p 2.0005 (0.5/s) at 1 with a mean of 0.50.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, BinaryIO
 from urllib.parse import urlsplit
 
@@ -34,6 +50,7 @@ MAX_DEPTH = 32
 _OPEN = frozenset({"start_map", "start_array"})
 _CLOSE = frozenset({"end_map", "end_array"})
 _EXTENSION = re.compile(r"\.?[A-Za-z0-9_~][A-Za-z0-9_~-]{0,15}")
+DEFAULT_THREADS = 40  # ffuf 1.1.0 main.go: flag.IntVar(&conf.Threads, "t", 40, ...)
 
 
 def _fuzz(value: str) -> str:
@@ -65,6 +82,15 @@ class FfufParams(ToolParams):
     match_codes: tuple[StatusCode, ...] | None = Field(default=None, min_length=1, max_length=50)
     extensions: tuple[Annotated[str, AfterValidator(_extension)], ...] = Field(default=(), max_length=20)
     threads: int | None = Field(default=None, ge=1, le=100)
+    rate: float | None = Field(
+        default=None,
+        ge=0.001,
+        le=100_000,
+        description=(
+            "at most this many requests a second (decimals allowed); ffuf 1.1 has no -rate, so it becomes threads"
+            " (-t, never more than threads) and a delay after each request (-p)"
+        ),
+    )
     follow_redirects: bool = False
     fuzz_host: bool = Field(
         default=False,
@@ -103,11 +129,36 @@ def build(params: FfufParams) -> Invocation:
         argv += ["-mc", ",".join(str(code) for code in params.match_codes)]
     if params.extensions:
         argv += ["-e", ",".join(params.extensions)]
-    if params.threads is not None:
+    if params.rate is not None:
+        argv += pace(params.rate, params.threads).argv()
+    elif params.threads is not None:
         argv += ["-t", str(params.threads)]
     if params.follow_redirects:
         argv.append("-r")
     return Invocation(argv=argv, input_files={WORDLIST_FILE: lines(params.wordlist)}, output_files=[REPORT_FILE])
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Threads and a delay after each request, in whole milliseconds, that keep ffuf 1.1 within a rate."""
+
+    threads: int
+    delay_ms: int
+
+    def argv(self) -> list[str]:
+        """-t and -p; the half millisecond added survives ffuf's truncation to whole milliseconds exactly."""
+        return ["-t", str(self.threads), "-p", f"{(self.delay_ms + 0.5) / 1000:.4f}"]
+
+
+def pace(rate: float, threads: int | None = None) -> Pace:
+    """The most threads (up to threads, or ffuf's 40) and a delay of 1/n s with threads * n <= rate.
+
+    Below one request a second: one thread and a delay of 1/rate.
+    """
+    if rate < 1:
+        return Pace(threads=1, delay_ms=math.ceil(1000 / rate))
+    rounds = math.ceil(math.floor(rate) / (threads or DEFAULT_THREADS))  # n: times each slot may start a second
+    return Pace(threads=math.floor(rate / rounds), delay_ms=math.ceil(1000 / rounds))
 
 
 def parse(outputs: Outputs) -> Iterator[Finding]:
@@ -220,12 +271,14 @@ SPEC = ToolSpec(
     params_model=FfufParams,
     build=build,
     parse=parse,
-    version=3,
+    version=4,
     default_timeout=900,
     description="Web content discovery: put each word in place of FUZZ in one URL and report the matches.",
     targets=targets,
     wanders=wanders,
     finding_hosts=("url",),
+    rate_param="rate",
+    rate_integer=False,
     finding_fields={
         "input": "the word (plus extension, with -e) that replaced FUZZ",
         "url": "the requested URL",

@@ -36,6 +36,9 @@ class HttpxParams(ToolParams):
     follow_redirects: bool = Field(
         default=False, description="follow redirects on the same host only (-fhr); findings then carry final_url"
     )
+    rate_limit: int | None = Field(
+        default=None, ge=1, le=100_000, description="at most this many HTTP requests a second for the whole run (-rl)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -58,6 +61,8 @@ def build(params: HttpxParams) -> Invocation:
         argv += ["-mc", ",".join(str(code) for code in params.match_codes)]
     if params.follow_redirects:
         argv.append("-fhr")  # the same host only: -fr would follow a redirect out of the tenant's scope
+    if params.rate_limit is not None:
+        argv += ["-rl", str(params.rate_limit)]
     return Invocation(argv=argv, input_files={TARGETS_FILE: lines(params.targets)}, output_files=[REPORT_FILE])
 
 
@@ -104,11 +109,12 @@ SPEC = ToolSpec(
     params_model=HttpxParams,
     build=build,
     parse=parse,
-    version=3,
+    version=4,
     default_timeout=900,
     description="HTTP(S) probing of hosts and URLs: status code, title, web server and technologies.",
     targets=targets,
     finding_hosts=("url",),
+    rate_param="rate_limit",
     finding_fields={
         "url": "the URL that answered",
         "input": "the target line it came from",

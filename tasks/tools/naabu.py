@@ -36,7 +36,9 @@ class NaabuParams(ToolParams):
     hosts: tuple[Host, ...] = Field(min_length=1, max_length=MAX_HOSTS)
     ports: PortList | None = None
     top_ports: Literal["100", "1000", "full"] | None = None
-    rate: int | None = Field(default=None, ge=1, le=10_000)
+    rate: int | None = Field(
+        default=None, ge=1, le=10_000, description="at most this many probe packets a second for the whole scan (-rate)"
+    )
 
     @model_validator(mode="after")
     def _one_port_selection(self) -> NaabuParams:
@@ -91,7 +93,7 @@ SPEC = ToolSpec(
     params_model=NaabuParams,
     build=build,
     parse=parse,
-    version=3,
+    version=4,
     # naabu v2.6.1 pkg/scan/scan.go reads it with strconv.ParseBool; without it connect scans never detect TLS.
     environment={"ENABLE_TLS_DETECTION": "true"},
     default_timeout=1800,
@@ -101,6 +103,7 @@ SPEC = ToolSpec(
     ),
     targets=targets,
     finding_hosts=("ip", "host"),
+    rate_param="rate",
     finding_fields={
         "host": "the hostname scanned, or the IP when the target was an address",
         "ip": "the IP address the open port is on",

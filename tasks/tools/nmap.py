@@ -1,4 +1,9 @@
-"""nmap: a TCP connect scan (no raw sockets, no capabilities); its XML report gives one finding per port."""
+"""nmap: a TCP connect scan (no raw sockets, no capabilities); its XML report gives one finding per port.
+
+max_rate becomes --max-rate, in probe packets a second for the whole scan (so for each host at most that). nmap
+reads it with sscanf("%f") into a float and refuses a value that is not above 0 (nmap.cc), so decimals such as
+0.5 (a probe every 2 s) are passed as they are.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +56,12 @@ class NmapParams(ToolParams):
     ports: PortList | None = None
     top_ports: int | None = Field(default=None, ge=1, le=65535)
     service_detection: bool = False
+    max_rate: float | None = Field(
+        default=None,
+        ge=0.001,
+        le=100_000,
+        description="at most this many probe packets a second for the whole scan (--max-rate; decimals allowed)",
+    )
 
     @model_validator(mode="after")
     def _one_port_selection(self) -> NmapParams:
@@ -67,6 +78,8 @@ def build(params: NmapParams) -> Invocation:
         argv += ["--top-ports", str(params.top_ports)]
     if params.service_detection:
         argv.append("-sV")
+    if params.max_rate is not None:
+        argv += ["--max-rate", str(params.max_rate)]
     return Invocation(argv=argv, input_files={TARGETS_FILE: lines(params.targets)}, output_files=[REPORT_FILE])
 
 
@@ -171,11 +184,13 @@ SPEC = ToolSpec(
     params_model=NmapParams,
     build=build,
     parse=parse,
-    version=3,
+    version=4,
     default_timeout=1800,
     description="Port scan with nmap's TCP connect scan (-sT -Pn -n), optionally detecting services (-sV).",
     targets=targets,
     finding_hosts=("address", "hostname"),
+    rate_param="max_rate",
+    rate_integer=False,
     finding_fields={
         "host": "the hostname if nmap reported one, else the address",
         "address": "the scanned IPv4 or IPv6 address",

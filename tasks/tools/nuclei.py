@@ -49,6 +49,9 @@ class NucleiParams(ToolParams):
     templates: tuple[Annotated[str, AfterValidator(_template)], ...] = Field(default=(), max_length=1000)
     severities: tuple[Severity, ...] = Field(default=(), max_length=6)
     interactsh: bool = False
+    rate_limit: int | None = Field(
+        default=None, ge=1, le=100_000, description="at most this many requests a second for the whole run (-rl)"
+    )
 
 
 def build(params: NucleiParams) -> Invocation:
@@ -63,6 +66,8 @@ def build(params: NucleiParams) -> Invocation:
         argv += ["-s", ",".join(dict.fromkeys(params.severities))]
     if not params.interactsh:
         argv.append("-no-interactsh")  # out-of-band checks would send tenant targets to a public server
+    if params.rate_limit is not None:
+        argv += ["-rl", str(params.rate_limit)]
     return Invocation(argv=argv, input_files={TARGETS_FILE: lines(params.targets)}, output_files=[REPORT_FILE])
 
 
@@ -118,11 +123,12 @@ SPEC = ToolSpec(
     params_model=NucleiParams,
     build=build,
     parse=parse,
-    version=3,
+    version=4,
     default_timeout=3600,
     description="Template-based vulnerability checks with nuclei, using only the templates the task ships.",
     targets=targets,
     finding_hosts=("matched_at",),
+    rate_param="rate_limit",
     finding_fields={
         "template_id": "the id of the template that matched",
         "name": "the template's name (info.name)",

@@ -92,11 +92,14 @@ SPEC = ToolSpec(
     params_model=SubfinderParams,
     build=build,
     parse=parse,
-    version=3,
+    version=4,
     default_timeout=1200,
     description="Passive subdomain enumeration from public sources (certificate logs, archives, DNS data).",
     targets=targets,
     finding_hosts=("host",),
+    # No rate: subfinder asks passive sources (certificate logs, archives, DNS datasets) and never contacts the
+    # domains it enumerates, so there is no scanned host to be polite to (its -rl paces the sources' APIs).
+    rate_param=None,
     finding_fields={
         "host": "the subdomain found",
         "input": "the domain it was found for",

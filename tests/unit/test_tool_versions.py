@@ -12,13 +12,13 @@ from tasks.tools import load_catalogue
 TOOLS = Path(__file__).resolve().parents[2] / "tasks" / "tools"
 # tool: (SPEC.version, sha256 of tasks/tools/<tool>.py). Change the module, bump the version, update the digest.
 PINNED: dict[str, tuple[int, str]] = {
-    "dnsx": (3, "ffe3519cd5f2616e9a7cad651b9d33038f559fa613def35c61e30f3b40f36f67"),
-    "ffuf": (3, "f6dba3f7941d5d846c4a75aab9d9d8fc45bc5d3025b92a33aa932a4f3b94c415"),
-    "httpx": (3, "cf64f6438911986cf95505396ed2be37c51f92eab5553baf0ad6a7e0895db925"),
-    "naabu": (3, "45d4c549fc0c456cb11fd4b0ec2896c468e4360bf40bedb142e5fa1922b55b97"),
-    "nmap": (3, "df1f302ad72c24a1f29d6a195e64591acc2e1a6c059fed297fb44be5f2c82454"),
-    "nuclei": (3, "014053f1afb4beb73332e23b46e3d17385c92898f6854eb9ab1add71c77390b7"),
-    "subfinder": (3, "5522766e196806a9f30edc231b923c7481ff507b8cb31b6efa0a84f2a4b60d18"),
+    "dnsx": (4, "a73637306e532c9a1a3734f02d1fd2f3e88f0834c77b7214ef6dfe6f1536d242"),
+    "ffuf": (4, "b80ea68adf2505137fd31a161c2d9728fe031cd3d9fb09de8cd49a584eb03551"),
+    "httpx": (4, "ca0b32dc7a7a4a7fa7f0d83f6cd0015264c9f1c40557b4d574703bbe8730ccfa"),
+    "naabu": (4, "2ab0e2d4f79070cb36e78a00a11715e17ee77ac0661352b2f2c445fca94bd9d2"),
+    "nmap": (4, "bd1ab06e5eb94427670d80e6672cbbe3e6034cc7ff7ebb4c65e88b63b84ff9da"),
+    "nuclei": (4, "ec903a3de01423b5b3be4529ceeb3d66c531776e31b8494e488a20d4543a45b4"),
+    "subfinder": (4, "19ee5f80d6e1dcc96d1e72379cf8450021b79d6c7fad0ea8288b3fc3d6ef6c7f"),
 }
 
 

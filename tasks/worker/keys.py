@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
+from tasks.hosts import store as hosts_store
 from tasks.scope import store as scope_store
 
 ROOT = "toolrunner:"
@@ -64,6 +65,7 @@ LEASE_LOST = Key(FAIR_SHARE + "lost:{}", "string", "2 lease TTLs; deleted when t
 WORKERS = Key(FAIR_SHARE + "workers", "zset", "members scored by expiry, dropped by every capacity count", False)
 TENANTS = Key(FAIR_SHARE + "tenants", "zset", "members idle an hour dropped by the gauges (loads)", False)
 NET_LOCK = Key(FAIR_SHARE + "net", "string", "a lease TTL; released after each safety-net round")
+HOST_OVERRIDES = Key(hosts_store.KEY, "hash", "operators: `toolrunner hosts set/unset` (tasks.hosts)", expires=False)
 
 # --- the result cache (tasks/worker/cache.py, lua/cache_*.lua) ------------------------------------------------
 CACHE_ENTRY = Key(CACHE + "entry:{}", "hash", "Settings.cache_max_age_seconds (Cached.keep)")
@@ -77,7 +79,7 @@ SCOPE = Key(scope_store.KEY_PATTERN, "hash", "operators: `toolrunner scope add/r
 SCHEMA: tuple[Key, ...] = (
     IDENTITY, DELIVERIES, RUNNING, CANCEL, LEGACY_CANCEL, DRAINING, SWEEP_LOCK,
     LIMITS, LEASES, TENANT_LEASES, WAITING, RING, RINGED, PARKED, PARKED_AT, REPUBLISHED, DISPATCHING, UNSENT, DONE,
-    LEASE_LOST, WORKERS, TENANTS, NET_LOCK,
+    LEASE_LOST, WORKERS, TENANTS, NET_LOCK, HOST_OVERRIDES,
     CACHE_ENTRY, FLIGHT, WAITERS, FLIGHTS,
     SCOPE,
 )  # fmt: skip

@@ -61,3 +61,7 @@ class ScopeEntryError(ToolrunnerError, ValueError):
 
 class OutOfScopeError(TaskInputError):
     """Raised when a run's targets are not all in its tenant's scope (or are denied): bad input, never retried."""
+
+
+class HostOverrideError(ToolrunnerError, ValueError):
+    """Raised when a per-host override is refused: not an address or CIDR network, or no limit or one out of range."""

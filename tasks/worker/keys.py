@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
+from tasks.hosts import store as hosts_store
 from tasks.scope import store as scope_store
 
 ROOT = "toolrunner:"
@@ -64,6 +65,7 @@ LEASE_LOST = Key(FAIR_SHARE + "lost:{}", "string", "2 lease TTLs; deleted when t
 WORKERS = Key(FAIR_SHARE + "workers", "zset", "members scored by expiry, dropped by every capacity count", False)
 TENANTS = Key(FAIR_SHARE + "tenants", "zset", "members idle an hour dropped by the gauges (loads)", False)
 NET_LOCK = Key(FAIR_SHARE + "net", "string", "a lease TTL; released after each safety-net round")
+HOST_OVERRIDES = Key(hosts_store.KEY, "hash", "operators: `toolrunner hosts set/unset` (tasks.hosts)", expires=False)
 
 # --- host politeness (lua/common.lua host_*; keys are addresses or blocks: tasks/scope/reach.py) --------------------
 HOST = Key(FAIR_SHARE + "host:{}", "zset", "run ids by expiry; forget() and every check drop theirs", False)
@@ -85,7 +87,7 @@ SCOPE = Key(scope_store.KEY_PATTERN, "hash", "operators: `toolrunner scope add/r
 SCHEMA: tuple[Key, ...] = (
     IDENTITY, DELIVERIES, RUNNING, CANCEL, LEGACY_CANCEL, DRAINING, SWEEP_LOCK,
     LIMITS, LEASES, TENANT_LEASES, WAITING, RING, RINGED, PARKED, PARKED_AT, REPUBLISHED, DISPATCHING, UNSENT, DONE,
-    LEASE_LOST, WORKERS, TENANTS, NET_LOCK,
+    LEASE_LOST, WORKERS, TENANTS, NET_LOCK, HOST_OVERRIDES,
     HOST, HOST_RATES, HOST_KIDS, HOST_WANT, HOST_HELD, HOST_BLOCKED,
     CACHE_ENTRY, FLIGHT, WAITERS, FLIGHTS,
     SCOPE,

@@ -90,10 +90,13 @@ def test_the_help_lists_every_command() -> None:
 def test_every_command_is_mounted_once_in_the_order_the_help_lists_them() -> None:
     root = typer.main.get_command(cli)
     commands = getattr(root, "commands", {})
-    assert list(commands) == ["run", "tools", "volumes", "sweep", "cancel", "limits", "scope", "cache", "artifacts"]
-    groups = {name: list(getattr(commands[name], "commands", {})) for name in ("limits", "cache", "artifacts")}
+    assert list(commands) == [
+        "run", "tools", "volumes", "sweep", "cancel", "limits", "scope", "hosts", "cache", "artifacts",
+    ]  # fmt: skip
+    groups = {name: list(getattr(commands[name], "commands", {})) for name in ("limits", "hosts", "cache", "artifacts")}
     assert groups == {
         "limits": ["set", "unset", "show"],
+        "hosts": ["set", "unset", "show"],
         "cache": ["clear"],
         "artifacts": ["list", "get", "sweep", "purge"],
     }

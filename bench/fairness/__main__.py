@@ -178,7 +178,9 @@ def main() -> None:
     with workers(app, {"TOOLRUNNER_TENANT_MAX_RUNNING": "8"}):
         idle = run_batch(app, [("B", 5)])
         fair = run_batch(app, backlog)
-    with workers(app, {"TOOLRUNNER_TENANT_MAX_RUNNING": "8", "TOOLRUNNER_FAIR_SHARE": "false", "TOOLRUNNER_POLITENESS": "off"}):
+    fifo_settings = {"TOOLRUNNER_TENANT_MAX_RUNNING": "8", "TOOLRUNNER_FAIR_SHARE": "false"}
+    fifo_settings["TOOLRUNNER_POLITENESS"] = "off"  # host leases are taken at admission, which FIFO has none of
+    with workers(app, fifo_settings):
         fifo = run_batch(app, backlog)
     with workers(app, {"TOOLRUNNER_TENANT_MAX_RUNNING": "2"}):
         capped = run_batch(app, [("A", 20), ("B", 5)])

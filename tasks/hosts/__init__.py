@@ -18,8 +18,9 @@ import redis
 
 from config import Settings, load_settings
 from tasks.hosts import store
-from tasks.hosts.override import Override, canonical, checked, hex_span, read
+from tasks.hosts.override import Override, canonical, checked, read
 from tasks.hosts.rule import Limits, effective
+from tasks.scope.host import hex_span
 
 __all__ = ["Limits", "Override", "canonical", "effective", "hex_span", "limits", "read", "set", "show", "unset"]
 

@@ -12,9 +12,8 @@ from typing import Any
 from config import Settings
 from tasks.errors import HostOverrideError, TargetError
 from tasks.scope import host
-from tasks.scope.host import Span
+from tasks.scope.host import Span, hex_span
 
-_HEX_WIDTH = {4: 8, 6: 32}  # hex digits of an IPv4 and an IPv6 address
 _BITS = {4: 32, 6: 128}
 
 
@@ -61,14 +60,6 @@ def _not_an_address(text: str) -> str:
 def canonical(span: Span) -> str:
     """The network's canonical CIDR text, the hash field: an address as /32 or /128 (`198.51.100.7/32`)."""
     return str(host.as_network(span))
-
-
-def hex_span(span: Span) -> tuple[int, str, str]:
-    """(version, first, last) with the addresses as lowercase fixed-width hex (8 digits for IPv4, 32 for IPv6),
-    so that comparing the strings orders the addresses: how Lua compares spans without 128-bit integers."""
-    version, first, last = span
-    width = _HEX_WIDTH[version]
-    return version, f"{first:0{width}x}", f"{last:0{width}x}"
 
 
 def checked(max_running: int | None, max_rps: float | None) -> tuple[int | None, float | None]:

@@ -72,6 +72,14 @@ def span(found: Network) -> Span:
     return found.version, first, first | ((1 << (found.max_prefixlen - found.prefixlen)) - 1)
 
 
+def hex_span(found: Span) -> tuple[int, str, str]:
+    """(version, first, last) with the addresses as lowercase fixed-width hex (8 digits for IPv4, 32 for IPv6), so
+    that comparing the strings orders the addresses: how the Lua scripts compare spans without 128-bit integers."""
+    version, first, last = found
+    width = _BITS[version] // 4
+    return version, f"{first:0{width}x}", f"{last:0{width}x}"
+
+
 def as_network(found: Span) -> Network:
     """The ipaddress network of a span (spans are always whole CIDR blocks)."""
     version, first, last = found

@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from tasks.scope.host import Span
+from tasks.scope.host import Span, hex_span
 
 MAX_KEYS = 256  # the most keys one run holds: each costs a few Redis calls per admission check
 LEVELS = {4: (32, 24, 16, 0), 6: (128, 64, 48, 0)}  # prefix lengths of addresses, blocks, regions, the family
@@ -31,14 +31,10 @@ class HostKey:
     last: int
     above: tuple[str, ...]
 
-    def hex_span(self) -> tuple[str, str]:
-        """First and last address as fixed-width lower-case hex: Lua compares them as strings (no 128-bit numbers)."""
-        width = _BITS[self.version] // 4
-        return f"{self.first:0{width}x}", f"{self.last:0{width}x}"
-
     def wire(self) -> list[object]:
-        """The key as the admission scripts read it from a run's envelope: [text, version, first, last, above]."""
-        return [self.text, self.version, *self.hex_span(), list(self.above)]
+        """The key as the admission scripts read it from a run's envelope: [text, version, first and last address as
+        fixed-width hex (host.hex_span), above]."""
+        return [self.text, *hex_span((self.version, self.first, self.last)), list(self.above)]
 
 
 def host_keys(spans: Iterable[Span], wide_after: int) -> list[HostKey]:

@@ -224,8 +224,8 @@ def host_loads(redis_client: redis.Redis) -> list[HostLoad]:
             pipe.zcount(keys.HOST(host), now_ms, "+inf")
         running = dict(zip(hosts, (int(n) for n in pipe.execute()), strict=True))
     waiting: dict[str, int] = {}
-    for host in redis_client.hvals(keys.HOST_BLOCKED()):
-        waiting[text(host)] = waiting.get(text(host), 0) + 1
+    for raw in redis_client.hvals(keys.HOST_BLOCKED()):
+        waiting[text(raw)] = waiting.get(text(raw), 0) + 1
     names = sorted({*(h for h, n in running.items() if n), *waiting})
     return [HostLoad(name, running.get(name, 0), waiting.get(name, 0)) for name in names]
 

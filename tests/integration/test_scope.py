@@ -280,6 +280,7 @@ def test_a_worker_with_a_malformed_scope_setting_refuses_to_start_rather_than_fa
 PRODUCER = """
 import json, sys
 import redis
+import tasks.hosts
 import tasks.scope
 from tasks import cancel_run, result_for, run_tool
 from tasks.worker.limits import set_limit
@@ -303,6 +304,7 @@ if step == "publish":
     out["remove"] = refused(lambda: tasks.scope.remove(tenant, ["127.0.0.0/24"]))
     out["clear"] = refused(lambda: tasks.scope.clear(tenant))
     out["limit"] = refused(lambda: set_limit(redis.Redis.from_url(run_tool.app.settings.broker), tenant, 100))
+    out["hosts"] = refused(lambda: tasks.hosts.set("127.0.0.1", max_running=100))
 else:
     task_id = sys.argv[3]
     out["cancel"] = cancel_run(task_id, tenant_id=tenant).outcome.value
@@ -363,7 +365,7 @@ def test_a_producers_redis_user_publishes_cancels_and_reads_scope_but_cannot_wri
         assert tasks.scope.add(tenant, ["127.0.0.0/24"], connection=operator) == ["127.0.0.0/24"]
         published = run_producer(producer_url, tenant, "publish")
         assert published["scope"] == ["127.0.0.0/24"], "the producer reads its tenants' scopes"
-        for change in ("add", "remove", "clear", "limit"):
+        for change in ("add", "remove", "clear", "limit", "hosts"):
             assert published[change] is not None and published[change].startswith("NoPermissionError"), published
         assert "no permissions to access one of the keys" in published["remove"], "refused by the key, not the command"
         assert [line.entry for line in tasks.scope.show(tenant, connection=operator)] == ["127.0.0.0/24"]

@@ -132,7 +132,7 @@ class Settings(BaseSettings):
         2, ge=1, le=1000, description="the most runs touching one host at once across every tenant and worker"
     )
     host_max_rps: float = Field(
-        50, gt=0, le=100_000, description="requests (packets, for port scanners) per second one host may receive"
+        50, ge=1, le=100_000, description="requests (packets, for port scanners) per second one host may receive"
     )
     host_wide_after: int = Field(
         16, ge=1, le=4096, description="past this many addresses a run is keyed by /24 and /64 blocks, not addresses"

@@ -63,8 +63,9 @@ def canonical(span: Span) -> str:
 
 
 def checked(max_running: int | None, max_rps: float | None) -> tuple[int | None, float | None]:
-    """The limits, or HostOverrideError: at least one; max_running a whole number 1-1000, max_rps above 0 up to
-    100,000 (the bounds of TOOLRUNNER_HOST_MAX_RUNNING and TOOLRUNNER_HOST_MAX_RPS)."""
+    """The limits, or HostOverrideError: at least one; max_running a whole number 1-1000, max_rps 1 to 100,000 (the
+    bounds of TOOLRUNNER_HOST_MAX_RUNNING and TOOLRUNNER_HOST_MAX_RPS: httpx, nuclei, naabu and dnsx take whole
+    requests per second, so below 1 they could never be told their share)."""
     if max_running is None and max_rps is None:
         raise HostOverrideError("give --max-running, --max-rps or both: an override sets at least one limit")
     ceiling = _ceiling("host_max_running")
@@ -74,9 +75,9 @@ def checked(max_running: int | None, max_rps: float | None) -> tuple[int | None,
         raise HostOverrideError(f"max running must be a whole number from 1 to {ceiling:g}, not {_shown(max_running)}")
     ceiling = _ceiling("host_max_rps")
     if max_rps is not None and (
-        isinstance(max_rps, bool) or not isinstance(max_rps, int | float) or not 0 < max_rps <= ceiling
+        isinstance(max_rps, bool) or not isinstance(max_rps, int | float) or not 1 <= max_rps <= ceiling
     ):
-        raise HostOverrideError(f"max rps must be a number above 0 and at most {ceiling:g}, not {_shown(max_rps)}")
+        raise HostOverrideError(f"max rps must be a number from 1 to {ceiling:g}, not {_shown(max_rps)}")
     return max_running, None if max_rps is None else float(max_rps)
 
 

@@ -174,13 +174,13 @@ class Renewal(IntEnum):
     RETAKEN = 2  # it was gone (Redis away longer than its TTL?) and a free slot was taken again
 
 
-def renew(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> Renewal:
+def renew(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings, rate: float = 0.0) -> Renewal:
     """Push this run's lease expiry a TTL ahead; an expired lease is taken again if a slot is free, and a run
     whose tenant is at its cap by then (or every worker slot leased) is told to go back: never running uncounted.
     """
     outcome = Renewal(int(_eval(
         redis_client, "renew", envelope.task_id, envelope.tenant_id, envelope.tool, _ttl_ms(settings),
-        settings.tenant_max_running, *_host_limits(settings), envelope.to_json(),
+        settings.tenant_max_running, *_host_limits(settings), envelope.to_json(), rate,
     )[0]))  # fmt: skip
     if outcome is Renewal.LOST:
         logger.warning("task=%s lost its lease and no slot is free: putting it back", envelope.task_id)
@@ -268,7 +268,7 @@ def tenant_slot(
         yield 0.0
         return
     envelope, rate = _admitted(task, plan, redis_client, settings, reach or Reach())
-    with _holding(task, redis_client, settings, envelope):
+    with _holding(task, redis_client, settings, envelope, rate):
         yield rate
 
 
@@ -309,10 +309,13 @@ def _admitted(
 
 
 @contextmanager
-def _holding(task: Task, redis_client: redis.Redis, settings: Settings, envelope: parking.Envelope) -> Iterator[None]:
-    """Renew the run's lease while the body runs, then let go of it: finished, or still to happen."""
+def _holding(
+    task: Task, redis_client: redis.Redis, settings: Settings, envelope: parking.Envelope, rate: float
+) -> Iterator[None]:
+    """Renew the run's leases (its hosts' at `rate`) while the body runs, then let go of them: finished, or still to
+    happen."""
     ending = Ending.UNFINISHED
-    with _renewing(redis_client, envelope, settings):
+    with _renewing(redis_client, envelope, settings, rate):
         try:
             yield
             ending = Ending.FINISHED
@@ -353,9 +356,9 @@ def give_back(task: Task, redis_client: redis.Redis, settings: Settings, plan: R
 
 
 @contextmanager
-def _renewing(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings) -> Iterator[None]:
+def _renewing(redis_client: redis.Redis, envelope: parking.Envelope, settings: Settings, rate: float) -> Iterator[None]:
     with renewing(
-        settings.lease_ttl_seconds / 3, partial(renew, redis_client, envelope, settings),
+        settings.lease_ttl_seconds / 3, partial(renew, redis_client, envelope, settings, rate),
         f"the lease of task={envelope.task_id}",
     ):  # fmt: skip
         yield

@@ -71,7 +71,7 @@ def test_anything_but_an_address_or_network_is_refused_saying_what_a_host_is(giv
         (0, None, "max running must be a whole number from 1 to 1000, not 0"),
         (1001, None, "not 1001"),
         (True, None, "not True"),
-        (None, 0, "max rps must be a number above 0 and at most 100000, not 0"),
+        (None, 0, "max rps must be a number from 1 to 100000, not 0"),
         (None, -1.0, "not -1"),
         (None, float("nan"), "not nan"),
         (None, float("inf"), "not inf"),
@@ -88,7 +88,9 @@ def test_an_override_sets_a_limit_and_each_within_the_bounds_of_its_setting(
 def test_limits_within_bounds_are_kept_and_a_rate_is_a_float() -> None:
     assert checked(1, None) == (1, None)
     assert checked(None, 50) == (None, 50.0) and isinstance(checked(None, 50)[1], float)
-    assert checked(1000, 0.5) == (1000, 0.5)
+    assert checked(1000, 1.5) == (1000, 1.5)
+    with pytest.raises(HostOverrideError, match="from 1 to"):
+        checked(None, 0.5)  # below what the whole-number tools can be told
 
 
 @pytest.mark.parametrize(

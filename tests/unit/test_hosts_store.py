@@ -189,7 +189,7 @@ def test_show_with_a_host_gives_the_overrides_that_apply_and_its_effective_limit
         (["--host", "example.com", "--max-running", "1"], "'example.com' is a name: a host is an IP address or CIDR"),
         (["--host", "10.0.0.1/33", "--max-running", "1"], "'10.0.0.1/33': prefix length /33 is out of range"),
         (["--host", "10.0.0.1", "--max-running", "0"], "max running must be a whole number from 1 to 1000, not 0"),
-        (["--host", "10.0.0.1", "--max-rps", "-1"], "max rps must be a number above 0 and at most 100000, not -1"),
+        (["--host", "10.0.0.1", "--max-rps", "-1"], "max rps must be a number from 1 to 100000, not -1"),
         (["--host", "10.0.0.1"], "give --max-running, --max-rps or both"),
     ],
     ids=["name", "prefix-33", "running-0", "rps-negative", "no-limit"],

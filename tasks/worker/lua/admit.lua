@@ -28,14 +28,15 @@ local function parked_result(ahead, self_blocked)
 end
 
 if redis.call('ZSCORE', P .. 'leases', id) then
-  -- Dispatched to us (its lease was taken at pick time), or a second copy of a running run. Hosts not known
-  -- when it was parked (a run drained from the queue, where names are not resolved) are leased now, or it gives
-  -- its slot back and parks first in line, waiting for them.
-  if redis.call('HEXISTS', P .. 'hostheld', id) == 0 then
+  -- Dispatched to us (its lease was taken at pick time), or a second copy of a running run. Hosts it does not
+  -- hold live leases on (not known when it was parked: a run drained from the queue, where names are not
+  -- resolved; or a dead life's leftovers) are leased now, or it gives its slot back and parks first in line.
+  if host_running > 0 and not host_holds(id, fields['hosts']) then
+    host_forget(id, nil)
     local blocked = host_try(id, fields, ttl, host_running, host_rps)
     if blocked then
-      forget(id, tenant, tool, false)
-      host_reserve(id, blocked, ttl)
+      forget(id, tenant, tool, false)  -- its slot goes back; its reservations stay (forget is given no hosts)
+      redis.call('HSET', P .. 'hostblocked', id, blocked)
       return parked_result(park(id, tenant, envelope, true), blocked)
     end
   end
@@ -53,6 +54,7 @@ if redis.call('ZSCORE', P .. 'dispatching', id) then
 elseif redis.call('HEXISTS', P .. 'parked', id) == 1 then
   return {2, 0, '', '0'}
 end
+host_forget(id, nil)  -- it holds no lease here: whatever a dead life of it left (kept reservations aside) goes
 local waiting = redis.call('LLEN', P .. 'wait:' .. tenant)
 local cap = capacity()
 local room = cap == 0 or live(P .. 'leases') < cap

@@ -59,16 +59,24 @@ end
 -- request asks for ('rate', 0 = none) and the least rate its tool can be told ('min_rate'). Per key text:
 -- P..'host:'..text, a zset of the runs leasing it scored by expiry; P..'hostrate:'..text, the rate each was
 -- given; P..'hostkids:'..text, the keys just below it that hold leases, so a wide key finds its busiest host;
--- P..'hostwant:'..text, the run that has waited for it longest (a reservation: a wide run is not starved by a
--- stream of narrow ones). P..'hostheld' maps a run to the keys it leases and its rate; P..'hostblocked' a parked
--- run to the key it waits for. Host limits of 0 (ARGV) mean politeness is off: no host is looked at.
+-- P..'hostwant:'..text, the oldest waiting run that needs it (a reservation, so that a run waiting for several
+-- hosts, or a wide one, is not starved by a stream of others; the oldest by parking time wins, so reservations
+-- never wait on each other in a cycle). P..'hostheld' maps a run to the keys it leases and its rate;
+-- P..'hostblocked' a parked run to the key it waits for. Host limits of 0 (ARGV) mean politeness is off.
 local overrides = nil
 
 local function host_overrides()
   if overrides == nil then
     overrides = {}
     local raw = redis.call('HGETALL', P .. 'hosts')
-    for i = 2, #raw, 2 do table.insert(overrides, cjson.decode(raw[i])) end
+    for i = 2, #raw, 2 do
+      -- A value that is not one tasks.hosts wrote is skipped, as tasks.hosts' reader skips it (with a warning).
+      local ok, o = pcall(cjson.decode, raw[i])
+      if ok and type(o) == 'table' and tonumber(o['v']) and type(o['lo']) == 'string'
+          and type(o['hi']) == 'string' and tonumber(o['p']) then
+        table.insert(overrides, o)
+      end
+    end
   end
   return overrides
 end
@@ -143,12 +151,21 @@ local function host_load(key)
   return runs + below_runs, rate + below_rate
 end
 
-local function reserved_by_another(id, key)
+-- Whether run `a` goes before run `b` for a reservation: parked earlier (a run not parked yet is the youngest),
+-- ties by id. A total order: no two runs can each wait for the other's reservation.
+local function older(a, b)
+  local a_at = tonumber(redis.call('ZSCORE', P .. 'parked_at', a) or now)
+  local b_at = tonumber(redis.call('ZSCORE', P .. 'parked_at', b) or now)
+  return a_at < b_at or (a_at == b_at and a < b)
+end
+
+-- Whether an older run reserved this key or one above it (a block reserved holds its addresses too).
+local function reserved_by_older(id, key)
   local holder = redis.call('GET', P .. 'hostwant:' .. key[1])
-  if holder and holder ~= id then return true end
+  if holder and holder ~= id and older(holder, id) then return true end
   for _, above in ipairs(key[5]) do
     holder = redis.call('GET', P .. 'hostwant:' .. above)
-    if holder and holder ~= id then return true end
+    if holder and holder ~= id and older(holder, id) then return true end
   end
   return false
 end
@@ -165,27 +182,53 @@ local function host_grant(hosts, asked, min_rate, default_running, default_rps)
   return math.max(grant, min_rate)
 end
 
--- The first key the run may not lease now (at its cap, its budget would be exceeded, or reserved by another
--- run), or nil when it may lease them all.
+-- The first key the run may not lease now (at its cap, its budget would be exceeded, or reserved by an older
+-- run), or nil when it may lease them all; and whether it can ever fit (false: its rate alone is over a key's
+-- budget, as when an override is below what its tool can be told: it must not hold reservations for ever).
 local function hosts_blocked(id, hosts, grant, default_running, default_rps)
+  local blocked, possible = nil, true
   for _, key in ipairs(hosts) do
-    if reserved_by_another(id, key) then return key[1] end
     local running, rps = host_limits(key, default_running, default_rps)
-    local runs, rate = host_load(key)
-    if runs + 1 > running or rate + grant > rps * (1 + 1e-9) then return key[1] end
+    if grant > rps * (1 + 1e-9) then
+      blocked, possible = blocked or key[1], false
+    elseif not blocked then
+      local runs, rate = host_load(key)
+      if reserved_by_older(id, key) or runs + 1 > running or rate + grant > rps * (1 + 1e-9) then blocked = key[1] end
+    end
   end
-  return nil
+  return blocked, possible
 end
 
-local function host_reserve(id, blocked, ttl)
-  local want = P .. 'hostwant:' .. blocked
-  local holder = redis.call('GET', want)
-  if not holder then
-    redis.call('SET', want, id, 'PX', ttl * 2)
-  elseif holder == id then
-    redis.call('PEXPIRE', want, ttl * 2)
+-- Reserve every key of a waiting run that no older run has reserved (taking over a younger run's), renewing its
+-- own: the keys it is not blocked on stay for it too, so newcomers cannot take them while it waits for the rest.
+local function host_reserve(id, hosts, ttl)
+  for _, key in ipairs(hosts) do
+    local want = P .. 'hostwant:' .. key[1]
+    local holder = redis.call('GET', want)
+    if not holder or holder == id or older(id, holder) then redis.call('SET', want, id, 'PX', ttl * 2) end
   end
-  redis.call('HSET', P .. 'hostblocked', id, blocked)
+end
+
+-- A run that is no longer waiting for its hosts (its tenant is at its cap) holds none of them reserved.
+local function host_unreserve(id, hosts)
+  for _, key in ipairs(hosts or {}) do
+    if redis.call('GET', P .. 'hostwant:' .. key[1]) == id then redis.call('DEL', P .. 'hostwant:' .. key[1]) end
+  end
+  redis.call('HDEL', P .. 'hostblocked', id)
+end
+
+-- Whether the run holds a live lease on exactly these keys (what a pick gave it, not a dead life's leftovers).
+local function host_holds(id, hosts)
+  local raw = redis.call('HGET', P .. 'hostheld', id)
+  local wanted = type(hosts) == 'table' and hosts or {}
+  if not raw then return #wanted == 0 end
+  local held = cjson.decode(raw)['h']
+  if #held ~= #wanted then return false end
+  for i, item in ipairs(held) do
+    local expiry = redis.call('ZSCORE', P .. 'host:' .. item[1], id)
+    if item[1] ~= wanted[i][1] or not expiry or tonumber(expiry) <= now then return false end
+  end
+  return true
 end
 
 local function host_lease(id, hosts, grant, ttl)
@@ -238,22 +281,20 @@ local function host_forget(id, hosts)
     end
     redis.call('HDEL', P .. 'hostheld', id)
   end
-  for _, key in ipairs(hosts or {}) do
-    if redis.call('GET', P .. 'hostwant:' .. key[1]) == id then redis.call('DEL', P .. 'hostwant:' .. key[1]) end
-  end
-  redis.call('HDEL', P .. 'hostblocked', id)
+  host_unreserve(id, hosts)
 end
 
--- Lease a run's hosts if they all fit, or reserve the first that does not. Returns the key it waits for (nil:
--- it holds its leases, or politeness is off or it reaches no host) and the rate it was given (0: none).
+-- Lease a run's hosts if they all fit, or reserve them. Returns the key it waits for (nil: it holds its leases,
+-- or politeness is off or it reaches no host) and the rate it was given (0: none).
 local function host_try(id, envelope, ttl, host_running, host_rps)
   local hosts = envelope['hosts']
   if host_running == 0 or type(hosts) ~= 'table' or #hosts == 0 then return nil, 0 end
   local asked, least = tonumber(envelope['rate'] or 0), tonumber(envelope['min_rate'] or 0)
   local grant = host_grant(hosts, asked, least, host_running, host_rps)
-  local blocked = hosts_blocked(id, hosts, grant, host_running, host_rps)
+  local blocked, possible = hosts_blocked(id, hosts, grant, host_running, host_rps)
   if blocked then
-    host_reserve(id, blocked, ttl)
+    if possible then host_reserve(id, hosts, ttl) end
+    redis.call('HSET', P .. 'hostblocked', id, blocked)
     return blocked, 0
   end
   host_lease(id, hosts, grant, ttl)
@@ -290,7 +331,9 @@ local function pick(default_cap, ttl, budget, host_running, host_rps)
       if raw then
         local envelope = cjson.decode(raw)
         local tool = envelope['tool']
-        if fits(tenant, tool, default_cap) and not host_try(id, envelope, ttl, host_running, host_rps) then
+        if not fits(tenant, tool, default_cap) then
+          host_unreserve(id, envelope['hosts'])  -- waiting for its tenant, not for its hosts
+        elseif not host_try(id, envelope, ttl, host_running, host_rps) then
           chosen = id
           lease(id, tenant, tool, ttl)
           break

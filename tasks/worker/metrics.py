@@ -97,42 +97,53 @@ def metrics() -> Metrics | None:
     )
 
 
-class TenantCollector:
-    """Running and waiting runs per tenant, read from Redis at scrape time (the whole fleet, not this worker)."""
+class _LoadCollector:
+    """Running and waiting runs per label value, read from Redis at scrape time (the whole fleet, not this worker):
+    two gauge families, the busiest `top` by name and the rest summed as _other."""
+
+    label: str
+    running_help: str
+    waiting_help: str
 
     def __init__(self, redis_client: redis.Redis, top: int = TENANT_SERIES) -> None:
         self._redis, self._top = redis_client, top
 
+    def loads(self) -> Sequence[fairshare.TenantLoad | fairshare.HostLoad]:
+        """What to count, from Redis."""
+        raise NotImplementedError
+
     def collect(self) -> Iterator[Any]:
-        """Two gauge families labelled by tenant, the busiest `top` tenants by name and the rest as _other."""
+        """The two gauge families, `toolrunner_<label>_running` and `toolrunner_<label>_waiting`."""
         from prometheus_client.core import GaugeMetricFamily
 
-        running = GaugeMetricFamily("toolrunner_tenant_running", "Runs holding a tenant slot", labels=["tenant"])
-        waiting = GaugeMetricFamily("toolrunner_tenant_waiting", "Runs waiting for a tenant slot", labels=["tenant"])
-        for tenant, load in bounded(fairshare.loads(self._redis), self._top).items():
-            running.add_metric([tenant], load[0])
-            waiting.add_metric([tenant], load[1])
+        label = self.label
+        running = GaugeMetricFamily(f"toolrunner_{label}_running", self.running_help, labels=[label])
+        waiting = GaugeMetricFamily(f"toolrunner_{label}_waiting", self.waiting_help, labels=[label])
+        for name, load in bounded(self.loads(), self._top).items():
+            running.add_metric([name], load[0])
+            waiting.add_metric([name], load[1])
         yield running
         yield waiting
 
 
-class HostCollector:
-    """Running and waiting runs per host key (politeness), read from Redis at scrape time, bounded as tenants are."""
+class TenantCollector(_LoadCollector):
+    """Running and waiting runs per tenant (fair share)."""
 
-    def __init__(self, redis_client: redis.Redis, top: int = TENANT_SERIES) -> None:
-        self._redis, self._top = redis_client, top
+    label, running_help, waiting_help = "tenant", "Runs holding a tenant slot", "Runs waiting for a tenant slot"
 
-    def collect(self) -> Iterator[Any]:
-        """Two gauge families labelled by host (an address or a block), the busiest `top` by name, the rest _other."""
-        from prometheus_client.core import GaugeMetricFamily
+    def loads(self) -> Sequence[fairshare.TenantLoad]:
+        """Every tenant seen in the last hour."""
+        return fairshare.loads(self._redis)
 
-        running = GaugeMetricFamily("toolrunner_host_running", "Runs holding a lease on a host", labels=["host"])
-        waiting = GaugeMetricFamily("toolrunner_host_waiting", "Runs waiting for a host", labels=["host"])
-        for host, load in bounded(fairshare.host_loads(self._redis), self._top).items():
-            running.add_metric([host], load[0])
-            waiting.add_metric([host], load[1])
-        yield running
-        yield waiting
+
+class HostCollector(_LoadCollector):
+    """Running and waiting runs per host key, an address or a block (politeness)."""
+
+    label, running_help, waiting_help = "host", "Runs holding a lease on a host", "Runs waiting for a host"
+
+    def loads(self) -> Sequence[fairshare.HostLoad]:
+        """Every host key with a live lease or a run waiting for it."""
+        return fairshare.host_loads(self._redis)
 
 
 def bounded(loads: Sequence[fairshare.TenantLoad | fairshare.HostLoad], top: int) -> dict[str, tuple[int, int]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from types import TracebackType
 
 import docker
@@ -13,21 +12,16 @@ import docker.errors
 import requests.exceptions
 from docker.types import Mount
 
-from isolation import defaults
 from isolation.archive import Content, DirectorySink, InputFile, MemorySink, prepare_inputs, tar_stream
-from isolation.engine import HELPER_MOUNT, connect, force_remove, translate
+from isolation.engine import HELPER_MOUNT, force_remove, translate
 from isolation.errors import IsolationError, VolumeConflictError, VolumeStateError
 from isolation.helper import create_helper, read_mount, remove_volume
 from isolation.naming import (
     Label,
     Role,
-    VolumeIdentity,
-    deadline_labels,
     label,
-    new_identity,
-    prefixed,
-    role_labels,
 )
+from isolation.owned import RunOwned
 from isolation.tarread import ReadLimits, Sink
 
 logger = logging.getLogger(__name__)
@@ -35,55 +29,13 @@ logger = logging.getLogger(__name__)
 _CLEANUP_ERRORS = (IsolationError, docker.errors.DockerException, requests.exceptions.RequestException)
 
 
-class IsolatedContainerVolume:
+class IsolatedContainerVolume(RunOwned):
     """A Docker named volume private to one tenant's run, removed by cleanup() or on leaving `with`."""
 
-    def __init__(
-        self,
-        tenant_id: str,
-        run_id: str,
-        client: docker.DockerClient | None = None,
-        *,
-        label_prefix: str = defaults.LABEL_PREFIX,
-        extra_labels: Mapping[str, str] | None = None,
-        deadline: datetime | None = None,
-        max_file_bytes: int = defaults.MAX_FILE_BYTES,
-        max_total_bytes: int = defaults.MAX_TOTAL_BYTES,
-        read_timeout: float = defaults.READ_TIMEOUT_SECONDS,
-        cleanup_timeout: float = defaults.CLEANUP_TIMEOUT_SECONDS,
-    ) -> None:
-        self.identity: VolumeIdentity = new_identity(tenant_id, run_id, label_prefix, deadline=deadline)
-        self._client = client
-        self._extra_labels = dict(extra_labels or {})
-        self._limits = ReadLimits(max_file_bytes, max_total_bytes, read_timeout)
-        self._cleanup_timeout = cleanup_timeout
+    _noun, _opener = "volume", "initialize()"
+
+    def _start(self) -> None:
         self._helper_id: str | None = None
-        self._state = "new"
-
-    @property
-    def name(self) -> str:
-        """The volume's Docker name, picked at construction: tenant-<t>-run-<r>-<unix ms>-<hex>."""
-        return self.identity.name
-
-    @property
-    def labels(self) -> dict[str, str]:
-        """Labels on the volume and on every container of this module that holds it."""
-        return {**self.identity.labels(), **prefixed(self._extra_labels, self.identity.prefix)}
-
-    def container_labels(self, role: Role = Role.TOOL, *, deadline: datetime | None = None) -> dict[str, str]:
-        """Labels for a container holding this volume: its labels, the role and (if given) its own deadline."""
-        labels = role_labels(self.labels, role, prefix=self.identity.prefix)
-        if deadline is not None:
-            labels.update(deadline_labels(deadline, prefix=self.identity.prefix))
-        return labels
-
-    @property
-    def exists(self) -> bool:
-        """True from the volume's creation until cleanup() removes it."""
-        return self._state in ("creating", "ready")
-
-    def __repr__(self) -> str:
-        return f"<IsolatedContainerVolume {self.name} state={self._state}>"
 
     def __enter__(self) -> IsolatedContainerVolume:
         return self
@@ -197,14 +149,3 @@ class IsolatedContainerVolume:
             self._helper_id = None
         who = f"tenant={self.identity.tenant_id} run={self.identity.run_id}"
         return remove_volume(client, self.name, self.identity.prefix, self._cleanup_timeout, who)
-
-    def _connected(self) -> docker.DockerClient:
-        self._client = connect(self._client)
-        return self._client
-
-    def _require_ready(self) -> None:
-        if self._state != "ready":
-            raise VolumeStateError(f"volume {self.name} is {self._state}; call initialize() first")
-
-    def _who(self) -> tuple[str, str, str]:
-        return self.identity.tenant_id, self.identity.run_id, self.name

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -21,22 +20,18 @@ import docker.errors
 import requests.exceptions
 from docker.types import Mount
 
-from isolation import defaults
 from isolation.archive import Content, InputFile, MemorySink, prepare_inputs, tar_stream
-from isolation.engine import WORKSPACE_INPUTS, WORKSPACE_OUTPUTS, connect, force_remove, translate
+from isolation.engine import WORKSPACE_INPUTS, WORKSPACE_OUTPUTS, force_remove, translate
 from isolation.errors import IsolationError, VolumeConflictError, VolumeStateError
 from isolation.helper import create_helper, read_mount, remove_volume
 from isolation.naming import (
     Label,
     Role,
-    VolumeIdentity,
-    deadline_labels,
     label,
     managed_filter,
-    new_identity,
     prefixed,
-    role_labels,
 )
+from isolation.owned import RunOwned
 from isolation.tarread import ReadLimits, Sink
 
 logger = logging.getLogger(__name__)
@@ -46,56 +41,14 @@ _CLEANUP_ERRORS = (IsolationError, docker.errors.DockerException, requests.excep
 _WHERE = {"inputs": WORKSPACE_INPUTS, "outputs": WORKSPACE_OUTPUTS}
 
 
-class RunWorkspace:
+class RunWorkspace(RunOwned):
     """The two volumes of one tenant's run and the helper container that holds them; removed by cleanup()."""
 
-    def __init__(
-        self,
-        tenant_id: str,
-        run_id: str,
-        client: docker.DockerClient | None = None,
-        *,
-        label_prefix: str = defaults.LABEL_PREFIX,
-        extra_labels: Mapping[str, str] | None = None,
-        deadline: datetime | None = None,
-        max_file_bytes: int = defaults.MAX_FILE_BYTES,
-        max_total_bytes: int = defaults.MAX_TOTAL_BYTES,
-        read_timeout: float = defaults.READ_TIMEOUT_SECONDS,
-        cleanup_timeout: float = defaults.CLEANUP_TIMEOUT_SECONDS,
-    ) -> None:
-        self.identity: VolumeIdentity = new_identity(tenant_id, run_id, label_prefix, deadline=deadline)
-        self._client = client
-        self._extra_labels = dict(extra_labels or {})
-        self._limits = ReadLimits(max_file_bytes, max_total_bytes, read_timeout)
-        self._cleanup_timeout = cleanup_timeout
+    _noun, _opener = "workspace", "open()"
+
+    def _start(self) -> None:
         self._helper: str | None = None  # its id, or its name while the create's answer is not in
         self._volumes: dict[str, str] = {}  # contents -> volume name
-        self._state = "new"
-
-    @property
-    def name(self) -> str:
-        """The helper container's name, picked at construction: tenant-<t>-run-<r>-<unix ms>-<hex>."""
-        return self.identity.name
-
-    @property
-    def labels(self) -> dict[str, str]:
-        """Labels on both volumes and on every container of this module that holds them."""
-        return {**self.identity.labels(), **prefixed(self._extra_labels, self.identity.prefix)}
-
-    def container_labels(self, role: Role = Role.TOOL, *, deadline: datetime | None = None) -> dict[str, str]:
-        """Labels for a container holding the volumes: their labels, the role and (if given) its own deadline."""
-        labels = role_labels(self.labels, role, prefix=self.identity.prefix)
-        if deadline is not None:
-            labels.update(deadline_labels(deadline, prefix=self.identity.prefix))
-        return labels
-
-    @property
-    def exists(self) -> bool:
-        """True from the helper's creation until cleanup() removes it."""
-        return self._state in ("creating", "ready")
-
-    def __repr__(self) -> str:
-        return f"<RunWorkspace {self.name} state={self._state}>"
 
     def __enter__(self) -> RunWorkspace:
         return self
@@ -223,14 +176,3 @@ class RunWorkspace:
         filters = managed_filter(self.identity.prefix, **{Label.NONCE.value: self.identity.nonce})
         with translate("list the workspace's volumes", context=self.name):
             return list(client.api.volumes(filters=filters).get("Volumes") or [])
-
-    def _connected(self) -> docker.DockerClient:
-        self._client = connect(self._client)
-        return self._client
-
-    def _require_ready(self) -> None:
-        if self._state != "ready":
-            raise VolumeStateError(f"workspace {self.name} is {self._state}; call open() first")
-
-    def _who(self) -> tuple[str, str, str]:
-        return self.identity.tenant_id, self.identity.run_id, self.name

@@ -3,16 +3,19 @@ what to watch on the engine and in /proc while real workers run."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import docker
 import redis
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
 
 from bench.launch import Worker
 from config import celery_config, load_settings
@@ -120,3 +123,29 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM")
+
+
+class InterruptedStream(io.RawIOBase):
+    """A seekable 8 MiB input whose third read raises Celery's soft time limit, mid-upload."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 8 << 20 if whence == io.SEEK_END else 0
+
+    def tell(self) -> int:
+        return 0
+
+    def readinto(self, buffer: Any) -> int:
+        self.reads += 1
+        if self.reads >= 3:
+            raise SoftTimeLimitExceeded()
+        buffer[: len(buffer)] = b"\0" * len(buffer)
+        return len(buffer)

@@ -13,6 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from isolation import IsolatedContainerVolume
 from tasks import app
 from tasks.service import RunContext, RunRequest, execute, plan_run
+from tests.integration.helpers import InterruptedStream
 
 pytestmark = pytest.mark.integration
 INTERRUPTIONS = (SoftTimeLimitExceeded,)
@@ -66,37 +67,11 @@ def test_the_soft_time_limit_while_the_tool_runs_kills_it_and_returns_what_it_wr
     assert result["findings"] == [{"file": "out.txt", "line": "out"}]
 
 
-class RaisingStream(io.RawIOBase):
-    """A seekable input whose third read raises the soft time limit, mid-upload."""
-
-    def __init__(self) -> None:
-        self.reads = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return 8 << 20 if whence == io.SEEK_END else 0
-
-    def tell(self) -> int:
-        return 0
-
-    def readinto(self, buffer: Any) -> int:
-        self.reads += 1
-        if self.reads >= 3:
-            raise SoftTimeLimitExceeded()
-        buffer[: len(buffer)] = b"\0" * len(buffer)
-        return len(buffer)
-
-
 def test_the_soft_time_limit_in_the_middle_of_an_upload_removes_the_half_filled_volume(
     docker_client: docker.DockerClient,
 ) -> None:
     volume = IsolatedContainerVolume("acme", "upload", docker_client)
     with pytest.raises(SoftTimeLimitExceeded):
-        volume.initialize({"big.bin": io.BufferedReader(RaisingStream())})
+        volume.initialize({"big.bin": io.BufferedReader(InterruptedStream())})
     with pytest.raises(docker.errors.NotFound):
         docker_client.volumes.get(volume.name)

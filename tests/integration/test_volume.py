@@ -264,7 +264,7 @@ def test_a_reused_name_is_refused_and_the_existing_volume_is_untouched(
 ) -> None:
     identity = new_identity("acme", "clash")
     make_volume(identity.name, {"studio.nonce": "someone-else"})
-    monkeypatch.setattr("isolation.volume.new_identity", lambda *args, **kwargs: identity)
+    monkeypatch.setattr("isolation.owned.new_identity", lambda *args, **kwargs: identity)
     volume = IsolatedContainerVolume("acme", "clash", docker_client)
     with pytest.raises(VolumeConflictError, match="not ours"):
         volume.initialize({"a.txt": "a"})

@@ -12,10 +12,12 @@ import docker
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
+import isolation.owned
 import isolation.workspace
 from bench.engineproxy import EngineProxy
 from isolation import ContainerSpec, Role, RunWorkspace, VolumeConflictError, run_container
 from isolation.naming import new_identity, parse_deadline
+from tests.integration.helpers import InterruptedStream
 
 pytestmark = pytest.mark.integration
 DEADLINE = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -125,7 +127,7 @@ def test_a_helper_name_already_taken_is_refused_and_that_container_is_left_alone
 ) -> None:
     identity = new_identity("acme", "clash")
     other = make_container(busybox_image, ["true"], name=identity.name)
-    monkeypatch.setattr(isolation.workspace, "new_identity", lambda *args, **kwargs: identity)
+    monkeypatch.setattr(isolation.owned, "new_identity", lambda *args, **kwargs: identity)
     workspace = RunWorkspace("acme", "clash", docker_client)
     with pytest.raises(VolumeConflictError, match="already exists"):
         workspace.open({"a.txt": "a"})
@@ -164,32 +166,6 @@ def test_volumes_the_engine_did_not_label_are_refused_before_anything_is_written
     for name in unlabelled_volumes:
         with pytest.raises(docker.errors.NotFound):
             docker_client.volumes.get(name)
-
-
-class InterruptedStream(io.RawIOBase):
-    """A seekable 8 MiB input whose third read raises Celery's soft time limit, mid-upload."""
-
-    def __init__(self) -> None:
-        self.reads = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return 8 << 20 if whence == io.SEEK_END else 0
-
-    def tell(self) -> int:
-        return 0
-
-    def readinto(self, buffer: Any) -> int:
-        self.reads += 1
-        if self.reads >= 3:
-            raise SoftTimeLimitExceeded()
-        buffer[: len(buffer)] = b"\0" * len(buffer)
-        return len(buffer)
 
 
 def test_the_soft_time_limit_in_the_middle_of_an_upload_removes_the_helper_and_both_volumes(

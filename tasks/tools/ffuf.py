@@ -96,8 +96,8 @@ class FfufParams(ToolParams):
         default=False,
         description=(
             "allow FUZZ in the URL's host or port: the words then choose which hosts and ports are contacted,"
-            " so the API tier must check every word, placed into the URL, as a target it allows (checking the"
-            " URL alone means nothing)"
+            " so the worker checks every word, placed into the URL, against the tenant's scope (and leases each"
+            " host it reaches) before the run starts"
         ),
     )
 

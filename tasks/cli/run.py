@@ -17,7 +17,7 @@ import isolation
 from config import Settings, load_settings
 from tasks.cli.artifacts import configured_artifacts
 from tasks.cli.console import err, out, plain
-from tasks.errors import OutOfScopeError, UserError
+from tasks.errors import OutOfScopeError, UnreachableTargetError, UserError
 from tasks.scope import store
 from tasks.scope.check import check, outside
 from tasks.scope.matcher import Scope
@@ -160,6 +160,8 @@ def _local_scope(settings: Settings, plan: RunPlan, entries: list[str]) -> Calla
         check(plan.spec, plan.params, plan.tenant_id, scope=local, network=network, checker=scope_checker)
     except OutOfScopeError as exc:
         raise UserError(f"{exc} (in this process the scope is what --scope gives)") from None
+    except UnreachableTargetError as exc:
+        raise UserError(str(exc)) from None
     return outside(local, scope_checker.policy)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.errors import OutOfScopeError, TargetError
+from tasks.errors import OutOfScopeError, TargetError, UnreachableTargetError
 from tasks.scope import host
 from tasks.scope.matcher import Policy, Ranges, Scope
 from tasks.scope.resolve import Resolver
@@ -20,6 +20,9 @@ from tasks.tools import TargetKind, ToolSpec
 
 SHOWN = 10  # refused targets named in the error; the rest are counted
 _CONNECTED = frozenset({TargetKind.HOST, TargetKind.WEB, TargetKind.URL})  # kinds whose hosts the tool connects to
+# Loopback, 127.0.0.0/8 and ::1: from a container on any network but the host's it is the container's own, where
+# nothing listens, so a scan of a local server would read its open ports as closed (issue 32).
+LOOPBACK: tuple[host.Span, ...] = ((4, 0x7F000000, 0x7FFFFFFF), (6, 1, 1))
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,24 @@ def check(
     refused = list(refusals(spec, params, scope, checker, reached=reached))
     if refused:
         raise OutOfScopeError(message(tenant, refused))
+    if network != "host" and (local := on_loopback(reached)):
+        raise UnreachableTargetError(
+            f"refused: loopback {', '.join(local)}: a tool container on network {network} cannot reach this "
+            "machine's loopback (it would scan its own, where nothing listens, and report open ports closed); set "
+            "TOOLRUNNER_TOOL_NETWORK=host on the worker to scan local targets"
+        )
     return reached
+
+
+def on_loopback(reached: list[host.Span]) -> list[str]:
+    """The loopback parts of where a run connects, as addresses or networks, each once in the order reached."""
+    found: dict[str, None] = {}
+    for version, first, last in reached:
+        for loop_version, loop_first, loop_last in LOOPBACK:
+            if version == loop_version and first <= loop_last and loop_first <= last:
+                network = host.as_network((version, max(first, loop_first), min(last, loop_last)))
+                found[str(network.network_address if network.num_addresses == 1 else network)] = None
+    return list(found)
 
 
 def refusals(

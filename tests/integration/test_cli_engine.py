@@ -13,8 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bench import loopback
-from bench.launch import Worker
+from bench.launch import Worker, free_port
 from tasks.cli import cli
+from tasks.errors import UnreachableTargetError
 from tests.conftest import TOOLS_IMAGE
 from tests.integration.helpers import aged_labels
 
@@ -98,9 +99,10 @@ def test_volumes_and_a_dry_run_sweep_show_an_aged_volume_without_removing_it(
 
 
 # One value per param, each of the type its field wants: the CLI converts by field (issue: `ports=6379`
-# was sent as a JSON number and refused). Every case must end ok in both modes.
+# was sent as a JSON number and refused). Every case must end ok in process, on the host's network.
+CLOSED = free_port()  # a port of 127.0.0.1 that nothing listens on
 TYPED_PARAMS = [
-    ["nmap", "-p", "targets=127.0.0.1", "-p", "ports=6379"],
+    ["nmap", "-p", "targets=127.0.0.1", "-p", f"ports={CLOSED}"],
     ["nmap", "-p", "targets=127.0.0.1", "-p", "top_ports=100", "-p", "service_detection=false"],
     ["ffuf", "-p", "url=http://127.0.0.1:9/FUZZ", "-p", "wordlist=a", "-p", "wordlist=b", "-p", "threads=5",
      "-p", "match_codes=200"],
@@ -109,25 +111,26 @@ TYPED_PARAMS = [
 
 @pytest.mark.parametrize("args", TYPED_PARAMS, ids=["ports", "top_ports-and-boolean", "threads-codes-list"])
 def test_single_numeric_boolean_and_list_params_run_in_process(
-    in_process: CliRunner, tools_image: str, args: list[str]
+    in_process: CliRunner, tools_image: str, args: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TOOLRUNNER_TOOL_NETWORK", "host")  # the tools reach 127.0.0.1 only from the host's network
     scope = ["--scope", loopback.LOOPBACK]  # in this process the scope is what --scope gives
     result = in_process.invoke(cli, ["run", args[0], "--tenant", "acme", "--json", *scope, *args[1:]])
     assert result.exit_code == 0, result.output
     parsed = json.loads(result.stdout)
     assert parsed["status"] == "ok"
-    if "ports=6379" in args:
-        assert [(f["port"], f["state"]) for f in parsed["findings"]] == [(6379, "closed")]
+    if f"ports={CLOSED}" in args:
+        assert [(f["port"], f["state"]) for f in parsed["findings"]] == [(CLOSED, "closed")]
 
 
 @pytest.mark.parametrize("args", TYPED_PARAMS, ids=["ports", "top_ports-and-boolean", "threads-codes-list"])
-def test_single_numeric_boolean_and_list_params_run_through_the_queue(
+def test_typed_params_pass_through_the_queue_and_a_worker_off_the_host_network_refuses_loopback(
     worker: Worker, tools_image: str, args: list[str], scoped: Callable[..., None]
 ) -> None:
+    """The suite's worker runs tools on network none: the params pass validation (the plan step comes first) and
+    the scope step refuses loopback, naming the setting, instead of reporting its ports closed."""
     scoped("acme")
     result = CliRunner().invoke(cli, ["run", args[0], "--tenant", "acme", "--json", *args[1:]])
-    assert result.exit_code == 0, result.output
-    parsed = json.loads(result.stdout)
-    assert parsed["status"] == "ok" and len(parsed["task_id"]) == 36
-    if "ports=6379" in args:
-        assert [(f["port"], f["state"]) for f in parsed["findings"]] == [(6379, "closed")]
+    assert result.exit_code != 0
+    assert isinstance(result.exception, UnreachableTargetError), result.output
+    assert "network none" in str(result.exception) and "TOOLRUNNER_TOOL_NETWORK=host" in str(result.exception)

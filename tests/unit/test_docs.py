@@ -11,6 +11,7 @@ import pytest
 from config import Settings
 from config.settings import IMAGE_PREFIX
 from tasks import app
+from tests.readme import section
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -20,13 +21,6 @@ LAYOUT = (DOCS / "layout.md").read_text()
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 LIFECYCLE = ("admitted", "parked", "locked", "cancelled", "cleaned up")
 SHIPPED = ("tasks", "isolation", "config")  # the packages pyproject.toml's import contracts cover
-
-
-def section(text: str, heading: str) -> str:
-    """The lines under `heading` up to the next heading of its level or above."""
-    level = heading.split(" ", 1)[0]
-    body = text.split(f"\n{heading}\n", 1)[1]
-    return re.split(rf"\n#{{1,{len(level)}}} ", body, maxsplit=1)[0]
 
 
 def unfenced(text: str) -> str:

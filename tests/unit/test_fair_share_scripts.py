@@ -17,7 +17,7 @@ from tests.conftest import database_url, flushed_database
 from tests.unit.helpers import QUEUE, envelope, raw_message, register
 
 DB = 12
-SCOPED = Settings(scope_allow_private=("127.0.0.0/8",))
+SCOPED = Settings(scope_allow_private=("127.0.0.0/8",), tool_network="host")  # nmap reaches loopback from host
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Scope: every target of the run, as its tool reads it, in the tenant's scope and not denied; else bad input.
+"""Scope: every target of the run, as its tool reads it, in the tenant's scope, not denied and reachable from the
+tool's network (loopback only from the host's); else bad input.
 
 It comes before the cache lookup and before anything is made: a refused run leaves no volume, no container
 and no cached result, and it is logged as an event (tenant, run, task, tool, the refused targets). The operator's
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from tasks.errors import OutOfScopeError
+from tasks.errors import OutOfScopeError, UnreachableTargetError
 from tasks.scope.check import check
 from tasks.scope.matcher import Scope
 from tasks.service import RunResult
@@ -30,7 +31,7 @@ def _scope(run: Run, proceed: Proceed) -> RunResult:
         run.reached = check(
             plan.spec, plan.params, plan.tenant_id, scope=run.scope, network=network, checker=services.scope_checker
         )
-    except OutOfScopeError as exc:
+    except (OutOfScopeError, UnreachableTargetError) as exc:
         logger.warning(
             "scope event=refused tenant=%s run=%s task=%s tool=%s: %s",
             plan.tenant_id, plan.run_id, run.task_id, plan.spec.name, exc,

@@ -16,7 +16,8 @@ _settings = _load_settings()
 
 address = _settings.flower_address
 port = _settings.flower_port
-# Task arguments carry tenant targets: do not let the dashboard keep more history than it needs.
+# Runs' params and files never reach Flower (redacted argsrepr, tasks/worker/monitor.py), but results carry tenants'
+# findings: do not let the dashboard keep more history than it needs.
 max_tasks = 10000
 # The task list shows each run's Result: a running tool's stage there (config/flowertask.py), REVOKED's reason.
 tasks_columns = "name,uuid,state,result,received,started,runtime,worker"

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import logging as _logging
 
+from config.flowertask import format_task as _format_task
 from config.settings import load_settings as _load_settings
 
 _settings = _load_settings()
 
 address = _settings.flower_address
 port = _settings.flower_port
-# Task arguments carry tenant targets: do not let the dashboard keep more history than it needs.
+# Runs' params and files never reach Flower (redacted argsrepr, tasks/worker/monitor.py), but results carry tenants'
+# findings: do not let the dashboard keep more history than it needs.
 max_tasks = 10000
+# The task list shows each run's Result: a running tool's stage there (config/flowertask.py), REVOKED's reason.
+tasks_columns = "name,uuid,state,result,received,started,runtime,worker"
+format_task = _format_task
 
 if _settings.flower_user and _settings.flower_password:
     basic_auth = [f"{_settings.flower_user}:{_settings.flower_password.get_secret_value()}"]

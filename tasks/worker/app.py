@@ -22,6 +22,7 @@ from tasks.service.outputs import artifact_config
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker import broker
 from tasks.worker.delivery import Delivery, bind_run, claim_identity
+from tasks.worker.monitor import redact_options
 from tasks.worker.visibility import VisibilityHeartbeat
 
 
@@ -69,8 +70,10 @@ class ToolrunnerCelery(Celery):  # type: ignore[misc]
         Every publish of a run through this app comes here: `run_tool.delay` / `apply_async` (Celery's
         Task.apply_async calls send_task), `app.send_task`, and the republish of parked runs. A run message
         also carries an expiry (at most TOOLRUNNER_MAX_WAIT_SECONDS from now, or the producer's own when
-        sooner), so no copy of it can start after its id's binding or a cancel of it has lapsed.
+        sooner), so no copy of it can start after its id's binding or a cancel of it has lapsed. Its argsrepr and
+        kwargsrepr (what events and Flower show) name the tool, tenant and run only: never params or input files.
         """
+        redact_options(name, args, kwargs, options)
         bound = bind_run(name, args or (), kwargs or {})
         if bound is not None:
             options["task_id"] = options.get("task_id") or uuid()

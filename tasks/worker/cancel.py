@@ -15,6 +15,7 @@ from config import Settings
 from tasks.worker import fairshare, keys
 from tasks.worker.app import app
 from tasks.worker.delivery import bound_tenant
+from tasks.worker.monitor import announce_revoked
 from tasks.worker.parking import load
 
 logger = logging.getLogger(__name__)
@@ -85,12 +86,15 @@ def cancel(
         return already
     celery.control.revoke(task_id)
     logger.info("cancel recorded task=%s tenant=%s state=%s", task_id, tenant_id, state)
-    if load(redis_client, [task_id]):
+    parked = load(redis_client, [task_id])
+    if parked:
         # Parked (waiting for a slot or an identical run) or picked and on its way: whatever fair share holds
-        # for it goes in one step, and it ends REVOKED here. A message already published again finds the
-        # cancel and its done marker, so it never starts.
+        # for it goes in one step, and it ends REVOKED here, in the backend and in Flower (no worker holds it
+        # to say so). A message already published again finds the cancel and its done marker: it never starts.
         fairshare.end_parked(celery, redis_client, task_id, settings)
-        celery.backend.mark_as_revoked(task_id, "cancelled: cancelled while it waited")
+        reason = "cancelled: cancelled while it waited"
+        celery.backend.mark_as_revoked(task_id, reason)
+        announce_revoked(celery, task_id, parked[0].worker or None, reason)
         return CancelOutcome(task_id, Cancelled.SENT, f"{task_id}: cancelled while it waited; it will not start")
     if state == states.PENDING:
         return unknown

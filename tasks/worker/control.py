@@ -26,6 +26,7 @@ from tasks.service import Reporter, Stage
 from tasks.worker import keys
 from tasks.worker.cancel import cancel_keys, record_cancel
 from tasks.worker.delivery import Delivery
+from tasks.worker.monitor import announce_revoked
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,10 @@ def _revoked(task: Task, redis_client: redis.Redis, settings: Settings, delivery
     # A revoke with terminate is recorded too, so a redelivery of this message would not run it again.
     record_cancel(redis_client, delivery.task_id, delivery.tenant_id, settings.identity_ttl)
     # The last word on the task's state: written after the run's last progress report, never before.
-    task.backend.mark_as_revoked(delivery.task_id, f"cancelled: {why}")
+    reason = why if why.startswith("cancelled") else f"cancelled: {why}"  # a RunCancelledError's says so already
+    task.backend.mark_as_revoked(delivery.task_id, reason)
+    if not task.request.is_eager:  # and what Flower shows: REVOKED, not the PROGRESS of its last report
+        announce_revoked(task.app, delivery.task_id, task.request.hostname, reason)
     logger.info("run cancelled task=%s tenant=%s run=%s", delivery.task_id, delivery.tenant_id, delivery.run_id)
     return Ignore()
 

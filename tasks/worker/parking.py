@@ -41,6 +41,7 @@ class Envelope:
     hosts: list[list[Any]] = field(default_factory=list)
     rate: float = 0.0
     min_rate: float = 0.0
+    worker: str = ""  # the worker that parked it ('' when a backlog drain did): a cancel's event is sent as it
 
     def to_json(self) -> str:
         """The envelope as stored in the parked hash."""
@@ -66,7 +67,7 @@ def envelope_of(
         str(info.get("routing_key") or task.app.conf.task_default_queue), tenant_id, tool,
         expires=expires.isoformat() if hasattr(expires, "isoformat") else expires,
         time_limits=limits(task.request.timelimit), retries=int(task.request.retries or 0),
-        hosts=hosts or [], rate=rate, min_rate=min_rate,
+        hosts=hosts or [], rate=rate, min_rate=min_rate, worker=task.request.hostname or "",
     )  # fmt: skip
 
 

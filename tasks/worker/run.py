@@ -19,6 +19,7 @@ from tasks.worker import fairshare
 from tasks.worker.app import app
 from tasks.worker.context import Run, Services
 from tasks.worker.delivery import Delivery
+from tasks.worker.monitor import RedactedRequest
 from tasks.worker.pipeline import run_pipeline
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 Result = dict[str, Any]
 
 
-@app.task(bind=True, name="toolrunner.run_tool")
+@app.task(bind=True, name="toolrunner.run_tool", Request=RedactedRequest)
 def run_tool(
     self: Task, tool: str, tenant_id: str, run_id: str, params: dict[str, Any] | None = None,
     files: dict[str, str] | None = None,
@@ -44,7 +45,7 @@ def _tool_task(tool: str) -> Task:
 
     run.__doc__ = f"Run {tool} for a tenant's run and return its parsed findings."
     run.__name__ = run.__qualname__ = f"run_{tool}"
-    task: Task = app.task(bind=True, name=f"toolrunner.tools.{tool}")(run)
+    task: Task = app.task(bind=True, name=f"toolrunner.tools.{tool}", Request=RedactedRequest)(run)
     return task
 
 

@@ -1,7 +1,9 @@
-"""Flower with the project's configuration: auth required, and a running tool's progress readable via its API."""
+"""Flower with the project's configuration: auth required, a running tool's progress readable via its API, cancelled
+runs REVOKED, and no run's params or input files in what it shows."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,11 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 import requests
 
-from bench.launch import ROOT, Worker, free_port
-from tasks import run_tool
+from bench.launch import ROOT, Worker, free_port, wait_until
+from tasks import app, cancel_run, run_tool
+from tasks.worker.limits import set_limit, unset_limit
+from tests.integration.helpers import tool_containers
 
 pytestmark = pytest.mark.integration
 AUTH = ("flower-admin", "test-password-1")
@@ -83,3 +88,46 @@ def test_flower_shows_a_running_tools_state_and_progress(flower: str) -> None:
     assert max(p["elapsed_seconds"] for p in running) > 0
     final = requests.get(f"{flower}/api/task/info/{handle.id}", auth=AUTH, timeout=5).json()
     assert final["name"] == "toolrunner.run_tool"
+
+
+SECRET = "flower-must-not-see-this"
+LONG = {"script": f": {SECRET}; echo started > /outputs/out.txt; sleep 60", "timeout_seconds": 120}
+
+
+def _flower_task(flower: str, task_id: str) -> dict[str, Any]:
+    info: dict[str, Any] = requests.get(f"{flower}/api/task/info/{task_id}", auth=AUTH, timeout=5).json()
+    return info
+
+
+def _waiting_for_slot(task_id: str) -> bool:
+    result = run_tool.AsyncResult(task_id)
+    return result.state == "PROGRESS" and result.info.get("stage") == "waiting_for_slot"
+
+
+def test_flower_shows_cancelled_runs_revoked_and_no_params_or_input_files(
+    flower: str, worker: Worker, docker_client: docker.DockerClient
+) -> None:
+    tenant, files = "flower-cancel", {"targets.txt": SECRET}
+    set_limit(app.redis, tenant, 1)  # the second run parks: a run no worker holds when it is cancelled
+    try:
+        running = run_tool.delay("script", tenant, "running", LONG, files)
+        wait_until(lambda: tool_containers(docker_client, tenant), 60, "the first run's tool to start")
+        parked = run_tool.delay("script", tenant, "parked", LONG, files)
+        wait_until(lambda: _waiting_for_slot(parked.id), 60, "the second run to park")
+        wait_until(lambda: _flower_task(flower, running.id).get("state") == "PROGRESS", 30, "Flower to see PROGRESS")
+        cancel_run(parked.id, tenant_id=tenant)
+        cancel_run(running.id, tenant_id=tenant)
+        for run in (parked, running):
+            wait_until(lambda r=run: _flower_task(flower, r.id).get("state") == "REVOKED", 30, "Flower's REVOKED")
+        wait_until(lambda: not tool_containers(docker_client, tenant), 30, "the cancelled tool to be removed")
+        time.sleep(2)  # a late event would have reached Flower by now
+    finally:
+        unset_limit(app.redis, tenant)
+    listed = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).json()
+    for run, run_id in ((running, "running"), (parked, "parked")):
+        task = listed[run.id]
+        assert (task["state"], run.state) == ("REVOKED", "REVOKED")
+        assert task["args"] == f"{{'tool': 'script', 'tenant_id': '{tenant}', 'run_id': '{run_id}'}}"
+        assert task["kwargs"] == "{'files': '<redacted>', 'params': '<redacted>'}"
+        assert task["result"].startswith("cancelled: ")
+    assert SECRET not in json.dumps(listed), "params or input files reached Flower"

@@ -7,6 +7,7 @@ waiting list: a tenant's slot queue (fair share) or an identical run's waiters (
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable
@@ -49,10 +50,12 @@ class Envelope:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Envelope:
-        """An envelope read back from the parked hash."""
+        """An envelope read back from the parked hash. Fields this release does not know are left out: a newer
+        worker of a rolling deploy may have parked it (the Lua scripts read the fields they need themselves)."""
         fields = json.loads(raw)
         hard, soft = fields.pop("time_limits", None) or (None, None)
-        return cls(**fields, time_limits=(hard, soft))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in fields.items() if k in known}, time_limits=(hard, soft))
 
 
 def envelope_of(

@@ -130,9 +130,9 @@ def test_fuzz_host_never_allows_fuzz_in_user_info() -> None:
         FfufParams(url="http://FUZZ@example.com/", wordlist=("a",), fuzz_host=True)
 
 
-def test_the_fuzz_host_field_tells_the_api_tier_what_it_must_check() -> None:
+def test_the_fuzz_host_field_says_every_word_is_checked_against_the_scope() -> None:
     description = FfufParams.model_fields["fuzz_host"].description or ""
-    assert "API tier must check every word" in description
+    assert "the worker checks every word" in description and "scope" in description
 
 
 @pytest.mark.parametrize("word", ["a\x85b", "a\u2028b", "a\x9bb"])

@@ -210,7 +210,7 @@ def print_result(result: Mapping[str, Any], spec: ToolSpec) -> None:
     cache = result.get("cache") or {}
     if cache.get("hit"):
         source, age = cache.get("source_task_id"), cache.get("age_seconds")
-        out.print(plain(f"cache hit: the result of task {source}, {age}s old"))
+        out.print(plain(f"cache hit: the result of task {source}, {age}s old"), soft_wrap=True)
     table = Table()
     for column in columns:
         table.add_column(column)
@@ -222,7 +222,7 @@ def print_result(result: Mapping[str, Any], spec: ToolSpec) -> None:
     if result.get("reason"):
         out.print(plain(f"reason: {result['reason']}"))
     for notice in result.get("notices", []):
-        out.print(plain(f"notice: {notice}"))
+        out.print(plain(f"notice: {notice}"), soft_wrap=True)
 
 
 def _cell(value: Any) -> str:

@@ -206,7 +206,7 @@ def print_result(result: Mapping[str, Any], spec: ToolSpec) -> None:
     # Columns that are empty in every finding only take width from the ones that say something.
     columns = [c for c in known if any(f.get(c) not in (None, "", [], {}) for f in findings)] or known[:1]
     where = f"{result['tool']} for {result['tenant_id']}/{result['run_id']} (task {result.get('task_id')})"
-    out.print(plain(f"{where}: {len(findings)} finding(s)"))
+    out.print(plain(f"{where}: {len(findings)} finding(s)"), soft_wrap=True)
     cache = result.get("cache") or {}
     if cache.get("hit"):
         source, age = cache.get("source_task_id"), cache.get("age_seconds")

@@ -166,15 +166,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _sweep_spares_running_tools(self) -> Settings:
+        problem = self.sweep_age_problem(self.sweep_max_age_hours, "sweep_max_age_hours")
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def sweep_age_problem(self, hours: float, name: str) -> str | None:
+        """Why a sweep age (`name`, as the caller spells it) is refused; None when it spares every running tool."""
         # The sweep force-removes managed containers older than its age: below the longest run it would
         # kill tool containers that are still running as they should.
-        if self.sweep_max_age_hours * 3600 <= self.hard_time_limit:
-            raise ValueError(
-                f"sweep_max_age_hours={self.sweep_max_age_hours:g} ({self.sweep_max_age_hours * 3600:g}s) must exceed "
-                f"the longest run, {self.hard_time_limit}s (max_timeout_seconds plus two time_limit_margin_seconds): "
-                "the sweep would remove running tool containers"
-            )
-        return self
+        if hours * 3600 > self.hard_time_limit:
+            return None
+        return (
+            f"{name}={hours:g} ({hours * 3600:g}s) must exceed the longest run, {self.hard_time_limit}s "
+            "(max_timeout_seconds plus two time_limit_margin_seconds): the sweep would remove running tool containers"
+        )
 
     @model_validator(mode="after")
     def _heartbeat_outpaces_visibility(self) -> Settings:

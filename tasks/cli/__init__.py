@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import sys
 
+import kombu.exceptions
+import redis.exceptions
 import typer
-from rich.text import Text
 
 import isolation
 from tasks.cli import artifacts, cache, cancel, hosts, limits, run, scope, tools, volumes
-from tasks.cli.console import err, plain
+from tasks.cli.console import error_line
 from tasks.errors import ToolrunnerError
 
 __all__ = ["cli", "main"]
@@ -35,17 +36,35 @@ cli.add_typer(artifacts.app, name="artifacts")
 
 
 def main() -> None:
-    """Console-script entry point: user errors print one line and exit non-zero, without a traceback.
+    """Console-script entry point: every error a person can cause prints one line and exits non-zero, no traceback.
 
-    Warnings go to stderr, and so do scope and host override events (`scope event=add tenant=... by=user@host`,
-    `hosts event=set host=... by=user@host`): every change of either is a structured line wherever it is made.
+    Exit status 2 for what the command was given (a usage error, a bad value, an unknown tool or id), 1 for what
+    it could not reach (the broker, the engine's errors are 2 as they always were) or a prompt declined; a
+    command's own status otherwise (`cancel` pins 0 and 3). Warnings go to stderr, and so do scope and host
+    override events (`scope event=add tenant=... by=user@host`, `hosts event=set host=... by=user@host`): every
+    change of either is a structured line wherever it is made.
     """
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("tasks.scope").setLevel(logging.INFO)
     logging.getLogger("tasks.hosts").setLevel(logging.INFO)
+    sys.exit(_status())
+
+
+def _status() -> int:
     try:
-        cli()
+        status = cli(standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors and bad parameters: Typer would draw a box of them
+        # A group run without a command printed its help when the error was made (Typer checks it by name too).
+        if type(exc).__name__ != "NoArgsIsHelpError":
+            error_line(exc.format_message())
+        return exc.exit_code
+    except typer.Abort:
+        error_line("aborted")
+        return 1
     except (ToolrunnerError, isolation.IsolationError) as exc:
-        # soft_wrap: the error stays one line however narrow the terminal (a narrow one wraps it itself)
-        err.print(Text("error: ", style="bold red") + plain(str(exc)), highlight=False, soft_wrap=True)
-        sys.exit(2)
+        error_line(str(exc))
+        return 2
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, kombu.exceptions.OperationalError) as exc:
+        error_line(f"cannot reach the broker (TOOLRUNNER_BROKER_URL): {exc}")
+        return 1
+    return status if isinstance(status, int) else 0

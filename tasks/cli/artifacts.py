@@ -17,7 +17,8 @@ from rich.table import Table
 from config import load_settings
 from tasks.artifacts import ArtifactConfig, ArtifactError, Artifacts, open_artifacts
 from tasks.cli.cache import clear_tenant
-from tasks.cli.console import err, out
+from tasks.cli.console import error_line, out
+from tasks.errors import UserError
 from tasks.service.outputs import artifact_config
 
 ArtifactsFactory = Callable[[], Artifacts]
@@ -64,7 +65,10 @@ def build_app(factory: ArtifactsFactory = _unconfigured, on_purge: PurgeHook | N
 
 def _from_options(url: str, master_key_file: Path | None) -> ArtifactsFactory:
     # The key comes from a file, never the command line, where `ps` would show it.
-    key = master_key_file.read_text().strip() if master_key_file else None
+    try:
+        key = master_key_file.read_text().strip() if master_key_file else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--master-key-file {master_key_file}: cannot read it: {exc}") from None
     return lambda: open_artifacts(ArtifactConfig(url=url, master_key=key))
 
 
@@ -99,6 +103,8 @@ def get(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write (default: stdout)")] = None,
 ) -> None:
     """Decrypt a tenant's artifact, verify its sha256 and stream it to a file or stdout."""
+    if output is not None:
+        _check_writable(output)  # before the store is asked: a bad path costs no download
     with _reported(), _artifacts(ctx).open_artifact(task_id, name, tenant=tenant) as source:
         if output is None:
             shutil.copyfileobj(source, sys.stdout.buffer, 1 << 20)
@@ -129,6 +135,14 @@ def purge(
         out.print(f"cleared {options.on_purge(tenant)} cached result(s) of tenant {tenant}")
 
 
+def _check_writable(output: Path) -> None:
+    """-o names a file to write in a directory that exists: a user error otherwise, before anything is written."""
+    if output.is_dir():
+        raise UserError(f"-o {output}: is a directory; name the file to write (e.g. {output / 'ARTIFACT'})")
+    if not output.parent.is_dir():
+        raise UserError(f"-o {output}: no such directory: {output.parent}")
+
+
 def _write_verified(source: BinaryIO, output: Path) -> None:
     """Write under a temp name and rename only after the whole artifact verified: no partial file is left."""
     temp = output.with_name(f".{output.name}.part-{os.getpid()}")
@@ -137,6 +151,8 @@ def _write_verified(source: BinaryIO, output: Path) -> None:
         with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb") as target:
             shutil.copyfileobj(source, target, 1 << 20)
         temp.replace(output)
+    except OSError as exc:  # a path that changed since the check, a full disk, no permission: one line
+        raise UserError(f"-o {output}: cannot write: {exc.strerror or exc}") from None
     finally:
         temp.unlink(missing_ok=True)
 
@@ -147,10 +163,10 @@ def _reported() -> Iterator[None]:
     try:
         yield
     except LookupError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error_line(str(exc))
         raise typer.Exit(2) from exc
     except (ArtifactError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error_line(str(exc))
         raise typer.Exit(1) from exc
 
 

@@ -11,6 +11,8 @@ import typer
 
 import isolation
 from config import load_settings
+from tasks.errors import UserError
+from tasks.tools import load_catalogue
 
 Tool = Annotated[str | None, typer.Option("--tool", help="a tool: cap that tool's runs of the tenant")]
 
@@ -22,8 +24,18 @@ def connect() -> redis.Redis:
 
 @contextlib.contextmanager
 def checked_ids() -> Iterator[None]:
-    """A tenant id or tool name that no run could have is a usage error (exit 2), never a key pattern."""
+    """A tenant id or tool name that no run could have is a user error (one line, exit 2), never a key pattern."""
     try:
         yield
     except isolation.InvalidIdentifierError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise UserError(str(exc)) from None
+
+
+def known_tool(tool: str | None) -> str | None:
+    """The --tool given, when the catalogue (with TOOLRUNNER_EXTRA_TOOL_MODULES) has it: a typo is a user error."""
+    if tool is None:
+        return None
+    catalogue = load_catalogue(load_settings().extra_tool_modules)
+    if tool not in catalogue:
+        raise UserError(f"unknown tool {tool!r}; known tools: {', '.join(sorted(catalogue))}")
+    return tool

@@ -12,6 +12,7 @@ from tasks.errors import NoBrokerError
 
 app = typer.Typer()  # mounted without a name: `cancel` is a command of `toolrunner` itself
 out = Console(highlight=False, soft_wrap=True)  # one line, whatever the terminal width
+UNKNOWN_ID = 3  # the exit status for an id no run of the tenant has (0 cancelled or finished, 2 a usage error)
 TaskId = Annotated[str, typer.Argument(help="the task id of the run (what `run_tool.delay` returned)")]
 
 
@@ -22,8 +23,9 @@ def cancel(
 ) -> None:
     """Cancel a tenant's run: a queued one never starts, a running one stops within seconds and ends REVOKED.
 
-    Exit code 0 when the cancel took effect (sent, or recorded for a queued or unknown id), 1 when there was
-    nothing to do (already cancelled, or finished).
+    Exit status (pinned): 0 when the run is cancelled (sent, recorded for a queued run, cancelled before) or had
+    already finished (the line says so); 3 when no run of the tenant has this id (the cancel is still recorded,
+    bound to the tenant: a run it sends later with this id never starts); 2 a usage error.
     """
     if not load_settings().broker_url:
         raise NoBrokerError("cancel needs the broker: set TOOLRUNNER_BROKER_URL")
@@ -31,5 +33,4 @@ def cancel(
 
     outcome = cancel_run(task_id, tenant_id=tenant)
     out.print(outcome.message, markup=False)
-    if outcome.outcome in (Cancelled.ALREADY, Cancelled.FINISHED):
-        raise typer.Exit(1)
+    raise typer.Exit(UNKNOWN_ID if outcome.outcome is Cancelled.UNKNOWN else 0)

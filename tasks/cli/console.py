@@ -16,6 +16,11 @@ def plain(text: str) -> Text:
     return Text(visible(text))
 
 
+def error_line(message: str) -> None:
+    """Print one error line on stderr: no markup read, and one line however narrow the terminal (it wraps itself)."""
+    err.print(Text("error: ", style="bold red") + plain(" ".join(message.split())), highlight=False, soft_wrap=True)
+
+
 def visible(text: str) -> str:
     """Replace control, format and separator characters (ESC, bidi overrides, U+2028...) with escapes."""
     return "".join(

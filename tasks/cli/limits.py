@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from config import load_settings
-from tasks.cli.broker import Tool, checked_ids, connect
+from tasks.cli.broker import Tool, checked_ids, connect, known_tool
 from tasks.cli.console import out
 from tasks.worker.limits import set_limit, show_limits, unset_limit
 
@@ -22,7 +22,7 @@ def limits_set(
 ) -> None:
     """Cap a tenant's (or its tool's) running runs; the next admission on every worker uses it."""
     with checked_ids():
-        set_limit(connect(), tenant, max_running, tool)
+        set_limit(connect(), tenant, max_running, known_tool(tool))
     out.print(f"{tenant}{':' + tool if tool else ''} max running = {max_running}")
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 import isolation
 from config import Settings, load_settings
+from tasks.cli import queue
 from tasks.cli.artifacts import configured_artifacts
 from tasks.cli.console import err, out, plain
 from tasks.errors import OutOfScopeError, UnreachableTargetError, UserError
@@ -38,6 +39,7 @@ def run(
     file: Annotated[list[str] | None, typer.Option("--file", "-f", help="name=path of an extra input file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON")] = False,
     scope: Annotated[list[str] | None, typer.Option("--scope", help=SCOPE_HELP)] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="through the queue: print the task id and exit 0")] = False,
 ) -> None:
     """Run TOOL for a tenant: in this process on the local engine, or through the queue if a broker is set."""
     settings = load_settings()
@@ -53,10 +55,10 @@ def run(
     )
     # The queue gets the params as the model read them (a number as a number): one conversion, here.
     params = plan.params.model_dump(mode="json", exclude_unset=True)
-    if settings.broker_url and scope:
-        raise UserError("--scope is for runs in this process: with a broker, use `toolrunner scope add --tenant T`")
     if settings.broker_url:
-        result = _through_queue(tool, tenant, run_id, params, files)
+        result = _through_queue(plan, params, files, scope=bool(scope), wait=not no_wait, as_json=as_json)
+    elif no_wait:
+        raise UserError("--no-wait is for runs through the queue: set TOOLRUNNER_BROKER_URL (and start a worker)")
     else:
         result = _in_process(settings, plan, _local_scope(settings, plan, scope or []))
     if as_json:
@@ -171,7 +173,7 @@ def _in_process(settings: Settings, plan: RunPlan, outside_scope: Callable[[str]
         started = time.monotonic()
 
         def report(stage: Stage, meta: Mapping[str, Any]) -> None:
-            status.update(_stage_line(tool, stage, meta, time.monotonic() - started))
+            status.update(queue.stage_line(tool, stage, meta, time.monotonic() - started))
 
         ctx = RunContext(
             isolation.connect(None), settings, f"cli-{uuid.uuid4()}", report, "cli", artifacts=configured_artifacts(),
@@ -181,26 +183,22 @@ def _in_process(settings: Settings, plan: RunPlan, outside_scope: Callable[[str]
 
 
 def _through_queue(
-    tool: str, tenant: str, run_id: str, params: dict[str, Any], files: dict[str, str]
+    plan: RunPlan, params: dict[str, Any], files: dict[str, str], *, scope: bool, wait: bool, as_json: bool
 ) -> dict[str, Any]:
-    from tasks.worker import run_tool  # the Celery app is only needed here
-
-    handle = run_tool.delay(tool, tenant, run_id, params, files or None)
-    started = time.monotonic()
-    with err.status(f"{tool}: queued ({handle.id})") as status:
-        while not handle.ready():
-            info = handle.info if isinstance(handle.info, dict) else {}
-            status.update(
-                _stage_line(tool, str(info.get("stage", handle.state.lower())), info, time.monotonic() - started)
-            )
-            time.sleep(0.25)
-    result: dict[str, Any] = handle.get(propagate=True)
+    """Queue the run and wait for its result; with --no-wait print only the task id (JSON with --json) and exit 0."""
+    if scope:
+        raise UserError("--scope is for runs in this process: with a broker, use `toolrunner scope add --tenant T`")
+    tool, tenant = plan.spec.name, plan.tenant_id
+    handle = queue.publish(tool, tenant, plan.run_id, params, files)
+    if not wait:
+        if as_json:
+            out.print_json(json.dumps({"task_id": handle.id}))
+        else:
+            print(handle.id)  # alone on stdout: `id=$(toolrunner run ... --no-wait)`
+        raise typer.Exit(0)
+    queue.announce(handle, tool, tenant)
+    result: dict[str, Any] = queue.wait_for(handle, tool)
     return result
-
-
-def _stage_line(tool: str, stage: str, meta: Mapping[str, Any], elapsed: float) -> str:
-    extra = f", {meta['output_lines']} output lines" if "output_lines" in meta else ""
-    return f"{tool}: {stage} ({elapsed:.1f}s{extra})"
 
 
 def print_result(result: Mapping[str, Any], spec: ToolSpec) -> None:
@@ -209,7 +207,12 @@ def print_result(result: Mapping[str, Any], spec: ToolSpec) -> None:
     known = list(spec.finding_fields) or sorted({k for f in findings for k in f})
     # Columns that are empty in every finding only take width from the ones that say something.
     columns = [c for c in known if any(f.get(c) not in (None, "", [], {}) for f in findings)] or known[:1]
-    out.print(plain(f"{result['tool']} for {result['tenant_id']}/{result['run_id']}: {len(findings)} finding(s)"))
+    where = f"{result['tool']} for {result['tenant_id']}/{result['run_id']} (task {result.get('task_id')})"
+    out.print(plain(f"{where}: {len(findings)} finding(s)"), soft_wrap=True)
+    cache = result.get("cache") or {}
+    if cache.get("hit"):
+        source, age = cache.get("source_task_id"), cache.get("age_seconds")
+        out.print(plain(f"cache hit: the result of task {source}, {age}s old"), soft_wrap=True)
     table = Table()
     for column in columns:
         table.add_column(column)
@@ -220,6 +223,8 @@ def print_result(result: Mapping[str, Any], spec: ToolSpec) -> None:
     out.print(plain(f"status {result['status']} exit {result['exit_code']} in {stats['duration_ms']} ms"))
     if result.get("reason"):
         out.print(plain(f"reason: {result['reason']}"))
+    for notice in result.get("notices", []):
+        out.print(plain(f"notice: {notice}"), soft_wrap=True)
 
 
 def _cell(value: Any) -> str:

@@ -11,6 +11,7 @@ from rich.table import Table
 import isolation
 from config import load_settings
 from tasks.cli.console import out
+from tasks.errors import UserError
 
 app = typer.Typer()  # mounted without a name: `volumes` and `sweep` are commands of `toolrunner` itself
 
@@ -36,6 +37,10 @@ def sweep(
     """Remove this project's volumes and containers older than the max age from the local engine."""
     settings = load_settings()
     age = settings.sweep_max_age_hours if max_age_hours is None else max_age_hours
+    # The bound the worker's own setting has (even for a dry run: it would list running tools' containers).
+    problem = settings.sweep_age_problem(age, "--max-age-hours")
+    if problem:
+        raise UserError(problem)
     report = isolation.cleanup_orphaned_volumes(
         age, isolation.connect(None), label_prefix=settings.label_prefix, dry_run=dry_run
     )

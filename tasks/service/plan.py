@@ -37,6 +37,7 @@ class RunPlan:
     invocation: Invocation
     inputs: dict[str, str | bytes]
     timeout_seconds: int
+    notices: tuple[str, ...] = ()  # what a setting capped (the result's `notices`): capped and said, not refused
 
     @cached_property
     def input_bytes(self) -> int:
@@ -45,9 +46,18 @@ class RunPlan:
 
 
 def plan_run(
-    catalogue: Mapping[str, ToolSpec], request: RunRequest, *, max_input_bytes: int, max_timeout_seconds: int
+    catalogue: Mapping[str, ToolSpec],
+    request: RunRequest,
+    *,
+    max_input_bytes: int,
+    max_timeout_seconds: int,
+    max_cache_age_seconds: int | None = None,
 ) -> RunPlan:
-    """Validate a request; raise TaskInputError with a message a caller can act on."""
+    """Validate a request; raise TaskInputError with a message a caller can act on.
+
+    A value over a setting's cap is capped, not refused, and the plan's notices say so: the timeout here, the
+    cache age where the cache reads it (given `max_cache_age_seconds`: a run that uses the cache).
+    """
     spec = _spec(catalogue, request.tool)
     try:
         tenant = isolation.validate_identifier("tenant_id", request.tenant_id)
@@ -57,7 +67,12 @@ def plan_run(
     model = _params(spec, request.params)
     invocation = spec.build(model)
     inputs = _merge_inputs(invocation.input_files, _files(request.files))
-    plan = RunPlan(spec, tenant, run, model, invocation, inputs, _timeout(spec, model, max_timeout_seconds))
+    timeout = _timeout(spec, model, max_timeout_seconds)
+    notices = _capped("timeout_seconds", model.timeout_seconds, max_timeout_seconds, "TOOLRUNNER_MAX_TIMEOUT_SECONDS")
+    if max_cache_age_seconds is not None:
+        asked = model.cache_max_age_seconds
+        notices += _capped("cache_max_age_seconds", asked, max_cache_age_seconds, "TOOLRUNNER_CACHE_MAX_AGE_SECONDS")
+    plan = RunPlan(spec, tenant, run, model, invocation, inputs, timeout, notices)
     if plan.input_bytes > max_input_bytes:
         raise TaskInputError(f"input files add up to {plan.input_bytes} bytes, over the cap of {max_input_bytes}")
     return plan
@@ -122,3 +137,10 @@ def _merge_inputs(generated: Mapping[str, str | bytes], extra: Mapping[str, str]
 def _timeout(spec: ToolSpec, params: ToolParams, cap: int) -> int:
     wanted = params.timeout_seconds or spec.default_timeout
     return min(wanted, cap)
+
+
+def _capped(param: str, asked: int | None, cap: int, setting: str) -> tuple[str, ...]:
+    """The notice for a requested value over its setting's cap, or none."""
+    if asked is None or asked <= cap:
+        return ()
+    return (f"{param}={asked} was capped to {cap} by {setting}",)

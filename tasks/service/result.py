@@ -99,6 +99,7 @@ class RunResult:
     missing_outputs: list[str] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     cache: CacheInfo | None = None  # only for a run that opted into the cache
+    notices: list[str] = field(default_factory=list)  # what a setting capped in the request; [] when nothing was
 
     @property
     def timed_out(self) -> bool:
@@ -132,6 +133,7 @@ class RunResult:
             "missing_outputs": self.missing_outputs,
             "artifacts": self.artifacts,
             "timed_out": self.timed_out,
+            "notices": list(self.notices),
             **({"cache": self.cache.as_dict()} if self.cache is not None else {}),
         }
 
@@ -149,5 +151,5 @@ class RunResult:
             findings_truncated=bool(stored.get("findings_truncated", False)), stats=RunStats(**stored["stats"]),
             stderr_tail=stored["stderr_tail"], outputs=dict(stored.get("outputs", {})),
             missing_outputs=list(stored.get("missing_outputs", [])), artifacts=list(stored.get("artifacts", [])),
-            cache=CacheInfo(**cache) if isinstance(cache, dict) else None,
+            cache=CacheInfo(**cache) if isinstance(cache, dict) else None, notices=list(stored.get("notices", [])),
         )  # fmt: skip

@@ -276,4 +276,5 @@ def _result(plan: RunPlan, ctx: RunContext, image: str, ended: _Ended, started: 
         outputs=read.sizes,
         missing_outputs=read.missing,
         artifacts=[r.as_dict() for r in ended.artifacts],
+        notices=list(plan.notices),
     )

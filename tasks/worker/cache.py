@@ -150,7 +150,8 @@ def _hit(task: Task, plan: RunPlan, answer: Lookup) -> RunResult:
     stored = RunResult.from_dict(json.loads(answer.stored))
     age = max(0.0, (time.time() * 1000 - answer.stored_at_ms) / 1000)
     cache = CacheInfo(hit=True, source_task_id=answer.source, age_seconds=round(age, 3))
-    return replace(stored, task_id=str(task.request.id), run_id=plan.run_id, cache=cache)
+    # The notices are this request's (what its settings capped), not those of the run that stored the result.
+    return replace(stored, task_id=str(task.request.id), run_id=plan.run_id, cache=cache, notices=list(plan.notices))
 
 
 @contextmanager

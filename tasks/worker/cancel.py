@@ -25,7 +25,8 @@ class Cancelled(StrEnum):
     """What a cancel did."""
 
     SENT = "sent"  # the run was started: it stops within seconds and ends REVOKED
-    RECORDED = "recorded"  # queued, or an id nobody has seen yet: it will never start
+    RECORDED = "recorded"  # the tenant's run is queued: it will never start
+    UNKNOWN = "unknown"  # no run of this tenant's has this id (yet): recorded, a run later sent with it never starts
     ALREADY = "already"  # cancelled before: nothing more to do
     FINISHED = "finished"  # the run had already ended: nothing to cancel
 
@@ -66,19 +67,15 @@ def cancel(
     revoke (without terminate) is sent too, so a live worker drops a queued copy at once and marks it REVOKED.
     """
     isolation.validate_identifier("tenant_id", tenant_id)
-    unknown = CancelOutcome(
-        task_id, Cancelled.RECORDED, f"{task_id}: cancel recorded; the run is queued or unknown and will not start"
-    )
     already = CancelOutcome(task_id, Cancelled.ALREADY, f"{task_id}: already cancelled")
     owner = bound_tenant(redis_client, task_id)
-    if owner is None:
-        # Nobody has published this id yet: the cancel waits for this tenant's run (a revoke by id would
-        # reach whichever tenant's run took the id first).
-        recorded = record_cancel(redis_client, task_id, tenant_id, settings.identity_ttl)
-        logger.info("cancel recorded for an unpublished task=%s tenant=%s", task_id, tenant_id)
-        return unknown if recorded else already
     if owner != tenant_id:
-        return unknown
+        # Nobody has published this id yet, or another tenant did (answered alike: a cancel acts on the caller's
+        # own runs only). The cancel waits for this tenant's run: a revoke by id would reach whichever tenant's
+        # run took the id first.
+        recorded = record_cancel(redis_client, task_id, tenant_id, settings.identity_ttl)
+        logger.info("cancel recorded for an unknown task=%s tenant=%s", task_id, tenant_id)
+        return _unknown(task_id, tenant_id, recorded)
     state = celery.AsyncResult(task_id).state
     if state in states.READY_STATES and state != states.REVOKED:
         return CancelOutcome(task_id, Cancelled.FINISHED, f"{task_id}: already finished ({state}); nothing to cancel")
@@ -97,8 +94,14 @@ def cancel(
         announce_revoked(celery, task_id, parked[0].worker or None, reason)
         return CancelOutcome(task_id, Cancelled.SENT, f"{task_id}: cancelled while it waited; it will not start")
     if state == states.PENDING:
-        return unknown
+        return CancelOutcome(task_id, Cancelled.RECORDED, f"{task_id}: cancel recorded; the queued run will not start")
     return CancelOutcome(task_id, Cancelled.SENT, f"{task_id}: cancel sent; the run stops within seconds")
+
+
+def _unknown(task_id: str, tenant_id: str, recorded: bool) -> CancelOutcome:
+    done = "cancel recorded" if recorded else "a cancel was already recorded"
+    said = f"{task_id}: no run of tenant {tenant_id} with this id was seen; {done} for {tenant_id}: "
+    return CancelOutcome(task_id, Cancelled.UNKNOWN, said + "a run it sends with this id will not start")
 
 
 def cancel_run(task_id: str, *, tenant_id: str) -> CancelOutcome:

@@ -35,7 +35,7 @@ def test_run_without_a_broker_runs_in_process_and_prints_a_findings_table(
     script = "printf 'alpha\\nbeta\\n' > /outputs/out.txt"
     result = in_process.invoke(cli, ["run", "script", "--tenant", "acme", "--run", "cli-1", "-p", f"script={script}"])
     assert result.exit_code == 0, result.output
-    assert "script for acme/cli-1: 2 finding(s)" in result.output
+    assert re.search(r"^script for acme/cli-1 \(task cli-[0-9a-f-]{36}\): 2 finding\(s\)$", result.output, re.MULTILINE)
     assert "alpha" in result.output and "beta" in result.output
     assert "status ok" in result.output
 

@@ -107,10 +107,12 @@ def test_an_unknown_id_is_recorded_and_the_cli_says_so_in_one_line(
 ) -> None:
     task_id = str(uuid.uuid4())
     result = CliRunner().invoke(cli, ["cancel", task_id, "--tenant", "acme"])
-    assert result.exit_code == 0, result.output
-    assert result.output == f"{task_id}: cancel recorded; the run is queued or unknown and will not start\n"
+    assert result.exit_code == 3, result.output  # pinned: an id never seen
+    unseen = f"{task_id}: no run of tenant acme with this id was seen; "
+    later = "a run it sends with this id will not start"
+    assert result.output == f"{unseen}cancel recorded for acme: {later}\n"
     again = CliRunner().invoke(cli, ["cancel", task_id, "--tenant", "acme"])
-    assert (again.exit_code, again.output) == (1, f"{task_id}: already cancelled\n")
+    assert (again.exit_code, again.output) == (3, f"{unseen}a cancel was already recorded for acme: {later}\n")
     # The id, sent later, never runs.
     handle = app.send_task("toolrunner.run_tool", ("script", "acme", "cancel-unknown", LONG), task_id=task_id)
     with pytest.raises(TaskRevokedError):

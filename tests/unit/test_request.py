@@ -32,6 +32,23 @@ def test_the_timeout_comes_from_params_and_is_capped_by_config() -> None:
     assert plan(params={"script": "true", "timeout_seconds": 5000}).timeout_seconds == 100
 
 
+def test_a_timeout_over_its_cap_is_capped_and_the_plan_says_so_in_its_notices() -> None:
+    capped = plan(params={"script": "true", "timeout_seconds": 5000})
+    assert capped.notices == ("timeout_seconds=5000 was capped to 100 by TOOLRUNNER_MAX_TIMEOUT_SECONDS",)
+    assert plan(params={"script": "true", "timeout_seconds": 100}).notices == ()
+    assert plan().notices == (), "a tool's own default is the operator's business, not a notice"
+
+
+def test_a_cache_age_over_its_cap_is_capped_and_said_where_the_cache_is_used() -> None:
+    asked = {"script": "true", "cache_max_age_seconds": 999999, "timeout_seconds": 99999}
+    assert plan(params=asked, max_cache_age_seconds=86400).notices == (
+        "timeout_seconds=99999 was capped to 100 by TOOLRUNNER_MAX_TIMEOUT_SECONDS",
+        "cache_max_age_seconds=999999 was capped to 86400 by TOOLRUNNER_CACHE_MAX_AGE_SECONDS",
+    )
+    assert plan(params={**asked, "cache_max_age_seconds": 60}, max_cache_age_seconds=86400).notices[1:] == ()
+    assert len(plan(params=asked).notices) == 1, "without a cache (in this process) its age is not a notice"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

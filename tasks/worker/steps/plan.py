@@ -14,7 +14,7 @@ def _plan(run: Run, proceed: Proceed) -> RunResult:
     try:
         run.plan = plan_run(
             run.services.catalogue, run.request, max_input_bytes=settings.max_input_bytes,
-            max_timeout_seconds=settings.max_timeout_seconds,
+            max_timeout_seconds=settings.max_timeout_seconds, max_cache_age_seconds=settings.cache_max_age_seconds,
         )  # fmt: skip
     except TaskInputError:
         if not run.eager:

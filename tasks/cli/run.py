@@ -21,9 +21,10 @@ from tasks.cli.console import err, out, plain
 from tasks.errors import OutOfScopeError, UnreachableTargetError, UserError
 from tasks.scope import store
 from tasks.scope.check import check, outside
+from tasks.scope.host import Span
 from tasks.scope.matcher import Scope
 from tasks.scope.policy import checker
-from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
+from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, at_rate, execute, plan_run
 from tasks.tools import ToolSpec, load_catalogue
 
 app = typer.Typer()  # mounted without a name: `run` is a command of `toolrunner` itself
@@ -60,7 +61,8 @@ def run(
     elif no_wait:
         raise UserError("--no-wait is for runs through the queue: set TOOLRUNNER_BROKER_URL (and start a worker)")
     else:
-        result = _in_process(settings, plan, _local_scope(settings, plan, scope or []))
+        outside_scope, reached = _local_scope(settings, plan, scope or [])
+        result = _in_process(settings, _polite(settings, plan, reached), outside_scope)
     if as_json:
         out.print_json(json.dumps(result))
     else:
@@ -144,10 +146,25 @@ def _read_files(pairs: list[str]) -> dict[str, str]:
     return files
 
 
-def _local_scope(settings: Settings, plan: RunPlan, entries: list[str]) -> Callable[[str], bool] | None:
-    """Check the plan against --scope as a worker checks a run against the tenant's scope; the findings' marker."""
-    if settings.scope == "off":
-        return None
+def _local_scope(
+    settings: Settings, plan: RunPlan, entries: list[str]
+) -> tuple[Callable[[str], bool] | None, list[Span]]:
+    """Check the plan against --scope as a worker checks a run against the tenant's scope (with TOOLRUNNER_SCOPE=off,
+    against the deny list, private ranges and loopback reach only, as a worker does); the findings' marker and
+    where the run connects."""
+    local = None if settings.scope == "off" else _scope_given(settings, plan, entries)
+    scope_checker = checker(settings)
+    network = plan.spec.network or settings.tool_network
+    try:
+        reached = check(plan.spec, plan.params, plan.tenant_id, scope=local, network=network, checker=scope_checker)
+    except OutOfScopeError as exc:
+        raise UserError(f"{exc} (in this process the scope is what --scope gives)") from None
+    except UnreachableTargetError as exc:
+        raise UserError(str(exc)) from None
+    return (outside(local, scope_checker.policy) if local is not None else None), reached
+
+
+def _scope_given(settings: Settings, plan: RunPlan, entries: list[str]) -> Scope:
     if not entries and plan.spec.targets is not None:
         raise UserError(
             f"in this process the tenant's scope is what --scope gives: add --scope ENTRY (repeat it) for every "
@@ -156,15 +173,15 @@ def _local_scope(settings: Settings, plan: RunPlan, entries: list[str]) -> Calla
     canonical = store.canonical(
         entries, max_prefix_v4=settings.scope_max_prefix_v4, max_prefix_v6=settings.scope_max_prefix_v6
     ) if entries else []  # fmt: skip
-    local, scope_checker = Scope.of(canonical), checker(settings)
-    network = plan.spec.network or settings.tool_network
-    try:
-        check(plan.spec, plan.params, plan.tenant_id, scope=local, network=network, checker=scope_checker)
-    except OutOfScopeError as exc:
-        raise UserError(f"{exc} (in this process the scope is what --scope gives)") from None
-    except UnreachableTargetError as exc:
-        raise UserError(str(exc)) from None
-    return outside(local, scope_checker.policy)
+    return Scope.of(canonical)
+
+
+def _polite(settings: Settings, plan: RunPlan, reached: list[Span]) -> RunPlan:
+    """In this process no host lease is held: a run that reaches hosts is told the default share of a host
+    (TOOLRUNNER_HOST_MAX_RPS / TOOLRUNNER_HOST_MAX_RUNNING), as a worker tells an in-process run."""
+    if settings.politeness == "off" or not reached:
+        return plan
+    return at_rate(plan, settings.host_max_rps / settings.host_max_running)
 
 
 def _in_process(settings: Settings, plan: RunPlan, outside_scope: Callable[[str], bool] | None) -> dict[str, Any]:

@@ -8,9 +8,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from config import Settings
 from tasks import app
 from tasks.cli import cli, main
-from tasks.cli.run import parse_params, print_result
+from tasks.cli.run import _local_scope, _polite, parse_params, print_result
+from tasks.service import RunRequest, plan_run
 from tasks.errors import UserError
 
 FFUF = ["url=http://127.0.0.1/FUZZ", "wordlist=admin"]
@@ -125,8 +127,9 @@ def test_tool_controlled_text_is_printed_plainly_with_control_characters_made_vi
         (["--scope", "127.0.0.1"], {}, "not in TOOLRUNNER_SCOPE_ALLOW_PRIVATE"),
         (["--scope", "127.0.0.1"], {"TOOLRUNNER_SCOPE_ALLOW_PRIVATE": "127.0.0.0/8"}, "'127.0.0.2': outside"),
         (["--scope", "127.0.0.1"], {"TOOLRUNNER_BROKER_URL": "redis://127.0.0.1:1/0"}, "--scope is for runs in this"),
+        ([], {"TOOLRUNNER_SCOPE": "off"}, "not in TOOLRUNNER_SCOPE_ALLOW_PRIVATE"),  # the policy holds with scope off
     ],
-    ids=["no-scope", "loopback-not-allowed", "outside", "with-a-broker"],
+    ids=["no-scope", "loopback-not-allowed", "outside", "with-a-broker", "scope-off"],
 )
 def test_an_in_process_run_outside_its_scope_exits_2_before_any_engine_call(
     monkeypatch: pytest.MonkeyPatch,
@@ -135,7 +138,7 @@ def test_an_in_process_run_outside_its_scope_exits_2_before_any_engine_call(
     environment: dict[str, str],
     message: str,
 ) -> None:
-    for key in ("TOOLRUNNER_BROKER_URL", "TOOLRUNNER_SCOPE_ALLOW_PRIVATE"):
+    for key in ("TOOLRUNNER_BROKER_URL", "TOOLRUNNER_SCOPE_ALLOW_PRIVATE", "TOOLRUNNER_SCOPE"):
         monkeypatch.delenv(key, raising=False)
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
@@ -151,3 +154,14 @@ def test_an_in_process_run_outside_its_scope_exits_2_before_any_engine_call(
 
 def _no_engine(*_: Any) -> None:
     raise AssertionError("a refused run must not reach the engine")
+
+
+def test_an_in_process_run_reaching_a_host_is_told_the_default_share_of_a_host() -> None:
+    settings = Settings(scope="off", scope_allow_private=("127.0.0.0/8",), tool_network="host")
+    request = RunRequest("nmap", "acme", "r", {"targets": ["127.0.0.2"], "ports": "80"})
+    plan = plan_run(app.catalogue, request, max_input_bytes=1 << 20, max_timeout_seconds=600)
+    _, reached = _local_scope(settings, plan, [])
+    told = _polite(settings, plan, reached).invocation.argv
+    share = settings.host_max_rps / settings.host_max_running
+    assert float(told[told.index("--max-rate") + 1]) == share
+    assert _polite(Settings(politeness="off"), plan, reached) is plan

@@ -12,8 +12,8 @@ from config import Settings
 from tasks import app
 from tasks.cli import cli, main
 from tasks.cli.run import _local_scope, _polite, parse_params, print_result
-from tasks.service import RunRequest, plan_run
 from tasks.errors import UserError
+from tasks.service import RunRequest, plan_run
 
 FFUF = ["url=http://127.0.0.1/FUZZ", "wordlist=admin"]
 FFUF_PARAMS = {"url": "http://127.0.0.1/FUZZ", "wordlist": ["admin"]}

@@ -24,7 +24,8 @@ from tasks.scope.check import check, outside
 from tasks.scope.host import Span
 from tasks.scope.matcher import Scope
 from tasks.scope.policy import checker
-from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, at_rate, execute, plan_run
+from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
+from tasks.service.plan import unleased
 from tasks.tools import ToolSpec, load_catalogue
 
 app = typer.Typer()  # mounted without a name: `run` is a command of `toolrunner` itself
@@ -62,7 +63,7 @@ def run(
         raise UserError("--no-wait is for runs through the queue: set TOOLRUNNER_BROKER_URL (and start a worker)")
     else:
         outside_scope, reached = _local_scope(settings, plan, scope or [])
-        result = _in_process(settings, _polite(settings, plan, reached), outside_scope)
+        result = _in_process(settings, unleased(plan, settings, bool(reached)), outside_scope)
     if as_json:
         out.print_json(json.dumps(result))
     else:
@@ -174,14 +175,6 @@ def _scope_given(settings: Settings, plan: RunPlan, entries: list[str]) -> Scope
         entries, max_prefix_v4=settings.scope_max_prefix_v4, max_prefix_v6=settings.scope_max_prefix_v6
     ) if entries else []  # fmt: skip
     return Scope.of(canonical)
-
-
-def _polite(settings: Settings, plan: RunPlan, reached: list[Span]) -> RunPlan:
-    """In this process no host lease is held: a run that reaches hosts is told the default share of a host
-    (TOOLRUNNER_HOST_MAX_RPS / TOOLRUNNER_HOST_MAX_RUNNING), as a worker tells an in-process run."""
-    if settings.politeness == "off" or not reached:
-        return plan
-    return at_rate(plan, settings.host_max_rps / settings.host_max_running)
 
 
 def _in_process(settings: Settings, plan: RunPlan, outside_scope: Callable[[str], bool] | None) -> dict[str, Any]:

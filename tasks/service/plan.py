@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 import isolation
+from config import Settings
 from tasks.errors import TaskInputError
 from tasks.tools import Invocation, ToolParams, ToolSpec
 from tasks.tools.rates import with_rate
@@ -85,6 +86,15 @@ def at_rate(plan: RunPlan, rate: float) -> RunPlan:
     if params == plan.params:
         return plan
     return replace(plan, params=params, invocation=replace(plan.invocation, argv=plan.spec.build(params).argv))
+
+
+def unleased(plan: RunPlan, settings: Settings, reaches_hosts: bool) -> RunPlan:
+    """The plan of a run that holds no host lease (in this process, no admission): when politeness is on and it
+    reaches any host, its tool is told the default share of a host, TOOLRUNNER_HOST_MAX_RPS over
+    TOOLRUNNER_HOST_MAX_RUNNING."""
+    if settings.politeness == "off" or not reaches_hosts:
+        return plan
+    return at_rate(plan, settings.host_max_rps / settings.host_max_running)
 
 
 def _spec(catalogue: Mapping[str, ToolSpec], tool: object) -> ToolSpec:

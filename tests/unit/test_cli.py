@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 from config import Settings
 from tasks import app
 from tasks.cli import cli, main
-from tasks.cli.run import _local_scope, _polite, parse_params, print_result
+from tasks.cli.run import _local_scope, parse_params, print_result
 from tasks.errors import UserError
 from tasks.service import RunRequest, plan_run
+from tasks.service.plan import unleased
 
 FFUF = ["url=http://127.0.0.1/FUZZ", "wordlist=admin"]
 FFUF_PARAMS = {"url": "http://127.0.0.1/FUZZ", "wordlist": ["admin"]}
@@ -161,7 +162,7 @@ def test_an_in_process_run_reaching_a_host_is_told_the_default_share_of_a_host()
     request = RunRequest("nmap", "acme", "r", {"targets": ["127.0.0.2"], "ports": "80"})
     plan = plan_run(app.catalogue, request, max_input_bytes=1 << 20, max_timeout_seconds=600)
     _, reached = _local_scope(settings, plan, [])
-    told = _polite(settings, plan, reached).invocation.argv
+    told = unleased(plan, settings, bool(reached)).invocation.argv
     share = settings.host_max_rps / settings.host_max_running
     assert float(told[told.index("--max-rate") + 1]) == share
-    assert _polite(Settings(politeness="off"), plan, reached) is plan
+    assert unleased(plan, Settings(politeness="off"), bool(reached)) is plan

@@ -11,6 +11,7 @@ import isolation
 from config import Settings
 from tasks.scope.check import outside
 from tasks.service import RunContext, RunPlan, RunResult, at_rate, execute
+from tasks.service.plan import unleased
 from tasks.worker.context import Run
 from tasks.worker.metrics import metrics
 from tasks.worker.steps import Proceed, Step
@@ -40,13 +41,10 @@ def _execute(run: Run, proceed: Proceed) -> RunResult:  # the last step: there i
 
 def rated(run: Run) -> RunPlan:
     """The plan with the rate admission gave the run per host (the tool told it through its own option; a
-    request's own lower rate stays). In-process runs hold no host lease: they get the default share of a host
-    (TOOLRUNNER_HOST_MAX_RPS / TOOLRUNNER_HOST_MAX_RUNNING) when politeness is on and they reach any host."""
-    plan, settings = run.plan, run.services.settings
-    rate = run.rate
-    if run.eager and settings.politeness == "on" and run.reached:
-        rate = settings.host_max_rps / settings.host_max_running
-    return at_rate(plan, rate) if rate > 0 else plan
+    request's own lower rate stays). An in-process run holds no host lease: it gets the default share."""
+    if run.eager:
+        return unleased(run.plan, run.services.settings, bool(run.reached))
+    return at_rate(run.plan, run.rate) if run.rate > 0 else run.plan
 
 
 def retry(task: Task, exc: isolation.DockerUnavailableError, settings: Settings) -> Exception:

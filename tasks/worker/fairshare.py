@@ -103,9 +103,12 @@ class Ending(Enum):
 
 def release(
     redis_client: redis.Redis, envelope: parking.Envelope | None, settings: Settings,
-    ending: Ending = Ending.FINISHED, budget: int = 1,
+    ending: Ending = Ending.FINISHED, budget: int = PICK_BUDGET,
 ) -> list[str]:  # fmt: skip
     """End this run's hold (None: nobody's) and pick up to `budget` runs that may start now, round-robin.
+
+    Every run that fits is picked, not one for the slot this run freed: a cap raised meanwhile (a tenant's, a
+    host's) lets several in at once, and the global capacity still bounds the pick.
 
     Its lease, dispatching and unsent marks and (unless it is BEHIND_TWIN) its parked envelope go in one step. A
     finished run is remembered for as long as its id is bound to it, so a stray later copy of its message is
@@ -119,9 +122,9 @@ def abandon(redis_client: redis.Redis, task_id: str, settings: Settings) -> list
     """End whatever fair share holds for a run that will never run (bad input, cancelled, expired, revoked).
 
     Its envelope (wherever it waits), lease and dispatching mark go, and a done marker drops any later copy
-    of its message; returns the runs picked for the slot it freed.
+    of its message; returns the runs that may start now.
     """
-    return _release(redis_client, (task_id, "", ""), settings, Ending.FINISHED, budget=1)
+    return _release(redis_client, (task_id, "", ""), settings, Ending.FINISHED, PICK_BUDGET)
 
 
 def end_parked(celery_app: Celery, redis_client: redis.Redis, task_id: str, settings: Settings) -> None:

@@ -106,7 +106,8 @@ def test_raising_a_hosts_cap_at_run_time_takes_effect_at_the_next_admission(
     workers("polite-a", "polite-b")
     with redis.Redis.from_url(POLITE_DB) as conn:
         tasks.hosts.set("127.0.0.1", max_running=1, max_rps=40, connection=conn)
-        runs = [fuzz(producer, t, shared, f"{t}-grow", 120) for t in (*TENANTS, "pw")]
+        # Long enough (9 s at 40 req/s, 7 s at 50) that a loaded machine's uneven container starts still overlap.
+        runs = [fuzz(producer, t, shared, f"{t}-grow", 360) for t in (*TENANTS, "pw")]
         wait_until(lambda: len(run_spans(shared.traffic().requests)) >= 1, 60, "the first run on the host")
         raised = time.monotonic()
         tasks.hosts.set("127.0.0.1", max_running=3, max_rps=150, connection=conn)

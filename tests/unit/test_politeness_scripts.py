@@ -84,6 +84,16 @@ def test_raising_a_cap_takes_effect_at_the_next_admission_but_never_past_the_bud
     assert fairshare.release(conn, None, polite(2, 50)) == [], "a fourth run is over the new cap of 3"
 
 
+def test_a_run_ending_under_a_raised_cap_lets_every_run_that_now_fits_in_at_once(conn: redis.Redis) -> None:
+    override = {"v": 4, "lo": "c0000207", "hi": "c0000207", "p": 32, "n": 1, "r": 40}
+    conn.hset(f"{PREFIX}hosts", "192.0.2.7/32", json.dumps(override))
+    admitted = [fairshare.admit(conn, run(t, t, "192.0.2.7"), polite()).admitted for t in "abcd"]
+    assert admitted == [True, False, False, False]
+    conn.hset(f"{PREFIX}hosts", "192.0.2.7/32", json.dumps({**override, "n": 3, "r": 150}))
+    picked = fairshare.release(conn, run("a", "a", "192.0.2.7"), polite())
+    assert picked == ["b", "c", "d"], "not one run for the one that ended: all three the raised cap allows"
+
+
 def test_a_run_on_several_hosts_takes_all_its_leases_or_none(conn: redis.Redis) -> None:
     for t in "ab":
         fairshare.admit(conn, run(t, t, "192.0.2.8"), polite())
@@ -116,7 +126,8 @@ def test_a_waiting_wide_run_reserves_its_block_so_a_stream_of_narrow_runs_cannot
     assert not fairshare.admit(conn, run("w", "w", "192.0.2.0/24"), polite()).admitted
     late = fairshare.admit(conn, run("n", "n", "192.0.2.9"), polite())
     assert not late.admitted and late.waiting_for == "192.0.2.9", "the block is reserved by the wide run"
-    assert fairshare.release(conn, run("a", "a", "192.0.2.1"), polite()) == ["w"], "the wide run goes first"
+    picked = fairshare.release(conn, run("a", "a", "192.0.2.1"), polite())
+    assert picked == ["w", "n"], "the wide run goes first; the narrow one then fits beside it (2 runs on .9)"
 
 
 def test_an_expired_host_lease_frees_its_host(conn: redis.Redis) -> None:

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     )
     max_redeliveries: int = Field(2, ge=0, description="times a task whose worker died is run again")
     max_input_bytes: int = Field(64 << 20, ge=0, description="cap on the total size of a run's input files")
+    max_chunked_targets: int = Field(
+        1_000_000, ge=1, description="cap on a chunked run's targets (addresses, for tools that count them)"
+    )
+    chunk_retries: int = Field(1, ge=0, le=5, description="times a failed or timed-out chunk runs again on its own")
     max_output_file_bytes: int = Field(
         10 << 30, ge=1, description="cap on one output file streamed back (to disk and the artifact store)"
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
+from itertools import islice
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ import isolation
 from config import Settings
 from tasks.errors import TaskInputError
 from tasks.tools import Invocation, ToolParams, ToolSpec
+from tasks.tools.chunking import Chunking, Unit, split, weight
 from tasks.tools.rates import with_rate
 
 
@@ -25,6 +27,16 @@ class RunRequest:
     run_id: object
     params: object = None
     files: object = None
+    chunk: object = None  # a chunk's place in its parent ({"parent", "index", "attempt"}); None for any other run
+
+
+@dataclass(frozen=True)
+class Chunked:
+    """A run that splits: its chunks hold at most `size` of the targets' `weight` (units of its tool's Chunking)."""
+
+    size: int
+    chunks: int
+    weight: int
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,9 @@ class RunPlan:
     inputs: dict[str, str | bytes]
     timeout_seconds: int
     notices: tuple[str, ...] = ()  # what a setting capped (the result's `notices`): capped and said, not refused
+    # A parent (more targets than a chunk holds): its params hold every target (for the scope check) and its
+    # invocation is its first chunk's; it runs no tool itself, its chunks do (tasks/worker/chunks.py).
+    chunked: Chunked | None = None
 
     @cached_property
     def input_bytes(self) -> int:
@@ -53,6 +68,7 @@ def plan_run(
     max_input_bytes: int,
     max_timeout_seconds: int,
     max_cache_age_seconds: int | None = None,
+    max_chunked_targets: int = 1_000_000,
 ) -> RunPlan:
     """Validate a request; raise TaskInputError with a message a caller can act on.
 
@@ -65,15 +81,16 @@ def plan_run(
         run = isolation.validate_identifier("run_id", request.run_id)
     except isolation.InvalidIdentifierError as exc:
         raise TaskInputError(str(exc)) from None
-    model = _params(spec, request.params)
-    invocation = spec.build(model)
+    split = _split(spec, request.params, max_chunked_targets) if request.chunk is None else None
+    model, chunked = split if split is not None else (_params(spec, request.params), None)
+    invocation = spec.build(model if chunked is None else _first_chunk(spec, model))
     inputs = _merge_inputs(invocation.input_files, _files(request.files))
     timeout = _timeout(spec, model, max_timeout_seconds)
     notices = _capped("timeout_seconds", model.timeout_seconds, max_timeout_seconds, "TOOLRUNNER_MAX_TIMEOUT_SECONDS")
     if max_cache_age_seconds is not None:
         asked = model.cache_max_age_seconds
         notices += _capped("cache_max_age_seconds", asked, max_cache_age_seconds, "TOOLRUNNER_CACHE_MAX_AGE_SECONDS")
-    plan = RunPlan(spec, tenant, run, model, invocation, inputs, timeout, notices)
+    plan = RunPlan(spec, tenant, run, model, invocation, inputs, timeout, notices, chunked)
     if plan.input_bytes > max_input_bytes:
         raise TaskInputError(f"input files add up to {plan.input_bytes} bytes, over the cap of {max_input_bytes}")
     return plan
@@ -95,6 +112,78 @@ def unleased(plan: RunPlan, settings: Settings, reaches_hosts: bool) -> RunPlan:
     if settings.politeness == "off" or not reaches_hosts:
         return plan
     return at_rate(plan, settings.host_max_rps / settings.host_max_running)
+
+
+def is_parent(spec: ToolSpec, params: object) -> bool:
+    """Whether a request's targets are more than one chunk of its tool's: cheap, it stops counting past a chunk."""
+    chunking = spec.chunking
+    if chunking is None or not isinstance(params, dict):
+        return False
+    targets, size = params.get(chunking.field), _chunk_size(chunking, params.get("chunk_size"))
+    if size is None or not isinstance(targets, list | tuple) or not all(isinstance(t, str) for t in targets):
+        return False  # the params model says what is wrong
+    return weight(islice(targets, size + 1), chunking.unit) > size
+
+
+def chunk_params(plan: RunPlan) -> Iterator[dict[str, Any]]:
+    """The params of each chunk of a parent, in order, made one at a time: its own params, a chunk of its targets."""
+    chunking, chunked = plan.spec.chunking, plan.chunked
+    if chunking is None or chunked is None:
+        raise ValueError(f"run {plan.run_id} is not chunked")
+    targets = getattr(plan.params, chunking.field)
+    rest = plan.params.model_dump(mode="json", exclude={chunking.field, "chunk_size"}, exclude_defaults=True)
+    for piece in split(targets, chunked.size, chunking.unit):
+        yield {**rest, chunking.field: piece}
+
+
+def _split(spec: ToolSpec, params: object, max_targets: int) -> tuple[ToolParams, Chunked] | None:
+    """A parent's params and its chunking, each chunk validated as its run will be; None for a run of one chunk."""
+    chunking = spec.chunking
+    if chunking is None:
+        if isinstance(params, dict) and params.get("chunk_size") is not None:
+            raise TaskInputError(f"{spec.name} does not split its targets: chunk_size is not one of its params")
+        return None
+    if not is_parent(spec, params):
+        return None
+    assert isinstance(params, dict)  # is_parent said so
+    targets: list[str] = list(params[chunking.field])
+    size = _chunk_size(chunking, params.get("chunk_size"))
+    assert size is not None  # is_parent said so
+    total = weight(targets, chunking.unit)
+    if total > max_targets:
+        counted = "addresses" if chunking.unit is Unit.ADDRESSES else "targets"
+        raise TaskInputError(
+            f"{total} {counted} is over the cap of {max_targets} for a chunked run (TOOLRUNNER_MAX_CHUNKED_TARGETS)"
+        )
+    rest = {k: v for k, v in params.items() if k not in (chunking.field, "chunk_size")}
+    first: ToolParams | None = None
+    chunks = 0
+    for piece in split(targets, size, chunking.unit):
+        try:
+            model = _params(spec, {**rest, chunking.field: piece})
+        except TaskInputError as exc:
+            raise TaskInputError(f"chunk {chunks} of {spec.name}'s targets: {exc}") from None
+        first = first or model
+        chunks += 1
+    assert first is not None  # more than one chunk's worth of targets
+    every = first.model_copy(update={chunking.field: tuple(targets), "chunk_size": size})
+    return every, Chunked(size, chunks, total)
+
+
+def _chunk_size(chunking: Chunking, asked: object) -> int | None:
+    """The chunk size a request gets: its own when lower than its tool's; None when what it asked is no size."""
+    if asked is None:
+        return chunking.size
+    if type(asked) is not int or asked < 1:
+        return None
+    return min(asked, chunking.size)
+
+
+def _first_chunk(spec: ToolSpec, every: ToolParams) -> ToolParams:
+    chunking = spec.chunking
+    assert chunking is not None and every.chunk_size is not None
+    first = next(split(getattr(every, chunking.field), every.chunk_size, chunking.unit))
+    return every.model_copy(update={chunking.field: tuple(first), "chunk_size": None})
 
 
 def _spec(catalogue: Mapping[str, ToolSpec], tool: object) -> ToolSpec:

@@ -27,6 +27,7 @@ class Stage(StrEnum):
     RUNNING = "running"
     READING_OUTPUTS = "reading_outputs"
     CLEANING_UP = "cleaning_up"
+    CHUNKS = "chunks"  # a chunked run's parent while its chunks run (tasks/worker/chunks.py); meta counts them
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class RunResult:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     cache: CacheInfo | None = None  # only for a run that opted into the cache
     notices: list[str] = field(default_factory=list)  # what a setting capped in the request; [] when nothing was
+    chunks: dict[str, Any] | None = None  # only for a chunked run's parent: its chunks' counts and failures
 
     @property
     def timed_out(self) -> bool:
@@ -135,6 +137,7 @@ class RunResult:
             "timed_out": self.timed_out,
             "notices": list(self.notices),
             **({"cache": self.cache.as_dict()} if self.cache is not None else {}),
+            **({"chunks": self.chunks} if self.chunks is not None else {}),
         }
 
     @classmethod
@@ -152,4 +155,5 @@ class RunResult:
             stderr_tail=stored["stderr_tail"], outputs=dict(stored.get("outputs", {})),
             missing_outputs=list(stored.get("missing_outputs", [])), artifacts=list(stored.get("artifacts", [])),
             cache=CacheInfo(**cache) if isinstance(cache, dict) else None, notices=list(stored.get("notices", [])),
+            chunks=stored.get("chunks"),
         )  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.errors import ParseError as ParseError  # in the one tree; tool modules import it from here
+from tasks.tools.chunking import Chunking
 
 INPUTS = "/inputs"
 OUTPUTS = "/outputs"
@@ -31,6 +32,9 @@ class ToolParams(BaseModel):
     timeout_seconds: int | None = Field(default=None, ge=1, description="wall-clock limit for the tool container")
     cache_max_age_seconds: int = Field(
         default=0, ge=0, description="reuse a stored ok result of an identical run up to this old; 0 = no cache"
+    )
+    chunk_size: int | None = Field(
+        default=None, ge=1, description="at most this many targets a chunk (below the tool's own); tools that split"
     )
 
 
@@ -91,10 +95,15 @@ class ToolSpec:
     rate_param: str | None = None
     # Whether that field takes only whole numbers: a granted rate is then floored, never below 1.
     rate_integer: bool = True
+    # How its targets split into chunks that run as runs of their own on any worker (tasks/tools/chunking.py);
+    # None = the tool does not split (a request over its params' cap is refused).
+    chunking: Chunking | None = None
 
     def __post_init__(self) -> None:
         if self.rate_param is not None and self.rate_param not in self.params_model.model_fields:
             raise ValueError(f"{self.name}: rate_param {self.rate_param!r} is no field of {self.params_model.__name__}")
+        if self.chunking is not None and self.chunking.field not in self.params_model.model_fields:
+            raise ValueError(f"{self.name}: chunking field {self.chunking.field!r} is no field of its params")
 
 
 # The label scripts/build-images gives a local image per Debian package it installed (toolrunner.package.nmap=7.93…)

@@ -21,6 +21,7 @@ from tasks.tools.base import (
     jsonl_records,
     output_path,
 )
+from tasks.tools.chunking import Chunking, Unit
 from tasks.tools.validation import DnsName, lines
 
 DOMAINS_FILE = "domains.txt"
@@ -148,12 +149,13 @@ SPEC = ToolSpec(
     params_model=DnsxParams,
     build=build,
     parse=parse,
-    version=4,
+    version=5,
     default_timeout=900,
     description="DNS resolution of many names for A, AAAA, CNAME, NS, TXT, SRV, PTR, MX, SOA or CAA records.",
     targets=targets,
     finding_hosts=("host",),
     rate_param="rate_limit",
+    chunking=Chunking("domains", 1000, Unit.ITEMS),
     finding_fields={
         "host": "the name that was resolved",
         "record_type": (

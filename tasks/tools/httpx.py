@@ -19,6 +19,7 @@ from tasks.tools.base import (
     jsonl_records,
     output_path,
 )
+from tasks.tools.chunking import Chunking, Unit
 from tasks.tools.validation import StatusCode, WebTarget, lines, port_number, str_items
 
 TARGETS_FILE = "targets.txt"
@@ -109,12 +110,13 @@ SPEC = ToolSpec(
     params_model=HttpxParams,
     build=build,
     parse=parse,
-    version=4,
+    version=5,
     default_timeout=900,
     description="HTTP(S) probing of hosts and URLs: status code, title, web server and technologies.",
     targets=targets,
     finding_hosts=("url",),
     rate_param="rate_limit",
+    chunking=Chunking("targets", 1000, Unit.ITEMS),
     finding_fields={
         "url": "the URL that answered",
         "input": "the target line it came from",

@@ -20,6 +20,7 @@ from tasks.tools.base import (
     jsonl_records,
     output_path,
 )
+from tasks.tools.chunking import Chunking, Unit
 from tasks.tools.validation import PortList, host_or_network, lines, not_both, port_number
 
 HOSTS_FILE = "hosts.txt"
@@ -93,7 +94,7 @@ SPEC = ToolSpec(
     params_model=NaabuParams,
     build=build,
     parse=parse,
-    version=4,
+    version=5,
     # naabu v2.6.1 pkg/scan/scan.go reads it with strconv.ParseBool; without it connect scans never detect TLS.
     environment={"ENABLE_TLS_DETECTION": "true"},
     default_timeout=1800,
@@ -104,6 +105,7 @@ SPEC = ToolSpec(
     targets=targets,
     finding_hosts=("ip", "host"),
     rate_param="rate",
+    chunking=Chunking("hosts", 1024, Unit.ADDRESSES),
     finding_fields={
         "host": "the hostname scanned, or the IP when the target was an address",
         "ip": "the IP address the open port is on",

@@ -31,6 +31,7 @@ from tasks.tools.base import (
     input_path,
     output_path,
 )
+from tasks.tools.chunking import Chunking, Unit
 from tasks.tools.validation import PortList, host_or_network, lines, not_both
 
 TARGETS_FILE = "targets.txt"
@@ -184,12 +185,13 @@ SPEC = ToolSpec(
     params_model=NmapParams,
     build=build,
     parse=parse,
-    version=4,
+    version=5,
     default_timeout=1800,
     description="Port scan with nmap's TCP connect scan (-sT -Pn -n), optionally detecting services (-sV).",
     targets=targets,
     finding_hosts=("address", "hostname"),
     rate_param="max_rate",
+    chunking=Chunking("targets", MAX_TARGETS, Unit.ADDRESSES),
     rate_integer=False,
     finding_fields={
         "host": "the hostname if nmap reported one, else the address",

@@ -20,6 +20,7 @@ from tasks.tools.base import (
     jsonl_records,
     output_path,
 )
+from tasks.tools.chunking import Chunking, Unit
 from tasks.tools.validation import WebTarget, lines, one_or_many, port_number, str_items
 
 TARGETS_FILE = "targets.txt"
@@ -123,12 +124,13 @@ SPEC = ToolSpec(
     params_model=NucleiParams,
     build=build,
     parse=parse,
-    version=4,
+    version=5,
     default_timeout=3600,
     description="Template-based vulnerability checks with nuclei, using only the templates the task ships.",
     targets=targets,
     finding_hosts=("matched_at",),
     rate_param="rate_limit",
+    chunking=Chunking("targets", 100, Unit.ITEMS),
     finding_fields={
         "template_id": "the id of the template that matched",
         "name": "the template's name (info.name)",

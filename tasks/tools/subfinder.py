@@ -20,6 +20,7 @@ from tasks.tools.base import (
     jsonl_records,
     output_path,
 )
+from tasks.tools.chunking import Chunking, Unit
 from tasks.tools.validation import DomainName, lines, not_both, str_items
 
 DOMAINS_FILE = "domains.txt"
@@ -92,7 +93,7 @@ SPEC = ToolSpec(
     params_model=SubfinderParams,
     build=build,
     parse=parse,
-    version=4,
+    version=5,
     default_timeout=1200,
     description="Passive subdomain enumeration from public sources (certificate logs, archives, DNS data).",
     targets=targets,
@@ -100,6 +101,7 @@ SPEC = ToolSpec(
     # No rate: subfinder asks passive sources (certificate logs, archives, DNS datasets) and never contacts the
     # domains it enumerates, so there is no scanned host to be polite to (its -rl paces the sources' APIs).
     rate_param=None,
+    chunking=Chunking("domains", 50, Unit.ITEMS),
     finding_fields={
         "host": "the subdomain found",
         "input": "the domain it was found for",

@@ -31,6 +31,7 @@ from tasks.scope.matcher import Scope
 from tasks.scope.policy import checker, unresolved
 from tasks.scope.store import Scopes
 from tasks.service import RunPlan, RunRequest, Stage, plan_run
+from tasks.service.plan import is_parent
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker import keys, luascript, parking
 from tasks.worker.delivery import Delivery, bind_run, claim_identity
@@ -72,7 +73,9 @@ def _queued(
     bound = bind_run(task, args, kwargs)
     if bound is None:
         return None
-    request = RunRequest(bound["tool"], bound["tenant_id"], bound["run_id"], bound.get("params"), bound.get("files"))
+    request = RunRequest(
+        bound["tool"], bound["tenant_id"], bound["run_id"], bound.get("params"), bound.get("files"), bound.get("chunk")
+    )
     tool, tenant, run_id = (str(bound[k]) for k in ("tool", "tenant_id", "run_id"))
     expires = headers.get("expires")
     envelope = parking.Envelope(
@@ -128,6 +131,9 @@ def _acceptable(
 ) -> bool:  # fmt: skip
     """Whether the run would be accepted as it is: its request is valid and in scope, and its task id is (now)
     bound to it."""
+    spec = catalogue.get(str(queued.request.tool))
+    if spec is not None and is_parent(spec, queued.request.params):
+        return False  # a parent takes no slot: the worker that takes it publishes its chunks, which are drained
     try:
         plan = plan_run(
             catalogue, queued.request, max_input_bytes=settings.max_input_bytes,

@@ -12,7 +12,7 @@ from celery import Celery, states
 
 import isolation
 from config import Settings
-from tasks.worker import fairshare, keys
+from tasks.worker import chunks, fairshare, keys
 from tasks.worker.app import app
 from tasks.worker.delivery import bound_tenant
 from tasks.worker.monitor import announce_revoked
@@ -82,6 +82,13 @@ def cancel(
     if not record_cancel(redis_client, task_id, tenant_id, settings.identity_ttl) or state == states.REVOKED:
         return already
     celery.control.revoke(task_id)
+    if chunks.cancel_chunks(celery, redis_client, settings, task_id, tenant_id):
+        reason = "cancelled: every chunk cancelled"
+        celery.backend.mark_as_revoked(task_id, reason)
+        announce_revoked(celery, task_id, None, reason)
+        return CancelOutcome(
+            task_id, Cancelled.SENT, f"{task_id}: cancel sent to every chunk; they stop within seconds"
+        )
     logger.info("cancel recorded task=%s tenant=%s state=%s", task_id, tenant_id, state)
     parked = load(redis_client, [task_id])
     if parked:

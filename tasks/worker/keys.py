@@ -75,6 +75,11 @@ HOST_WANT = Key(FAIR_SHARE + "hostwant:{}", "string", "2 lease TTLs, renewed whi
 HOST_HELD = Key(FAIR_SHARE + "hostheld", "hash", "forget() deletes a run's entry (every way a run ends)", False)
 HOST_BLOCKED = Key(FAIR_SHARE + "hostblocked", "hash", "admitted() or forget() delete a run's entry", False)
 
+# --- chunked runs (tasks/worker/chunks.py, lua/chunk_done.lua) ---------------------------------------------------
+CHUNKS = Key(ROOT + "chunks:{}", "hash", "result lifetime, renewed per chunk; identity TTL once merged or cancelled")
+CHUNK_OUTCOMES = Key(ROOT + "chunk-outcomes:{}", "hash", "with CHUNKS; the merge deletes it")
+MERGING = Key(ROOT + "merging", "zset", "the merge removes its parent; the safety net asks again after 60 s", False)
+
 # --- the result cache (tasks/worker/cache.py, lua/cache_*.lua) ------------------------------------------------
 CACHE_ENTRY = Key(CACHE + "entry:{}", "hash", "Settings.cache_max_age_seconds (Cached.keep)")
 FLIGHT = Key(CACHE + "flight:{}", "string", "a lease TTL, renewed while its leader runs")
@@ -89,6 +94,7 @@ SCHEMA: tuple[Key, ...] = (
     LIMITS, LEASES, TENANT_LEASES, WAITING, RING, RINGED, PARKED, PARKED_AT, REPUBLISHED, DISPATCHING, UNSENT, DONE,
     LEASE_LOST, WORKERS, TENANTS, NET_LOCK, HOST_OVERRIDES,
     HOST, HOST_RATES, HOST_KIDS, HOST_WANT, HOST_HELD, HOST_BLOCKED,
+    CHUNKS, CHUNK_OUTCOMES, MERGING,
     CACHE_ENTRY, FLIGHT, WAITERS, FLIGHTS,
     SCOPE,
 )  # fmt: skip

@@ -13,7 +13,7 @@ from redis.commands.core import Script
 from tasks.worker.keys import FAIR_SHARE
 
 _LUA = Path(__file__).with_name("lua")
-_KEYED = frozenset({"cache_lookup", "cache_finish"})  # standalone: every key comes in KEYS, no prefix
+_KEYED = frozenset({"cache_lookup", "cache_finish", "chunk_done"})  # standalone: every key comes in KEYS, no prefix
 
 
 @cache

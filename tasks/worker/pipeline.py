@@ -18,6 +18,7 @@ from tasks.worker.steps import (
     admission,
     cache,
     cancelled,
+    chunk,
     control,
     execute,
     finished,
@@ -26,13 +27,16 @@ from tasks.worker.steps import (
     plan,
     redelivery,
     scope,
+    split,
 )
 
 STEPS: tuple[Step, ...] = (
+    chunk.STEP,  # a chunk's end counted once in its parent; a failed chunk run again alone first
     plan.STEP,  # the request validated into a plan: bad input fails at once, before any engine call
     identity.STEP,  # the task id bound to this run: an id of another run is refused
     cancelled.STEP,  # cancelled before it started: REVOKED, nothing made
     scope.STEP,  # every target in the tenant's scope and none denied; else bad input, nothing made
+    split.STEP,  # more targets than a chunk: published as chunks that run on any worker; the parent holds nothing
     cache.LOOKUP,  # a recent identical run's result is the answer; behind an identical run: parked
     admission.STEP,  # a slot under the tenant's cap; over it: parked (fair share)
     finished.STEP,  # the final state stored before the slot is let go

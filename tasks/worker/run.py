@@ -15,10 +15,11 @@ from celery.signals import task_revoked
 
 from tasks.service import RunRequest
 from tasks.tools import load_catalogue
-from tasks.worker import fairshare
+from tasks.worker import chunks, fairshare
 from tasks.worker.app import app
 from tasks.worker.context import Run, Services
 from tasks.worker.delivery import Delivery
+from tasks.worker.merge import merge
 from tasks.worker.monitor import RedactedRequest
 from tasks.worker.pipeline import run_pipeline
 
@@ -30,18 +31,18 @@ Result = dict[str, Any]
 @app.task(bind=True, name="toolrunner.run_tool", Request=RedactedRequest)
 def run_tool(
     self: Task, tool: str, tenant_id: str, run_id: str, params: dict[str, Any] | None = None,
-    files: dict[str, str] | None = None,
+    files: dict[str, str] | None = None, chunk: dict[str, Any] | None = None,
 ) -> Result:  # fmt: skip
-    """Run one tool for a tenant's run and return its parsed findings."""
-    return _run(self, RunRequest(tool, tenant_id, run_id, params, files))
+    """Run one tool for a tenant's run and return its parsed findings (`chunk`: set by a parent for its chunks)."""
+    return _run(self, RunRequest(tool, tenant_id, run_id, params, files, chunk))
 
 
 def _tool_task(tool: str) -> Task:
     def run(
         self: Task, tenant_id: str, run_id: str, params: dict[str, Any] | None = None,
-        files: dict[str, str] | None = None,
+        files: dict[str, str] | None = None, chunk: dict[str, Any] | None = None,
     ) -> Result:  # fmt: skip
-        return _run(self, RunRequest(tool, tenant_id, run_id, params, files))
+        return _run(self, RunRequest(tool, tenant_id, run_id, params, files, chunk))
 
     run.__doc__ = f"Run {tool} for a tenant's run and return its parsed findings."
     run.__name__ = run.__qualname__ = f"run_{tool}"
@@ -59,6 +60,12 @@ def services() -> Services:
     return Services(
         lambda: app.docker_client, app.redis, app.settings, app.catalogue, app.scopes, app.scope_checker, app.artifacts
     )
+
+
+@app.task(name=chunks.MERGE_TASK, acks_late=True)
+def merge_chunks(parent: str) -> bool:
+    """Merge a chunked run whose chunks have all ended into its one result (tasks/worker/merge.py)."""
+    return merge(app, app.redis, app.settings, app.artifacts, parent)
 
 
 @task_revoked.connect

@@ -25,13 +25,14 @@ from celery.signals import celeryd_after_setup
 
 from config import Settings
 from tasks.errors import RunExpiredError
-from tasks.worker import backlog, cache, fairshare, keys, luascript, parking
+from tasks.worker import backlog, cache, chunks, fairshare, keys, luascript, parking
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
 
 STALE_DISPATCH_SECONDS = 600
 UNSENT_GRACE_SECONDS = 5  # a picker publishes within milliseconds; one silent this long has died (or failed)
+MERGE_GRACE_SECONDS = 60  # a merge of a million targets streams for minutes: asked again only once it is quiet
 LOST_DISPATCH_SECONDS = 30  # a published run taken by no worker this long, and in no queue or unacked set: lost
 SEARCH_LIMIT = 10_000  # the most messages a queue (or the unacked set) may hold for the net to look through it
 MAX_REPUBLISHES = 3
@@ -72,6 +73,7 @@ class _Round:
         for task_id in (fairshare.text(s) for s in self.redis.zrangebyscore(keys.PARKED_AT(), "-inf", waited)):
             why = f"it waited over TOOLRUNNER_MAX_WAIT_SECONDS={self.settings.max_wait_seconds} for a slot"
             self._give_up(task_id, (keys.PARKED_AT, waited), why)
+        self._merges(now_ms)
         dispatched = list(dict.fromkeys(picked + again))
         parking.dispatch(self.app, self.redis, dispatched)
         return len(dispatched)
@@ -123,6 +125,15 @@ class _Round:
             return False
         self.redis.zadd(keys.DISPATCHING(), {task_id: int(time.time() * 1000)})
         return True
+
+    def _merges(self, now_ms: int) -> None:
+        """Ask again for the merge of a chunked run whose merge was asked MERGE_GRACE_SECONDS ago and is not done (its
+        publisher died, or its merge did)."""
+        stale = now_ms - MERGE_GRACE_SECONDS * 1000
+        for parent in (fairshare.text(p) for p in self.redis.zrangebyscore(keys.MERGING(), "-inf", stale)):
+            self.redis.zadd(keys.MERGING(), {parent: now_ms})
+            logger.warning("asking again for the merge of chunked task=%s", parent)
+            chunks.publish_merge(self.app, parent)
 
     def _give_up(self, task_id: str, seen: tuple[keys.Key, int], why: str) -> None:
         """End a parked run FAILED with the reason, if it is still where the net saw it (`seen`: in that sorted

@@ -45,7 +45,8 @@ def eager() -> Iterator[tuple[Task, mock.MagicMock]]:
     redis_client = mock.MagicMock()
     catalogue = load_catalogue(["tests.tooldefs.script"])
     services = Services(lambda: client, redis_client, SETTINGS, catalogue, Scopes(redis_client), checker(SETTINGS))
-    steps = (*pipeline.STEPS[:1], NOTING, *pipeline.STEPS[1:])
+    after_plan = [step.name for step in pipeline.STEPS].index("plan") + 1
+    steps = (*pipeline.STEPS[:after_plan], NOTING, *pipeline.STEPS[after_plan:])
     probe = Celery("eager-probe", set_as_current=False)
     probe.conf.update(task_always_eager=True)
 
@@ -93,5 +94,5 @@ def test_a_step_added_to_the_sequence_sees_every_try_of_the_run(eager: tuple[Tas
 
 def test_the_sequence_names_each_step_once_and_ends_with_the_run_itself() -> None:
     names = [step.name for step in pipeline.STEPS]
-    assert len(set(names)) == len(names) and names[0] == "plan" and names[-1] == "execute"
-    assert [s.name for s in pipeline.STEPS if not s.needs_broker] == ["plan", "scope", "execute"]
+    assert len(set(names)) == len(names) and names[:2] == ["chunk", "plan"] and names[-1] == "execute"
+    assert [s.name for s in pipeline.STEPS if not s.needs_broker] == ["plan", "scope", "split", "execute"]

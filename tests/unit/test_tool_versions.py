@@ -12,13 +12,13 @@ from tasks.tools import load_catalogue
 TOOLS = Path(__file__).resolve().parents[2] / "tasks" / "tools"
 # tool: (SPEC.version, sha256 of tasks/tools/<tool>.py). Change the module, bump the version, update the digest.
 PINNED: dict[str, tuple[int, str]] = {
-    "dnsx": (4, "a73637306e532c9a1a3734f02d1fd2f3e88f0834c77b7214ef6dfe6f1536d242"),
+    "dnsx": (5, "31803dca1936a6724c6fe27c37c5dadb183989ebbf07cf63fe872fc54aac7285"),
     "ffuf": (4, "5cfd01bc76dcc3e10a4f49759f3268673c852fe4697580564509957a4ad762d5"),
-    "httpx": (4, "ca0b32dc7a7a4a7fa7f0d83f6cd0015264c9f1c40557b4d574703bbe8730ccfa"),
-    "naabu": (4, "2ab0e2d4f79070cb36e78a00a11715e17ee77ac0661352b2f2c445fca94bd9d2"),
-    "nmap": (4, "bd1ab06e5eb94427670d80e6672cbbe3e6034cc7ff7ebb4c65e88b63b84ff9da"),
-    "nuclei": (4, "ec903a3de01423b5b3be4529ceeb3d66c531776e31b8494e488a20d4543a45b4"),
-    "subfinder": (4, "19ee5f80d6e1dcc96d1e72379cf8450021b79d6c7fad0ea8288b3fc3d6ef6c7f"),
+    "httpx": (5, "9165e4c317c2234c1eb0b4df9efd19445492261855e54146dae57e701c8a2ecf"),
+    "naabu": (5, "3cf895d6a0eb7db6b4d4406b9e917b2380fc6a51e42a2cf1a22c2ce7a2fb3c32"),
+    "nmap": (5, "f92d9a4a34bf9c03e4cf74653bbe2de20f4c2db0bd6303950b30ddedc13f93ef"),
+    "nuclei": (5, "60653803d68c34e1d402628a2533ff71f76d8d87f2468e58fc46eb92d1d74b6b"),
+    "subfinder": (5, "5bbbf2307b336bd1056a26b7ab17e2cc45417237f928b8535541c16fcdd58971"),
 }
 
 

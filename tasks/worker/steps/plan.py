@@ -15,6 +15,7 @@ def _plan(run: Run, proceed: Proceed) -> RunResult:
         run.plan = plan_run(
             run.services.catalogue, run.request, max_input_bytes=settings.max_input_bytes,
             max_timeout_seconds=settings.max_timeout_seconds, max_cache_age_seconds=settings.cache_max_age_seconds,
+            max_chunked_targets=settings.max_chunked_targets,
         )  # fmt: skip
     except TaskInputError:
         if not run.eager:

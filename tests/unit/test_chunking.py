@@ -1,0 +1,95 @@
+"""How targets split into chunks (pure), how a request becomes a parent, and a chunk's outcome counted once."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections.abc import Iterator
+
+import pytest
+import redis
+from hypothesis import given
+from hypothesis import strategies as st
+
+from config import Settings
+from tasks.errors import TaskInputError
+from tasks.service import RunPlan, RunRequest, plan_run
+from tasks.service.plan import chunk_params, is_parent
+from tasks.tools import load_catalogue
+from tasks.tools.chunking import Unit, split, weight
+from tasks.worker import chunks, keys
+from tests.conftest import database_url, flushed_database
+
+CATALOGUE = load_catalogue()
+
+
+def plan(tool: str, params: dict[str, object], cap: int = 1_000_000) -> RunPlan:
+    request = RunRequest(tool, "t", "r", params)
+    return plan_run(CATALOGUE, request, max_input_bytes=1 << 26, max_timeout_seconds=3600, max_chunked_targets=cap)
+
+
+def addresses(chunk: list[str]) -> list[str]:
+    return [str(a) for t in chunk for a in ipaddress.ip_network(t, strict=False)]
+
+
+@given(st.lists(st.integers(0, 300), min_size=1, max_size=40), st.sampled_from([1, 4, 16, 64]))
+def test_chunks_hold_at_most_their_size_and_together_every_address_in_order(prefixes: list[int], size: int) -> None:
+    targets = [
+        f"10.{i // 256}.{i % 256}.0/{24 + p % 9}" if p % 3 else f"10.9.{i}.{p % 250}" for i, p in enumerate(prefixes)
+    ]
+    pieces = list(split(targets, size, Unit.ADDRESSES))
+    assert all(pieces) and all(weight(c, Unit.ADDRESSES) <= size for c in pieces)
+    assert addresses(list(itertools.chain.from_iterable(pieces))) == addresses(targets)
+
+
+def test_a_network_is_cut_into_aligned_sub_networks_one_at_a_time() -> None:
+    first = next(split(["10.0.0.0/8"], 64, Unit.ADDRESSES))  # 16,777,216 addresses: never listed
+    assert first == ["10.0.0.0/26"]
+    assert list(split(["a", "b", "c"], 2, Unit.ITEMS)) == [["a", "b"], ["c"]]
+
+
+def test_a_request_over_its_chunk_is_a_parent_whose_chunks_are_each_validated() -> None:
+    targets = [f"127.0.1.{i}" for i in range(1, 201)]
+    parent = plan("nmap", {"targets": targets, "ports": "80", "chunk_size": 64})
+    assert parent.chunked is not None and (parent.chunked.chunks, parent.chunked.size) == (4, 64)
+    assert len(parent.params.targets) == 200  # type: ignore[attr-defined]  # the scope check reads them all
+    assert [len(c["targets"]) for c in chunk_params(parent)] == [64, 64, 64, 8]
+    assert all(c["ports"] == "80" and "chunk_size" not in c for c in chunk_params(parent))
+    assert plan("nmap", {"targets": targets, "ports": "80"}).chunked is None, "under nmap's own chunk of 1024"
+    with pytest.raises(TaskInputError, match=r"chunk 3 .*'not a host!'"):
+        plan("nmap", {"targets": [*targets, "not a host!"], "ports": "80", "chunk_size": 64})
+
+
+def test_a_chunked_run_is_capped_and_a_tool_that_does_not_split_refuses_chunk_size() -> None:
+    with pytest.raises(TaskInputError, match="TOOLRUNNER_MAX_CHUNKED_TARGETS"):
+        plan("nmap", {"targets": ["10.0.0.0/16"], "ports": "80"}, cap=65535)
+    with pytest.raises(TaskInputError, match="ffuf does not split"):
+        plan("ffuf", {"url": "http://127.0.0.1/FUZZ", "wordlist": ["a"], "chunk_size": 2})
+    assert not is_parent(CATALOGUE["nmap"], {"targets": ["10.0.0.0/24"], "chunk_size": "x"}), "the model says why"
+
+
+def test_a_forged_chunk_marker_names_no_chunk() -> None:
+    real = chunks.ChunkOf("parent-id", 3, 1)
+    assert chunks.ChunkOf.read(real.as_kwarg(), real.task_id) == real
+    assert chunks.ChunkOf.read(real.as_kwarg(), "some-other-task-id") is None
+    assert chunks.ChunkOf.read({"parent": "p", "index": "3"}, chunks.chunk_task_id("p", 3)) is None
+
+
+@pytest.fixture
+def conn(redis_url: str) -> Iterator[redis.Redis]:
+    with flushed_database(database_url(redis_url, 12)) as client:
+        yield client
+
+
+def test_each_chunk_counts_once_and_only_the_last_completes_the_parent(conn: redis.Redis) -> None:
+    settings = Settings()
+    conn.hset(keys.CHUNKS("p"), mapping={"tenant_id": "t", "total": "2", "state": "running"})
+    first = chunks.ChunkOf("p", 0)
+    assert not chunks.record(conn, settings, first, "ok", "{}", 3).completed
+    again = chunks.record(conn, settings, first, "tool_failed", "{}", 5)  # a duplicate message's end
+    assert (again.done, again.findings, again.completed) == (1, 3, False)
+    last = chunks.record(conn, settings, chunks.ChunkOf("p", 1), "timed_out", "{}", 1)
+    assert (last.state, last.done, last.total, last.findings, last.completed) == ("merging", 2, 2, 4, True)
+    assert not chunks.record(conn, settings, chunks.ChunkOf("p", 1), "ok", "{}", 1).completed, "completed once"
+    assert conn.zscore(keys.MERGING(), "p") is not None and conn.pttl(keys.CHUNKS("p")) > 0
+    assert chunks.record(conn, settings, chunks.ChunkOf("gone", 0), "ok", "{}", 0).state == ""

@@ -207,6 +207,32 @@ def record(
     return Recorded(_text(state), int(done), int(total), int(findings), bool(int(completed)))
 
 
+def finish(
+    app: Celery, redis_client: redis.Redis, settings: Settings, chunk: ChunkOf, task_id: str, result: RunResult | None,
+    status: str, reason: str | None,
+) -> Recorded:  # fmt: skip
+    """Count a chunk's end in its parent; the chunk that completes it publishes the merge, any other reports the
+    parent's progress."""
+    found = result.stats.findings if result is not None else 0
+    recorded = record(redis_client, settings, chunk, status, summary(chunk, task_id, result, status, reason), found)
+    if recorded.completed:
+        publish_merge(app, chunk.parent)
+    elif recorded.state == "running":
+        report(app, chunk.parent, progress(stored(redis_client, chunk.parent)))
+    return recorded
+
+
+def ended_unrun(
+    app: Celery, redis_client: redis.Redis, settings: Settings, message: Mapping[str, Any], task_id: str, why: str
+) -> None:
+    """Count the end of a chunk that never ran its steps (given up after waiting, expired, revoked unrun), from the
+    arguments of its message (`bind_run`'s): a parent must not wait for a chunk nobody will run."""
+    chunk = ChunkOf.read(message.get("chunk"), task_id)
+    if chunk is None or stored(redis_client, chunk.parent).get("tenant_id") != message.get("tenant_id"):
+        return
+    finish(app, redis_client, settings, chunk, task_id, None, Status.TOOL_FAILED.value, why)
+
+
 def retry(task: Task, chunk: ChunkOf, settings: Settings) -> str | None:
     """Publish a failed chunk's next attempt under its own id; None when it has had its retries."""
     if chunk.attempt >= settings.chunk_retries:

@@ -6,10 +6,13 @@ the dict Celery stores only here, at the boundary.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from functools import cache
 from typing import Any
 
+import kombu.exceptions
+import redis
 from celery import Task
 from celery.signals import task_revoked
 
@@ -18,7 +21,7 @@ from tasks.tools import load_catalogue
 from tasks.worker import chunks, fairshare
 from tasks.worker.app import app
 from tasks.worker.context import Run, Services
-from tasks.worker.delivery import Delivery
+from tasks.worker.delivery import Delivery, bind_run
 from tasks.worker.merge import merge
 from tasks.worker.monitor import RedactedRequest
 from tasks.worker.pipeline import run_pipeline
@@ -69,11 +72,18 @@ def merge_chunks(parent: str) -> bool:
 
 
 @task_revoked.connect
-def _revoked(request: Any = None, **_: Any) -> None:
-    """Celery dropped a revoked or expired message unrun: it never runs, so its parked state ends too."""
+def _revoked(request: Any = None, expired: bool = False, **_: Any) -> None:
+    """Celery dropped a revoked or expired message unrun: it never runs, so its parked state ends too (and, for a
+    chunk, its parent counts it)."""
     task_id = getattr(request, "id", None)
-    if task_id and str(getattr(request, "task", "")).startswith("toolrunner."):  # the context's task name
+    name = str(getattr(request, "task", ""))
+    if task_id and name.startswith("toolrunner."):  # the context's task name
         fairshare.best_effort_end(app, app.redis, str(task_id), app.settings)
+        message = bind_run(name, getattr(request, "args", None) or (), getattr(request, "kwargs", None) or {})
+        if message is not None:
+            why = "its message expired before it started" if expired else "revoked before it started"
+            with contextlib.suppress(redis.RedisError, kombu.exceptions.OperationalError):
+                chunks.ended_unrun(app, app.redis, app.settings, message, str(task_id), why)
 
 
 def result_for(task_id: str, tool: str, tenant_id: str, run_id: str, timeout: float | None = None) -> Result:

@@ -27,6 +27,7 @@ from config import Settings
 from tasks.errors import RunExpiredError
 from tasks.worker import backlog, cache, chunks, fairshare, keys, luascript, parking
 from tasks.worker.app import app
+from tasks.worker.delivery import bind_run
 
 logger = logging.getLogger(__name__)
 
@@ -141,10 +142,14 @@ class _Round:
         key, cutoff = seen
         which = key().removeprefix(keys.FAIR_SHARE)
         done_ms = self.settings.identity_ttl * 1000
+        parked = parking.load(self.redis, [task_id])
         if not bool(luascript.run(self.redis, "expire", task_id, which, cutoff, done_ms)[0]):
             return  # it moved on (admitted, dispatched again) since the net looked: not given up
         logger.error("gave up on parked task=%s: %s", task_id, why)
         self.app.backend.mark_as_failure(task_id, RunExpiredError(f"task {task_id} never started: {why}"))
+        message = bind_run(parked[0].task, parked[0].args, parked[0].kwargs) if parked else None
+        if message is not None:  # a chunk: its parent counts it failed rather than wait for it
+            chunks.ended_unrun(self.app, self.redis, self.settings, message, task_id, f"never started: {why}")
         parking.dispatch(self.app, self.redis, fairshare.release(self.redis, None, self.settings))
 
 

@@ -17,7 +17,7 @@ from celery import Celery
 
 from config import Settings
 from tasks.errors import RunExpiredError
-from tasks.worker import cache, fairshare, keys, luascript, parking, safetynet
+from tasks.worker import cache, chunks, fairshare, keys, luascript, parking, safetynet
 from tasks.worker.backlog import drain, read_message
 from tasks.worker.cancel import cancel, is_cancelled
 from tasks.worker.delivery import Delivery, claim_identity
@@ -211,6 +211,23 @@ def test_a_run_parked_longer_than_max_wait_ends_failed_with_the_reason(conn: red
     assert isinstance(result.result, RunExpiredError) or "RunExpiredError" in repr(result.result)
     assert state_of(conn, "a2") == NOTHING
     assert fairshare.release(conn, envelope("a1", "a"), settings()) == [], "nothing of a2 is left to pick"
+
+
+def test_a_chunk_given_up_after_max_wait_is_counted_failed_in_its_parent_which_then_merges(
+    conn: redis.Redis, app: Celery
+) -> None:
+    register(conn, 8)
+    conn.hset(keys.CHUNKS("parent"), mapping={"tenant_id": "a", "total": "1", "state": "running"})
+    chunk = chunks.ChunkOf("parent", 0)
+    fairshare.admit(conn, envelope("a1", "a"), settings())
+    parked = replace(envelope(chunk.task_id, "a"), kwargs={"chunk": chunk.as_kwarg()})
+    assert not fairshare.admit(conn, parked, settings()).admitted
+    conn.zadd(keys.PARKED_AT(), {chunk.task_id: int((time.time() - settings().max_wait_seconds - 1) * 1000)})
+    safetynet.sweep_parked(app, conn, settings())
+    assert app.AsyncResult(chunk.task_id).state == "FAILURE"
+    outcome = json.loads(conn.hget(keys.CHUNK_OUTCOMES("parent"), "0") or b"{}")
+    assert outcome["status"] == "tool_failed" and "never started" in outcome["reason"]
+    assert chunks.stored(conn, "parent")["state"] == "merging" and conn.zscore(keys.MERGING(), "parent") is not None
 
 
 def test_the_drain_never_parks_an_invalid_run_or_an_id_bound_to_another_run(conn: redis.Redis, app: Celery) -> None:

@@ -52,13 +52,7 @@ def _ended(
             "chunk %d of task=%s ended %s; running it again as task=%s", chunk.index, chunk.parent, status, again
         )
         return
-    found = result.stats.findings if result is not None else 0
-    outcome = chunks.summary(chunk, run.task_id, result, status, reason)
-    recorded = chunks.record(services.redis, services.settings, chunk, status, outcome, found)
-    if recorded.completed:
-        chunks.publish_merge(run.task.app, chunk.parent)
-    elif recorded.state == "running":
-        chunks.report(run.task.app, chunk.parent, chunks.progress(chunks.stored(services.redis, chunk.parent)))
+    chunks.finish(run.task.app, services.redis, services.settings, chunk, run.task_id, result, status, reason)
 
 
 STEP = Step("chunk", _chunk)

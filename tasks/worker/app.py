@@ -20,7 +20,7 @@ from tasks.scope.policy import checker
 from tasks.scope.store import Scopes
 from tasks.service.outputs import artifact_config
 from tasks.tools import ToolSpec, load_catalogue
-from tasks.worker import broker
+from tasks.worker import broker, targets
 from tasks.worker.delivery import Delivery, bind_run, claim_identity
 from tasks.worker.monitor import redact_options
 from tasks.worker.visibility import VisibilityHeartbeat
@@ -78,6 +78,10 @@ class ToolrunnerCelery(Celery):  # type: ignore[misc]
         if bound is not None:
             options["task_id"] = options.get("task_id") or uuid()
             _claim_at_publish(self.redis, self.settings, str(options["task_id"]), bound)
+            spec = self.catalogue.get(str(bound.get("tool")))
+            offloaded = targets.offload(lambda: self.artifacts, spec, str(options["task_id"]), bound)
+            if offloaded is not None:  # a big run's targets beside its message, not in it
+                args, kwargs = targets.with_params(name, args, kwargs, offloaded)
             if options.get("expires") is None:
                 options["expires"] = self.settings.max_wait_seconds
         return super().send_task(name, args, kwargs, **options)

@@ -219,6 +219,8 @@ def finish(
         publish_merge(app, chunk.parent)
     elif recorded.state == "running":
         report(app, chunk.parent, progress(stored(redis_client, chunk.parent)))
+        if stored(redis_client, chunk.parent).get("state") == CANCELLED:  # cancelled while this reported
+            app.backend.mark_as_revoked(chunk.parent, "cancelled: every chunk cancelled")
     return recorded
 
 

@@ -10,6 +10,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ import pytest
 from celery.result import AsyncResult
 
 from bench.launch import Worker, free_port, start_worker, wait_until
-from tasks import run_tool
+from tasks import app, run_tool
+from tasks.worker import keys
 from tasks.worker.cancel import cancel_run
 from tasks.worker.chunks import chunk_task_id
+from tasks.worker.targets import OFFLOAD_AFTER, targets_task_id
 from tests.integration.helpers import tool_containers
 
 pytestmark = pytest.mark.integration
@@ -82,6 +85,21 @@ def test_nmap_over_300_addresses_chunked_by_64_finds_what_one_run_finds(
     assert (chunked["tool"], chunked["tenant_id"], chunked["run_id"]) == ("nmap", TENANT, "chunked")
 
 
+def test_a_run_of_more_targets_than_a_message_carries_sends_them_beside_it_and_runs_them_all(
+    scoped: Callable[..., None], chunk_worker: Worker, targets: int
+) -> None:
+    scoped(TENANT)
+    many = [f"127.0.{1 + i // 250}.{1 + i % 250}" for i in range(OFFLOAD_AFTER + 76)]  # 1,100 addresses
+    request = {"targets": many, "ports": str(targets), "chunk_size": 512}
+    parent = run_tool.apply_async(("nmap", TENANT, "many", request), queue=QUEUE)
+    stored = app.artifacts.list_artifacts(targets_task_id(parent.id), tenant=TENANT)
+    assert [a.name for a in stored] == ["targets.json"] and stored[0].size > 15_000
+    result = parent.get(timeout=180)
+    assert result["status"] == "ok" and result["chunks"]["total"] == 3
+    assert {f["address"] for f in result["findings"]} == set(many)
+    assert sum(f["state"] == "open" for f in result["findings"]) == 100  # the 300 addresses' listeners
+
+
 def test_cancelling_a_parent_mid_way_stops_every_chunk_and_leaves_nothing_on_the_engine(
     scoped: Callable[..., None], chunk_worker: Worker, targets: int, docker_client: docker.DockerClient
 ) -> None:
@@ -118,3 +136,43 @@ def test_a_chunk_that_times_out_runs_again_once_then_the_parent_reports_it(
     merged = lambda: all(AsyncResult(a).state == "PENDING" for a in attempts)  # noqa: E731
     wait_until(merged, 10, "each attempt's own result deleted once merged (right after the parent's is stored)")
     assert "chunk 0" in result["reason"]
+
+
+@contextmanager
+def tool_starts(client: docker.DockerClient, tenant: str) -> Iterator[Counter[str]]:
+    """How many tool containers the engine started per task id (its events, not the code's counters)."""
+    started: Counter[str] = Counter()
+    since = int(time.time()) - 1
+    yield started
+    until = int(time.time()) + 1
+    filters = {"type": "container", "event": "start", "label": [f"studio.tenant={tenant}", "studio.role=tool"]}
+    for event in client.events(since=since, until=until, filters=filters, decode=True):
+        started[event["Actor"]["Attributes"]["studio.task"]] += 1
+
+
+def test_a_worker_sigkilled_while_chunks_run_costs_no_finished_chunk_and_the_parent_completes_elsewhere(
+    scoped: Callable[..., None], targets: int, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    scoped(TENANT)
+    env, queue = {"TOOLRUNNER_TOOL_NETWORK": "host"}, "chunks-crash"
+    doomed = start_worker(tmp_path, "chunks-doomed", env=env, queues=queue, concurrency=2)
+    survivor: Worker | None = None
+    try:
+        with tool_starts(docker_client, TENANT) as starts:
+            parent = nmap("crash", targets, queue, chunk_size=32, max_rate=20)  # 10 chunks of ~2 s each
+            outcomes = keys.CHUNK_OUTCOMES(parent.id)
+            wait_until(lambda: app.redis.hlen(outcomes) >= 2 and tool_containers(docker_client, TENANT), 90, "chunks")
+            doomed.kill_group()
+            finished = {int(i) for i in app.redis.hkeys(outcomes)}
+            survivor = start_worker(tmp_path, "chunks-survivor", env=env, queues=queue, concurrency=2)
+            result = parent.get(timeout=300)
+    finally:
+        for worker in (doomed, survivor):
+            if worker is not None:
+                worker.stop()
+    assert result["status"] == "ok" and result["chunks"]["ok"] == 10
+    assert Counter(f["state"] for f in result["findings"]) == {"open": 100, "closed": 200}
+    ids = {chunk_task_id(parent.id, i): i for i in range(10)}
+    assert set(starts) == set(ids), "every chunk ran, under its first attempt's id (none failed)"
+    assert all(starts[task_id] == 1 for task_id, i in ids.items() if i in finished), "a finished chunk never again"
+    assert max(starts.values()) <= 2, f"a chunk in flight when its worker died runs at most twice: {starts}"

@@ -93,3 +93,12 @@ def test_each_chunk_counts_once_and_only_the_last_completes_the_parent(conn: red
     assert not chunks.record(conn, settings, chunks.ChunkOf("p", 1), "ok", "{}", 1).completed, "completed once"
     assert conn.zscore(keys.MERGING(), "p") is not None and conn.pttl(keys.CHUNKS("p")) > 0
     assert chunks.record(conn, settings, chunks.ChunkOf("gone", 0), "ok", "{}", 0).state == ""
+
+
+def test_a_cancelled_or_merged_parent_records_nothing_more(conn: redis.Redis) -> None:
+    settings = Settings()
+    for state in ("cancelled", "done"):
+        conn.hset(keys.CHUNKS(state), mapping={"tenant_id": "t", "total": "1", "state": state})
+        recorded = chunks.record(conn, settings, chunks.ChunkOf(state, 0), "ok", "{}", 3)
+        assert (recorded.state, recorded.done, recorded.completed) == (state, 0, False)
+        assert not conn.exists(keys.CHUNK_OUTCOMES(state)) and conn.ttl(keys.CHUNKS(state)) == -1, "nothing renewed"

@@ -15,6 +15,7 @@ from tasks.service import RunResult, Status
 from tasks.worker import chunks
 from tasks.worker.cancel import is_cancelled
 from tasks.worker.context import Run
+from tasks.worker.delivery import bound_tenant
 from tasks.worker.steps import Proceed, Step
 
 logger = logging.getLogger(__name__)
@@ -32,9 +33,11 @@ def _chunk(run: Run, proceed: Proceed) -> RunResult:
         result = proceed(run)
     except (Retry, Reject):
         raise
-    except Ignore:
+    except Ignore:  # parked, cancelled, or its id taken by another run (it would never run: its parent must know)
         if is_cancelled(run.services.redis, run.task_id, tenant):
             _ended(run, chunk, None, chunks.CANCELLED, "cancelled", retry=False)
+        elif bound_tenant(run.services.redis, run.task_id) != tenant:
+            _ended(run, chunk, None, Status.TOOL_FAILED.value, "its task id is bound to another run", retry=False)
         raise
     except Exception as exc:
         _ended(run, chunk, None, Status.TOOL_FAILED.value, f"{type(exc).__name__}: {exc}"[:500], retry=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tasks.errors import TaskInputError
 from tasks.service import RunResult, plan_run
-from tasks.worker import fairshare
+from tasks.worker import fairshare, targets
 from tasks.worker.context import Run
 from tasks.worker.steps import Proceed, Step
 
@@ -12,6 +12,8 @@ from tasks.worker.steps import Proceed, Step
 def _plan(run: Run, proceed: Proceed) -> RunResult:
     settings = run.services.settings
     try:
+        spec = run.services.catalogue.get(str(run.request.tool))
+        run.request = targets.loaded(run.services.artifacts, spec, run.request)  # a big run's, stored beside it
         run.plan = plan_run(
             run.services.catalogue, run.request, max_input_bytes=settings.max_input_bytes,
             max_timeout_seconds=settings.max_timeout_seconds, max_cache_age_seconds=settings.cache_max_age_seconds,

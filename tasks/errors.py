@@ -69,3 +69,7 @@ class UnreachableTargetError(TaskInputError):
 
 class HostOverrideError(ToolrunnerError, ValueError):
     """Raised when a per-host override is refused: not an address or CIDR network, or no limit or one out of range."""
+
+
+class ChunkMergeError(ToolrunnerError):
+    """A chunked run's findings could not be merged whole (a chunk's findings missing or not all read back)."""

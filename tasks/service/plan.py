@@ -30,6 +30,9 @@ class RunRequest:
     chunk: object = None  # a chunk's place in its parent ({"parent", "index", "attempt"}); None for any other run
 
 
+MAX_CHUNKS = 20_000  # chunks one run makes at most: each is a message, an outcome and a result while it runs
+
+
 @dataclass(frozen=True)
 class Chunked:
     """A run that splits: its chunks hold at most `size` of the targets' `weight` (units of its tool's Chunking)."""
@@ -37,6 +40,7 @@ class Chunked:
     size: int
     chunks: int
     weight: int
+    notice: str | None = None  # a request's chunk_size raised to keep the chunks at most MAX_CHUNKS
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ def plan_run(
     if max_cache_age_seconds is not None:
         asked = model.cache_max_age_seconds
         notices += _capped("cache_max_age_seconds", asked, max_cache_age_seconds, "TOOLRUNNER_CACHE_MAX_AGE_SECONDS")
+    if chunked is not None and chunked.notice:
+        notices += (chunked.notice,)
     plan = RunPlan(spec, tenant, run, model, invocation, inputs, timeout, notices, chunked)
     if plan.input_bytes > max_input_bytes:
         raise TaskInputError(f"input files add up to {plan.input_bytes} bytes, over the cap of {max_input_bytes}")
@@ -155,7 +161,28 @@ def _split(spec: ToolSpec, params: object, max_targets: int) -> tuple[ToolParams
         raise TaskInputError(
             f"{total} {counted} is over the cap of {max_targets} for a chunked run (TOOLRUNNER_MAX_CHUNKED_TARGETS)"
         )
+    size, notice = _bounded(chunking, size, total)
     rest = {k: v for k, v in params.items() if k not in (chunking.field, "chunk_size")}
+    first, chunks = _validated(spec, chunking, rest, targets, size)
+    every = first.model_copy(update={chunking.field: tuple(targets), "chunk_size": size})
+    return every, Chunked(size, chunks, total, notice)
+
+
+def _bounded(chunking: Chunking, size: int, total: int) -> tuple[int, str | None]:
+    """A request's own chunk size, raised (and said) when it would make more than MAX_CHUNKS chunks."""
+    if -(-total // size) <= MAX_CHUNKS or size >= chunking.size:
+        return size, None
+    raised = -(-total // MAX_CHUNKS)
+    if chunking.unit is Unit.ADDRESSES:  # networks split in powers of two: a chunk's size is one too
+        raised = 1 << (raised - 1).bit_length()
+    raised = min(chunking.size, raised)
+    return raised, f"chunk_size={size} was raised to {raised}: a run makes at most {MAX_CHUNKS} chunks"
+
+
+def _validated(
+    spec: ToolSpec, chunking: Chunking, rest: dict[str, Any], targets: list[str], size: int
+) -> tuple[ToolParams, int]:
+    """Every chunk's params validated as its run will validate them: the first chunk's, and how many chunks."""
     first: ToolParams | None = None
     chunks = 0
     for piece in split(targets, size, chunking.unit):
@@ -166,8 +193,9 @@ def _split(spec: ToolSpec, params: object, max_targets: int) -> tuple[ToolParams
         first = first or model
         chunks += 1
     assert first is not None  # more than one chunk's worth of targets
-    every = first.model_copy(update={chunking.field: tuple(targets), "chunk_size": size})
-    return every, Chunked(size, chunks, total)
+    if chunks > MAX_CHUNKS:
+        raise TaskInputError(f"the targets make {chunks} chunks of {size}, over {MAX_CHUNKS}: send a larger chunk_size")
+    return first, chunks
 
 
 def _chunk_size(chunking: Chunking, asked: object) -> int | None:

@@ -14,7 +14,7 @@ import isolation
 from config import Settings
 from tasks.worker import chunks, fairshare, keys
 from tasks.worker.app import app
-from tasks.worker.delivery import bound_tenant
+from tasks.worker.delivery import bind_run, bound_tenant
 from tasks.worker.monitor import announce_revoked
 from tasks.worker.parking import load
 
@@ -77,32 +77,43 @@ def cancel(
         logger.info("cancel recorded for an unknown task=%s tenant=%s", task_id, tenant_id)
         return _unknown(task_id, tenant_id, recorded)
     state = celery.AsyncResult(task_id).state
+    if chunks.stored(redis_client, task_id).get("state") in ("merging", "done"):
+        said = f"{task_id}: every chunk has ended; its result is being merged or is stored: nothing to cancel"
+        return CancelOutcome(task_id, Cancelled.FINISHED, said)
     if state in states.READY_STATES and state != states.REVOKED:
         return CancelOutcome(task_id, Cancelled.FINISHED, f"{task_id}: already finished ({state}); nothing to cancel")
     if not record_cancel(redis_client, task_id, tenant_id, settings.identity_ttl) or state == states.REVOKED:
         return already
     celery.control.revoke(task_id)
     if chunks.cancel_chunks(celery, redis_client, settings, task_id, tenant_id):
-        reason = "cancelled: every chunk cancelled"
-        celery.backend.mark_as_revoked(task_id, reason)
-        announce_revoked(celery, task_id, None, reason)
+        announce_revoked(celery, task_id, None, chunks.CANCEL_REASON)
         return CancelOutcome(
             task_id, Cancelled.SENT, f"{task_id}: cancel sent to every chunk; they stop within seconds"
         )
     logger.info("cancel recorded task=%s tenant=%s state=%s", task_id, tenant_id, state)
-    parked = load(redis_client, [task_id])
-    if parked:
-        # Parked (waiting for a slot or an identical run) or picked and on its way: whatever fair share holds
-        # for it goes in one step, and it ends REVOKED here, in the backend and in Flower (no worker holds it
-        # to say so). A message already published again finds the cancel and its done marker: it never starts.
-        fairshare.end_parked(celery, redis_client, task_id, settings)
-        reason = "cancelled: cancelled while it waited"
-        celery.backend.mark_as_revoked(task_id, reason)
-        announce_revoked(celery, task_id, parked[0].worker or None, reason)
+    if _ended_parked(celery, redis_client, settings, task_id):
         return CancelOutcome(task_id, Cancelled.SENT, f"{task_id}: cancelled while it waited; it will not start")
     if state == states.PENDING:
         return CancelOutcome(task_id, Cancelled.RECORDED, f"{task_id}: cancel recorded; the queued run will not start")
     return CancelOutcome(task_id, Cancelled.SENT, f"{task_id}: cancel sent; the run stops within seconds")
+
+
+def _ended_parked(celery: Celery, redis_client: redis.Redis, settings: Settings, task_id: str) -> bool:
+    """End a cancelled run that is parked (waiting for a slot or an identical run) or picked and on its way; False
+    when it is neither. Whatever fair share holds for it goes in one step, and it ends REVOKED here, in the backend
+    and in Flower (no worker holds it to say so); a chunk's parent counts it. A message already published again
+    finds the cancel and its done marker: it never starts."""
+    parked = load(redis_client, [task_id])
+    if not parked:
+        return False
+    fairshare.end_parked(celery, redis_client, task_id, settings)
+    reason = "cancelled: cancelled while it waited"
+    celery.backend.mark_as_revoked(task_id, reason)
+    announce_revoked(celery, task_id, parked[0].worker or None, reason)
+    message = bind_run(parked[0].task, parked[0].args, parked[0].kwargs)
+    if message is not None:
+        chunks.ended_unrun(celery, redis_client, settings, message, task_id, reason, status=chunks.CANCELLED)
+    return True
 
 
 def _unknown(task_id: str, tenant_id: str, recorded: bool) -> CancelOutcome:

@@ -36,6 +36,7 @@ from tasks.artifacts.writer import FINDINGS_NAME
 from tasks.service import RunPlan, RunResult, Stage, Status
 from tasks.service.plan import chunk_params
 from tasks.worker import fairshare, keys, luascript, parking
+from tasks.worker.delivery import bind_run
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ PUBLISH_BATCH = 100  # chunks published between two marks of how far the parent 
 _Field = bytes | bytearray | memoryview | str | int | float  # what redis-py's hset takes
 _NAMESPACE = uuid.UUID("6f1c2a52-3d0e-4a8b-9a57-2f7c1f0c9b11")
 CANCELLED = "cancelled"
+CANCEL_REASON = "cancelled: every chunk cancelled"
 COUNTED = (Status.OK.value, Status.TOOL_FAILED.value, Status.TIMED_OUT.value, CANCELLED)
 
 
@@ -97,28 +99,32 @@ def start(task: Task, redis_client: redis.Redis, settings: Settings, plan: RunPl
     """Write the parent's record (once) and publish the chunks it has not published yet; return how many it did.
 
     Chunks go out in order, the record noting how far every PUBLISH_BATCH: a parent delivered again (its worker
-    died mid-way) publishes the rest, and at most one batch again (those copies find their run taken or done).
+    died mid-way) publishes the rest, and at most one batch again (those copies find their run taken or done). A
+    cancel recorded before the record existed (while the parent was planned) is honoured here: nothing goes out.
     """
     assert plan.chunked is not None
     parent, record = str(task.request.id), keys.CHUNKS(task.request.id)
+    queue = str((task.request.delivery_info or {}).get("routing_key") or task.app.conf.task_default_queue)
     meta: dict[_Field, _Field] = {
         "tenant_id": plan.tenant_id, "tool": plan.spec.name, "run_id": plan.run_id, "task": task.name,
-        "total": str(plan.chunked.chunks), "size": str(plan.chunked.size), "weight": str(plan.chunked.weight),
-        "state": "running", "sent": "0", "started": str(time.time()), "notices": json.dumps(list(plan.notices)),
+        "queue": queue, "total": str(plan.chunked.chunks), "size": str(plan.chunked.size),
+        "weight": str(plan.chunked.weight), "retries": str(settings.chunk_retries), "state": "running", "sent": "0",
+        "started": str(time.time()), "notices": json.dumps(list(plan.notices)),
     }  # fmt: skip
-    if redis_client.hsetnx(record, "tenant_id", plan.tenant_id):
-        redis_client.hset(record, mapping=meta)
-    redis_client.pexpire(record, _ttl_ms(settings))
+    _create(redis_client, record, meta, _ttl_ms(settings))
     stored = {_text(k): _text(v) for k, v in redis_client.hgetall(record).items()}
     if stored.get("tenant_id") != plan.tenant_id or stored.get("state") != "running":
         return 0  # merged, cancelled, or (never) another tenant's: nothing to publish
+    if redis_client.exists(keys.CANCEL(parent, plan.tenant_id)):
+        cancel_chunks(task.app, redis_client, settings, parent, plan.tenant_id)
+        return 0
     sent = int(stored.get("sent", 0))
-    queue = str((task.request.delivery_info or {}).get("routing_key") or task.app.conf.task_default_queue)
+    files = (bind_run(task.name, task.request.args or (), task.request.kwargs or {}) or {}).get("files")
     published = 0
     for index, params in enumerate(chunk_params(plan)):
         if index < sent:
             continue
-        _publish(task.app, task.name, plan, params, task.request.kwargs or {}, ChunkOf(parent, index), queue)
+        _publish(task.app, task.name, plan, params, files, ChunkOf(parent, index), queue)
         published += 1
         if published % PUBLISH_BATCH == 0:
             redis_client.hset(record, "sent", index + 1)
@@ -130,11 +136,23 @@ def start(task: Task, redis_client: redis.Redis, settings: Settings, plan: RunPl
     return published
 
 
+def _create(redis_client: redis.Redis, record: str, meta: dict[_Field, _Field], ttl_ms: int) -> None:
+    """The whole record at once, only if there is none (a delivery killed mid-write leaves none, not half)."""
+    with redis_client.pipeline() as pipe:
+        try:
+            pipe.watch(record)
+            if not pipe.exists(record):
+                pipe.multi()
+                pipe.hset(record, mapping=meta)
+                pipe.pexpire(record, ttl_ms)
+                pipe.execute()
+        except redis.WatchError:
+            pass  # another delivery of the parent wrote it meanwhile
+
+
 def _publish(
-    app: Celery, name: str, plan: RunPlan, params: dict[str, Any], kwargs: Mapping[str, Any], chunk: ChunkOf,
-    queue: str,
-) -> None:  # fmt: skip
-    files = kwargs.get("files")
+    app: Celery, name: str, plan: RunPlan, params: dict[str, Any], files: object, chunk: ChunkOf, queue: str
+) -> None:
     args: list[Any] = [plan.tenant_id, plan.run_id, params, files]
     if name == "toolrunner.run_tool":
         args.insert(0, plan.spec.name)
@@ -150,13 +168,19 @@ def progress(stored: Mapping[str, str]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def report(app: Celery, parent: str, info: Mapping[str, Any]) -> None:
-    """Store the parent's PROGRESS and send its task-progress event (Flower). Best effort, never over an end:
-    Celery does not overwrite SUCCESS, and a cancelled parent is marked REVOKED again after."""
+def report(app: Celery, redis_client: redis.Redis, parent: str) -> None:
+    """Store a running parent's PROGRESS and send its task-progress event (Flower). Best effort, never over an end:
+    Celery does not overwrite SUCCESS, and a parent cancelled meanwhile is marked REVOKED again after."""
     try:
-        app.backend.store_result(parent, dict(info), "PROGRESS")
+        record = stored(redis_client, parent)
+        if record.get("state") != "running":
+            return
+        info = progress(record)
+        app.backend.store_result(parent, info, "PROGRESS")
         with app.events.default_dispatcher() as dispatcher:
-            dispatcher.send("task-progress", uuid=parent, result=dict(info))
+            dispatcher.send("task-progress", uuid=parent, result=info)
+        if stored(redis_client, parent).get("state") == CANCELLED:  # cancelled while this reported
+            app.backend.mark_as_revoked(parent, CANCEL_REASON)
     except (redis.RedisError, OSError, kombu.exceptions.OperationalError) as exc:
         logger.warning("progress of chunked task=%s not published: %s", parent, exc)
 
@@ -186,7 +210,7 @@ def summary(chunk: ChunkOf, task_id: str, result: RunResult | None, status: str,
             "reason": reason, "image": result.image if result else None,
             "exit_code": result.exit_code if result else None, "stats": stats,
             "findings_artifact": artifact.get("uri") if artifact else None,
-            "stderr_tail": (result.stderr_tail[-2000:] if result else ""),
+            "stderr_tail": (result.stderr_tail[-2000:] if result and status != Status.OK.value else ""),
             "findings_truncated": bool(result.findings_truncated) if result else False,
         },
         separators=(",", ":"),
@@ -216,23 +240,22 @@ def finish(
     found = result.stats.findings if result is not None else 0
     recorded = record(redis_client, settings, chunk, status, summary(chunk, task_id, result, status, reason), found)
     if recorded.completed:
-        publish_merge(app, chunk.parent)
+        publish_merge(app, redis_client, chunk.parent)
     elif recorded.state == "running":
-        report(app, chunk.parent, progress(stored(redis_client, chunk.parent)))
-        if stored(redis_client, chunk.parent).get("state") == CANCELLED:  # cancelled while this reported
-            app.backend.mark_as_revoked(chunk.parent, "cancelled: every chunk cancelled")
+        report(app, redis_client, chunk.parent)
     return recorded
 
 
 def ended_unrun(
-    app: Celery, redis_client: redis.Redis, settings: Settings, message: Mapping[str, Any], task_id: str, why: str
-) -> None:
+    app: Celery, redis_client: redis.Redis, settings: Settings, message: Mapping[str, Any], task_id: str, why: str,
+    status: str = Status.TOOL_FAILED.value,
+) -> None:  # fmt: skip
     """Count the end of a chunk that never ran its steps (given up after waiting, expired, revoked unrun), from the
     arguments of its message (`bind_run`'s): a parent must not wait for a chunk nobody will run."""
     chunk = ChunkOf.read(message.get("chunk"), task_id)
     if chunk is None or stored(redis_client, chunk.parent).get("tenant_id") != message.get("tenant_id"):
         return
-    finish(app, redis_client, settings, chunk, task_id, None, Status.TOOL_FAILED.value, why)
+    finish(app, redis_client, settings, chunk, task_id, None, status, why)
 
 
 def retry(task: Task, chunk: ChunkOf, settings: Settings) -> str | None:
@@ -246,9 +269,10 @@ def retry(task: Task, chunk: ChunkOf, settings: Settings) -> str | None:
     return again.task_id
 
 
-def publish_merge(app: Celery, parent: str) -> None:
-    """Ask for the parent's merge (the safety net asks again when this publish was lost)."""
-    app.send_task(MERGE_TASK, [parent])
+def publish_merge(app: Celery, redis_client: redis.Redis, parent: str) -> None:
+    """Ask for the parent's merge on the parent's own queue (the safety net asks again when this publish was lost)."""
+    queue = stored(redis_client, parent).get("queue") or str(app.conf.task_default_queue)
+    app.send_task(MERGE_TASK, [parent], queue=queue)
 
 
 def stored(redis_client: redis.Redis, parent: str) -> dict[str, str]:
@@ -264,15 +288,16 @@ def cancel_chunks(celery: Celery, redis_client: redis.Redis, settings: Settings,
     no merge follows: its result is REVOKED.
     """
     record = stored(redis_client, parent)
-    if record.get("tenant_id") != tenant_id or record.get("state") not in ("running", "merging"):
-        return 0
+    if record.get("tenant_id") != tenant_id or record.get("state") != "running":
+        return 0  # no such parent of this tenant's, or its chunks have all ended (merging, done) or were cancelled
     with redis_client.pipeline() as pipe:
         pipe.hset(keys.CHUNKS(parent), "state", CANCELLED)
         pipe.expire(keys.CHUNKS(parent), settings.identity_ttl)
         pipe.delete(keys.CHUNK_OUTCOMES(parent))
         pipe.zrem(keys.MERGING(), parent)
         pipe.execute()
-    ids = [chunk_task_id(parent, i, a) for i in range(int(record["total"])) for a in range(settings.chunk_retries + 1)]
+    attempts = int(record.get("retries", settings.chunk_retries)) + 1  # as the workers that run them count
+    ids = [chunk_task_id(parent, i, a) for i in range(int(record["total"])) for a in range(attempts)]
     for start in range(0, len(ids), 1000):
         batch = ids[start : start + 1000]
         with redis_client.pipeline(transaction=False) as pipe:  # as cancel.record_cancel, a thousand at a time
@@ -282,5 +307,6 @@ def cancel_chunks(celery: Celery, redis_client: redis.Redis, settings: Settings,
         for envelope in parking.load(redis_client, batch):
             fairshare.end_parked(celery, redis_client, envelope.task_id, settings)
             celery.backend.mark_as_revoked(envelope.task_id, "cancelled: its parent was cancelled")
+    celery.backend.mark_as_revoked(parent, CANCEL_REASON)
     logger.info("cancelled chunked task=%s tenant=%s: %d chunk ids", parent, tenant_id, len(ids))
     return len(ids)

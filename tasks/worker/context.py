@@ -21,6 +21,7 @@ from tasks.scope.store import Scopes
 from tasks.service import Reporter, RunPlan, RunRequest, Stage
 from tasks.tools import ToolSpec
 from tasks.worker.cache import Cached
+from tasks.worker.chunks import ChunkOf
 from tasks.worker.delivery import Delivery
 from tasks.worker.progress import reporter
 
@@ -67,6 +68,8 @@ class Run:
     scope: Scope | None = None
     reached: list[Span] = field(default_factory=list)
     rate: float = 0.0
+    chunk: ChunkOf | None = None  # a chunk of a parent (the chunk step found it), counted once it ends
+    chunk_counted: bool = False
     earlier: bool = field(init=False)
     _plan: RunPlan | None = None
 

@@ -79,6 +79,9 @@ HOST_BLOCKED = Key(FAIR_SHARE + "hostblocked", "hash", "admitted() or forget() d
 CHUNKS = Key(ROOT + "chunks:{}", "hash", "result lifetime, renewed per chunk; identity TTL once merged or cancelled")
 CHUNK_OUTCOMES = Key(ROOT + "chunk-outcomes:{}", "hash", "with CHUNKS; the merge deletes it")
 MERGING = Key(ROOT + "merging", "zset", "the merge removes its parent; the safety net asks again after 60 s", False)
+MERGE_LEASE = Key(
+    ROOT + "merge-lease:{}", "string", "MERGE_LEASE_SECONDS, renewed per chunk merged; deleted at the end"
+)
 
 # --- the result cache (tasks/worker/cache.py, lua/cache_*.lua) ------------------------------------------------
 CACHE_ENTRY = Key(CACHE + "entry:{}", "hash", "Settings.cache_max_age_seconds (Cached.keep)")
@@ -94,7 +97,7 @@ SCHEMA: tuple[Key, ...] = (
     LIMITS, LEASES, TENANT_LEASES, WAITING, RING, RINGED, PARKED, PARKED_AT, REPUBLISHED, DISPATCHING, UNSENT, DONE,
     LEASE_LOST, WORKERS, TENANTS, NET_LOCK, HOST_OVERRIDES,
     HOST, HOST_RATES, HOST_KIDS, HOST_WANT, HOST_HELD, HOST_BLOCKED,
-    CHUNKS, CHUNK_OUTCOMES, MERGING,
+    CHUNKS, CHUNK_OUTCOMES, MERGING, MERGE_LEASE,
     CACHE_ENTRY, FLIGHT, WAITERS, FLIGHTS,
     SCOPE,
 )  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
@@ -20,43 +21,83 @@ from celery import Celery, states
 
 from config import Settings
 from tasks.artifacts import ArtifactRecord, Artifacts
+from tasks.errors import ChunkMergeError
 from tasks.service import RunResult, RunStats, Status
 from tasks.service.findings import collect
-from tasks.worker import chunks, keys
+from tasks.worker import chunks, keys, luascript
 
 logger = logging.getLogger(__name__)
 
 MAX_LISTED_FAILURES = 100  # failed chunks named in the result; the counts cover them all
+MERGE_LEASE_SECONDS = 300  # renewed after each chunk's findings: a merge silent this long has died
+MAX_MERGES = 5  # failed merges of one parent before it ends FAILURE
 _WORST = {Status.TOOL_FAILED.value: 2, chunks.CANCELLED: 2, Status.TIMED_OUT.value: 1, Status.OK.value: 0}
 
 
 def merge(app: Celery, redis_client: redis.Redis, settings: Settings, artifacts: Artifacts, parent: str) -> bool:
-    """Merge a parent whose chunks have all ended and store its result; False when there is nothing to merge."""
+    """Merge a parent whose chunks have all ended and store its result; False when there is nothing to merge here
+    (merged, cancelled, or another merge holds its lease). A merge that fails MAX_MERGES times ends the parent
+    FAILURE with the reason; before that it raises, and the safety net asks again once its lease has lapsed."""
     record = chunks.stored(redis_client, parent)
     if record.get("state") != "merging":
         redis_client.zrem(keys.MERGING(), parent)
         return False
+    lease, token = keys.MERGE_LEASE(parent), uuid.uuid4().hex
+    if not redis_client.set(lease, token, nx=True, ex=MERGE_LEASE_SECONDS):
+        return False
+    try:
+        _merge(app, redis_client, settings, artifacts, parent, record)
+    except Exception as exc:
+        if redis_client.hincrby(keys.CHUNKS(parent), "merges", 1) < MAX_MERGES:
+            raise
+        _failed(app, redis_client, settings, parent, exc)
+        return False
+    finally:
+        if luascript.text(redis_client.get(lease) or b"") == token:
+            redis_client.delete(lease)
+    return True
+
+
+def _merge(
+    app: Celery, redis_client: redis.Redis, settings: Settings, artifacts: Artifacts, parent: str,
+    record: Mapping[str, str],
+) -> None:  # fmt: skip
     tenant, run_id, total = record["tenant_id"], record["run_id"], int(record["total"])
     outcomes = [_outcome(raw) for raw in _ordered(redis_client, parent, total)]
     sink = artifacts.for_task(tenant, run_id, parent)
     with sink.findings() as writer:
         alive = partial(_touch, redis_client, parent)
         streamed = _findings(artifacts, tenant, outcomes, alive, partial(_inline, app))
-        found = collect(streamed, settings.inline_findings_bytes, also=writer.write)
+        # Any error reading a chunk's findings stops the merge (collect would keep what came before as a parse
+        # error): a parent result is all of its chunks' findings or none.
+        found = collect(streamed, settings.inline_findings_bytes, also=writer.write, interruptions=(Exception,))
     result = _result(parent, record, outcomes, found.inline, found.count, found.truncated, sink.records)
     app.backend.store_result(parent, result.as_dict(), states.SUCCESS)
     _announce(app, parent, result)
+    _ended(app, redis_client, settings, parent, "done", outcomes)
+    logger.info("merged task=%s: %d chunks, status %s, %d findings", parent, total, result.status, found.count)
+
+
+def _failed(app: Celery, redis_client: redis.Redis, settings: Settings, parent: str, exc: Exception) -> None:
+    why = f"the chunks' findings could not be merged ({MAX_MERGES} tries): {type(exc).__name__}: {exc}"[:1000]
+    logger.error("chunked task=%s failed: %s", parent, why)
+    app.backend.mark_as_failure(parent, ChunkMergeError(why))
+    _ended(app, redis_client, settings, parent, "failed", [])
+
+
+def _ended(
+    app: Celery, redis_client: redis.Redis, settings: Settings, parent: str, state: str,
+    outcomes: list[dict[str, Any]],
+) -> None:  # fmt: skip
     with redis_client.pipeline() as pipe:
-        pipe.hset(keys.CHUNKS(parent), "state", "done")
-        pipe.expire(keys.CHUNKS(parent), settings.identity_ttl)  # a late copy of the parent's message finds it done
+        pipe.hset(keys.CHUNKS(parent), "state", state)
+        pipe.expire(keys.CHUNKS(parent), settings.identity_ttl)  # a late copy of the parent's message finds it ended
         pipe.delete(keys.CHUNK_OUTCOMES(parent))
         pipe.zrem(keys.MERGING(), parent)
         for outcome in outcomes:  # merged: each chunk's own results (inline findings) would only cost memory
             for attempt in range(int(outcome.get("attempt", 0)) + 1):
                 pipe.delete(app.backend.get_key_for_task(chunks.chunk_task_id(parent, outcome["index"], attempt)))
         pipe.execute()
-    logger.info("merged task=%s: %d chunks, status %s, %d findings", parent, total, result.status, found.count)
-    return True
 
 
 def _ordered(redis_client: redis.Redis, parent: str, total: int) -> Iterator[bytes | str]:
@@ -76,6 +117,8 @@ def _outcome(raw: bytes | str) -> dict[str, Any]:
 
 
 def _touch(redis_client: redis.Redis, parent: str) -> None:
+    """This merge is alive: its lease renewed, its parent's ask fresh."""
+    redis_client.expire(keys.MERGE_LEASE(parent), MERGE_LEASE_SECONDS)
     redis_client.zadd(keys.MERGING(), {parent: int(time.time() * 1000)})
 
 
@@ -83,7 +126,9 @@ def _inline(app: Celery, task_id: str) -> list[dict[str, Any]]:
     """The findings a chunk's result carries (all of them: it was not truncated), read from the result backend."""
     meta = app.backend.get_task_meta(task_id, cache=False)
     result = meta.get("result") if meta.get("status") == states.SUCCESS else None
-    return list(result.get("findings") or []) if isinstance(result, dict) else []
+    if not isinstance(result, dict):
+        raise ChunkMergeError(f"chunk task {task_id}'s result is gone (expired?): its findings cannot be merged")
+    return list(result.get("findings") or [])
 
 
 def _findings(
@@ -95,14 +140,28 @@ def _findings(
     ask for a second merge while this one streams)."""
     for outcome in outcomes:
         alive()
-        uri = outcome.get("findings_artifact")
-        if not uri:
-            yield from inline(outcome["task_id"]) if outcome.get("stats", {}).get("findings") else ()
+        expected = int((outcome.get("stats") or {}).get("findings", 0))
+        if not expected:
             continue
-        with artifacts.open_artifact(uri, tenant=tenant) as stream:
-            for line in stream:
-                if line.strip():
-                    yield json.loads(line)
+        read = 0
+        for finding in _chunk_findings(artifacts, tenant, outcome, inline):
+            read += 1
+            yield finding
+        if read != expected:
+            raise ChunkMergeError(f"chunk {outcome['index']} found {expected} findings; {read} were read back")
+
+
+def _chunk_findings(
+    artifacts: Artifacts, tenant: str, outcome: Mapping[str, Any], inline: Callable[[str], list[dict[str, Any]]]
+) -> Iterator[dict[str, Any]]:
+    uri = outcome.get("findings_artifact")
+    if not uri:
+        yield from inline(outcome["task_id"])
+        return
+    with artifacts.open_artifact(uri, tenant=tenant) as stream:
+        for line in stream:
+            if line.strip():
+                yield json.loads(line)
 
 
 def _status(outcomes: list[dict[str, Any]]) -> tuple[Status, str | None]:

@@ -40,6 +40,7 @@ STEPS: tuple[Step, ...] = (
     cache.LOOKUP,  # a recent identical run's result is the answer; behind an identical run: parked
     admission.STEP,  # a slot under the tenant's cap; over it: parked (fair share)
     finished.STEP,  # the final state stored before the slot is let go
+    chunk.RESULT,  # a chunk's result counted in its parent before it is stored
     cache.KEEP,  # an ok result kept for identical runs
     lock.STEP,  # one delivery at a time; one that already succeeded is returned
     redelivery.STEP,  # deliveries counted and capped; an earlier attempt's leftovers go

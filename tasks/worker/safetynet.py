@@ -133,8 +133,10 @@ class _Round:
         stale = now_ms - MERGE_GRACE_SECONDS * 1000
         for parent in (fairshare.text(p) for p in self.redis.zrangebyscore(keys.MERGING(), "-inf", stale)):
             self.redis.zadd(keys.MERGING(), {parent: now_ms})
+            if self.redis.exists(keys.MERGE_LEASE(parent)):
+                continue  # a merge is streaming it
             logger.warning("asking again for the merge of chunked task=%s", parent)
-            chunks.publish_merge(self.app, parent)
+            chunks.publish_merge(self.app, self.redis, parent)
 
     def _give_up(self, task_id: str, seen: tuple[keys.Key, int], why: str) -> None:
         """End a parked run FAILED with the reason, if it is still where the net saw it (`seen`: in that sorted

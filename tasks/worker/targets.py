@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 OFFLOAD_AFTER = 1024  # targets a run message carries inline at most (a chunk's, for every tool, stays under it)
 NAME = "targets.json"
+MAX_BYTES = 256 << 20  # a million targets of up to ~250 characters
 _NAMESPACE = uuid.UUID("0c6b3f4e-5a51-4f3c-8d0e-7b4a7d2e9c61")
 
 
@@ -58,8 +59,11 @@ def offload(
     return {**params, chunking.field: {"artifact": uri}}
 
 
-def loaded(artifacts: Artifacts | None, spec: ToolSpec | None, request: RunRequest) -> RunRequest:
-    """The request with offloaded targets read back; bad input when they cannot be (another tenant's, missing)."""
+def loaded(artifacts: Artifacts | None, spec: ToolSpec | None, request: RunRequest, task_id: str) -> RunRequest:
+    """The request with offloaded targets read back; bad input when they cannot be (another tenant's, missing).
+
+    Whatever URI the reference names, what is read is this run's own targets artifact (`targets_task_id`), for the
+    run's tenant, and at most MAX_BYTES of it: a reference cannot point a run at any other artifact."""
     chunking = spec.chunking if spec is not None else None
     params = request.params
     if chunking is None or not isinstance(params, dict):
@@ -70,8 +74,12 @@ def loaded(artifacts: Artifacts | None, spec: ToolSpec | None, request: RunReque
     uri = reference.get("artifact")
     if artifacts is None or not isinstance(uri, str) or set(reference) != {"artifact"}:
         raise TaskInputError(f"{chunking.field} must be a list of targets")
+    tenant, stored = str(request.tenant_id), targets_task_id(task_id)
     try:
-        with artifacts.open_artifact(uri, tenant=str(request.tenant_id)) as stream:
+        size = artifacts.index(stored, tenant=tenant).record(NAME).size
+        if size > MAX_BYTES:
+            raise TaskInputError(f"the run's targets artifact is {size} bytes, over {MAX_BYTES}")
+        with artifacts.open_artifact(stored, NAME, tenant=tenant) as stream:
             targets = json.load(stream)
     except (ArtifactError, ValueError) as exc:
         raise TaskInputError(f"the run's targets could not be read from {uri}: {exc}") from None

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
 from hypothesis import given
 from hypothesis import strategies as st
 
 from config import Settings
-from tasks.errors import TaskInputError
+from tasks.artifacts import ArtifactConfig, Artifacts, open_artifacts
+from tasks.errors import ChunkMergeError, TaskInputError
 from tasks.service import RunPlan, RunRequest, plan_run
-from tasks.service.plan import chunk_params, is_parent
+from tasks.service.plan import MAX_CHUNKS, chunk_params, is_parent
 from tasks.tools import load_catalogue
 from tasks.tools.chunking import Unit, split, weight
 from tasks.worker import chunks, keys
+from tasks.worker.merge import MAX_MERGES, merge
 from tests.conftest import database_url, flushed_database
 
 CATALOGUE = load_catalogue()
@@ -102,3 +107,50 @@ def test_a_cancelled_or_merged_parent_records_nothing_more(conn: redis.Redis) ->
         recorded = chunks.record(conn, settings, chunks.ChunkOf(state, 0), "ok", "{}", 3)
         assert (recorded.state, recorded.done, recorded.completed) == (state, 0, False)
         assert not conn.exists(keys.CHUNK_OUTCOMES(state)) and conn.ttl(keys.CHUNKS(state)) == -1, "nothing renewed"
+
+
+def test_a_request_asking_for_more_chunks_than_a_run_makes_gets_a_larger_size_and_a_notice() -> None:
+    networks = [f"10.{i}.0.0/16" for i in range(15)]  # 983,040 addresses
+    parent = plan("nmap", {"targets": networks, "ports": "80", "chunk_size": 1})
+    assert parent.chunked is not None and parent.chunked.size == 64 and parent.chunked.chunks == 15_360 <= MAX_CHUNKS
+    assert "chunk_size=1 was raised to 64: a run makes at most 20000 chunks" in parent.notices
+
+
+@pytest.fixture
+def merging(conn: redis.Redis, redis_url: str, tmp_path: Path) -> Iterator[tuple[Celery, Artifacts]]:
+    """A parent of two chunks whose outcomes are in, chunk 0's result stored, chunk 1's gone (expired)."""
+    url = database_url(redis_url, 12)
+    app = Celery("merge", set_as_current=False, broker=url, backend=url)
+    conn.hset(keys.CHUNKS("p"), mapping={"tenant_id": "t", "tool": "nmap", "run_id": "r", "total": "2",
+                                         "state": "merging", "started": "0", "notices": "[]"})  # fmt: skip
+    for index in (0, 1):
+        task_id = chunks.chunk_task_id("p", index)
+        outcome = {"index": index, "task_id": task_id, "status": "ok", "stats": {"findings": 1}}
+        conn.hset(keys.CHUNK_OUTCOMES("p"), str(index), json.dumps(outcome))
+    app.backend.store_result(chunks.chunk_task_id("p", 0), {"findings": [{"host": "a"}]}, "SUCCESS")
+    yield app, open_artifacts(ArtifactConfig(url=f"file://{tmp_path}"))
+    app.backend.client.connection_pool.disconnect()
+    app.close()
+
+
+def test_a_merge_missing_a_chunks_findings_fails_whole_and_after_its_tries_ends_the_parent_failed(
+    conn: redis.Redis, merging: tuple[Celery, Artifacts]
+) -> None:
+    app, artifacts = merging
+    for _ in range(MAX_MERGES - 1):
+        with pytest.raises(ChunkMergeError, match="result is gone"):
+            merge(app, conn, Settings(), artifacts, "p")
+        assert app.AsyncResult("p").state == "PENDING", "no partial result is stored"
+        assert not conn.exists(keys.MERGE_LEASE("p")), "its lease goes with it"
+    assert merge(app, conn, Settings(), artifacts, "p") is False
+    assert app.AsyncResult("p").state == "FAILURE" and "could not be merged" in str(app.AsyncResult("p").result)
+    assert chunks.stored(conn, "p")["state"] == "failed" and not conn.exists(keys.CHUNK_OUTCOMES("p"))
+
+
+def test_a_second_merge_while_one_holds_the_lease_does_nothing(
+    conn: redis.Redis, merging: tuple[Celery, Artifacts]
+) -> None:
+    app, artifacts = merging
+    conn.set(keys.MERGE_LEASE("p"), "another merge", ex=60)
+    assert merge(app, conn, Settings(), artifacts, "p") is False
+    assert chunks.stored(conn, "p")["state"] == "merging" and app.AsyncResult("p").state == "PENDING"

@@ -33,10 +33,12 @@ def test_more_targets_than_a_message_carries_travel_as_a_reference_and_come_back
     sent = offload(lambda: store, NMAP, "task-1", bound({"targets": MANY, "ports": "80"}))
     assert sent is not None and sent["ports"] == "80" and set(sent["targets"]) == {"artifact"}  # type: ignore[arg-type]
     assert len(json.dumps(sent)) < 300, "the message stays small"
-    request = loaded(store, NMAP, RunRequest("nmap", "acme", "r", sent))
+    request = loaded(store, NMAP, RunRequest("nmap", "acme", "r", sent), "task-1")
     assert request.params == {"targets": MANY, "ports": "80"}
     with pytest.raises(TaskInputError, match="could not be read"):
-        loaded(store, NMAP, RunRequest("nmap", "other-tenant", "r", sent))
+        loaded(store, NMAP, RunRequest("nmap", "other-tenant", "r", sent), "task-1")
+    with pytest.raises(TaskInputError, match="could not be read"):  # another run's reference reads nothing of it
+        loaded(store, NMAP, RunRequest("nmap", "acme", "r2", sent), "task-2")
 
 
 def test_a_run_of_a_message_s_size_a_chunk_or_a_store_that_cannot_open_sends_its_targets_inline(
@@ -53,9 +55,9 @@ def test_a_run_of_a_message_s_size_a_chunk_or_a_store_that_cannot_open_sends_its
 
 def test_a_reference_that_is_not_one_is_bad_input(store: Artifacts) -> None:
     with pytest.raises(TaskInputError, match="must be a list"):
-        loaded(store, NMAP, RunRequest("nmap", "acme", "r", {"targets": {"artifact": 3}}))
+        loaded(store, NMAP, RunRequest("nmap", "acme", "r", {"targets": {"artifact": 3}}), "t")
     with pytest.raises(TaskInputError, match="must be a list"):
-        loaded(None, NMAP, RunRequest("nmap", "acme", "r", {"targets": {"artifact": "file:///x"}}))
+        loaded(None, NMAP, RunRequest("nmap", "acme", "r", {"targets": {"artifact": "file:///x"}}), "t")
 
 
 def test_params_are_replaced_where_the_producer_put_them() -> None:

@@ -13,7 +13,9 @@ def _plan(run: Run, proceed: Proceed) -> RunResult:
     settings = run.services.settings
     try:
         spec = run.services.catalogue.get(str(run.request.tool))
-        run.request = targets.loaded(run.services.artifacts, spec, run.request)  # a big run's, stored beside it
+        run.request = targets.loaded(
+            run.services.artifacts, spec, run.request, run.task_id
+        )  # a big run's, stored beside it
         run.plan = plan_run(
             run.services.catalogue, run.request, max_input_bytes=settings.max_input_bytes,
             max_timeout_seconds=settings.max_timeout_seconds, max_cache_age_seconds=settings.cache_max_age_seconds,

@@ -25,9 +25,7 @@ def _split(run: Run, proceed: Proceed) -> RunResult:
             "set TOOLRUNNER_BROKER_URL and start one (README, Calling it from the API tier), or send fewer targets"
         )
     chunks.start(run.task, run.services.redis, run.services.settings, run.plan)
-    stored = chunks.stored(run.services.redis, run.task_id)
-    if stored.get("state") == "running":
-        chunks.report(run.task.app, run.task_id, chunks.progress(stored))
+    chunks.report(run.task.app, run.services.redis, run.task_id)
     raise Ignore()  # the message is done; the parent's result comes from its merge
 
 

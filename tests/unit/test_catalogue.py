@@ -23,6 +23,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "nmap": {"targets": ["192.0.2.1"], "ports": "80"},
     "nuclei": {"targets": ["https://example.com"]},
     "subfinder": {"domains": ["example.com"]},
+    "whatweb": {"targets": ["https://example.com"]},
 }
 # name[:tag] or name@sha256:digest, where the tag is explicit and is not "latest".
 _PINNED = re.compile(r"[a-z0-9][a-z0-9._/:-]*?(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@sha256:[0-9a-f]{64})")
@@ -35,7 +36,7 @@ def example(spec: ToolSpec) -> dict[str, Any]:
     return dict(EXAMPLES.get(spec.name, {}))
 
 
-def test_the_catalogue_holds_the_seven_security_tools() -> None:
+def test_the_catalogue_holds_the_security_tools() -> None:
     assert set(EXAMPLES) <= set(CATALOGUE)
 
 

@@ -45,6 +45,10 @@ TOOL_TARGETS: dict[str, tuple[dict[str, Any], list[tuple[TargetKind, str]]]] = {
         {"domains": ["example.com", "dev.example.com"]},
         [(DOMAIN, "example.com"), (DOMAIN, "dev.example.com")],
     ),
+    "whatweb": (
+        {"targets": ["https://example.com/", "http://192.0.2.1:8080/login"]},
+        [(URL, "https://example.com/"), (URL, "http://192.0.2.1:8080/login")],
+    ),
 }
 
 

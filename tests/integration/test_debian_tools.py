@@ -3,14 +3,18 @@ this module starts on 127.0.0.1 that show exactly what each tool should find."""
 
 from __future__ import annotations
 
+import functools
 import http.server
+import socket
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.launch import Worker, start_worker
+from bench.launch import Worker, free_port, start_worker, wait_until
 from tasks import run_tool
 
 pytestmark = pytest.mark.integration
@@ -92,3 +96,60 @@ def test_whatweb_fingerprints_the_server_language_and_cms_a_site_announces_follo
     assert found[(f"{site}moved", "RedirectLocation")]["status"] == 302
     assert {f["status"] for f in result["findings"] if f["url"] == site} == {200}
     assert not any(f.get("out_of_scope") for f in result["findings"])
+
+
+def expired_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `name` that was valid in 2020 only, and its key, made with openssl ca."""
+    (directory / "ca.cnf").write_text(
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\n"
+        "default_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n"
+    )
+    (directory / "index.txt").write_text("")
+    (directory / "serial").write_text("01\n")
+    run = functools.partial(subprocess.run, cwd=directory, check=True, capture_output=True)
+    run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "req.csr",
+         "-subj", f"/CN={name}"])  # fmt: skip
+    run(["openssl", "ca", "-batch", "-config", "ca.cnf", "-selfsign", "-keyfile", "key.pem", "-in", "req.csr",
+         "-out", "cert.pem", "-startdate", "20200101000000Z", "-enddate", "20210101000000Z", "-notext"])  # fmt: skip
+    return directory / "cert.pem", directory / "key.pem"
+
+
+@pytest.fixture
+def legacy_tls_server(tmp_path: Path) -> Iterator[int]:
+    """openssl s_server on 127.0.0.1 with an expired certificate that still speaks TLS 1.0; stopped at teardown."""
+    cert, key = expired_certificate(tmp_path, "expired.test")
+    port = free_port()
+    server = subprocess.Popen(
+        ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert), "-key", str(key), "-www",
+         "-quiet", "-cipher", "DEFAULT:@SECLEVEL=0", "-min_protocol", "TLSv1"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _listening(port), 10, "openssl s_server to listen")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_sslscan_reports_tls_1_0_enabled_and_the_expired_self_signed_certificate(
+    tools_worker: Worker, legacy_tls_server: int, scoped: Callable[..., None]
+) -> None:
+    scoped("acme")
+    result = scan("sslscan", "acme", "sslscan-1", {"targets": [f"127.0.0.1:{legacy_tls_server}"]})
+    assert result["status"] == "ok", result["stderr_tail"]
+    findings = result["findings"]
+    assert {f["port"] for f in findings} == {legacy_tls_server}
+    protocols = {f["protocol"]: f for f in findings if f["kind"] == "protocol"}
+    assert protocols["TLSv1.0"]["status"] == "enabled" and protocols["TLSv1.0"]["issue"] == "TLSv1.0 enabled"
+    assert protocols["TLSv1.2"]["issue"] is None and protocols["SSLv3"]["status"] == "disabled"
+    (certificate,) = [f for f in findings if f["kind"] == "certificate"]
+    assert certificate["name"] == "expired.test" and certificate["expired"] is True and certificate["self_signed"]
+    assert certificate["issue"] == "certificate expired; self-signed certificate"
+    assert certificate["not_after"] == "Jan  1 00:00:00 2021 GMT"
+    assert any(f["kind"] == "cipher" and f["protocol"] == "TLSv1.0" for f in findings)

@@ -49,6 +49,10 @@ TOOL_TARGETS: dict[str, tuple[dict[str, Any], list[tuple[TargetKind, str]]]] = {
         {"targets": ["https://example.com/", "http://192.0.2.1:8080/login"]},
         [(URL, "https://example.com/"), (URL, "http://192.0.2.1:8080/login")],
     ),
+    "sslscan": (
+        {"targets": ["example.com", "www.example.com:8443", "192.0.2.1:443"]},
+        [(HOST, "example.com"), (HOST, "www.example.com"), (HOST, "192.0.2.1")],
+    ),
 }
 
 

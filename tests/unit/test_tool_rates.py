@@ -9,7 +9,20 @@ from typing import Any, get_args
 import pytest
 from pydantic import ValidationError
 
-from tasks.tools import ToolParams, ToolSpec, dnsx, ffuf, httpx, load_catalogue, naabu, nmap, nuclei, subfinder, whatweb
+from tasks.tools import (
+    ToolParams,
+    ToolSpec,
+    dnsx,
+    ffuf,
+    httpx,
+    load_catalogue,
+    naabu,
+    nmap,
+    nuclei,
+    sslscan,
+    subfinder,
+    whatweb,
+)
 from tasks.tools.rates import with_rate
 
 CATALOGUE = load_catalogue()
@@ -22,10 +35,11 @@ TOOLS: dict[str, tuple[dict[str, Any], float, list[str]]] = {
     "dnsx": ({"domains": ["example.com"]}, 100, ["-rl", "100"]),
     "ffuf": ({"url": "https://example.com/FUZZ", "wordlist": ["a"]}, 50, ["-t", "25", "-p", "0.5005"]),
     "whatweb": ({"targets": ["https://example.com"]}, 20, ["--max-threads", "20", "--wait=1"]),
+    "sslscan": ({"targets": ["example.com"]}, 20, ["--sleep=50"]),
 }
 MODULES: dict[str, types.ModuleType] = {
     "nmap": nmap, "naabu": naabu, "httpx": httpx, "nuclei": nuclei, "dnsx": dnsx, "ffuf": ffuf,
-    "whatweb": whatweb,
+    "whatweb": whatweb, "sslscan": sslscan,
 }  # fmt: skip
 
 
@@ -55,7 +69,7 @@ def test_a_rate_adds_the_tools_own_flag(tool: str) -> None:
 def test_without_a_rate_no_rate_flag_is_passed(tool: str) -> None:
     flags = {"--max-rate", "-rate", "-rl"} | ({"-t", "-p"} if tool == "ffuf" else set())  # nuclei's -t: templates
     args = argv(tool, params(tool))
-    assert flags.isdisjoint(args) and not any(arg.startswith(("--max-threads", "--wait")) for arg in args)
+    assert flags.isdisjoint(args) and not any(arg.startswith(("--max-threads", "--wait", "--sleep")) for arg in args)
 
 
 @pytest.mark.parametrize("tool", sorted(TOOLS))

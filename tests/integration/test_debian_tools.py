@@ -153,3 +153,30 @@ def test_sslscan_reports_tls_1_0_enabled_and_the_expired_self_signed_certificate
     assert certificate["issue"] == "certificate expired; self-signed certificate"
     assert certificate["not_after"] == "Jan  1 00:00:00 2021 GMT"
     assert any(f["kind"] == "cipher" and f["protocol"] == "TLSv1.0" for f in findings)
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_gobuster_finds_exactly_the_directory_and_files_that_exist_with_a_redirect_to_the_directory(
+    tools_worker: Worker,
+    serve: Callable[[type[http.server.BaseHTTPRequestHandler]], int],
+    scoped: Callable[..., None],
+    tmp_path: Path,
+) -> None:
+    scoped("acme")
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "index.html").write_text("old site")
+    (tmp_path / "config.php").write_text("<?php")
+    port = serve(functools.partial(_QuietFiles, directory=str(tmp_path)))  # type: ignore[arg-type]
+    words = ["backup", "config", "admin", "login", "uploads"]
+    params = {"url": f"http://127.0.0.1:{port}/", "wordlist": words, "extensions": ["php"]}
+    result = scan("gobuster", "acme", "gobuster-1", params)
+    assert result["status"] == "ok", result["stderr_tail"]
+    found = {f["url"]: f for f in result["findings"]}
+    base = f"http://127.0.0.1:{port}/"
+    assert set(found) == {f"{base}backup", f"{base}config.php"}
+    assert found[f"{base}backup"]["status"] == 301 and found[f"{base}backup"]["redirect_location"] == "/backup/"
+    assert found[f"{base}config.php"]["status"] == 200 and found[f"{base}config.php"]["size"] == 5

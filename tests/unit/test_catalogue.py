@@ -25,6 +25,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "subfinder": {"domains": ["example.com"]},
     "whatweb": {"targets": ["https://example.com"]},
     "sslscan": {"targets": ["example.com"]},
+    "gobuster": {"url": "https://example.com/", "wordlist": ["admin"]},
 }
 # name[:tag] or name@sha256:digest, where the tag is explicit and is not "latest".
 _PINNED = re.compile(r"[a-z0-9][a-z0-9._/:-]*?(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@sha256:[0-9a-f]{64})")

@@ -53,6 +53,7 @@ TOOL_TARGETS: dict[str, tuple[dict[str, Any], list[tuple[TargetKind, str]]]] = {
         {"targets": ["example.com", "www.example.com:8443", "192.0.2.1:443"]},
         [(HOST, "example.com"), (HOST, "www.example.com"), (HOST, "192.0.2.1")],
     ),
+    "gobuster": ({"url": "https://example.com/app", "wordlist": ["admin"]}, [(URL, "https://example.com/app")]),
 }
 
 

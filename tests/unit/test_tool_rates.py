@@ -14,6 +14,7 @@ from tasks.tools import (
     ToolSpec,
     dnsx,
     ffuf,
+    gobuster,
     httpx,
     load_catalogue,
     naabu,
@@ -36,10 +37,11 @@ TOOLS: dict[str, tuple[dict[str, Any], float, list[str]]] = {
     "ffuf": ({"url": "https://example.com/FUZZ", "wordlist": ["a"]}, 50, ["-t", "25", "-p", "0.5005"]),
     "whatweb": ({"targets": ["https://example.com"]}, 20, ["--max-threads", "20", "--wait=1"]),
     "sslscan": ({"targets": ["example.com"]}, 20, ["--sleep=50"]),
+    "gobuster": ({"url": "https://example.com/", "wordlist": ["a"]}, 50, ["-t", "10", "--delay", "200ms"]),
 }
 MODULES: dict[str, types.ModuleType] = {
     "nmap": nmap, "naabu": naabu, "httpx": httpx, "nuclei": nuclei, "dnsx": dnsx, "ffuf": ffuf,
-    "whatweb": whatweb, "sslscan": sslscan,
+    "whatweb": whatweb, "sslscan": sslscan, "gobuster": gobuster,
 }  # fmt: skip
 
 
@@ -67,7 +69,9 @@ def test_a_rate_adds_the_tools_own_flag(tool: str) -> None:
 
 @pytest.mark.parametrize("tool", sorted(TOOLS))
 def test_without_a_rate_no_rate_flag_is_passed(tool: str) -> None:
-    flags = {"--max-rate", "-rate", "-rl"} | ({"-t", "-p"} if tool == "ffuf" else set())  # nuclei's -t: templates
+    flags = {"--max-rate", "-rate", "-rl"} | (
+        {"-t", "-p", "--delay"} if tool in ("ffuf", "gobuster") else set()
+    )  # nuclei's -t: templates
     args = argv(tool, params(tool))
     assert flags.isdisjoint(args) and not any(arg.startswith(("--max-threads", "--wait", "--sleep")) for arg in args)
 

@@ -1,10 +1,13 @@
-"""gobuster dir: request each word of a wordlist under one URL; each path whose status counts is a finding.
+"""gobuster: request each word of a wordlist under one URL (dir) or as its Host (vhost); each hit is a finding.
 
 Debian's gobuster 3.5.0 has no machine-readable output: -o writes the lines gobusterdir/result.go's
 ResultToString makes, which with -e (full URLs) and --no-color are exactly
 `<url><path padded to 20> (Status: <code>) [Size: <bytes>]` and ` [--> <Location>]` when the response had one.
-The parser reads that line by line with one anchored pattern; the URL and path come from this run's own url and
-wordlist (no whitespace), so only the Location, the last field, is the server's.
+In vhost mode (gobustervhost/result.go) a line is `Found: <name> Status: <code> [Size: <bytes>]` and the same
+Location. The parser reads line by line with one anchored pattern a mode; the URL, path and name come from this
+run's own params (no whitespace), so only the Location, the last field, is the server's.
+vhost mode sends every request to the URL with the word (plus "." and domain, when given) as its Host header: the
+names are asked of that server, never looked up, so the scope reads them as domains, not as hosts contacted.
 gobuster appends "/" to the URL and requests URL + word (gobusterdir.go), so a word never moves the host.
 Each of its threads sleeps --delay after every word it requests (libgobuster.go, worker), as ffuf 1.1's do, so a
 rate becomes the most threads (up to threads, or gobuster's 10) with a delay of 1/n s, threads * n <= rate: no
@@ -17,10 +20,10 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from tasks.tools.base import (
     MAX_LINE_BYTES,
@@ -35,7 +38,7 @@ from tasks.tools.base import (
     input_path,
     output_path,
 )
-from tasks.tools.validation import StatusCode, WebUrl, lines
+from tasks.tools.validation import DomainName, StatusCode, WebUrl, dns_name, lines
 
 WORDLIST_FILE = "wordlist.txt"
 REPORT_FILE = "gobuster.txt"
@@ -44,6 +47,9 @@ DEFAULT_THREADS = 10  # gobuster 3.5.0 cli/cmd/root.go: --threads default 10
 # No whitespace or control characters (one line, one word); not starting with '#', which gobuster skips as a comment.
 _WORD = re.compile(r"(?!#)[^\s\x00-\x1f\x7f-\x9f]{1,256}")
 _EXTENSION = re.compile(r"[A-Za-z0-9_~][A-Za-z0-9_~-]{0,15}")
+_VHOST_LINE = re.compile(
+    rb"Found: (?P<vhost>\S+) Status: (?P<status>\d{3}) \[Size: (?P<size>-?\d+)\](?: \[--> (?P<location>.*)\])?"
+)
 _LINE = re.compile(
     rb"(?P<url>\S+?) +\(Status: (?P<status>\d{3})\)(?: \[Size: (?P<size>-?\d+)\])?(?: \[--> (?P<location>.*)\])?"
 )
@@ -70,14 +76,18 @@ def _base(value: str) -> str:
 
 
 class GobusterParams(ToolParams):
-    """Where to look (a base URL), the words to try under it, and which statuses count."""
+    """Where to look (a base URL), the words to try under it or as its Host, and which statuses count."""
 
+    mode: Literal["dir", "vhost"] = Field(default="dir", description="dir: paths under url; vhost: Host names at url")
     url: Annotated[WebUrl, AfterValidator(_base)] = Field(description="an http(s) URL; each word is requested under it")
     wordlist: tuple[Annotated[str, AfterValidator(_word)], ...] = Field(min_length=1, max_length=MAX_WORDS)
     match_codes: tuple[StatusCode, ...] | None = Field(
         default=None, min_length=1, max_length=50, description="statuses that count (default: every one but 404)"
     )
     extensions: tuple[Annotated[str, AfterValidator(_extension)], ...] = Field(default=(), max_length=20)
+    domain: DomainName | None = Field(
+        default=None, description="vhost only: appended to each word (--append-domain --domain); else words are names"
+    )
     threads: int | None = Field(default=None, ge=1, le=100)
     rate: float | None = Field(
         default=None,
@@ -85,6 +95,21 @@ class GobusterParams(ToolParams):
         le=100_000,
         description="at most this many requests a second (decimals allowed): threads (-t) and a delay (--delay)",
     )
+
+    @model_validator(mode="after")
+    def _mode_options(self) -> GobusterParams:
+        if self.mode == "dir" and self.domain is not None:
+            raise ValueError("domain is for mode vhost only")
+        if self.mode == "vhost":
+            if self.match_codes or self.extensions:
+                raise ValueError("match_codes and extensions are for mode dir only")
+            for word in self.wordlist:
+                dns_name(word)  # a Host header: a name (or, with domain, its first labels)
+        return self
+
+    def names(self) -> list[str]:
+        """vhost mode: the Host names the words make, as gobuster makes them."""
+        return [f"{word}.{self.domain}" if self.domain else word for word in self.wordlist]
 
 
 @dataclass(frozen=True)
@@ -108,9 +133,11 @@ def pace(rate: float, threads: int | None = None) -> Pace:
 
 
 def build(params: GobusterParams) -> Invocation:
-    """dir mode, the wordlist from /inputs, the result lines to /outputs with full URLs (-e), quiet and plain."""
-    argv = ["dir", "-u", params.url, "-w", input_path(WORDLIST_FILE), "-o", output_path(REPORT_FILE)]
-    argv += ["-e", "-q", "-z", "--no-color"]
+    """The wordlist from /inputs, the result lines to /outputs (dir: with full URLs, -e), quiet and plain."""
+    argv = [params.mode, "-u", params.url, "-w", input_path(WORDLIST_FILE), "-o", output_path(REPORT_FILE)]
+    argv += ["-e", "-q", "-z", "--no-color"] if params.mode == "dir" else ["-q", "-z", "--no-color"]
+    if params.domain:
+        argv += ["--append-domain", "--domain", params.domain]
     if params.match_codes:  # -s counts only once the default blacklist (404) is emptied
         argv += ["-s", ",".join(str(code) for code in params.match_codes), "-b", ""]
     if params.extensions:
@@ -138,7 +165,7 @@ def parse(outputs: Outputs) -> Iterator[Finding]:
             raise ParseError(f"line {number} of the gobuster output is longer than {MAX_LINE_BYTES} bytes")
         if not line.strip() or not line.endswith(b"\n"):
             continue  # blank, or the last line of a killed run
-        match = _LINE.fullmatch(line.rstrip(b"\r\n"))
+        match = _LINE.fullmatch(line.rstrip(b"\r\n")) or _VHOST_LINE.fullmatch(line.rstrip(b"\r\n"))
         if match is None:
             raise ParseError(f"line {number} of the gobuster output is not a result: {line[:80]!r}")
         yield _finding(match)
@@ -149,9 +176,10 @@ def _finding(match: re.Match[bytes]) -> Finding:
         value = match[group]
         return value.decode("utf-8", errors="replace") if value is not None else None
 
-    size = match["size"]
+    size, fields = match["size"], match.re.groupindex
     return {
-        "url": text("url"),
+        "url": text("url") if "url" in fields else None,
+        "vhost": text("vhost") if "vhost" in fields else None,
         "status": int(match["status"]),
         "size": int(size) if size is not None else None,
         "redirect_location": text("location"),
@@ -159,8 +187,10 @@ def _finding(match: re.Match[bytes]) -> Finding:
 
 
 def targets(params: GobusterParams) -> Iterator[Target]:
-    """The URL: every request goes to its host, the word only ever in the path."""
+    """The URL, where every request goes (a dir word only ever extends its path), and in vhost mode each name."""
     yield TargetKind.URL, params.url
+    if params.mode == "vhost":
+        yield from ((TargetKind.DOMAIN, name) for name in dict.fromkeys(params.names()))
 
 
 SPEC = ToolSpec(
@@ -173,13 +203,14 @@ SPEC = ToolSpec(
     parse=parse,
     version=1,
     default_timeout=900,
-    description="Web content discovery (gobuster dir): request each word under a URL and report the paths that exist.",
+    description="Web content discovery (gobuster): paths under a URL (dir mode), virtual hosts it serves (vhost mode).",
     targets=targets,
-    finding_hosts=("url",),
+    finding_hosts=("url", "vhost"),
     rate_param="rate",
     rate_integer=False,
     finding_fields={
-        "url": "the requested URL (the base URL and the word, plus extension with -x)",
+        "url": "dir: the requested URL (the base URL and the word, plus extension with -x); vhost: null",
+        "vhost": "vhost: the Host name whose response differs from the server's default and a random name's; dir: null",
         "status": "the HTTP status code",
         "size": "the response size in bytes as gobuster reports it",
         "redirect_location": "the Location header of the response, or null",

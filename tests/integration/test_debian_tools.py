@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+import tasks.scope
 from bench.launch import Worker, free_port, start_worker, wait_until
 from tasks import run_tool
 
@@ -180,3 +182,44 @@ def test_gobuster_finds_exactly_the_directory_and_files_that_exist_with_a_redire
     assert set(found) == {f"{base}backup", f"{base}config.php"}
     assert found[f"{base}backup"]["status"] == 301 and found[f"{base}backup"]["redirect_location"] == "/backup/"
     assert found[f"{base}config.php"]["status"] == 200 and found[f"{base}config.php"]["size"] == 5
+
+
+class _VirtualHosts(http.server.BaseHTTPRequestHandler):
+    """admin.acme.test has its own site and shop.acme.test redirects; any other Host gets the default site."""
+
+    def do_GET(self) -> None:
+        host = (self.headers.get("Host") or "").split(":")[0]
+        if host == "shop.acme.test":
+            self.send_response(302)
+            self.send_header("Location", "/login")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b"admin panel" if host == "admin.acme.test" else b"default site"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_gobuster_vhost_finds_exactly_the_virtual_hosts_the_server_answers_for(
+    tools_worker: Worker,
+    serve: Callable[[type[http.server.BaseHTTPRequestHandler]], int],
+    scoped: Callable[..., None],
+    redis_url: str,
+) -> None:
+    scoped("acme")  # loopback; its teardown clears the tenant's whole scope, the domain below included
+    with redis.Redis.from_url(redis_url) as client:
+        tasks.scope.add("acme", ["acme.test"], connection=client)  # the names are asked about: in scope as domains
+    port = serve(_VirtualHosts)
+    params = {"mode": "vhost", "url": f"http://127.0.0.1:{port}/", "wordlist": ["admin", "shop", "www", "mail"]}
+    result = scan("gobuster", "acme", "gobuster-vhost-1", {**params, "domain": "acme.test"})
+    assert result["status"] == "ok", result["stderr_tail"]
+    found = {f["vhost"]: f for f in result["findings"]}
+    assert set(found) == {"admin.acme.test", "shop.acme.test"}
+    assert (found["admin.acme.test"]["status"], found["admin.acme.test"]["size"]) == (200, 11)
+    assert found["shop.acme.test"]["redirect_location"] == "/login"
+    assert not any(f.get("out_of_scope") for f in result["findings"])

@@ -120,3 +120,49 @@ def test_a_last_line_cut_off_mid_write_and_blank_lines_are_skipped() -> None:
 def test_a_line_longer_than_the_limit_is_refused_without_reading_it_all() -> None:
     with pytest.raises(ParseError, match="longer than"):
         parse(b"http://x/" + b"a" * (5 * 1024 * 1024) + b" (Status: 200)\n")
+
+
+def test_vhost_mode_with_a_domain_appends_it_and_sends_no_expanded_flag() -> None:
+    params = GobusterParams(mode="vhost", url=URL, wordlist=("admin", "api.dev"), domain="example.com")
+    assert gobuster.build(params).argv == [
+        "vhost", "-u", URL, "-w", "/inputs/wordlist.txt", "-o", "/outputs/gobuster.txt", "-q", "-z", "--no-color",
+        "--append-domain", "--domain", "example.com",
+    ]  # fmt: skip
+
+
+def test_vhost_mode_asks_the_urls_server_about_each_name_and_the_scope_reads_the_names_as_domains() -> None:
+    params = GobusterParams(mode="vhost", url=URL, wordlist=("admin", "www", "admin"), domain="example.com")
+    assert list(gobuster.targets(params)) == [
+        (TargetKind.URL, URL), (TargetKind.DOMAIN, "admin.example.com"), (TargetKind.DOMAIN, "www.example.com"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"mode": "vhost", "url": URL, "wordlist": ["a"], "match_codes": [200]},
+        {"mode": "vhost", "url": URL, "wordlist": ["a"], "extensions": ["php"]},
+        {"mode": "vhost", "url": URL, "wordlist": ["a/b"]},
+        {"mode": "vhost", "url": URL, "wordlist": ["-a"]},
+        {"mode": "vhost", "url": URL, "wordlist": ["a"], "domain": "localhost"},
+        {"mode": "dir", "url": URL, "wordlist": ["a"], "domain": "example.com"},
+        {"mode": "dns", "url": URL, "wordlist": ["a"]},
+    ],
+)
+def test_options_of_the_other_mode_names_that_are_no_dns_names_and_other_modes_are_refused(
+    params: dict[str, Any],
+) -> None:
+    with pytest.raises(ValidationError):
+        GobusterParams.model_validate(params)
+
+
+def test_a_vhost_line_is_a_finding_with_the_name_and_no_url() -> None:
+    (finding,) = parse(b"Found: shop.example.com Status: 302 [Size: 0] [--> /login]\n")
+    assert finding == {
+        "url": None, "vhost": "shop.example.com", "status": 302, "size": 0, "redirect_location": "/login",
+    }  # fmt: skip
+
+
+def test_a_missed_vhost_line_of_verbose_mode_is_not_a_result() -> None:
+    with pytest.raises(ParseError, match="not a result"):
+        parse(b"Missed: www.example.com Status: 200 [Size: 12]\n")

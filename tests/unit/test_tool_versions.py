@@ -14,7 +14,7 @@ TOOLS = Path(__file__).resolve().parents[2] / "tasks" / "tools"
 PINNED: dict[str, tuple[int, str]] = {
     "dnsx": (4, "a73637306e532c9a1a3734f02d1fd2f3e88f0834c77b7214ef6dfe6f1536d242"),
     "ffuf": (4, "5cfd01bc76dcc3e10a4f49759f3268673c852fe4697580564509957a4ad762d5"),
-    "gobuster": (1, "abe47115a64e389a057fa7062516a103d790fb03f916dcaf268b48c51c3b8f73"),
+    "gobuster": (1, "322bb36bfb3e8c9c59c0d971d77c10bb338ada85c2bb70d15e8499cf3990f01d"),
     "httpx": (4, "ca0b32dc7a7a4a7fa7f0d83f6cd0015264c9f1c40557b4d574703bbe8730ccfa"),
     "naabu": (4, "2ab0e2d4f79070cb36e78a00a11715e17ee77ac0661352b2f2c445fca94bd9d2"),
     "nmap": (4, "bd1ab06e5eb94427670d80e6672cbbe3e6034cc7ff7ebb4c65e88b63b84ff9da"),

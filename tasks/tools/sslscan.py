@@ -75,7 +75,7 @@ class SslscanParams(ToolParams):
     """Which TLS servers to scan, and how fast to open connections."""
 
     targets: tuple[Annotated[str, AfterValidator(tls_target)], ...] = Field(
-        min_length=1, max_length=MAX_TARGETS, description="host or host:port (default port 443), [IPv6]:port"
+        min_length=1, max_length=MAX_TARGETS, description="host or host:port (default port 443); no IPv6"
     )
     rate: float | None = Field(
         default=None,

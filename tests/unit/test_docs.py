@@ -90,7 +90,7 @@ def test_the_readmes_tool_table_lists_exactly_the_catalogues_tools_with_their_im
     rows = re.findall(r"^\| ([\w-]+) \| [^|]+ \| `([^`]+)`", section(README, "## The tools"), re.M)
     shipped = {t: s.image for t, s in app.catalogue.items() if not s.parse.__module__.startswith("tests.")}
     assert len(rows) == len(dict(rows)) and dict(rows).keys() == shipped.keys()
-    assert all(image == shipped[tool] or tool == "nmap" for tool, image in rows)  # nmap: the image that runs here
+    assert all(image == shipped[tool] for tool, image in rows)
 
 
 def test_the_tools_page_lists_no_tool_the_catalogue_lacks() -> None:

@@ -19,7 +19,7 @@ PINNED: dict[str, tuple[int, str]] = {
     "naabu": (4, "2ab0e2d4f79070cb36e78a00a11715e17ee77ac0661352b2f2c445fca94bd9d2"),
     "nmap": (4, "bd1ab06e5eb94427670d80e6672cbbe3e6034cc7ff7ebb4c65e88b63b84ff9da"),
     "nuclei": (4, "ec903a3de01423b5b3be4529ceeb3d66c531776e31b8494e488a20d4543a45b4"),
-    "sslscan": (1, "eb2452e8bba3f166e0006326cc83c52ec0abf9b895e1b893d836c2bfd9f36753"),
+    "sslscan": (1, "f6dbd4a86a557e2b2f8cf1f368629c3419757d0c1a52a2414bbe087bc359c0e1"),
     "subfinder": (4, "19ee5f80d6e1dcc96d1e72379cf8450021b79d6c7fad0ea8288b3fc3d6ef6c7f"),
     "whatweb": (1, "cc39e0c08c6295078e11f06182c36369da5134b6bd31b98806e78978137e44be"),
 }

@@ -7,7 +7,7 @@ import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,12 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 Finding = dict[str, Any]
 Outputs = Mapping[str, BinaryIO]  # one readable binary stream per output file the tool wrote
 Parser = Callable[[Outputs], Iterator[Finding]]
+
+
+class LineReader(Protocol):
+    """What jsonl_records reads: a binary stream's readline, or a filter over one (whatweb's)."""
+
+    def readline(self, size: int = -1, /) -> bytes: ...
 
 
 class ToolParams(BaseModel):
@@ -125,7 +131,7 @@ def tool_version(tool: str, image: str, labels: Mapping[str, str]) -> str:
     return tag if tag and tag not in _FLOATING_TAGS else "unknown"
 
 
-def jsonl_records(stream: BinaryIO | None) -> Iterator[dict[str, Any]]:
+def jsonl_records(stream: LineReader | None) -> Iterator[dict[str, Any]]:
     """The JSON objects of a JSON-lines stream, read one b"\\n"-terminated line at a time.
 
     Blank lines and values that are not objects are skipped; an undecodable last line (a tool killed
@@ -143,7 +149,7 @@ def jsonl_records(stream: BinaryIO | None) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def _json_line(line: bytes, number: int, stream: BinaryIO) -> Any:
+def _json_line(line: bytes, number: int, stream: LineReader) -> Any:
     """One line as JSON; None for a blank line or an undecodable last line."""
     # Go's encoder writes valid UTF-8; replacing keeps a stray byte from failing the whole line.
     text = line.decode("utf-8", errors="replace")
@@ -159,7 +165,7 @@ def _json_line(line: bytes, number: int, stream: BinaryIO) -> Any:
         raise ParseError(f"line {number} of the output is not JSON: {text[:80]!r}") from None
 
 
-def _only_blank_lines_left(stream: BinaryIO) -> bool:
+def _only_blank_lines_left(stream: LineReader) -> bool:
     while rest := stream.readline(MAX_LINE_BYTES + 1):
         if rest.strip():
             return False

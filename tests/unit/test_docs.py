@@ -18,6 +18,7 @@ DOCS = ROOT / "docs"
 CONFIGURATION = (DOCS / "configuration.md").read_text()
 TOOLS = (DOCS / "tools.md").read_text()
 LAYOUT = (DOCS / "layout.md").read_text()
+README = (ROOT / "README.md").read_text()
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 LIFECYCLE = ("admitted", "parked", "locked", "cancelled", "cleaned up")
 SHIPPED = ("tasks", "isolation", "config")  # the packages pyproject.toml's import contracts cover
@@ -83,6 +84,13 @@ def test_every_tool_is_in_the_tools_pages_table_with_its_pinned_image(tool: str)
     assert f"| {tool} | `{spec.image}`" in TOOLS
     for field in spec.finding_fields:
         assert field in TOOLS.split(f"| {tool} |", 1)[1].split("\n", 1)[0]
+
+
+def test_the_readmes_tool_table_lists_exactly_the_catalogues_tools_with_their_images() -> None:
+    rows = re.findall(r"^\| ([\w-]+) \| [^|]+ \| `([^`]+)`", section(README, "## The tools"), re.M)
+    shipped = {t: s.image for t, s in app.catalogue.items() if not s.parse.__module__.startswith("tests.")}
+    assert len(rows) == len(dict(rows)) and dict(rows).keys() == shipped.keys()
+    assert all(image == shipped[tool] for tool, image in rows)
 
 
 def test_the_tools_page_lists_no_tool_the_catalogue_lacks() -> None:

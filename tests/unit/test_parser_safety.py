@@ -10,7 +10,7 @@ from typing import BinaryIO
 import pytest
 
 from tasks.errors import ParseError
-from tasks.tools import dnsx, ffuf, httpx, naabu, nmap, nuclei, subfinder
+from tasks.tools import dnsx, ffuf, gobuster, httpx, naabu, nmap, nuclei, sslscan, subfinder, whatweb
 from tasks.tools.base import ToolSpec, parse_bytes
 
 MIB = 1024 * 1024
@@ -20,8 +20,12 @@ JSONL_LINES = {
     "nuclei": b'{"template-id": "t", "info": {"severity": "info"}}\n',
     "subfinder": b'{"host": "a.example.com", "input": "example.com"}\n',
     "dnsx": b'{"host": "a.example.com", "a": ["192.0.2.1"]}\n',
+    "whatweb": b'{"target": "http://192.0.2.1/", "http_status": 200, "plugins": {"PHP": {"version": ["7.4"]}}}\n',
 }
-MODULES = {module.SPEC.name: module for module in (dnsx, ffuf, httpx, naabu, nmap, nuclei, subfinder)}
+MODULES = {
+    module.SPEC.name: module
+    for module in (dnsx, ffuf, gobuster, httpx, naabu, nmap, nuclei, sslscan, subfinder, whatweb)
+}
 JSONL_TOOLS = [MODULES[name].SPEC for name in JSONL_LINES]
 
 
@@ -62,10 +66,20 @@ def amplifying(spec: ToolSpec, size: int) -> RepeatingStream:
         port = b'<port protocol="tcp" portid="80"><state state="open" reason="syn-ack"/></port>'
         host = b'<host><address addr="192.0.2.1" addrtype="ipv4"/><ports>' + port * 20 + b"</ports></host>\n"
         return RepeatingStream(b"<?xml version='1.0'?>\n<!DOCTYPE nmaprun>\n<nmaprun>", host, b"</nmaprun>", size)
+    if spec.name == "sslscan":
+        cipher = (
+            b'  <cipher status="accepted" sslversion="TLSv1.2" bits="128" cipher="AES128-SHA" strength="strong"/>\n'
+        )
+        head = b'<?xml version="1.0" encoding="UTF-8"?>\n<document>\n <ssltest host="192.0.2.1" port="443">\n'
+        return RepeatingStream(head, cipher, b" </ssltest>\n</document>\n", size)
+    if spec.name == "gobuster":
+        return RepeatingStream(b"", b"http://192.0.2.1/a          (Status: 200) [Size: 1]\n", b"", size)
+    if spec.name == "whatweb":  # json.rb's array: "[", a site a line with "," lines between, "]"
+        return RepeatingStream(b"[\n", JSONL_LINES["whatweb"] + b",\n", JSONL_LINES["whatweb"] + b"]\n", size)
     return RepeatingStream(b"", JSONL_LINES[spec.name], b"", size)
 
 
-ALL_SPECS = [*JSONL_TOOLS, ffuf.SPEC, nmap.SPEC]
+ALL_SPECS = [*JSONL_TOOLS, ffuf.SPEC, nmap.SPEC, sslscan.SPEC, gobuster.SPEC]
 specs = pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s.name)
 
 

@@ -18,16 +18,16 @@ from tasks.service import RunRequest, plan_run
 from tasks.tools import TargetKind, load_catalogue
 from tests import readme
 
-MODULE = "mytools_readme.whatweb"  # the README's mytools/whatweb.py, under a name no other test takes
+MODULE = "mytools_readme.webscan"  # the README's mytools/webscan.py, under a name no other test takes
 
 
 @pytest.fixture
 def extra_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The README's example written to <tmp>/mytools_readme/whatweb.py, that directory on sys.path and the module
+    """The README's example written to <tmp>/mytools_readme/webscan.py, that directory on sys.path and the module
     named in TOOLRUNNER_EXTRA_TOOL_MODULES, as the README says to."""
     package = tmp_path / MODULE.split(".")[0]
     package.mkdir()
-    (package / "whatweb.py").write_text(readme.block("adding a tool: example"))
+    (package / "webscan.py").write_text(readme.block("adding a tool: example"))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("TOOLRUNNER_EXTRA_TOOL_MODULES", f'["{MODULE}"]')
     importlib.invalidate_caches()
@@ -38,10 +38,10 @@ def extra_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 
 def test_the_readmes_tool_loads_through_the_setting_and_plans_a_run(extra_tool: str) -> None:
     catalogue = load_catalogue(load_settings().extra_tool_modules)
-    spec = catalogue["whatweb"]
-    request = RunRequest("whatweb", "acme", "r-1", {"targets": ["https://example.com"]}, None)
+    spec = catalogue["webscan"]
+    request = RunRequest("webscan", "acme", "r-1", {"targets": ["https://example.com"]}, None)
     plan = plan_run(catalogue, request, max_input_bytes=1 << 20, max_timeout_seconds=3600)
-    assert plan.spec is spec and plan.invocation.output_files == ["whatweb.json"]
+    assert plan.spec is spec and plan.invocation.output_files == ["webscan.json"]
     assert plan.invocation.input_files == {"targets.txt": "https://example.com\n"}
     assert spec.targets is not None and list(spec.targets(plan.params)) == [(TargetKind.WEB, "https://example.com")]
 
@@ -49,11 +49,11 @@ def test_the_readmes_tool_loads_through_the_setting_and_plans_a_run(extra_tool: 
 def test_the_readmes_tool_is_listed_by_the_cli_given_the_setting(extra_tool: str) -> None:
     listed = CliRunner().invoke(cli, ["tools"])
     assert listed.exit_code == 0, listed.output
-    assert "whatweb" in listed.output
+    assert "webscan" in listed.output
 
 
 def test_the_readmes_tool_parses_its_output_as_a_stream(extra_tool: str) -> None:
-    parse = load_catalogue([extra_tool])["whatweb"].parse
+    parse = load_catalogue([extra_tool])["webscan"].parse
     stream = io.BytesIO(b'{"target": "https://example.com", "http_status": 200}\n{"plugins": {}}\n')
-    findings = list(parse({"whatweb.json": stream}))
+    findings = list(parse({"webscan.json": stream}))
     assert findings == [{"url": "https://example.com", "status": 200}]

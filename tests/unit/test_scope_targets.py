@@ -45,6 +45,15 @@ TOOL_TARGETS: dict[str, tuple[dict[str, Any], list[tuple[TargetKind, str]]]] = {
         {"domains": ["example.com", "dev.example.com"]},
         [(DOMAIN, "example.com"), (DOMAIN, "dev.example.com")],
     ),
+    "whatweb": (
+        {"targets": ["https://example.com/", "http://192.0.2.1:8080/login"]},
+        [(URL, "https://example.com/"), (URL, "http://192.0.2.1:8080/login")],
+    ),
+    "sslscan": (
+        {"targets": ["example.com", "www.example.com:8443", "192.0.2.1:443"]},
+        [(HOST, "example.com"), (HOST, "www.example.com"), (HOST, "192.0.2.1")],
+    ),
+    "gobuster": ({"url": "https://example.com/app", "wordlist": ["admin"]}, [(URL, "https://example.com/app")]),
 }
 
 

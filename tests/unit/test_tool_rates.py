@@ -9,7 +9,21 @@ from typing import Any, get_args
 import pytest
 from pydantic import ValidationError
 
-from tasks.tools import ToolParams, ToolSpec, dnsx, ffuf, httpx, load_catalogue, naabu, nmap, nuclei, subfinder
+from tasks.tools import (
+    ToolParams,
+    ToolSpec,
+    dnsx,
+    ffuf,
+    gobuster,
+    httpx,
+    load_catalogue,
+    naabu,
+    nmap,
+    nuclei,
+    sslscan,
+    subfinder,
+    whatweb,
+)
 from tasks.tools.rates import with_rate
 
 CATALOGUE = load_catalogue()
@@ -21,9 +35,13 @@ TOOLS: dict[str, tuple[dict[str, Any], float, list[str]]] = {
     "nuclei": ({"targets": ["example.com"]}, 20, ["-rl", "20"]),
     "dnsx": ({"domains": ["example.com"]}, 100, ["-rl", "100"]),
     "ffuf": ({"url": "https://example.com/FUZZ", "wordlist": ["a"]}, 50, ["-t", "25", "-p", "0.5005"]),
+    "whatweb": ({"targets": ["https://example.com"]}, 20, ["--max-threads", "20", "--wait=1"]),
+    "sslscan": ({"targets": ["example.com"]}, 20, ["--sleep=50"]),
+    "gobuster": ({"url": "https://example.com/", "wordlist": ["a"]}, 50, ["-t", "10", "--delay", "200ms"]),
 }
 MODULES: dict[str, types.ModuleType] = {
     "nmap": nmap, "naabu": naabu, "httpx": httpx, "nuclei": nuclei, "dnsx": dnsx, "ffuf": ffuf,
+    "whatweb": whatweb, "sslscan": sslscan, "gobuster": gobuster,
 }  # fmt: skip
 
 
@@ -51,8 +69,11 @@ def test_a_rate_adds_the_tools_own_flag(tool: str) -> None:
 
 @pytest.mark.parametrize("tool", sorted(TOOLS))
 def test_without_a_rate_no_rate_flag_is_passed(tool: str) -> None:
-    flags = {"--max-rate", "-rate", "-rl"} | ({"-t", "-p"} if tool == "ffuf" else set())  # nuclei's -t: templates
-    assert flags.isdisjoint(argv(tool, params(tool)))
+    flags = {"--max-rate", "-rate", "-rl"} | (
+        {"-t", "-p", "--delay"} if tool in ("ffuf", "gobuster") else set()
+    )  # nuclei's -t: templates
+    args = argv(tool, params(tool))
+    assert flags.isdisjoint(args) and not any(arg.startswith(("--max-threads", "--wait", "--sleep")) for arg in args)
 
 
 @pytest.mark.parametrize("tool", sorted(TOOLS))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from tests.conftest import REDIS_URL, database_url, flushed_database
 
 pytestmark = pytest.mark.integration
 CHUNKS, PER_CHUNK = 10, 10_000  # 100,000 findings of ~1 KB: 100 MB of JSON lines
-PARENT = "merge-memory-parent"
+PARENT = f"merge-memory-{uuid.uuid4().hex[:12]}"  # its own keys, whatever an earlier run left
 
 MERGE = textwrap.dedent(
     """

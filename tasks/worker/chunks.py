@@ -104,7 +104,7 @@ def start(task: Task, redis_client: redis.Redis, settings: Settings, plan: RunPl
     """
     assert plan.chunked is not None
     parent, record = str(task.request.id), keys.CHUNKS(task.request.id)
-    queue = str((task.request.delivery_info or {}).get("routing_key") or task.app.conf.task_default_queue)
+    queue = parking.queue_of(task)
     meta: dict[_Field, _Field] = {
         "tenant_id": plan.tenant_id, "tool": plan.spec.name, "run_id": plan.run_id, "task": task.name,
         "queue": queue, "total": str(plan.chunked.chunks), "size": str(plan.chunked.size),
@@ -112,13 +112,13 @@ def start(task: Task, redis_client: redis.Redis, settings: Settings, plan: RunPl
         "started": str(time.time()), "notices": json.dumps(list(plan.notices)),
     }  # fmt: skip
     _create(redis_client, record, meta, _ttl_ms(settings))
-    stored = {_text(k): _text(v) for k, v in redis_client.hgetall(record).items()}
-    if stored.get("tenant_id") != plan.tenant_id or stored.get("state") != "running":
+    current = stored(redis_client, parent)
+    if current.get("tenant_id") != plan.tenant_id or current.get("state") != "running":
         return 0  # merged, cancelled, or (never) another tenant's: nothing to publish
     if redis_client.exists(keys.CANCEL(parent, plan.tenant_id)):
         cancel_chunks(task.app, redis_client, settings, parent, plan.tenant_id)
         return 0
-    sent = int(stored.get("sent", 0))
+    sent = int(current.get("sent", 0))
     files = (bind_run(task.name, task.request.args or (), task.request.kwargs or {}) or {}).get("files")
     published = 0
     for index, params in enumerate(chunk_params(plan)):
@@ -264,8 +264,9 @@ def retry(task: Task, chunk: ChunkOf, settings: Settings) -> str | None:
         return None
     again = ChunkOf(chunk.parent, chunk.index, chunk.attempt + 1)
     kwargs = {**(task.request.kwargs or {}), "chunk": again.as_kwarg()}
-    queue = str((task.request.delivery_info or {}).get("routing_key") or task.app.conf.task_default_queue)
-    task.app.send_task(task.name, list(task.request.args or ()), kwargs, task_id=again.task_id, queue=queue)
+    task.app.send_task(
+        task.name, list(task.request.args or ()), kwargs, task_id=again.task_id, queue=parking.queue_of(task)
+    )
     return again.task_id
 
 
@@ -280,6 +281,15 @@ def stored(redis_client: redis.Redis, parent: str) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in redis_client.hgetall(keys.CHUNKS(parent)).items()}
 
 
+def ended(pipe: redis.client.Pipeline, parent: str, state: str, settings: Settings) -> None:
+    """Queue the end of a parent's record on `pipe`: its final state, kept for the identity TTL (a late copy of the
+    parent's message finds it ended), its outcomes and its merge ask gone."""
+    pipe.hset(keys.CHUNKS(parent), "state", state)
+    pipe.expire(keys.CHUNKS(parent), settings.identity_ttl)
+    pipe.delete(keys.CHUNK_OUTCOMES(parent))
+    pipe.zrem(keys.MERGING(), parent)
+
+
 def cancel_chunks(celery: Celery, redis_client: redis.Redis, settings: Settings, parent: str, tenant_id: str) -> int:
     """Cancel every chunk of a tenant's parent, wherever it is, and end the parent; return how many chunks it named.
 
@@ -291,10 +301,7 @@ def cancel_chunks(celery: Celery, redis_client: redis.Redis, settings: Settings,
     if record.get("tenant_id") != tenant_id or record.get("state") != "running":
         return 0  # no such parent of this tenant's, or its chunks have all ended (merging, done) or were cancelled
     with redis_client.pipeline() as pipe:
-        pipe.hset(keys.CHUNKS(parent), "state", CANCELLED)
-        pipe.expire(keys.CHUNKS(parent), settings.identity_ttl)
-        pipe.delete(keys.CHUNK_OUTCOMES(parent))
-        pipe.zrem(keys.MERGING(), parent)
+        ended(pipe, parent, CANCELLED, settings)
         pipe.execute()
     attempts = int(record.get("retries", settings.chunk_retries)) + 1  # as the workers that run them count
     ids = [chunk_task_id(parent, i, a) for i in range(int(record["total"])) for a in range(attempts)]

@@ -90,10 +90,7 @@ def _ended(
     outcomes: list[dict[str, Any]],
 ) -> None:  # fmt: skip
     with redis_client.pipeline() as pipe:
-        pipe.hset(keys.CHUNKS(parent), "state", state)
-        pipe.expire(keys.CHUNKS(parent), settings.identity_ttl)  # a late copy of the parent's message finds it ended
-        pipe.delete(keys.CHUNK_OUTCOMES(parent))
-        pipe.zrem(keys.MERGING(), parent)
+        chunks.ended(pipe, parent, state, settings)
         for outcome in outcomes:  # merged: each chunk's own results (inline findings) would only cost memory
             for attempt in range(int(outcome.get("attempt", 0)) + 1):
                 pipe.delete(app.backend.get_key_for_task(chunks.chunk_task_id(parent, outcome["index"], attempt)))

@@ -63,15 +63,19 @@ def envelope_of(
     min_rate: float = 0.0,
 ) -> Envelope:  # fmt: skip
     """The envelope of the message this task is running (with the run's host keys, when politeness applies)."""
-    info = task.request.delivery_info or {}
     expires = task.request.expires
     return Envelope(
         task.request.id, task.name, list(task.request.args or ()), dict(task.request.kwargs or {}),
-        str(info.get("routing_key") or task.app.conf.task_default_queue), tenant_id, tool,
+        queue_of(task), tenant_id, tool,
         expires=expires.isoformat() if hasattr(expires, "isoformat") else expires,
         time_limits=limits(task.request.timelimit), retries=int(task.request.retries or 0),
         hosts=hosts or [], rate=rate, min_rate=min_rate, worker=task.request.hostname or "",
     )  # fmt: skip
+
+
+def queue_of(task: Task) -> str:
+    """The queue the message this task is running came from (the app's default when the broker does not say)."""
+    return str((task.request.delivery_info or {}).get("routing_key") or task.app.conf.task_default_queue)
 
 
 def limits(timelimit: object) -> tuple[float | None, float | None]:

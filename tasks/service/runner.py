@@ -65,6 +65,8 @@ class RunContext:
     outside: Callable[[str], bool] | None = None
     # The images this worker has seen on its engine (None: every run asks the engine).
     images: isolation.SeenImages | None = None
+    # The findings the result carries, in bytes (None: TOOLRUNNER_INLINE_FINDINGS_BYTES); past it, findings.jsonl.
+    inline_bytes: int | None = None
 
     @contextmanager
     def stage(self, name: Stage, **meta: Any) -> Iterator[None]:
@@ -116,7 +118,8 @@ def execute(plan: RunPlan, ctx: RunContext) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="toolrunner-outputs-") as spool:
         run, read = _run_with_image(plan, ctx, image, SpoolSink(spool, stored))
         parse = marked(plan.spec.parse, plan.spec.finding_hosts, ctx.outside)
-        found = parse_outputs(parse, read, stored, ctx.settings.inline_findings_bytes, interruptions=ctx.interruptions)
+        inline = ctx.settings.inline_findings_bytes if ctx.inline_bytes is None else ctx.inline_bytes
+        found = parse_outputs(parse, read, stored, inline, interruptions=ctx.interruptions)
     ended = _Ended(run, read, found, _outcome(plan, run, read, found), stored.records if stored else [])
     if ctx.metrics:
         ctx.metrics.run_done(

@@ -1,20 +1,23 @@
 """Chunked runs: a parent whose chunks are ordinary runs on any worker, its state in Redis, merged once all end.
 
 A run with more targets than its tool's chunk holds (tasks/tools/chunking.py) becomes a parent. Its worker
-writes the parent's record (CHUNKS), publishes one message per chunk under a task id derived from the parent's
-(`chunk_task_id`), and lets go of the message: the parent holds no slot, no tenant lease and no host lease. Each
-chunk is a run like any other (plan, scope, cache, fair share, host leases, its own volumes), taken by any worker.
-When a chunk ends, its outcome goes into the parent's record once (lua/chunk_done.lua: a duplicate changes
-nothing); a failed or timed-out chunk first runs again alone, under a new id, up to TOOLRUNNER_CHUNK_RETRIES
-times. The chunk that completes the parent publishes its merge (tasks/worker/merge.py), which streams the chunks'
-findings into the parent's findings.jsonl and stores the parent's result under its task id.
+writes the parent's plan (CHUNK_PLAN: each chunk's targets, by index) and record (CHUNKS), publishes a window of
+chunks under task ids derived from the parent's (`chunk_task_id`), and lets go of the message: the parent holds no
+slot, no tenant lease and no host lease. Each chunk is a run like any other (plan, scope, cache, fair share, host
+leases, its own volumes), taken by any worker. When a chunk ends, its outcome goes into the parent's record once
+(lua/chunk_done.lua: a duplicate changes nothing) and the next chunk goes out in its place (lua/chunk_claim.lua):
+at most WINDOW_PER_SLOT times the tenant's cap are out at once. A failed or timed-out chunk first runs again
+alone, under a new id, up to TOOLRUNNER_CHUNK_RETRIES times. The chunk that completes the parent publishes its
+merge (tasks/worker/merge.py), which streams the chunks' findings into the parent's findings.jsonl and stores the
+parent's result under its task id.
 
-Nothing lives in one worker's memory: a parent whose worker died while publishing is delivered again and goes
-on from the chunks it had not published (`sent`); a chunk whose worker died is delivered again like any run;
-a merge whose publisher died is asked again by the safety net (MERGING). Celery's chord is not used: on the
-Redis backend it hands every header result to the callback at once (15,625 results for a million targets)
-and fails the whole chord when one header raises; here an outcome is a few hundred bytes, a failed chunk is
-an outcome, and the merge reads findings from the artifact store, never from Redis.
+Nothing lives in one worker's memory: chunks are claimed before they are published (CHUNK_CLAIMS), and a claim
+whose claimer died before publishing is published again by the safety net; a chunk whose worker died is
+delivered again like any run; a merge whose publisher died is asked again by the safety net (MERGING).
+
+Celery's chord is not used: on the Redis backend it hands every header result to the callback at once (15,625
+results for a million targets) and fails the whole chord when one header raises; here an outcome is a few
+hundred bytes, a failed chunk is an outcome, and the merge reads findings from the artifact store.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from tasks.worker.delivery import bind_run
 logger = logging.getLogger(__name__)
 
 MERGE_TASK = "toolrunner.merge_chunks"
-PUBLISH_BATCH = 100  # chunks published between two marks of how far the parent got
+PLAN_BATCH = 500  # chunks' targets written to the plan per round trip
+WINDOW_PER_SLOT = 2  # a parent's chunks out at once, per slot its tenant may run of its tool (_window)
 _Field = bytes | bytearray | memoryview | str | int | float  # what redis-py's hset takes
 _NAMESPACE = uuid.UUID("6f1c2a52-3d0e-4a8b-9a57-2f7c1f0c9b11")
 CANCELLED = "cancelled"
@@ -96,67 +100,140 @@ def _text(value: object) -> str:
 
 
 def start(task: Task, redis_client: redis.Redis, settings: Settings, plan: RunPlan) -> int:
-    """Write the parent's record (once) and publish the chunks it has not published yet; return how many it did.
+    """Write the parent's plan and record (once) and publish its first window of chunks; return how many it did.
 
-    Chunks go out in order, the record noting how far every PUBLISH_BATCH: a parent delivered again (its worker
-    died mid-way) publishes the rest, and at most one batch again (those copies find their run taken or done). A
-    cancel recorded before the record existed (while the parent was planned) is honoured here: nothing goes out.
+    The plan (each chunk's targets, by index) is written before the record, and the record together with the claim
+    of the first window: a parent delivered again (its worker died mid-way) finds the record and publishes nothing,
+    and a window claimed but never published is published again by the safety net (`republish_claims`). A cancel
+    recorded before the record existed (while the parent was planned) is honoured here: nothing goes out.
     """
-    assert plan.chunked is not None
+    assert plan.chunked is not None and plan.spec.chunking is not None
     parent, record = str(task.request.id), keys.CHUNKS(task.request.id)
-    queue = parking.queue_of(task)
+    if redis_client.exists(record):
+        return 0  # delivered again: its first delivery wrote everything, and its claim is the safety net's
+    if redis_client.exists(keys.CANCEL(parent, plan.tenant_id)):
+        task.app.backend.mark_as_revoked(parent, CANCEL_REASON)  # cancelled while it was planned: nothing goes out
+        return 0
+    field, ttl_ms = plan.spec.chunking.field, _ttl_ms(settings)
+    files = (bind_run(task.name, task.request.args or (), task.request.kwargs or {}) or {}).get("files")
+    rest: dict[str, Any] = {}
+    with redis_client.pipeline(transaction=False) as pipe:
+        for index, params in enumerate(chunk_params(plan)):
+            rest = {k: v for k, v in params.items() if k != field}
+            pipe.hset(keys.CHUNK_PLAN(parent), str(index), json.dumps(params[field], separators=(",", ":")))
+            if index % PLAN_BATCH == PLAN_BATCH - 1:
+                pipe.execute()
+        pipe.pexpire(keys.CHUNK_PLAN(parent), ttl_ms)
+        pipe.execute()
+    window = _window(redis_client, settings, plan.tenant_id, plan.spec.name)
+    first = min(window, plan.chunked.chunks)
     meta: dict[_Field, _Field] = {
         "tenant_id": plan.tenant_id, "tool": plan.spec.name, "run_id": plan.run_id, "task": task.name,
-        "queue": queue, "total": str(plan.chunked.chunks), "size": str(plan.chunked.size),
-        "weight": str(plan.chunked.weight), "retries": str(settings.chunk_retries), "state": "running", "sent": "0",
-        "started": str(time.time()), "notices": json.dumps(list(plan.notices)),
+        "queue": parking.queue_of(task), "total": str(plan.chunked.chunks), "size": str(plan.chunked.size),
+        "weight": str(plan.chunked.weight), "retries": str(settings.chunk_retries), "state": "running",
+        "sent": str(first), "started": str(time.time()), "notices": json.dumps(list(plan.notices)),
+        "field": field, "params": json.dumps(rest), "files": json.dumps(files),
     }  # fmt: skip
-    _create(redis_client, record, meta, _ttl_ms(settings))
-    current = stored(redis_client, parent)
-    if current.get("tenant_id") != plan.tenant_id or current.get("state") != "running":
-        return 0  # merged, cancelled, or (never) another tenant's: nothing to publish
-    if redis_client.exists(keys.CANCEL(parent, plan.tenant_id)):
-        cancel_chunks(task.app, redis_client, settings, parent, plan.tenant_id)
+    if not _create(redis_client, parent, meta, ttl_ms, first):
         return 0
-    sent = int(current.get("sent", 0))
-    files = (bind_run(task.name, task.request.args or (), task.request.kwargs or {}) or {}).get("files")
-    published = 0
-    for index, params in enumerate(chunk_params(plan)):
-        if index < sent:
-            continue
-        _publish(task.app, task.name, plan, params, files, ChunkOf(parent, index), queue)
-        published += 1
-        if published % PUBLISH_BATCH == 0:
-            redis_client.hset(record, "sent", index + 1)
-    redis_client.hset(record, "sent", plan.chunked.chunks)
+    published = publish_claimed(task.app, redis_client, parent, 0, first)
     logger.info(
-        "chunked task=%s tenant=%s tool=%s into %d chunks of %d (%d published now)",
-        parent, plan.tenant_id, plan.spec.name, plan.chunked.chunks, plan.chunked.size, published,
+        "chunked task=%s tenant=%s tool=%s into %d chunks of %d (%d out at once)",
+        parent, plan.tenant_id, plan.spec.name, plan.chunked.chunks, plan.chunked.size, first,
     )  # fmt: skip
     return published
 
 
-def _create(redis_client: redis.Redis, record: str, meta: dict[_Field, _Field], ttl_ms: int) -> None:
-    """The whole record at once, only if there is none (a delivery killed mid-write leaves none, not half)."""
+def _create(redis_client: redis.Redis, parent: str, meta: dict[_Field, _Field], ttl_ms: int, first: int) -> bool:
+    """The whole record and the claim of its first window at once, only if there is no record (a delivery killed
+    mid-write leaves none, not half); False when another delivery wrote it."""
+    record = keys.CHUNKS(parent)
     with redis_client.pipeline() as pipe:
         try:
             pipe.watch(record)
-            if not pipe.exists(record):
-                pipe.multi()
-                pipe.hset(record, mapping=meta)
-                pipe.pexpire(record, ttl_ms)
-                pipe.execute()
+            if pipe.exists(record):
+                return False
+            pipe.multi()
+            pipe.hset(record, mapping=meta)
+            pipe.pexpire(record, ttl_ms)
+            pipe.zadd(keys.CHUNK_CLAIMS(), {_claim(parent, 0, first): int(time.time() * 1000)})
+            pipe.execute()
+            return True
         except redis.WatchError:
-            pass  # another delivery of the parent wrote it meanwhile
+            return False  # another delivery of the parent wrote it meanwhile
 
 
-def _publish(
-    app: Celery, name: str, plan: RunPlan, params: dict[str, Any], files: object, chunk: ChunkOf, queue: str
-) -> None:
-    args: list[Any] = [plan.tenant_id, plan.run_id, params, files]
-    if name == "toolrunner.run_tool":
-        args.insert(0, plan.spec.name)
-    app.send_task(name, args, {"chunk": chunk.as_kwarg()}, task_id=chunk.task_id, queue=queue)
+def _window(redis_client: redis.Redis, settings: Settings, tenant_id: str, tool: str) -> int:
+    """How many of a parent's chunks may be out (published, not yet counted) at once: WINDOW_PER_SLOT times what
+    its tenant may run of its tool now, read at every claim, so a cap changed at run time widens or narrows it.
+
+    Chunks out wait in their tenant's fair-share list like any runs; a window keeps that wait to a few chunks'
+    run time (never TOOLRUNNER_MAX_WAIT_SECONDS), leaves room in the list for the tenant's other runs, and keeps
+    Redis holding the targets once (the plan), not as a message per chunk.
+    """
+    tenant_cap, tool_cap = redis_client.hmget(keys.LIMITS(), [tenant_id, f"{tenant_id}:{tool}"])
+    cap = int(_text(tenant_cap)) if tenant_cap is not None else settings.tenant_max_running
+    if tool_cap is not None:
+        cap = min(cap, int(_text(tool_cap)))
+    return max(1, cap) * WINDOW_PER_SLOT
+
+
+def _claim(parent: str, first: int, upto: int) -> str:
+    return f"{parent}|{first}|{upto}"
+
+
+def refill(app: Celery, redis_client: redis.Redis, settings: Settings, parent: str) -> int:
+    """Claim and publish the chunks a running parent's window now lets out (one ended: one more); return how many."""
+    tenant_id, tool = (_text(v) for v in redis_client.hmget(keys.CHUNKS(parent), ["tenant_id", "tool"]))
+    window = _window(redis_client, settings, tenant_id, tool)
+    now_ms = int(time.time() * 1000)
+    first, upto = (
+        int(v)
+        for v in luascript.run_keyed(
+            redis_client, "chunk_claim", [keys.CHUNKS(parent), keys.CHUNK_CLAIMS()], parent, str(window), str(now_ms)
+        )
+    )
+    return publish_claimed(app, redis_client, parent, first, upto) if upto > first else 0
+
+
+def publish_claimed(app: Celery, redis_client: redis.Redis, parent: str, first: int, upto: int) -> int:
+    """Publish the chunks [first, upto) of a parent from its plan, then drop their claim; return how many went out.
+
+    A chunk already counted (its plan entry gone) is skipped; one published twice (the safety net after a claimer
+    that did publish but died before dropping its claim) finds its run taken or done, as any duplicate message.
+    """
+    record = stored(redis_client, parent)
+    if record.get("state") == "running":
+        indices = list(range(first, upto))
+        pieces = redis_client.hmget(keys.CHUNK_PLAN(parent), [str(i) for i in indices]) if indices else []
+        rest, files, field = json.loads(record["params"]), json.loads(record["files"]), record["field"]
+        for index, piece in zip(indices, pieces, strict=True):
+            if piece is not None:
+                params = {**rest, field: json.loads(piece)}
+                _publish(app, record, params, files, ChunkOf(parent, index))
+    redis_client.zrem(keys.CHUNK_CLAIMS(), _claim(parent, first, upto))
+    return upto - first if record.get("state") == "running" else 0
+
+
+def republish_claims(app: Celery, redis_client: redis.Redis, older_than_ms: int, limit: int = 100) -> int:
+    """Publish again the claimed ranges whose claimer has been silent since `older_than_ms` (it died between its
+    claim and its publish, or mid-way); a parent that ended meanwhile only loses its claims. Return how many."""
+    stale = redis_client.zrangebyscore(keys.CHUNK_CLAIMS(), "-inf", older_than_ms, start=0, num=limit)
+    published = 0
+    for member in (_text(m) for m in stale):
+        parent, first, upto = member.rsplit("|", 2)
+        logger.warning("publishing again chunks %s..%s of chunked task=%s (their claimer went silent)", first,
+                       int(upto) - 1, parent)  # fmt: skip
+        published += publish_claimed(app, redis_client, parent, int(first), int(upto))
+    return published
+
+
+def _publish(app: Celery, record: Mapping[str, str], params: dict[str, Any], files: object, chunk: ChunkOf) -> None:
+    args: list[Any] = [record["tenant_id"], record["run_id"], params, files]
+    if record["task"] == "toolrunner.run_tool":
+        args.insert(0, record["tool"])
+    kwargs = {"chunk": chunk.as_kwarg()}
+    app.send_task(record["task"], args, kwargs, task_id=chunk.task_id, queue=record["queue"])
 
 
 def progress(stored: Mapping[str, str]) -> dict[str, Any]:
@@ -224,7 +301,8 @@ def record(
     if status not in COUNTED:
         raise ValueError(f"unknown chunk status {status!r}")
     reply = luascript.run_keyed(
-        redis_client, "chunk_done", [keys.CHUNKS(chunk.parent), keys.CHUNK_OUTCOMES(chunk.parent), keys.MERGING()],
+        redis_client, "chunk_done",
+        [keys.CHUNKS(chunk.parent), keys.CHUNK_OUTCOMES(chunk.parent), keys.MERGING(), keys.CHUNK_PLAN(chunk.parent)],
         chunk.parent, str(chunk.index), status, outcome, str(found), str(_ttl_ms(settings)),
     )  # fmt: skip
     state, done, total, findings, completed = reply
@@ -233,15 +311,16 @@ def record(
 
 def finish(
     app: Celery, redis_client: redis.Redis, settings: Settings, chunk: ChunkOf, task_id: str, result: RunResult | None,
-    status: str, reason: str | None,
+    status: str, reason: str | None, *, merge: bool = True,
 ) -> Recorded:  # fmt: skip
-    """Count a chunk's end in its parent; the chunk that completes it publishes the merge, any other reports the
-    parent's progress."""
+    """Count a chunk's end in its parent; the chunk that completes it publishes the merge (unless `merge` is False:
+    its caller does, once the chunk's result is stored), any other lets the next chunk out and reports progress."""
     found = result.stats.findings if result is not None else 0
     recorded = record(redis_client, settings, chunk, status, summary(chunk, task_id, result, status, reason), found)
-    if recorded.completed:
+    if recorded.completed and merge:
         publish_merge(app, redis_client, chunk.parent)
     elif recorded.state == "running":
+        refill(app, redis_client, settings, chunk.parent)
         report(app, redis_client, chunk.parent)
     return recorded
 
@@ -270,6 +349,19 @@ def retry(task: Task, chunk: ChunkOf, settings: Settings) -> str | None:
     return again.task_id
 
 
+def merge_after(task: Task, parent: str) -> None:
+    """Have this delivery ask for its parent's merge once Celery has stored its state (`merge_asked`, run at
+    task_postrun): the merge deletes the chunks' results, so none may be stored after it. A worker killed in
+    between leaves the parent in MERGING, where the safety net asks for it."""
+    task.request.toolrunner_merge = parent
+
+
+def merge_asked(task: Task) -> str | None:
+    """The parent whose merge this delivery must now ask for (merge_after), if any."""
+    parent = getattr(task.request, "toolrunner_merge", None)
+    return parent if isinstance(parent, str) else None
+
+
 def publish_merge(app: Celery, redis_client: redis.Redis, parent: str) -> None:
     """Ask for the parent's merge on the parent's own queue (the safety net asks again when this publish was lost)."""
     queue = stored(redis_client, parent).get("queue") or str(app.conf.task_default_queue)
@@ -286,7 +378,7 @@ def ended(pipe: redis.client.Pipeline, parent: str, state: str, settings: Settin
     parent's message finds it ended), its outcomes and its merge ask gone."""
     pipe.hset(keys.CHUNKS(parent), "state", state)
     pipe.expire(keys.CHUNKS(parent), settings.identity_ttl)
-    pipe.delete(keys.CHUNK_OUTCOMES(parent))
+    pipe.delete(keys.CHUNK_OUTCOMES(parent), keys.CHUNK_PLAN(parent))
     pipe.zrem(keys.MERGING(), parent)
 
 

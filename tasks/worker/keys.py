@@ -78,6 +78,12 @@ HOST_BLOCKED = Key(FAIR_SHARE + "hostblocked", "hash", "admitted() or forget() d
 # --- chunked runs (tasks/worker/chunks.py, lua/chunk_done.lua) ---------------------------------------------------
 CHUNKS = Key(ROOT + "chunks:{}", "hash", "result lifetime, renewed per chunk; identity TTL once merged or cancelled")
 CHUNK_OUTCOMES = Key(ROOT + "chunk-outcomes:{}", "hash", "with CHUNKS; the merge deletes it")
+CHUNK_PLAN = Key(
+    ROOT + "chunk-plan:{}", "hash", "with CHUNKS; a chunk's field goes when it is counted, the rest at the end"
+)
+CHUNK_CLAIMS = Key(
+    ROOT + "chunk-claims", "zset", "the claimer removes its range once published; the safety net after 30 s", False
+)
 MERGING = Key(ROOT + "merging", "zset", "the merge removes its parent; the safety net asks again after 60 s", False)
 MERGE_LEASE = Key(
     ROOT + "merge-lease:{}", "string", "MERGE_LEASE_SECONDS, renewed per chunk merged; deleted at the end"
@@ -97,7 +103,7 @@ SCHEMA: tuple[Key, ...] = (
     LIMITS, LEASES, TENANT_LEASES, WAITING, RING, RINGED, PARKED, PARKED_AT, REPUBLISHED, DISPATCHING, UNSENT, DONE,
     LEASE_LOST, WORKERS, TENANTS, NET_LOCK, HOST_OVERRIDES,
     HOST, HOST_RATES, HOST_KIDS, HOST_WANT, HOST_HELD, HOST_BLOCKED,
-    CHUNKS, CHUNK_OUTCOMES, MERGING, MERGE_LEASE,
+    CHUNKS, CHUNK_OUTCOMES, CHUNK_PLAN, CHUNK_CLAIMS, MERGING, MERGE_LEASE,
     CACHE_ENTRY, FLIGHT, WAITERS, FLIGHTS,
     SCOPE,
 )  # fmt: skip

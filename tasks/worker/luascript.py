@@ -13,7 +13,8 @@ from redis.commands.core import Script
 from tasks.worker.keys import FAIR_SHARE
 
 _LUA = Path(__file__).with_name("lua")
-_KEYED = frozenset({"cache_lookup", "cache_finish", "chunk_done"})  # standalone: every key comes in KEYS, no prefix
+# Standalone: every key comes in KEYS, no prefix.
+_KEYED = frozenset({"cache_lookup", "cache_finish", "chunk_done", "chunk_claim"})
 
 
 @cache

@@ -14,7 +14,7 @@ from typing import Any
 import kombu.exceptions
 import redis
 from celery import Task
-from celery.signals import task_revoked
+from celery.signals import task_postrun, task_revoked
 
 from tasks.service import RunRequest
 from tasks.tools import load_catalogue
@@ -84,6 +84,14 @@ def _revoked(request: Any = None, expired: bool = False, **_: Any) -> None:
             why = "its message expired before it started" if expired else "revoked before it started"
             with contextlib.suppress(redis.RedisError, kombu.exceptions.OperationalError):
                 chunks.ended_unrun(app, app.redis, app.settings, message, str(task_id), why)
+
+
+@task_postrun.connect
+def _stored(sender: Task | None = None, **_: Any) -> None:
+    """A chunk that completed its parent asks for the merge now that Celery has stored its own state."""
+    parent = chunks.merge_asked(sender) if isinstance(sender, Task) else None
+    if parent is not None:
+        chunks.publish_merge(app, app.redis, parent)
 
 
 def result_for(task_id: str, tool: str, tenant_id: str, run_id: str, timeout: float | None = None) -> Result:

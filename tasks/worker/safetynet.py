@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 STALE_DISPATCH_SECONDS = 600
 UNSENT_GRACE_SECONDS = 5  # a picker publishes within milliseconds; one silent this long has died (or failed)
+CLAIM_GRACE_SECONDS = 30  # a claimer publishes its chunks within a second or two: one silent this long has died
 MERGE_GRACE_SECONDS = 60  # a merge of a million targets streams for minutes: asked again only once it is quiet
 LOST_DISPATCH_SECONDS = 30  # a published run taken by no worker this long, and in no queue or unacked set: lost
 SEARCH_LIMIT = 10_000  # the most messages a queue (or the unacked set) may hold for the net to look through it
@@ -74,6 +75,7 @@ class _Round:
         for task_id in (fairshare.text(s) for s in self.redis.zrangebyscore(keys.PARKED_AT(), "-inf", waited)):
             why = f"it waited over TOOLRUNNER_MAX_WAIT_SECONDS={self.settings.max_wait_seconds} for a slot"
             self._give_up(task_id, (keys.PARKED_AT, waited), why)
+        chunks.republish_claims(self.app, self.redis, now_ms - CLAIM_GRACE_SECONDS * 1000)
         self._merges(now_ms)
         dispatched = list(dict.fromkeys(picked + again))
         parking.dispatch(self.app, self.redis, dispatched)

@@ -25,6 +25,7 @@ from tasks import app, run_tool
 from tasks.worker import keys
 from tasks.worker.cancel import cancel_run
 from tasks.worker.chunks import chunk_task_id
+from tasks.worker.limits import set_limit, unset_limit
 from tasks.worker.targets import OFFLOAD_AFTER, targets_task_id
 from tests.integration.helpers import tool_containers
 
@@ -188,3 +189,28 @@ def test_a_worker_sigkilled_while_chunks_run_costs_no_finished_chunk_and_the_par
     assert set(starts) == set(ids), "every chunk ran, under its first attempt's id (none failed)"
     assert all(starts[task_id] == 1 for task_id, i in ids.items() if i in finished), "a finished chunk never again"
     assert max(starts.values()) <= 2, f"a chunk in flight when its worker died runs at most twice: {starts}"
+
+
+def test_a_parent_keeps_twice_its_tenants_cap_of_chunks_out_and_the_rest_in_its_plan(
+    scoped: Callable[..., None], chunk_worker: Worker, targets: int
+) -> None:
+    scoped(TENANT)
+    set_limit(app.redis, TENANT, 1)  # a window of 2: five chunks go out two at a time, one more as each ends
+    try:
+        parent = nmap("windowed", targets, chunk_size=64)
+        record, plan = keys.CHUNKS(parent.id), keys.CHUNK_PLAN(parent.id)
+        out: list[tuple[int, int]] = []
+        while not parent.ready():
+            with app.redis.pipeline() as pipe:  # one transaction: a consistent view
+                (sent, done), left = pipe.hmget(record, ["sent", "done"]).hlen(plan).execute()
+            if sent is not None:
+                out.append((int(sent) - int(done or 0), left + int(done or 0)))
+            time.sleep(0.05)
+        result = parent.get(timeout=180)
+    finally:
+        unset_limit(app.redis, TENANT)
+    assert result["status"] == "ok" and result["chunks"]["ok"] == 5 and len(ports(result)) == 300
+    assert max(o for o, _ in out) == 2, f"chunks out (published, not counted) never above the window: {out}"
+    assert {planned for _, planned in out} == {5}, "the plan holds every chunk not yet counted"
+    assert not app.redis.exists(plan), "the plan goes with the merge"
+    assert not [m for m in app.redis.zrange(keys.CHUNK_CLAIMS(), 0, -1) if m.decode().startswith(parent.id)]

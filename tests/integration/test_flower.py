@@ -8,15 +8,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 import requests
+from celery.result import AsyncResult
 
-from bench.launch import ROOT, Worker, free_port, wait_until
+from bench.launch import ROOT, Worker, free_port, start_worker, wait_until
 from tasks import app, cancel_run, run_tool
 from tasks.worker.limits import set_limit, unset_limit
 from tests.integration.helpers import tool_containers
@@ -70,16 +71,22 @@ def test_flower_refuses_api_calls_without_credentials(flower: str) -> None:
     assert requests.get(f"{flower}/api/tasks", auth=("flower-admin", "wrong"), timeout=5).status_code == 401
 
 
-def test_flower_shows_a_running_tools_state_and_progress(flower: str) -> None:
-    params = {"script": "for i in 1 2 3 4 5 6 7 8; do echo l$i; sleep 0.5; done; echo ok > /outputs/out.txt"}
-    handle = run_tool.delay("script", "acme", "flower-1", params)
+def _watched(flower: str, handle: AsyncResult, timeout: float) -> list[dict[str, Any]]:
+    """What Flower's task info said of a task, every 0.1 s until it is ready."""
     seen: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while not handle.ready() and time.monotonic() < deadline:
         info = requests.get(f"{flower}/api/task/info/{handle.id}", auth=AUTH, timeout=5)
         if info.ok:
             seen.append(info.json())
-        time.sleep(0.2)
+        time.sleep(0.1)
+    return seen
+
+
+def test_flower_shows_a_running_tools_state_and_progress(flower: str) -> None:
+    params = {"script": "for i in 1 2 3 4 5 6 7 8; do echo l$i; sleep 0.5; done; echo ok > /outputs/out.txt"}
+    handle = run_tool.delay("script", "acme", "flower-1", params)
+    seen = _watched(flower, handle, 60)
     assert handle.get(timeout=60)["status"] == "ok"
     progress = [s["result"] for s in seen if s["state"] == "PROGRESS"]
     running = [p for p in progress if isinstance(p, dict) and p.get("stage") == "running"]
@@ -87,6 +94,30 @@ def test_flower_shows_a_running_tools_state_and_progress(flower: str) -> None:
     assert all(p["tool"] == "script" and p["tenant_id"] == "acme" and p["run_id"] == "flower-1" for p in running)
     assert max(p["elapsed_seconds"] for p in running) > 0
     final = requests.get(f"{flower}/api/task/info/{handle.id}", auth=AUTH, timeout=5).json()
+    assert final["name"] == "toolrunner.run_tool"
+
+
+def test_flower_shows_a_chunked_runs_chunks_done_of_total_then_its_one_result(
+    flower: str, scoped: Callable[..., None], tmp_path: Path
+) -> None:
+    scoped("acme")
+    targets = [f"127.0.9.{i}" for i in range(1, 9)]
+    scanner = start_worker(tmp_path, "flower-nmap", env={"TOOLRUNNER_TOOL_NETWORK": "host"}, queues="flower-nmap")
+    set_limit(app.redis, "acme", 1)  # one chunk at a time: each end is seen on its own
+    try:
+        request = {"targets": targets, "ports": "9", "chunk_size": 2}
+        handle = run_tool.apply_async(("nmap", "acme", "flower-chunked", request), queue="flower-nmap")
+        seen = _watched(flower, handle, 120)
+        result = handle.get(timeout=60)
+    finally:
+        unset_limit(app.redis, "acme")
+        scanner.stop()
+    assert result["status"] == "ok" and result["chunks"]["total"] == 4
+    chunked = [s["result"] for s in seen if s["state"] == "PROGRESS" and isinstance(s["result"], dict)]
+    assert chunked and all(p["stage"] == "chunks" and p["chunks_total"] == 4 for p in chunked), seen
+    assert {p["chunks_done"] for p in chunked} & {1, 2, 3}, f"chunks done as they end: {chunked}"
+    final = wait_until(lambda: _flower_task(flower, handle.id), 10, "Flower's view of the parent")
+    wait_until(lambda: _flower_task(flower, handle.id)["state"] == "SUCCESS", 10, "the parent SUCCESS in Flower")
     assert final["name"] == "toolrunner.run_tool"
 
 

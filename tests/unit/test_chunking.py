@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,3 +156,43 @@ def test_a_second_merge_while_one_holds_the_lease_does_nothing(
     conn.set(keys.MERGE_LEASE("p"), "another merge", ex=60)
     assert merge(app, conn, Settings(), artifacts, "p") is False
     assert chunks.stored(conn, "p")["state"] == "merging" and app.AsyncResult("p").state == "PENDING"
+
+
+def queued(conn: redis.Redis, queue: str, task: str = "toolrunner.run_tool") -> dict[str, list[object]]:
+    """The messages of a task in a queue of the Redis broker: task id -> the task's args."""
+    found = {}
+    for raw in conn.lrange(queue, 0, -1):
+        message = json.loads(raw)
+        if message["headers"]["task"] == task:
+            found[message["headers"]["id"]] = json.loads(base64.b64decode(message["body"]))[0]
+    return found
+
+
+def test_a_window_claimed_by_a_worker_that_died_goes_out_again_and_each_end_lets_one_more_out(
+    conn: redis.Redis, redis_url: str
+) -> None:
+    url, settings = database_url(redis_url, 12), Settings()
+    app = Celery("window", set_as_current=False, broker=url, backend=url)
+    conn.hset(keys.CHUNKS("p"), mapping={
+        "tenant_id": "t", "tool": "nmap", "run_id": "r", "task": "toolrunner.run_tool", "queue": "q", "total": "4",
+        "state": "running", "sent": "2", "field": "targets", "params": '{"ports": "80"}', "files": "null",
+    })  # fmt: skip
+    conn.hset(keys.CHUNK_PLAN("p"), mapping={str(i): json.dumps([f"10.0.0.{i}"]) for i in range(4)})
+    conn.zadd(keys.CHUNK_CLAIMS(), {"p|0|2": 0})  # its first window, claimed by a worker that died before publishing
+    conn.hset(keys.LIMITS(), "t", 1)  # the tenant's cap: a window of 2
+    try:
+        assert chunks.republish_claims(app, conn, older_than_ms=1) == 2
+        first = {chunks.chunk_task_id("p", i): ["nmap", "t", "r", {"ports": "80", "targets": [f"10.0.0.{i}"]}, None]
+                 for i in (0, 1)}  # fmt: skip
+        assert queued(conn, "q") == first and conn.zcard(keys.CHUNK_CLAIMS()) == 0
+        assert chunks.republish_claims(app, conn, older_than_ms=int(time.time() * 1000)) == 0, "nothing claimed"
+        for index, out in ((0, 3), (1, 4), (2, 4), (3, 4)):  # each end lets one more out, up to the last
+            chunks.finish(app, conn, settings, chunks.ChunkOf("p", index), "id", None, "tool_failed", "exit 1")
+            assert not conn.hexists(keys.CHUNK_PLAN("p"), str(index)), "a counted chunk's targets go"
+            assert set(queued(conn, "q")) == {chunks.chunk_task_id("p", i) for i in range(out)}
+            assert conn.hget(keys.CHUNKS("p"), "sent") == str(out).encode()
+        assert chunks.stored(conn, "p")["state"] == "merging" and conn.zcard(keys.CHUNK_CLAIMS()) == 0
+        assert list(queued(conn, "q", chunks.MERGE_TASK).values()) == [["p"]], "the last end asks for the merge"
+    finally:
+        conn.delete("q")
+        app.close()

@@ -1,4 +1,5 @@
--- Record one chunk's outcome in its parent. KEYS: the parent's record, its outcomes, the merging set. ARGV: the
+-- Record one chunk's outcome in its parent. KEYS: the parent's record, its outcomes, the merging set, its plan
+-- (each unpublished or running chunk's targets: the counted chunk's are dropped). ARGV: the
 -- parent's task id, the chunk's index, its status (a counter of the record), its summary (JSON), its findings,
 -- the records' TTL (ms). Only a running parent records: a merged or cancelled one is left as it is. The first
 -- outcome of an index counts; a second (a duplicate message) changes nothing. When the last chunk is in, the
@@ -19,9 +20,11 @@ if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[4]) == 1 then
   redis.call('HINCRBY', KEYS[1], ARGV[3], 1)
   redis.call('HINCRBY', KEYS[1], 'findings', tonumber(ARGV[5]))
   redis.call('HINCRBY', KEYS[1], 'done', 1)
+  redis.call('HDEL', KEYS[4], ARGV[2])
 end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[6]))
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]))
+redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[6]))
 local done, total, findings = counts()
 local completed = 0
 if done >= total then

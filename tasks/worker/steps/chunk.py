@@ -5,7 +5,9 @@ sees every way its delivery ends before a result: a cancel, an id another run ho
 many deliveries), and a cache hit's result. RESULT, right after `finished`, counts a run's result before
 `finished` stores it and before its slot is let go: a worker killed in between leaves the message to run again
 (its count is kept once), never a stored result its parent did not count. A park, a put-back or a retry is no
-end and counts nothing. The chunk that completes its parent publishes the merge; any other reports progress.
+end and counts nothing. The chunk that completes its parent asks for the merge once Celery has stored its own
+state (the merge deletes the chunks' results: none may be stored after it); any other lets the next chunk out
+and reports progress.
 """
 
 from __future__ import annotations
@@ -72,7 +74,11 @@ def _ended(
             "chunk %d of task=%s ended %s; running again as task=%s", chunk.index, chunk.parent, status, again
         )
         return
-    chunks.finish(run.task.app, services.redis, services.settings, chunk, run.task_id, result, status, reason)
+    recorded = chunks.finish(
+        run.task.app, services.redis, services.settings, chunk, run.task_id, result, status, reason, merge=False
+    )
+    if recorded.completed:  # asked once Celery has stored this delivery's own state (tasks/worker/run.py)
+        chunks.merge_after(run.task, chunk.parent)
 
 
 STEP = Step("chunk", _chunk)

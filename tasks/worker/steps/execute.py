@@ -33,6 +33,9 @@ def _execute(run: Run, proceed: Proceed) -> RunResult:  # the last step: there i
             metrics=metrics(), artifacts=services.artifacts, interruptions=(SoftTimeLimitExceeded,),
             outside=outside(run.scope, services.scope_checker.policy) if run.scope is not None else None,
             images=services.images,
+            # A chunk's findings go to its findings.jsonl, never into its result: its parent's merge streams them
+            # from there, and Redis holds none of them while the parent's other chunks run.
+            inline_bytes=0 if run.chunk is not None and services.artifacts is not None else None,
         )  # fmt: skip
         return execute(rated(run), ctx)
     except isolation.DockerUnavailableError as exc:

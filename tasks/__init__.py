@@ -20,7 +20,8 @@ from tasks.errors import (
 )
 
 _WORKER_NAMES = {
-    "app", "cancel_run", "open_artifact", "result_for", "run_tool", "TOOL_TASKS", "sweep_all", "sweep_daemon"
+    "app", "cancel_run", "cancel_waiting_runs", "open_artifact", "result_for", "run_tool", "TOOL_TASKS", "sweep_all",
+    "sweep_daemon",
 }  # fmt: skip
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ToolrunnerError",
     "app",
     "cancel_run",
+    "cancel_waiting_runs",
     "open_artifact",
     "result_for",
     "run_tool",

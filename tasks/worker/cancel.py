@@ -9,13 +9,14 @@ from enum import StrEnum
 
 import redis
 from celery import Celery, states
+from celery.exceptions import TaskRevokedError
 
 import isolation
 from config import Settings
-from tasks.worker import chunks, fairshare, keys
+from tasks.worker import backlog, chunks, fairshare, keys, luascript, parking
 from tasks.worker.app import app
 from tasks.worker.delivery import bind_run, bound_tenant
-from tasks.worker.monitor import announce_revoked
+from tasks.worker.monitor import announce_all_revoked, announce_revoked
 from tasks.worker.parking import load
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,59 @@ def _unknown(task_id: str, tenant_id: str, recorded: bool) -> CancelOutcome:
     return CancelOutcome(task_id, Cancelled.UNKNOWN, said + "a run it sends with this id will not start")
 
 
+CANCEL_BATCH = 500  # waiting runs ended per script call (bench.scale: no call holds Redis 10 ms)
+
+
+def cancel_waiting(celery: Celery, redis_client: redis.Redis, settings: Settings, tenant_id: str) -> int:
+    """Cancel every run of a tenant's that waits for a slot (parked in its list, or queued before this call: the
+    queue is drained into the lists first); return how many. Running runs go on (cancel them by task id).
+
+    Each batch leaves the list and its parked state in one script (cancel_waiting.lua), its cancels are recorded
+    (a copy of a message that was on its way never starts), and each run ends REVOKED in the backend and in
+    Flower; a chunk's parent counts it cancelled.
+    """
+    isolation.validate_identifier("tenant_id", tenant_id)
+    queue = str(celery.conf.task_default_queue)
+    for _ in range(-(-redis_client.llen(queue) // backlog.DRAIN_BATCH)):  # what was queued before this call
+        if not backlog.drain(celery, redis_client, settings, queue):
+            break
+    reason, total = "cancelled: every waiting run of its tenant", 0
+    while reply := luascript.run(redis_client, "cancel_waiting", tenant_id, CANCEL_BATCH, settings.identity_ttl * 1000):
+        envelopes = [parking.Envelope.from_json(reply[i + 1]) for i in range(0, len(reply), 2)]  # type: ignore[arg-type]
+        with redis_client.pipeline(transaction=False) as pipe:
+            for envelope in envelopes:
+                pipe.set(keys.CANCEL(envelope.task_id, tenant_id), str(time.time()), nx=True, ex=settings.identity_ttl)
+            pipe.execute()
+        _mark_all_revoked(celery, [e.task_id for e in envelopes], reason)
+        announce_all_revoked(celery, [(e.task_id, e.worker or None) for e in envelopes], reason)
+        for envelope in envelopes:
+            message = bind_run(envelope.task, envelope.args, envelope.kwargs)
+            if message is not None:
+                chunks.ended_unrun(celery, redis_client, settings, message, envelope.task_id, reason, chunks.CANCELLED)
+        total += len(envelopes)
+    logger.info("cancelled %d waiting runs of tenant=%s", total, tenant_id)
+    return total
+
+
+def _mark_all_revoked(celery: Celery, task_ids: list[str], reason: str) -> None:
+    """Store REVOKED for runs that never started, as `backend.mark_as_revoked` does for one (the same meta, set with
+    the result expiry and published to whoever waits in `.get()`), in one round trip rather than two per run."""
+    backend = celery.backend
+    result = backend.prepare_exception(TaskRevokedError(reason))
+    meta = backend._get_result_meta(result=result, state=states.REVOKED, traceback=None, request=None)
+    with backend.client.pipeline(transaction=False) as pipe:
+        for task_id in task_ids:
+            key, value = backend.get_key_for_task(task_id), backend.encode({**meta, "task_id": task_id})
+            pipe.setex(key, backend.expires, value)
+            pipe.publish(key, value)
+        pipe.execute()
+
+
 def cancel_run(task_id: str, *, tenant_id: str) -> CancelOutcome:
     """Cancel one of a tenant's runs by its task id through this process's app, Redis and settings."""
     return cancel(app, app.redis, app.settings, task_id, tenant_id)
+
+
+def cancel_waiting_runs(*, tenant_id: str) -> int:
+    """Cancel every waiting run of a tenant's through this process's app, Redis and settings; return how many."""
+    return cancel_waiting(app, app.redis, app.settings, tenant_id)

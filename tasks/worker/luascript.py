@@ -30,6 +30,16 @@ def _script(name: str) -> Script:
     return Script(None, source(name).encode())  # type: ignore[arg-type]
 
 
+def names() -> list[str]:
+    """Every script's name."""
+    return sorted(path.stem for path in _LUA.glob("*.lua") if path.stem != "common")
+
+
+def sha(name: str) -> str:
+    """The SHA1 Redis knows the script `name` by (EVALSHA)."""
+    return str(_script(name).sha)
+
+
 def run(redis_client: redis.Redis, name: str, *args: str | bytes | int | float) -> list[bytes | int]:
     """Run a fair-share script; the prefix is its first argument and every key is built from it (one Redis)."""
     return _listed(_script(name)(keys=[], args=[FAIR_SHARE, *args], client=redis_client))

@@ -10,7 +10,7 @@ field named `state` is copied onto the task either way, so the revoked event bel
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kombu.exceptions
@@ -76,8 +76,18 @@ def revoked_fields(reason: str) -> dict[str, Any]:
 def announce_revoked(celery_app: Celery, task_id: str, hostname: str | None, reason: str) -> None:
     """Send the task-revoked event of a cancelled run, as sent by `hostname` (the worker that held it, so Flower
     lists no extra worker; None: this process). Best effort: the result backend already says REVOKED."""
-    try:
-        with celery_app.events.default_dispatcher(hostname=hostname) as dispatcher:
-            dispatcher.send("task-revoked", uuid=task_id, **revoked_fields(reason))
-    except (redis.RedisError, OSError, kombu.exceptions.OperationalError) as exc:
-        logger.warning("task-revoked event not sent task=%s: %s", task_id, exc)
+    announce_all_revoked(celery_app, [(task_id, hostname)], reason)
+
+
+def announce_all_revoked(celery_app: Celery, runs: Iterable[tuple[str, str | None]], reason: str) -> None:
+    """announce_revoked for many (task id, hostname) pairs: one event dispatcher per hostname, not per run."""
+    by_host: dict[str | None, list[str]] = {}
+    for task_id, hostname in runs:
+        by_host.setdefault(hostname, []).append(task_id)
+    for hostname, task_ids in by_host.items():
+        try:
+            with celery_app.events.default_dispatcher(hostname=hostname) as dispatcher:
+                for task_id in task_ids:
+                    dispatcher.send("task-revoked", uuid=task_id, **revoked_fields(reason))
+        except (redis.RedisError, OSError, kombu.exceptions.OperationalError) as exc:
+            logger.warning("task-revoked events not sent for %d tasks: %s", len(task_ids), exc)

@@ -86,3 +86,34 @@ def test_a_queued_run_of_the_tenants_is_cancelled_with_exit_0_not_unknown(conn: 
     assert answer.outcome is Cancelled.RECORDED
     assert answer.message == "queued-id: cancel recorded; the queued run will not start"
     celery.control.revoke.assert_called_once_with("queued-id")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cancel", "--tenant", "acme"],  # neither TASK_ID nor --waiting
+        ["cancel", "t1", "--waiting", "--tenant", "acme"],  # both
+        ["cancel", "--waiting"],  # no tenant
+    ],
+)
+def test_exactly_one_of_a_task_id_and_waiting_and_a_tenant_or_exit_2(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    ended = mock.Mock()
+    monkeypatch.setattr("tasks.worker.cancel.cancel_waiting_runs", ended)
+    monkeypatch.setattr("sys.argv", ["toolrunner", *argv])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    ended.assert_not_called()
+
+
+def test_waiting_says_how_many_of_the_tenants_waiting_runs_it_cancelled(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("tasks.worker.cancel.cancel_waiting_runs", lambda tenant_id: 1200 if tenant_id == "acme" else 0)
+    monkeypatch.setattr("sys.argv", ["toolrunner", "cancel", "--waiting", "--tenant", "acme"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == "tenant acme: 1200 waiting runs cancelled; running runs go on\n"

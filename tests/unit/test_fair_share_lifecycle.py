@@ -19,7 +19,7 @@ from config import Settings
 from tasks.errors import RunExpiredError
 from tasks.worker import cache, chunks, fairshare, keys, luascript, parking, safetynet
 from tasks.worker.backlog import drain, read_message
-from tasks.worker.cancel import cancel, is_cancelled
+from tasks.worker.cancel import cancel, cancel_waiting, is_cancelled
 from tasks.worker.delivery import Delivery, claim_identity
 from tasks.worker.limits import set_limit
 from tests.conftest import database_url, flushed_database
@@ -394,3 +394,29 @@ def test_the_waiters_of_a_dead_leaders_flight_are_published_by_the_safety_net(co
     assert state_of(conn, "w1") == {**NOTHING, "parked": True, "dispatching": True}, "published: no longer unsent"
     assert lookup("w1", waiter) is cache.Found.LEAD, "it leads now"
     assert state_of(conn, "w1") == NOTHING
+
+
+def test_cancel_waiting_ends_every_waiting_run_of_the_tenant_in_batches_and_nothing_else(
+    conn: redis.Redis, app: Celery
+) -> None:
+    register(conn, 8)
+    ids = [f"w{i}" for i in range(1, 1201)]  # more than one script call's batch
+    bound(conn, *ids)
+    bound(conn, "b1", "b2", tenant="b")
+    assert fairshare.admit(conn, envelope("w0", "a"), settings()).admitted  # a's one slot: the rest wait
+    for task_id in ids:
+        assert not fairshare.admit(conn, envelope(task_id, "a"), settings()).admitted
+    assert fairshare.admit(conn, envelope("b1", "b"), settings()).admitted
+    assert not fairshare.admit(conn, envelope("b2", "b"), settings()).admitted
+    conn.rpush(QUEUE, raw_message("toolrunner.run_tool", ["script", "a", "q1", RUN], id="q1"))  # queued, not drained
+    claim_identity(conn, Delivery("q1", "script", "a", "q1"), ttl=600)
+    app.conf.task_default_queue = QUEUE
+    assert cancel_waiting(app, conn, settings(), "a") == 1201, "the 1,200 parked and the one still queued"
+    for task_id in (*ids[::97], "q1"):
+        assert state_of(conn, task_id) == NOTHING and is_cancelled(conn, task_id, "a"), task_id
+        assert app.AsyncResult(task_id).state == "REVOKED"
+    assert not conn.exists(keys.WAITING("a")) and b"a" not in conn.lrange(keys.RING(), 0, -1)
+    assert conn.zscore(keys.LEASES(), "w0") is not None, "a running run goes on"
+    assert state_of(conn, "b2", "b")["waiting"], "another tenant's waiting run stays"
+    assert fairshare.admit(conn, envelope("w7", "a"), settings()).ended, "a later copy of its message is dropped"
+    assert cancel_waiting(app, conn, settings(), "a") == 0

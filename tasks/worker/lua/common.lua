@@ -376,8 +376,9 @@ local function park(id, tenant, envelope, at_head)
 end
 
 -- Everything a run id holds in fair share, gone in one step: its envelope (and its place in the list it
--- waits in), parking time, republish count, leases, dispatching and unsent marks. Any way a run ends comes here.
-local function forget(id, tenant, tool, envelope_too)
+-- waits in, unless `off_list`: its caller took it off already), parking time, republish count, leases,
+-- dispatching and unsent marks. Any way a run ends comes here.
+local function forget(id, tenant, tool, envelope_too, off_list)
   local raw = redis.call('HGET', P .. 'parked', id)
   local hosts = nil
   if raw and envelope_too then
@@ -385,7 +386,7 @@ local function forget(id, tenant, tool, envelope_too)
     hosts = envelope['hosts']
     if tenant == '' then tenant, tool = envelope['tenant_id'], envelope['tool'] end
     local waiting_in = envelope['waiting_in'] or ''
-    if waiting_in ~= '' and redis.call('LREM', waiting_in, 0, id) > 0
+    if waiting_in ~= '' and not off_list and redis.call('LREM', waiting_in, 0, id) > 0
         and waiting_in == P .. 'wait:' .. tenant and redis.call('LLEN', waiting_in) == 0 then
       ring_drop(tenant)
     end

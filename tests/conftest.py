@@ -123,7 +123,7 @@ def busybox_image(docker_client: docker.DockerClient) -> str:
 
 @pytest.fixture(scope="session")
 def tools_image(docker_client: docker.DockerClient) -> str:
-    """The local Debian image with nmap, ffuf, whatweb, sslscan and gobuster that scripts/build-images makes."""
+    """The local Debian image with nmap, ffuf, whatweb, sslscan, gobuster, sqlmap and wafw00f (scripts/build-images)."""
     return _local_image(docker_client, TOOLS_IMAGE)
 
 

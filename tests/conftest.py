@@ -100,12 +100,13 @@ def redis_url() -> str:
 
 @pytest.fixture
 def scoped() -> Iterator[Callable[..., None]]:
-    """`scoped(tenant, ..., url=REDIS_URL)` lets tenants scan loopback (bench.loopback); dropped at teardown."""
+    """`scoped(tenant, ..., url=REDIS_URL, intrusive=True)` lets tenants scan loopback and (unless intrusive=False)
+    run intrusive tools (bench.loopback); dropped at teardown."""
     granted: list[tuple[redis.Redis, tuple[str, ...]]] = []
 
-    def grant(*tenants: str, url: str = REDIS_URL) -> None:
+    def grant(*tenants: str, url: str = REDIS_URL, intrusive: bool = True) -> None:
         client = redis.Redis.from_url(url)
-        loopback.grant(client, *tenants)
+        loopback.grant(client, *tenants, intrusive=intrusive)
         granted.append((client, tenants))
 
     yield grant

@@ -257,7 +257,7 @@ class _Shop(http.server.BaseHTTPRequestHandler):
 def test_sqlmap_detects_the_injectable_parameter_and_not_the_bound_one_within_30_seconds(
     tools_worker: Worker, serve: Callable[[type[http.server.BaseHTTPRequestHandler]], int], scoped: Callable[..., None]
 ) -> None:
-    scoped("acme")
+    scoped("acme")  # loopback and the intrusive-tools opt-in (bench.loopback)
     port = serve(_Shop)
     base = f"http://127.0.0.1:{port}"
     params = {"targets": [f"{base}/item?id=1", f"{base}/safe?id=1"], "techniques": "BU"}
@@ -318,7 +318,7 @@ class _Blocking(http.server.BaseHTTPRequestHandler):
 def test_wafw00f_names_the_cloudflare_site_sees_the_blocking_one_generically_and_nothing_on_a_plain_one(
     tools_worker: Worker, serve: Callable[[type[http.server.BaseHTTPRequestHandler]], int], scoped: Callable[..., None]
 ) -> None:
-    scoped("acme")
+    scoped("acme", intrusive=False)  # wafw00f is not intrusive: no opt-in needed
     sites = [f"http://127.0.0.1:{serve(handler)}/" for handler in (_Cloudflare, _Blocking, _Plain)]
     started = time.monotonic()
     result = scan("wafw00f", "acme", "wafw00f-1", {"targets": sites})

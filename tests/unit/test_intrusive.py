@@ -21,10 +21,10 @@ from tasks.cli import cli, main
 from tasks.errors import IntrusiveToolError, OutOfScopeError
 from tasks.scope.policy import checker
 from tasks.scope.store import Scopes
-from tasks.service import RunRequest
+from tasks.service import RunRequest, plan_run
 from tasks.service.intrusive import refuse_unless_opted_in
 from tasks.tools import load_catalogue
-from tasks.worker import keys, pipeline
+from tasks.worker import backlog, keys, pipeline
 from tasks.worker.context import Run, Services
 from tasks.worker.limits import Limit, allow_intrusive, intrusive_allowed, set_limit, show_limits
 from tests.conftest import database_url, flushed_database
@@ -200,3 +200,15 @@ def test_an_in_process_intrusive_run_needs_allow_intrusive_and_is_refused_before
 
 def _no_engine(*_: Any) -> None:
     raise AssertionError("a refused run must not reach the engine")
+
+
+def test_the_backlog_drain_leaves_an_intrusive_run_of_a_tenant_not_opted_in_queued_for_its_worker_to_refuse(
+    conn: redis.Redis,
+) -> None:
+    in_scope = backlog._scope_check(mock.Mock(spec=[]), conn, load_settings())
+    plan = plan_run(CATALOGUE, RunRequest("ffuf", "acme", "r4", FFUF), max_input_bytes=1 << 20, max_timeout_seconds=600)
+    with pytest.raises(IntrusiveToolError):
+        in_scope(plan)
+    allow_intrusive(conn, "acme")
+    with pytest.raises(OutOfScopeError):  # past the opt-in: acme has no scope in this database
+        in_scope(plan)

@@ -67,6 +67,10 @@ class UnreachableTargetError(TaskInputError):
     """Raised when a run's tool could not reach a target from its network (loopback unless on the host's network)."""
 
 
+class IntrusiveToolError(TaskInputError):
+    """Raised when an intrusive tool is asked for a tenant no operator opted in: bad input, never retried."""
+
+
 class HostOverrideError(ToolrunnerError, ValueError):
     """Raised when a per-host override is refused: not an address or CIDR network, or no limit or one out of range."""
 

@@ -100,12 +100,13 @@ def redis_url() -> str:
 
 @pytest.fixture
 def scoped() -> Iterator[Callable[..., None]]:
-    """`scoped(tenant, ..., url=REDIS_URL)` lets tenants scan loopback (bench.loopback); dropped at teardown."""
+    """`scoped(tenant, ..., url=REDIS_URL, intrusive=True)` lets tenants scan loopback and (unless intrusive=False)
+    run intrusive tools (bench.loopback); dropped at teardown."""
     granted: list[tuple[redis.Redis, tuple[str, ...]]] = []
 
-    def grant(*tenants: str, url: str = REDIS_URL) -> None:
+    def grant(*tenants: str, url: str = REDIS_URL, intrusive: bool = True) -> None:
         client = redis.Redis.from_url(url)
-        loopback.grant(client, *tenants)
+        loopback.grant(client, *tenants, intrusive=intrusive)
         granted.append((client, tenants))
 
     yield grant
@@ -123,7 +124,7 @@ def busybox_image(docker_client: docker.DockerClient) -> str:
 
 @pytest.fixture(scope="session")
 def tools_image(docker_client: docker.DockerClient) -> str:
-    """The local Debian image with nmap, ffuf, whatweb, sslscan and gobuster that scripts/build-images makes."""
+    """The local Debian image with nmap, ffuf, whatweb, sslscan, gobuster, sqlmap and wafw00f (scripts/build-images)."""
     return _local_image(docker_client, TOOLS_IMAGE)
 
 

@@ -18,18 +18,28 @@ from config import Settings, load_settings
 from tasks.cli import queue
 from tasks.cli.artifacts import configured_artifacts
 from tasks.cli.console import err, out, plain
-from tasks.errors import OutOfScopeError, UnreachableTargetError, UserError
+from tasks.errors import IntrusiveToolError, OutOfScopeError, UnreachableTargetError, UserError
 from tasks.scope import store
 from tasks.scope.check import check, outside
 from tasks.scope.host import Span
 from tasks.scope.matcher import Scope
 from tasks.scope.policy import checker
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
+from tasks.service.intrusive import refuse_unless_opted_in
 from tasks.service.plan import unleased
 from tasks.tools import ToolSpec, load_catalogue
 
 app = typer.Typer()  # mounted without a name: `run` is a command of `toolrunner` itself
 SCOPE_HELP = "in this process only: an entry of the tenant's scope (repeat); through the queue, `toolrunner scope add`"
+INTRUSIVE_HELP = (
+    "in this process only: let an intrusive tool (sqlmap, gobuster, ffuf) run for the tenant; through the queue, "
+    "`toolrunner limits set --tenant T --allow-intrusive`"
+)
+# How a run in this process opts its tenant in (the refusal's message says it).
+LOCAL_OPT_IN = (
+    "add --allow-intrusive to run it in this process (through the queue: "
+    "`toolrunner limits set --tenant {tenant} --allow-intrusive`)"
+)
 
 
 @app.command()
@@ -41,6 +51,7 @@ def run(
     file: Annotated[list[str] | None, typer.Option("--file", "-f", help="name=path of an extra input file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON")] = False,
     scope: Annotated[list[str] | None, typer.Option("--scope", help=SCOPE_HELP)] = None,
+    allow_intrusive: Annotated[bool, typer.Option("--allow-intrusive", help=INTRUSIVE_HELP)] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="through the queue: print the task id and exit 0")] = False,
 ) -> None:
     """Run TOOL for a tenant: in this process on the local engine, or through the queue if a broker is set."""
@@ -58,10 +69,12 @@ def run(
     # The queue gets the params as the model read them (a number as a number): one conversion, here.
     params = plan.params.model_dump(mode="json", exclude_unset=True)
     if settings.broker_url:
-        result = _through_queue(plan, params, files, scope=bool(scope), wait=not no_wait, as_json=as_json)
+        local_only = bool(scope) or allow_intrusive
+        result = _through_queue(plan, params, files, local_only=local_only, wait=not no_wait, as_json=as_json)
     elif no_wait:
         raise UserError("--no-wait is for runs through the queue: set TOOLRUNNER_BROKER_URL (and start a worker)")
     else:
+        _local_opt_in(plan, allow_intrusive)
         outside_scope, reached = _local_scope(settings, plan, scope or [])
         result = _in_process(settings, unleased(plan, settings, bool(reached)), outside_scope)
     if as_json:
@@ -165,6 +178,16 @@ def _local_scope(
     return (outside(local, scope_checker.policy) if local is not None else None), reached
 
 
+def _local_opt_in(plan: RunPlan, allowed: bool) -> None:
+    """Refuse an intrusive tool in this process unless --allow-intrusive says the tenant may run it."""
+    try:
+        refuse_unless_opted_in(
+            plan.spec, plan.tenant_id, opted_in=allowed, fix=LOCAL_OPT_IN.format(tenant=plan.tenant_id)
+        )
+    except IntrusiveToolError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _scope_given(settings: Settings, plan: RunPlan, entries: list[str]) -> Scope:
     if not entries and plan.spec.targets is not None:
         raise UserError(
@@ -193,11 +216,14 @@ def _in_process(settings: Settings, plan: RunPlan, outside_scope: Callable[[str]
 
 
 def _through_queue(
-    plan: RunPlan, params: dict[str, Any], files: dict[str, str], *, scope: bool, wait: bool, as_json: bool
+    plan: RunPlan, params: dict[str, Any], files: dict[str, str], *, local_only: bool, wait: bool, as_json: bool
 ) -> dict[str, Any]:
     """Queue the run and wait for its result; with --no-wait print only the task id (JSON with --json) and exit 0."""
-    if scope:
-        raise UserError("--scope is for runs in this process: with a broker, use `toolrunner scope add --tenant T`")
+    if local_only:
+        raise UserError(
+            "--scope and --allow-intrusive are for runs in this process: with a broker, use "
+            "`toolrunner scope add --tenant T` and `toolrunner limits set --tenant T --allow-intrusive`"
+        )
     tool, tenant = plan.spec.name, plan.tenant_id
     handle = queue.publish(tool, tenant, plan.run_id, params, files)
     if not wait:

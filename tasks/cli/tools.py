@@ -43,18 +43,18 @@ def tools(
                 "version": tool_version(name, image, labels or {}),
                 "present": labels is not None,
                 "timeout_seconds": spec.default_timeout,
+                "intrusive": spec.intrusive,
                 "description": spec.description,
             }
         )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("tool", "image", "version", "present", "timeout", "description")
+    table = Table("tool", "image", "version", "present", "timeout", "intrusive", "description")
     for row in rows:
-        present = "yes" if row["present"] else "no"
-        table.add_row(
-            row["tool"], row["image"], row["version"], present, f"{row['timeout_seconds']}s", row["description"]
-        )
+        present, intrusive = ("yes" if row[key] else "no" for key in ("present", "intrusive"))
+        timeout = f"{row['timeout_seconds']}s"
+        table.add_row(row["tool"], row["image"], row["version"], present, timeout, intrusive, row["description"])
     out.print(table)
 
 
@@ -72,7 +72,7 @@ def describe(spec: ToolSpec) -> dict[str, Any]:
     ]
     return {
         "tool": spec.name, "description": spec.description, "timeout_seconds": spec.default_timeout,
-        "params": params, "finding_fields": dict(spec.finding_fields),
+        "intrusive": spec.intrusive, "params": params, "finding_fields": dict(spec.finding_fields),
     }  # fmt: skip
 
 
@@ -81,7 +81,8 @@ def _describe(spec: ToolSpec, as_json: bool) -> None:
     if as_json:
         print(json.dumps(described, indent=2, default=list))
         return
-    out.print(plain(f"{spec.name}: {spec.description} (default timeout {spec.default_timeout}s)"))
+    intrusive = "; intrusive: only for tenants opted in" if spec.intrusive else ""
+    out.print(plain(f"{spec.name}: {spec.description} (default timeout {spec.default_timeout}s{intrusive})"))
     params = Table("param", "type", "default", "description", title="params (-p name=value; a list takes repeats)")
     for param in described["params"]:
         default = "(required)" if param["required"] else _shown(param["default"])

@@ -104,6 +104,9 @@ class ToolSpec:
     # How its targets split into chunks that run as runs of their own on any worker (tasks/tools/chunking.py);
     # None = the tool does not split (a request over its params' cap is refused).
     chunking: Chunking | None = None
+    # Whether the tool can harm a target (injection, brute force): it runs only for tenants an operator opted in
+    # (`toolrunner limits set --tenant T --allow-intrusive`); any other tenant's run is refused as bad input.
+    intrusive: bool = False
 
     def __post_init__(self) -> None:
         if self.rate_param is not None and self.rate_param not in self.params_model.model_fields:

@@ -271,13 +271,14 @@ SPEC = ToolSpec(
     params_model=FfufParams,
     build=build,
     parse=parse,
-    version=4,
+    version=5,
     default_timeout=900,
     description="Web content discovery: put each word in place of FUZZ in one URL and report the matches.",
     targets=targets,
     wanders=wanders,
     finding_hosts=("url",),
     rate_param="rate",
+    intrusive=True,  # a brute forcer: up to 100,000 requests a run at a server
     rate_integer=False,
     finding_fields={
         "input": "the word (plus extension, with -e) that replaced FUZZ",

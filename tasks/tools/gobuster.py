@@ -201,12 +201,13 @@ SPEC = ToolSpec(
     params_model=GobusterParams,
     build=build,
     parse=parse,
-    version=1,
+    version=2,
     default_timeout=900,
     description="Web content discovery (gobuster): paths under a URL (dir mode), virtual hosts it serves (vhost mode).",
     targets=targets,
     finding_hosts=("url", "vhost"),
     rate_param="rate",
+    intrusive=True,  # a brute forcer: up to 100,000 requests a run at a server
     rate_integer=False,
     finding_fields={
         "url": "dir: the requested URL (the base URL and the word, plus extension with -x); vhost: null",

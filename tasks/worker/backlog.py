@@ -31,10 +31,12 @@ from tasks.scope.matcher import Scope
 from tasks.scope.policy import checker, unresolved
 from tasks.scope.store import Scopes
 from tasks.service import RunPlan, RunRequest, Stage, plan_run
+from tasks.service.intrusive import refuse_unless_opted_in
 from tasks.service.plan import is_parent
 from tasks.tools import ToolSpec, load_catalogue
 from tasks.worker import keys, luascript, parking
 from tasks.worker.delivery import Delivery, bind_run, claim_identity
+from tasks.worker.limits import intrusive_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +112,16 @@ def drain(
 
 
 def _scope_check(celery_app: Celery, redis_client: redis.Redis, settings: Settings) -> Callable[[RunPlan], None]:
-    """The scope step's check without resolving names: OutOfScopeError (a TaskInputError) for a refused run."""
+    """The intrusive and scope steps' checks without resolving names: IntrusiveToolError or OutOfScopeError (both
+    TaskInputError) for a refused run, which stays queued for its worker to refuse."""
     scopes = getattr(celery_app, "scopes", None) or Scopes(redis_client)
     names_unresolved = replace(getattr(celery_app, "scope_checker", None) or checker(settings), resolve=unresolved)
     enforced = settings.scope == "enforce"
     read: dict[str, Scope] = {}  # each tenant's scope read once per drain, however many of its runs it moves
 
     def in_scope(plan: RunPlan) -> None:
+        if plan.spec.intrusive:
+            refuse_unless_opted_in(plan.spec, plan.tenant_id, opted_in=intrusive_allowed(redis_client, plan.tenant_id))
         if enforced and plan.spec.targets is not None and plan.tenant_id not in read:
             read[plan.tenant_id] = scopes.of(plan.tenant_id)
         scope = (read[plan.tenant_id] if plan.spec.targets is not None else Scope()) if enforced else None

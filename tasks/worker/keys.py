@@ -50,6 +50,9 @@ SWEEP_LOCK = Key(ROOT + "sweep-lock:{}", "string", "900 s; released when the dae
 
 # --- fair share (tasks/worker/fairshare.py, parking.py, lua/) ------------------------------------------------
 LIMITS = Key(FAIR_SHARE + "limits", "hash", "operators: `toolrunner limits set/unset`", expires=False)
+INTRUSIVE = Key(
+    FAIR_SHARE + "intrusive", "set", "operators: `toolrunner limits set --[no-]allow-intrusive`, `unset`", False
+)
 LEASES = Key(FAIR_SHARE + "leases", "zset", "members scored by expiry, dropped by every script once past it", False)
 TENANT_LEASES = Key(FAIR_SHARE + "lease:{}", "zset", "as LEASES, per tenant (and per tenant and tool)", False)
 WAITING = Key(FAIR_SHARE + "wait:{}", "list", "the pick pops its runs; forget removes one; empty: gone", False)
@@ -100,8 +103,8 @@ SCOPE = Key(scope_store.KEY_PATTERN, "hash", "operators: `toolrunner scope add/r
 
 SCHEMA: tuple[Key, ...] = (
     IDENTITY, DELIVERIES, RUNNING, CANCEL, LEGACY_CANCEL, DRAINING, SWEEP_LOCK,
-    LIMITS, LEASES, TENANT_LEASES, WAITING, RING, RINGED, PARKED, PARKED_AT, REPUBLISHED, DISPATCHING, UNSENT, DONE,
-    LEASE_LOST, WORKERS, TENANTS, NET_LOCK, HOST_OVERRIDES,
+    LIMITS, INTRUSIVE, LEASES, TENANT_LEASES, WAITING, RING, RINGED, PARKED, PARKED_AT, REPUBLISHED, DISPATCHING,
+    UNSENT, DONE, LEASE_LOST, WORKERS, TENANTS, NET_LOCK, HOST_OVERRIDES,
     HOST, HOST_RATES, HOST_KIDS, HOST_WANT, HOST_HELD, HOST_BLOCKED,
     CHUNKS, CHUNK_OUTCOMES, CHUNK_PLAN, CHUNK_CLAIMS, MERGING, MERGE_LEASE,
     CACHE_ENTRY, FLIGHT, WAITERS, FLIGHTS,

@@ -1,4 +1,5 @@
-"""Per-tenant (and per-tenant-per-tool) caps stored in Redis, read by every admission: change them at run time."""
+"""Per-tenant (and per-tenant-per-tool) caps stored in Redis, read by every admission, and which tenants may run
+intrusive tools (ToolSpec.intrusive), read before every such run: change them at run time."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import redis
 
 import isolation
 from tasks.worker import keys
-from tasks.worker.fairshare import text
+from tasks.worker.luascript import text
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,8 @@ class Limit:
 
     tenant_id: str
     tool: str | None
-    max_running: int
+    max_running: int | None  # None: the default cap (a tenant listed for its intrusive opt-in only)
+    allow_intrusive: bool = False  # the tenant's opt-in (rows without a tool only)
 
 
 def _field(tenant_id: str, tool: str | None) -> str:
@@ -40,11 +42,31 @@ def unset_limit(redis_client: redis.Redis, tenant_id: str, tool: str | None = No
     return bool(redis_client.hdel(keys.LIMITS(), _field(tenant_id, tool)))
 
 
+def allow_intrusive(redis_client: redis.Redis, tenant_id: str, allowed: bool = True) -> bool:
+    """Opt a tenant in to intrusive tools (or out, with allowed=False); True if that changed anything.
+
+    The next run of an intrusive tool on every worker reads it; a parked run reads it again when it is let in.
+    """
+    isolation.validate_identifier("tenant_id", tenant_id)
+    if allowed:
+        return bool(redis_client.sadd(keys.INTRUSIVE(), tenant_id))
+    return bool(redis_client.srem(keys.INTRUSIVE(), tenant_id))
+
+
+def intrusive_allowed(redis_client: redis.Redis, tenant_id: str) -> bool:
+    """Whether an operator opted the tenant in to intrusive tools (one SISMEMBER; absent: not)."""
+    return bool(redis_client.sismember(keys.INTRUSIVE(), tenant_id))
+
+
 def show_limits(redis_client: redis.Redis, tenant_id: str | None = None) -> list[Limit]:
-    """Every override, or those of one tenant, sorted."""
+    """Every override and opt-in, or those of one tenant, sorted (an opted-in tenant without a cap of its own has a
+    row with max_running None)."""
+    opted = {text(member) for member in redis_client.smembers(keys.INTRUSIVE())}
     found = []
     for raw_field, raw_value in redis_client.hgetall(keys.LIMITS()).items():
         tenant, _, tool = text(raw_field).partition(":")
-        if tenant_id is None or tenant == tenant_id:
-            found.append(Limit(tenant, tool or None, int(text(raw_value))))
+        found.append(Limit(tenant, tool or None, int(text(raw_value)), not tool and tenant in opted))
+    capped = {limit.tenant_id for limit in found if limit.tool is None}
+    found += [Limit(tenant, None, None, True) for tenant in opted - capped]
+    found = [limit for limit in found if tenant_id is None or limit.tenant_id == tenant_id]
     return sorted(found, key=lambda limit: (limit.tenant_id, limit.tool or ""))

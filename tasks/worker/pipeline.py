@@ -23,6 +23,7 @@ from tasks.worker.steps import (
     execute,
     finished,
     identity,
+    intrusive,
     lock,
     plan,
     redelivery,
@@ -35,6 +36,7 @@ STEPS: tuple[Step, ...] = (
     plan.STEP,  # the request validated into a plan: bad input fails at once, before any engine call
     identity.STEP,  # the task id bound to this run: an id of another run is refused
     cancelled.STEP,  # cancelled before it started: REVOKED, nothing made
+    intrusive.STEP,  # an intrusive tool only for a tenant an operator opted in; else bad input, nothing made
     scope.STEP,  # every target in the tenant's scope and none denied; else bad input, nothing made
     split.STEP,  # more targets than a chunk: published as chunks that run on any worker; the parent holds nothing
     cache.LOOKUP,  # a recent identical run's result is the answer; behind an identical run: parked

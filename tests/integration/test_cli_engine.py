@@ -65,6 +65,7 @@ def test_tools_lists_the_catalogue_each_tools_version_and_whether_its_image_is_p
     # nmap runs from the local tools image here: the version is Debian's package, as dpkg's own
     # database inside the image says (read from a container that never starts: no logs to race).
     assert rows["nmap"]["image"] == TOOLS_IMAGE and rows["nmap"]["present"]
+    assert rows["ffuf"]["intrusive"] and not rows["nmap"]["intrusive"]
     assert rows["nmap"]["version"] == dpkg_version(docker_client, TOOLS_IMAGE, "nmap")
 
 
@@ -114,8 +115,8 @@ def test_single_numeric_boolean_and_list_params_run_in_process(
     in_process: CliRunner, tools_image: str, args: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TOOLRUNNER_TOOL_NETWORK", "host")  # the tools reach 127.0.0.1 only from the host's network
-    scope = ["--scope", loopback.LOOPBACK]  # in this process the scope is what --scope gives
-    result = in_process.invoke(cli, ["run", args[0], "--tenant", "acme", "--json", *scope, *args[1:]])
+    grant = loopback.CLI_FLAGS  # in this process the scope and opt-in are what --scope and --allow-intrusive give
+    result = in_process.invoke(cli, ["run", args[0], "--tenant", "acme", "--json", *grant, *args[1:]])
     assert result.exit_code == 0, result.output
     parsed = json.loads(result.stdout)
     assert parsed["status"] == "ok"

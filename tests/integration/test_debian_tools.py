@@ -1,13 +1,16 @@
-"""Debian's whatweb, sslscan and gobuster in the local tools image, through Redis and a worker, against servers
-this module starts on 127.0.0.1 that show exactly what each tool should find."""
+"""Debian's whatweb, sslscan, gobuster, sqlmap and wafw00f in the local tools image, through Redis and a worker,
+against servers this module starts on 127.0.0.1 that show exactly what each tool should find."""
 
 from __future__ import annotations
 
 import functools
 import http.server
 import socket
+import sqlite3
 import subprocess
 import threading
+import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -223,3 +226,110 @@ def test_gobuster_vhost_finds_exactly_the_virtual_hosts_the_server_answers_for(
     assert (found["admin.acme.test"]["status"], found["admin.acme.test"]["size"]) == (200, 11)
     assert found["shop.acme.test"]["redirect_location"] == "/login"
     assert not any(f.get("out_of_scope") for f in result["findings"])
+
+
+class _Shop(http.server.BaseHTTPRequestHandler):
+    """/item?id=N builds its SQLite query by string concatenation (injectable); /safe?id=N binds the parameter."""
+
+    def do_GET(self) -> None:
+        parts = urllib.parse.urlsplit(self.path)
+        ident = urllib.parse.parse_qs(parts.query).get("id", ["1"])[0]
+        with sqlite3.connect(":memory:") as db:  # a fresh table each request: nothing a payload does outlives it
+            db.execute("create table items (id integer primary key, name text)")
+            db.executemany("insert into items values (?, ?)", [(1, "apple"), (2, "pear")])
+            try:
+                if parts.path == "/item":
+                    rows = db.execute("select name from items where id=" + ident).fetchall()
+                else:
+                    rows = db.execute("select name from items where id=?", (ident,)).fetchall()
+                status, body = 200, "".join(f"<li>{name}</li>" for (name,) in rows).encode()
+            except sqlite3.Error:
+                status, body = 500, b"error"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_sqlmap_detects_the_injectable_parameter_and_not_the_bound_one_within_30_seconds(
+    tools_worker: Worker, serve: Callable[[type[http.server.BaseHTTPRequestHandler]], int], scoped: Callable[..., None]
+) -> None:
+    scoped("acme")  # loopback and the intrusive-tools opt-in (bench.loopback)
+    port = serve(_Shop)
+    base = f"http://127.0.0.1:{port}"
+    params = {"targets": [f"{base}/item?id=1", f"{base}/safe?id=1"], "techniques": "BU"}
+    started = time.monotonic()
+    result = scan("sqlmap", "acme", "sqlmap-1", params)
+    took = time.monotonic() - started
+    assert result["status"] == "ok", result["stderr_tail"]
+    (finding,) = result["findings"]
+    assert (finding["url"], finding["place"], finding["parameter"]) == (f"{base}/item?id=1", "GET", "id")
+    assert finding["techniques"] == ["boolean-based blind", "UNION query"] and finding["technique_codes"] == "BU"
+    assert not finding.get("out_of_scope")
+    assert took < 30, f"sqlmap took {took:.1f}s"
+
+
+class _Cloudflare(http.server.BaseHTTPRequestHandler):
+    """A site fronted by what looks like Cloudflare (its Server and CF-RAY headers)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Server", "cloudflare")
+        self.send_header("CF-RAY", "7d1e2f3a4b5c6d7e-AMS")
+        self.send_header("Content-Length", "4")
+        self.end_headers()
+        self.wfile.write(b"shop")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Plain(http.server.BaseHTTPRequestHandler):
+    """A site with nothing in front of it: the same page whatever the query."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.end_headers()
+        self.wfile.write(b"plain")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Blocking(http.server.BaseHTTPRequestHandler):
+    """A site that answers 403 to anything that looks like an attack, 200 otherwise: a WAF without a name."""
+
+    def do_GET(self) -> None:
+        query = urllib.parse.unquote(self.path)
+        blocked = any(sign in query for sign in ("<script", "UNION", "../", "'"))
+        self.send_response(403 if blocked else 200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"no" if blocked else b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_wafw00f_names_the_cloudflare_site_sees_the_blocking_one_generically_and_nothing_on_a_plain_one(
+    tools_worker: Worker, serve: Callable[[type[http.server.BaseHTTPRequestHandler]], int], scoped: Callable[..., None]
+) -> None:
+    scoped("acme", intrusive=False)  # wafw00f is not intrusive: no opt-in needed
+    sites = [f"http://127.0.0.1:{serve(handler)}/" for handler in (_Cloudflare, _Blocking, _Plain)]
+    started = time.monotonic()
+    result = scan("wafw00f", "acme", "wafw00f-1", {"targets": sites})
+    took = time.monotonic() - started
+    assert result["status"] == "ok", result["stderr_tail"]
+    found = {f["url"]: f for f in result["findings"]}
+    assert set(found) == set(sites)
+    cloudflare, blocking, plain = (found[site] for site in sites)
+    assert (cloudflare["firewall"], cloudflare["manufacturer"], cloudflare["generic"]) == (
+        "Cloudflare", "Cloudflare Inc.", False,
+    )  # fmt: skip
+    assert blocking["detected"] and blocking["generic"] and blocking["firewall"] == "Generic"
+    assert not plain["detected"] and plain["firewall"] is None
+    assert took < 30, f"wafw00f took {took:.1f}s"

@@ -1,4 +1,5 @@
-"""Real scanners (Debian's nmap and ffuf in the local tools image) through Redis and a worker, on 127.0.0.1 only."""
+"""Real scanners (Debian's nmap and ffuf in the local tools image) through Redis and a worker, on 127.0.0.1 only;
+ffuf, an intrusive tool, only for a tenant an operator opted in."""
 
 from __future__ import annotations
 
@@ -111,6 +112,24 @@ def test_ffuf_finds_exactly_the_paths_that_exist_including_one_behind_a_redirect
     assert found["admin"]["redirect_location"].endswith("/admin/")
     assert found["robots.txt"]["status"] == 200
     assert result["outputs"]["ffuf.json"] > 0
+
+
+def test_an_intrusive_ffuf_run_is_refused_for_a_tenant_not_opted_in_and_runs_for_the_opted_in_one(
+    scanner_worker: Worker, site: Callable[[dict[str, str]], int], scoped: Callable[..., None]
+) -> None:
+    scoped("acme")  # loopback and the opt-in, as `toolrunner limits set --tenant acme --allow-intrusive`
+    scoped("tenant-c", intrusive=False)  # loopback only: the same target is in its scope
+    port = site({"robots.txt": "User-agent: *"})
+    params = {"url": f"http://127.0.0.1:{port}/FUZZ", "wordlist": ["robots.txt", "nothere"]}
+    refused = run_tool.apply_async(("ffuf", "tenant-c", "ffuf-refused", params), queue=QUEUE)
+    with pytest.raises(Exception) as failed:
+        refused.get(timeout=WAIT)
+    assert refused.state == "FAILURE" and type(failed.value).__name__ == "IntrusiveToolError"
+    assert "toolrunner limits set --tenant tenant-c --allow-intrusive" in str(failed.value)
+    assert "intrusive event=refused tenant=tenant-c run=ffuf-refused" in scanner_worker.log_text()
+    result = scan("ffuf", "acme", "ffuf-opted-in", params)
+    assert result["status"] == "ok", result["stderr_tail"]
+    assert [f["input"] for f in result["findings"]] == ["robots.txt"]
 
 
 def test_two_tenants_scanning_at_once_each_get_only_their_own_data(

@@ -26,6 +26,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "whatweb": {"targets": ["https://example.com"]},
     "sslscan": {"targets": ["example.com"]},
     "gobuster": {"url": "https://example.com/", "wordlist": ["admin"]},
+    "sqlmap": {"targets": ["https://example.com/item?id=1"]},
+    "wafw00f": {"targets": ["https://example.com/"]},
 }
 # name[:tag] or name@sha256:digest, where the tag is explicit and is not "latest".
 _PINNED = re.compile(r"[a-z0-9][a-z0-9._/:-]*?(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@sha256:[0-9a-f]{64})")

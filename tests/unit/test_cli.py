@@ -127,7 +127,7 @@ def test_tool_controlled_text_is_printed_plainly_with_control_characters_made_vi
         ([], {}, "in this process the tenant's scope is what --scope gives"),
         (["--scope", "127.0.0.1"], {}, "not in TOOLRUNNER_SCOPE_ALLOW_PRIVATE"),
         (["--scope", "127.0.0.1"], {"TOOLRUNNER_SCOPE_ALLOW_PRIVATE": "127.0.0.0/8"}, "'127.0.0.2': outside"),
-        (["--scope", "127.0.0.1"], {"TOOLRUNNER_BROKER_URL": "redis://127.0.0.1:1/0"}, "--scope is for runs in this"),
+        (["--scope", "127.0.0.1"], {"TOOLRUNNER_BROKER_URL": "redis://127.0.0.1:1/0"}, "are for runs in this"),
         ([], {"TOOLRUNNER_SCOPE": "off"}, "not in TOOLRUNNER_SCOPE_ALLOW_PRIVATE"),  # the policy holds with scope off
     ],
     ids=["no-scope", "loopback-not-allowed", "outside", "with-a-broker", "scope-off"],

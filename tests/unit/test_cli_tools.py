@@ -38,6 +38,7 @@ def test_a_tool_is_described_by_its_params_model_and_finding_fields() -> None:
     assert params["timeout_seconds"]["description"] == "wall-clock limit for the tool container"
     assert params["service_detection"]["default"] is False and params["service_detection"]["type"] == "bool"
     assert set(described["finding_fields"]) >= {"host", "port", "state"}
+    assert described["intrusive"] is False and describe(app.catalogue["sqlmap"])["intrusive"] is True
 
 
 def test_the_command_prints_params_defaults_and_finding_fields_without_the_engine(

@@ -10,7 +10,7 @@ from typing import BinaryIO
 import pytest
 
 from tasks.errors import ParseError
-from tasks.tools import dnsx, ffuf, gobuster, httpx, naabu, nmap, nuclei, sslscan, subfinder, whatweb
+from tasks.tools import dnsx, ffuf, gobuster, httpx, naabu, nmap, nuclei, sqlmap, sslscan, subfinder, wafw00f, whatweb
 from tasks.tools.base import ToolSpec, parse_bytes
 
 MIB = 1024 * 1024
@@ -24,7 +24,7 @@ JSONL_LINES = {
 }
 MODULES = {
     module.SPEC.name: module
-    for module in (dnsx, ffuf, gobuster, httpx, naabu, nmap, nuclei, sslscan, subfinder, whatweb)
+    for module in (dnsx, ffuf, gobuster, httpx, naabu, nmap, nuclei, sqlmap, sslscan, subfinder, wafw00f, whatweb)
 }
 JSONL_TOOLS = [MODULES[name].SPEC for name in JSONL_LINES]
 
@@ -74,12 +74,19 @@ def amplifying(spec: ToolSpec, size: int) -> RepeatingStream:
         return RepeatingStream(head, cipher, b" </ssltest>\n</document>\n", size)
     if spec.name == "gobuster":
         return RepeatingStream(b"", b"http://192.0.2.1/a          (Status: 200) [Size: 1]\n", b"", size)
+    if spec.name == "sqlmap":  # a header, then an injection point a line
+        head = b"Target URL,Place,Parameter,Technique(s),Note(s)\n"
+        return RepeatingStream(head, b"http://192.0.2.1/a?id=1,GET,id,BU,\n", b"", size)
+    if spec.name == "wafw00f":
+        return RepeatingStream(
+            b"url,detected,firewall,manufacturer\n", b"http://192.0.2.1/,True,Generic,Unknown\n", b"", size
+        )
     if spec.name == "whatweb":  # json.rb's array: "[", a site a line with "," lines between, "]"
         return RepeatingStream(b"[\n", JSONL_LINES["whatweb"] + b",\n", JSONL_LINES["whatweb"] + b"]\n", size)
     return RepeatingStream(b"", JSONL_LINES[spec.name], b"", size)
 
 
-ALL_SPECS = [*JSONL_TOOLS, ffuf.SPEC, nmap.SPEC, sslscan.SPEC, gobuster.SPEC]
+ALL_SPECS = [*JSONL_TOOLS, ffuf.SPEC, nmap.SPEC, sslscan.SPEC, gobuster.SPEC, sqlmap.SPEC, wafw00f.SPEC]
 specs = pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s.name)
 
 

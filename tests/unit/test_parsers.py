@@ -63,6 +63,19 @@ def test_every_finding_field_of_a_fixture_is_documented_and_every_documented_fie
 
 def test_every_tool_has_fixtures_and_every_expectation_has_its_fixture() -> None:
     tools = {path.parent.name for path in fixture_files()}
-    assert tools == {"dnsx", "ffuf", "httpx", "naabu", "nmap", "gobuster", "nuclei", "sslscan", "subfinder", "whatweb"}
+    assert tools == {
+        "dnsx",
+        "ffuf",
+        "httpx",
+        "naabu",
+        "nmap",
+        "gobuster",
+        "nuclei",
+        "sslscan",
+        "subfinder",
+        "whatweb",
+        "sqlmap",
+        "wafw00f",
+    }
     for path in FIXTURES.glob(f"*/*{EXPECTED}"):
         assert any(p.parent == path.parent and p.name.split(".")[0] == path.name.split(".")[0] for p in fixture_files())

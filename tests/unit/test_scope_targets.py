@@ -54,6 +54,14 @@ TOOL_TARGETS: dict[str, tuple[dict[str, Any], list[tuple[TargetKind, str]]]] = {
         [(HOST, "example.com"), (HOST, "www.example.com"), (HOST, "192.0.2.1")],
     ),
     "gobuster": ({"url": "https://example.com/app", "wordlist": ["admin"]}, [(URL, "https://example.com/app")]),
+    "sqlmap": (
+        {"targets": ["https://example.com/item?id=1", "http://192.0.2.1:8080/q?a=1&b=2"]},
+        [(URL, "https://example.com/item?id=1"), (URL, "http://192.0.2.1:8080/q?a=1&b=2")],
+    ),
+    "wafw00f": (
+        {"targets": ["https://example.com/", "http://192.0.2.1:8080/"]},
+        [(URL, "https://example.com/"), (URL, "http://192.0.2.1:8080/")],
+    ),
 }
 
 

@@ -20,8 +20,10 @@ from tasks.tools import (
     naabu,
     nmap,
     nuclei,
+    sqlmap,
     sslscan,
     subfinder,
+    wafw00f,
     whatweb,
 )
 from tasks.tools.rates import with_rate
@@ -38,10 +40,11 @@ TOOLS: dict[str, tuple[dict[str, Any], float, list[str]]] = {
     "whatweb": ({"targets": ["https://example.com"]}, 20, ["--max-threads", "20", "--wait=1"]),
     "sslscan": ({"targets": ["example.com"]}, 20, ["--sleep=50"]),
     "gobuster": ({"url": "https://example.com/", "wordlist": ["a"]}, 50, ["-t", "10", "--delay", "200ms"]),
+    "sqlmap": ({"targets": ["https://example.com/?id=1"]}, 3, ["--delay=0.334"]),
 }
 MODULES: dict[str, types.ModuleType] = {
     "nmap": nmap, "naabu": naabu, "httpx": httpx, "nuclei": nuclei, "dnsx": dnsx, "ffuf": ffuf,
-    "whatweb": whatweb, "sslscan": sslscan, "gobuster": gobuster,
+    "whatweb": whatweb, "sslscan": sslscan, "gobuster": gobuster, "sqlmap": sqlmap,
 }  # fmt: skip
 
 
@@ -73,7 +76,9 @@ def test_without_a_rate_no_rate_flag_is_passed(tool: str) -> None:
         {"-t", "-p", "--delay"} if tool in ("ffuf", "gobuster") else set()
     )  # nuclei's -t: templates
     args = argv(tool, params(tool))
-    assert flags.isdisjoint(args) and not any(arg.startswith(("--max-threads", "--wait", "--sleep")) for arg in args)
+    assert flags.isdisjoint(args) and not any(
+        arg.startswith(("--max-threads", "--wait", "--sleep", "--delay")) for arg in args
+    )
 
 
 @pytest.mark.parametrize("tool", sorted(TOOLS))
@@ -83,12 +88,17 @@ def test_a_rate_outside_its_bounds_or_not_a_number_is_refused(tool: str, value: 
         params(tool, **{CATALOGUE[tool].rate_param or "": value})
 
 
-def test_every_tool_but_subfinder_names_its_rate_param() -> None:
+def test_every_tool_but_subfinder_and_wafw00f_names_its_rate_param() -> None:
     assert {name for name, spec in CATALOGUE.items() if spec.rate_param is not None} == set(TOOLS)
 
 
 def test_nmap_passes_a_fractional_rate_as_it_is_since_it_reads_a_float() -> None:
     assert contains(argv("nmap", params("nmap", max_rate=0.5)), ["--max-rate", "0.5"])
+
+
+def test_wafw00f_cannot_be_told_a_rate_since_it_has_no_option_to_pause_or_slow_down() -> None:
+    assert wafw00f.SPEC.rate_param is None
+    assert not any("rate" in name or "delay" in name for name in wafw00f.Wafw00fParams.model_fields)
 
 
 def test_subfinder_cannot_be_told_a_rate_since_it_never_contacts_the_domains() -> None:

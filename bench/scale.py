@@ -121,6 +121,8 @@ def measure(runs: int, tenants: int, sample: int) -> Scale:
     from celery import Celery
 
     from config import celery_config, load_settings
+    from tasks.scope.store import Scopes
+    from tasks.tools import load_catalogue
     from tasks.worker import backlog, fairshare, keys, parking, safetynet
     from tasks.worker.cancel import cancel
 
@@ -131,6 +133,7 @@ def measure(runs: int, tenants: int, sample: int) -> Scale:
         app = Celery("bench-scale", set_as_current=False)
         app.config_from_object(celery_config(settings))
         client = redis.Redis.from_url(url)
+        app.catalogue, app.scopes = load_catalogue(), Scopes(client)  # as a worker's app holds them, once
         grant(client, *{tenant_of(i, tenants) for i in range(tenants)})
         baseline = int(client.info("memory")["used_memory"])
         started = time.perf_counter()
@@ -176,6 +179,8 @@ def bulk_cancel(count: int) -> tuple[float, int, list[tuple[str, float]]]:
     from celery import Celery
 
     from config import celery_config, load_settings
+    from tasks.scope.store import Scopes
+    from tasks.tools import load_catalogue
     from tasks.worker import backlog
     from tasks.worker.cancel import cancel_waiting
 
@@ -186,6 +191,7 @@ def bulk_cancel(count: int) -> tuple[float, int, list[tuple[str, float]]]:
         app = Celery("bench-scale", set_as_current=False)
         app.config_from_object(celery_config(settings))
         client = redis.Redis.from_url(url)
+        app.catalogue, app.scopes = load_catalogue(), Scopes(client)  # as a worker's app holds them, once
         grant(client, "t0000")
         for index in range(count):
             _publish(app, index, 1)

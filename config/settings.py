@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         10 << 30, ge=1, description="cap on one output file streamed back (to disk and the artifact store)"
     )
     max_output_total_bytes: int = Field(20 << 30, ge=1, description="cap on all output files of a run")
+    min_free_disk_bytes: int = Field(
+        5 << 30, ge=0, description="below this free on its spool or file artifact store, a worker takes no runs"
+    )
     output_read_timeout_seconds: float = Field(
         defaults.READ_TIMEOUT_SECONDS, gt=0, description="how long reading a run's outputs back may take"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from contextlib import ExitStack
@@ -98,6 +99,13 @@ def read_outputs(workspace: isolation.RunWorkspace, names: list[str], sink: Spoo
     ) as exc:  # fmt: skip
         logger.warning("outputs refused workspace=%s: %s", workspace.name, exc)
         return OutputFiles(directory, refused=str(exc))
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # The worker's disk filled mid-way (its disk guard stops it taking more runs): this run ends with what it
+        # was told, and the spool directory and any half-written artifact go as they do for every refusal.
+        logger.error("outputs not read workspace=%s: the worker's disk is full: %s", workspace.name, exc)
+        return OutputFiles(directory, refused=f"the worker's disk filled up while reading them ({exc.strerror})")
 
 
 def parse_outputs(

@@ -47,6 +47,7 @@ CANCEL = Key(ROOT + "cancel:{}:{}", "string", "Settings.identity_ttl (record_can
 LEGACY_CANCEL = Key(ROOT + "cancel:{}", "string", "written by releases before tenant-bound cancels; read only")
 DRAINING = Key(ROOT + "draining:{}", "string", "DRAINING_TTL; deleted when a worker of that name starts")
 SWEEP_LOCK = Key(ROOT + "sweep-lock:{}", "string", "900 s; released when the daemon's sweep ends")
+WORKER = Key(ROOT + "worker:{}", "hash", "60 s, rewritten every 10 s by the worker's disk guard (diskguard.py)")
 
 # --- fair share (tasks/worker/fairshare.py, parking.py, lua/) ------------------------------------------------
 LIMITS = Key(FAIR_SHARE + "limits", "hash", "operators: `toolrunner limits set/unset`", expires=False)
@@ -102,7 +103,7 @@ FLIGHTS = Key(CACHE + "flights", "set", "a flight leaves when it finishes (cache
 SCOPE = Key(scope_store.KEY_PATTERN, "hash", "operators: `toolrunner scope add/remove/clear` (tasks.scope)", False)
 
 SCHEMA: tuple[Key, ...] = (
-    IDENTITY, DELIVERIES, RUNNING, CANCEL, LEGACY_CANCEL, DRAINING, SWEEP_LOCK,
+    IDENTITY, DELIVERIES, RUNNING, CANCEL, LEGACY_CANCEL, DRAINING, SWEEP_LOCK, WORKER,
     LIMITS, INTRUSIVE, LEASES, TENANT_LEASES, WAITING, RING, RINGED, PARKED, PARKED_AT, REPUBLISHED, DISPATCHING,
     UNSENT, DONE, LEASE_LOST, WORKERS, TENANTS, NET_LOCK, HOST_OVERRIDES,
     HOST, HOST_RATES, HOST_KIDS, HOST_WANT, HOST_HELD, HOST_BLOCKED,

@@ -25,7 +25,7 @@ from celery.signals import celeryd_after_setup
 
 from config import Settings
 from tasks.errors import RunExpiredError
-from tasks.worker import backlog, cache, chunks, fairshare, keys, luascript, parking
+from tasks.worker import backlog, cache, chunks, diskguard, fairshare, keys, luascript, parking
 from tasks.worker.app import app
 from tasks.worker.delivery import bind_run
 
@@ -169,9 +169,14 @@ def _message_id(raw: bytes | str) -> str | None:
 def _loop(hostname: str, concurrency: int, stop: threading.Event) -> None:
     settings = app.settings
     client = redis.Redis.from_url(settings.broker)
+    registered: int | None = None
     while True:
         try:
-            register(client, hostname, concurrency, settings)
+            slots = 0 if diskguard.paused() else concurrency  # a worker taking no runs offers no slots
+            if registered not in (None, slots):
+                client.zrem(keys.WORKERS(), f"{hostname}|{registered}")
+            register(client, hostname, slots, settings)
+            registered = slots
             if settings.fair_share:
                 sweep_parked(app, client, settings)
             cache.sweep_flights(app, client, settings)

@@ -56,8 +56,8 @@ elseif redis.call('HEXISTS', P .. 'parked', id) == 1 then
 end
 host_forget(id, nil)  -- it holds no lease here: whatever a dead life of it left (kept reservations aside) goes
 local waiting = redis.call('LLEN', P .. 'wait:' .. tenant)
-local cap = capacity()
-local room = cap == 0 or live(P .. 'leases') < cap
+local cap, workers = capacity()
+local room = workers == 0 or live(P .. 'leases') < cap
 -- Straight in only when nobody waits and nothing is queued behind: otherwise park, so that a backlog
 -- leaves the queue and free slots go round-robin. Tenant slot and host leases are taken together or not at all.
 local blocked = nil

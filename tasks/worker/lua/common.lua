@@ -30,13 +30,15 @@ local function tool_cap_of(tenant, tool)
 end
 
 local function capacity()
-  -- The worker slots of live workers; 0 (none registered) means no global bound.
+  -- The worker slots of live workers, and how many live workers registered. No worker registered means no global
+  -- bound; a worker registered with 0 slots (its disk guard paused it) bounds it.
   redis.call('ZREMRANGEBYSCORE', P .. 'workers', '-inf', now)
-  local total = 0
+  local total, workers = 0, 0
   for _, member in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
     total = total + tonumber(string.match(member, '|(%d+)$'))
+    workers = workers + 1
   end
-  return total
+  return total, workers
 end
 
 local function fits(tenant, tool, default_cap)
@@ -317,8 +319,8 @@ end
 local function pick(default_cap, ttl, budget, host_running, host_rps)
   local picked = {}
   local misses = 0
-  local free = capacity()
-  local bounded = free > 0
+  local free, workers = capacity()
+  local bounded = workers > 0
   if bounded then free = free - live(P .. 'leases') end
   while (not bounded or free > 0) and budget > 0 and misses < redis.call('LLEN', P .. 'ring') do
     local tenant = redis.call('LPOP', P .. 'ring')

@@ -12,8 +12,8 @@ if redis.call('ZSCORE', P .. 'leases', id) then
   host_renew(id, ttl)
   return 1
 end
-local cap = capacity()
-if not ((cap == 0 or live(P .. 'leases') < cap) and fits(tenant, tool, default_cap)) then return 0 end
+local cap, workers = capacity()
+if not ((workers == 0 or live(P .. 'leases') < cap) and fits(tenant, tool, default_cap)) then return 0 end
 -- Its host leases expired with it. The tool runs at the rate it was given (its own record, or what the worker
 -- remembers when Redis lost that too): it takes them again at that rate, or goes back.
 local held = redis.call('HGET', P .. 'hostheld', id)

@@ -19,8 +19,9 @@ from typing import Any
 import redis
 from celery.signals import celeryd_after_setup, worker_shutdown
 
+from config import docker_tls_files
 from tasks.service import Stage, Status
-from tasks.worker import fairshare
+from tasks.worker import fairshare, health
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Metrics:
     tool_runs: Any
     tool_seconds: Any
     cache_lookups: Any
+    reaper_last_run: Any
+    sweep_last_success: Any
 
     def stage_took(self, stage: Stage, seconds: float) -> None:
         """A lifecycle stage ended after this many seconds."""
@@ -71,7 +74,7 @@ def metrics() -> Metrics | None:
     """The metric objects, or None when this worker exposes no metrics (no TOOLRUNNER_METRICS_PORT)."""
     if app.settings.metrics_port is None or _DIR_VARIABLE not in os.environ:
         return None
-    from prometheus_client import Counter, Histogram
+    from prometheus_client import Counter, Gauge, Histogram
 
     return Metrics(
         volumes_created=Counter("toolrunner_volumes_created", "Isolated volumes created"),
@@ -93,6 +96,18 @@ def metrics() -> Metrics | None:
         # Labels: tool (the catalogue, bounded) and outcome (hits, misses, waits); never the tenant.
         cache_lookups=Counter(
             "toolrunner_cache_lookups", "Result cache lookups by tool and outcome", ["tool", "outcome"]
+        ),
+        # Timestamps, so "max" across the processes' files is the latest (the reaper is the main process's,
+        # sweeps run in the main process at start and in the pool children after).
+        reaper_last_run=Gauge(
+            "toolrunner_reaper_last_run_timestamp_seconds",
+            "End of the deadline reaper's last pass that reached the daemon",
+            multiprocess_mode="max",
+        ),
+        sweep_last_success=Gauge(
+            "toolrunner_sweep_last_success_timestamp_seconds",
+            "End of this worker's last completed orphan sweep of its daemon",
+            multiprocess_mode="max",
         ),
     )
 
@@ -173,8 +188,11 @@ def _serve(sender: str | None = None, **_: Any) -> None:
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)
+    registry.register(health.DiskCollector(health.watched_directories(app.settings.artifact_url)))
+    registry.register(health.CertificateCollector(docker_tls_files()))
     if app.settings.fair_share:
         registry.register(TenantCollector(redis.Redis.from_url(app.settings.broker)))
+        registry.register(health.QueueCollector(redis.Redis.from_url(app.settings.broker)))
         if app.settings.politeness == "on":
             registry.register(HostCollector(redis.Redis.from_url(app.settings.broker)))
     start_http_server(port, addr=app.settings.metrics_address, registry=registry)

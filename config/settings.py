@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -270,3 +272,14 @@ def load_settings() -> Settings:
     """Build the settings from the environment, collecting TOOLRUNNER_IMAGE_<TOOL> overrides."""
     overrides = {k[len(IMAGE_PREFIX) :].lower(): v for k, v in os.environ.items() if k.startswith(IMAGE_PREFIX) and v}
     return Settings(image_overrides=overrides)
+
+
+def docker_tls_files(environ: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """The client certificate and CA the Docker SDK loads to reach DOCKER_HOST over TLS ({} without TLS): its own
+    rule (docker.utils.kwargs_from_env), so the files watched are the files the worker's client uses."""
+    environ = os.environ if environ is None else environ
+    cert_path = environ.get("DOCKER_CERT_PATH") or None
+    if not cert_path and environ.get("DOCKER_TLS_VERIFY") in (None, ""):
+        return {}
+    directory = Path(cert_path or Path.home() / ".docker")
+    return {"client": directory / "cert.pem", "ca": directory / "ca.pem"}

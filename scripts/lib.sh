@@ -25,6 +25,24 @@ apt_install() { # install the Debian packages that are not installed yet
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+apt_install_without_service() { # PACKAGE UNIT: a package wanted for a command it ships (promtool), not its server
+  local package=$1 unit=$2 policy=/usr/sbin/policy-rc.d made=0 status=0
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' && return 0
+  # Debian's switch for "maintainer scripts start no service" (invoke-rc.d and deb-systemd-invoke ask it): a
+  # policy-rc.d answering 101, for this install only, unless the machine has one of its own (Docker images do).
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod 755 "$policy" && made=1
+  fi
+  apt_install "$package" || status=$?
+  ((made)) && $SUDO rm -f "$policy"
+  # The unit is still enabled (it would start at the next boot): under systemd, disable it, and stop it should
+  # anything have started it. Only a package this call installed gets here.
+  if ((status == 0)) && [[ -d /run/systemd/system ]]; then
+    $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  fi
+  return "$status"
+}
+
 ensure_venv() { # .venv exactly as requirements/test.txt locks it (scripts/update-deps refreshes the lock)
   local lock=$ROOT/requirements/test.txt
   local stamp="$VENV/.installed-$(cat "$lock" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"

@@ -58,6 +58,14 @@ def _missing(what: str, why: object) -> None:
     pytest.skip(message)
 
 
+def program(name: str, package: str) -> str:
+    """The path of a command scripts/test installs from a Debian package; missing: a failure under CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        _missing(f"{name} (Debian's {package})", "not on PATH")
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     """A client of the real Docker Engine (DOCKER_HOST or the local socket)."""

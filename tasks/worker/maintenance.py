@@ -79,6 +79,8 @@ class Sweeper:
                 result["predecessor"] = isolation.remove_labelled(
                     {Label.WORKER: worker}, self.client, label_prefix=prefix
                 ).as_dict()
+            if recorder := metrics():
+                recorder.sweep_last_success.set_to_current_time()
         finally:
             release_lock(lock)
         logger.info("sweep daemon=%s worker=%s report=%s", daemon, worker, result)

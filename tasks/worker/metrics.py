@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -19,8 +19,9 @@ from typing import Any
 import redis
 from celery.signals import celeryd_after_setup, worker_shutdown
 
+from config import Settings, docker_tls_files
 from tasks.service import Stage, Status
-from tasks.worker import fairshare
+from tasks.worker import fairshare, health
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Metrics:
     tool_runs: Any
     tool_seconds: Any
     cache_lookups: Any
+    reaper_last_run: Any
+    sweep_last_success: Any
 
     def stage_took(self, stage: Stage, seconds: float) -> None:
         """A lifecycle stage ended after this many seconds."""
@@ -71,28 +74,66 @@ def metrics() -> Metrics | None:
     """The metric objects, or None when this worker exposes no metrics (no TOOLRUNNER_METRICS_PORT)."""
     if app.settings.metrics_port is None or _DIR_VARIABLE not in os.environ:
         return None
-    from prometheus_client import Counter, Histogram
+    return build_metrics()
+
+
+def build_metrics(registry: Any = None) -> Metrics:
+    """The metric objects, registered in `registry` (None: prometheus_client's default, which multiprocess mode
+    writes to files)."""
+    from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+    registry = REGISTRY if registry is None else registry
 
     return Metrics(
-        volumes_created=Counter("toolrunner_volumes_created", "Isolated volumes created"),
-        volumes_removed=Counter("toolrunner_volumes_removed", "Isolated volumes removed after a run"),
-        volume_cleanup_failures=Counter("toolrunner_volume_cleanup_failures", "Volumes a run failed to remove"),
-        sweep_removed=Counter("toolrunner_sweep_removed_volumes", "Orphaned volumes removed by the sweep"),
-        stage_seconds=Histogram(
-            "toolrunner_stage_duration_seconds", "Duration of each lifecycle stage", ["stage"], buckets=_STAGE_BUCKETS
+        volumes_created=Counter("toolrunner_volumes_created", "Isolated volumes created", registry=registry),
+        volumes_removed=Counter(
+            "toolrunner_volumes_removed", "Isolated volumes removed after a run", registry=registry
         ),
-        bytes_in=Counter("toolrunner_input_bytes", "Bytes of input files written to volumes"),
-        bytes_out=Counter("toolrunner_output_bytes", "Bytes of output files read from volumes"),
-        tool_runs=Counter("toolrunner_tool_runs", "Tool runs by tool and status", ["tool", "status"]),
+        volume_cleanup_failures=Counter(
+            "toolrunner_volume_cleanup_failures", "Volumes a run failed to remove", registry=registry
+        ),
+        sweep_removed=Counter(
+            "toolrunner_sweep_removed_volumes", "Orphaned volumes removed by the sweep", registry=registry
+        ),
+        stage_seconds=Histogram(
+            "toolrunner_stage_duration_seconds",
+            "Duration of each lifecycle stage",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=registry,
+        ),
+        bytes_in=Counter("toolrunner_input_bytes", "Bytes of input files written to volumes", registry=registry),
+        bytes_out=Counter("toolrunner_output_bytes", "Bytes of output files read from volumes", registry=registry),
+        tool_runs=Counter(
+            "toolrunner_tool_runs", "Tool runs by tool and status", ["tool", "status"], registry=registry
+        ),
         tool_seconds=Histogram(
             "toolrunner_tool_duration_seconds",
             "Wall-clock duration of tool containers",
             ["tool"],
             buckets=_TOOL_BUCKETS,
+            registry=registry,
         ),
         # Labels: tool (the catalogue, bounded) and outcome (hits, misses, waits); never the tenant.
         cache_lookups=Counter(
-            "toolrunner_cache_lookups", "Result cache lookups by tool and outcome", ["tool", "outcome"]
+            "toolrunner_cache_lookups",
+            "Result cache lookups by tool and outcome",
+            ["tool", "outcome"],
+            registry=registry,
+        ),
+        # Timestamps, so "max" across the processes' files is the latest (the reaper is the main process's,
+        # sweeps run in the main process at start and in the pool children after).
+        reaper_last_run=Gauge(
+            "toolrunner_reaper_last_run_timestamp_seconds",
+            "End of the deadline reaper's last pass that reached the daemon",
+            multiprocess_mode="max",
+            registry=registry,
+        ),
+        sweep_last_success=Gauge(
+            "toolrunner_sweep_last_success_timestamp_seconds",
+            "End of this worker's last completed orphan sweep of its daemon",
+            multiprocess_mode="max",
+            registry=registry,
         ),
     )
 
@@ -156,6 +197,20 @@ def bounded(loads: Sequence[fairshare.TenantLoad | fairshare.HostLoad], top: int
     return series
 
 
+def scrape_collectors(settings: Settings, broker: Callable[[], redis.Redis]) -> list[Any]:
+    """What the main process reads when Prometheus scrapes, beside the children's files: disk and certificates,
+    and with fair share the fleet's queue from Redis (a client of `broker()` each)."""
+    found: list[Any] = [
+        health.DiskCollector(health.watched_directories(settings.artifact_url)),
+        health.CertificateCollector(docker_tls_files()),
+    ]
+    if settings.fair_share:
+        found += [TenantCollector(broker()), health.QueueCollector(broker())]
+        if settings.politeness == "on":
+            found.append(HostCollector(broker()))
+    return found
+
+
 @celeryd_after_setup.connect
 def _serve(sender: str | None = None, **_: Any) -> None:
     """In the worker's main process, before the pool forks: pick the directory and start the HTTP server."""
@@ -173,10 +228,9 @@ def _serve(sender: str | None = None, **_: Any) -> None:
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)
-    if app.settings.fair_share:
-        registry.register(TenantCollector(redis.Redis.from_url(app.settings.broker)))
-        if app.settings.politeness == "on":
-            registry.register(HostCollector(redis.Redis.from_url(app.settings.broker)))
+    settings = app.settings
+    for collector in scrape_collectors(settings, lambda: redis.Redis.from_url(settings.broker)):
+        registry.register(collector)
     start_http_server(port, addr=app.settings.metrics_address, registry=registry)
     logger.info("metrics on :%d (worker %s, directory %s)", port, sender, directory)
 

@@ -18,6 +18,7 @@ from celery.signals import worker_ready, worker_shutdown
 import isolation
 from config import Settings
 from tasks.worker.app import app
+from tasks.worker.metrics import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +29,13 @@ def reap_once(settings: Settings) -> isolation.SweepReport | None:
     """One pass over this worker's daemon with a client of its own; a failure is logged, never raised."""
     try:
         with closing(isolation.connect(None)) as client:
-            return isolation.reap_past_deadline(client, label_prefix=settings.label_prefix)
+            report = isolation.reap_past_deadline(client, label_prefix=settings.label_prefix)
     except isolation.IsolationError as exc:
         logger.warning("deadline reaper pass failed (next pass in %ss): %s", settings.reaper_interval_seconds, exc)
         return None
+    if recorder := metrics():
+        recorder.reaper_last_run.set_to_current_time()
+    return report
 
 
 def _loop(settings: Settings, stop: threading.Event) -> None:

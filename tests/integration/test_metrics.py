@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
 import pytest
+import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.launch import Worker
-from tasks import run_tool
+from tasks import run_tool, sweep_daemon
+from tasks.worker import keys
 
 pytestmark = pytest.mark.integration
 
@@ -39,3 +48,31 @@ def test_runs_are_counted_by_tool_and_status_with_volumes_stages_and_bytes(worke
     assert delta("toolrunner_tool_duration_seconds_count", tool="script") == 2
     for stage in ("preparing_inputs", "running", "reading_outputs", "cleaning_up"):
         assert delta("toolrunner_stage_duration_seconds_count", stage=stage) == 2
+
+
+def test_the_health_gauges_the_alert_rules_read_are_served_by_a_real_worker(worker: Worker, redis_url: str) -> None:
+    before_sweep = time.time()
+    sweep_daemon.delay(24).get(timeout=120)
+    samples = scrape(worker.metrics_url)
+    now = time.time()
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    # The reaper passes at start and every 60 s (the default interval); the sweep just ran.
+    assert now - 90 < value("toolrunner_reaper_last_run_timestamp_seconds") <= now
+    assert before_sweep <= value("toolrunner_sweep_last_success_timestamp_seconds") <= now
+    spool = str(Path(tempfile.gettempdir()))
+    assert abs(value("toolrunner_free_disk_bytes", path=spool) - shutil.disk_usage(spool).free) < 1 << 30
+    paths = {dict(labels)["path"] for name, labels in samples if name == "toolrunner_free_disk_bytes"}
+    assert paths == {spool, urlsplit(os.environ["TOOLRUNNER_ARTIFACT_URL"]).path}  # the session's file:// store
+    # Fleet-wide, from Redis: this worker's 4 slots at least (workers of other tests may still be registered), and
+    # the oldest parked run as Redis holds it (none, unless an earlier test left one parked).
+    assert value("toolrunner_slots") >= 4 and 0 <= value("toolrunner_slots_used") <= value("toolrunner_slots")
+    with redis.Redis.from_url(redis_url) as conn:
+        oldest = conn.zrange(keys.PARKED_AT(), 0, 0, withscores=True)
+    assert value("toolrunner_oldest_waiting_seconds") == pytest.approx(
+        now - oldest[0][1] / 1000 if oldest else 0, abs=5
+    )
+    # This worker's Docker client uses no TLS (the local socket): no certificate, no sample.
+    assert not [name for name, _ in samples if name.startswith("toolrunner_dind_certificate")]

@@ -18,21 +18,19 @@ df`, which costs a walk of every image and volume, so it is left to the engine h
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from config import Settings
-from tasks.worker import keys
+from tasks.worker import health, keys
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -51,26 +49,15 @@ class Reading:
 
 def watched(settings: Settings) -> list[str]:
     """The directories whose filesystems a run writes to on this machine: the spool and a file:// artifact store."""
-    paths = [tempfile.gettempdir()]
-    url = settings.artifact_url or ""
-    if url.startswith("file://"):
-        paths.append(urlsplit(url).path or "/")
-    return paths
+    return [str(path) for path in health.watched_directories(settings.artifact_url).values()]
 
 
 def read(paths: list[str], minimum: int) -> Reading:
     """Free bytes under each path (its nearest existing parent's filesystem) and, when one is below `minimum`, why."""
-    free = {path: shutil.disk_usage(_existing(path)).free for path in paths}
+    free = {path: health.free_bytes(Path(path)) for path in paths}
     low = [f"{path} has {_size(bytes_)} free" for path, bytes_ in free.items() if bytes_ < minimum]
     why = f"{'; '.join(low)}, under TOOLRUNNER_MIN_FREE_DISK_BYTES={_size(minimum)}" if low else None
     return Reading(free, why)
-
-
-def _existing(path: str) -> Path:
-    candidate = Path(path)
-    while not candidate.exists() and candidate != candidate.parent:
-        candidate = candidate.parent
-    return candidate
 
 
 def _size(value: int) -> str:
@@ -121,6 +108,18 @@ _stop = threading.Event()
 def paused() -> bool:
     """Whether this worker's guard has it taking no runs (its disk is low)."""
     return _guard is not None and _guard.paused is not None
+
+
+class PausedCollector:
+    """`toolrunner_worker_paused`: 1 while this worker's disk guard has it taking no runs, else 0."""
+
+    def collect(self) -> Iterator[Any]:
+        """One unlabelled gauge."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield GaugeMetricFamily(
+            "toolrunner_worker_paused", "1 while the worker takes no runs because its disk is low", value=int(paused())
+        )
 
 
 def _loop(guard: Guard, stop: threading.Event) -> None:

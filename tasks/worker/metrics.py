@@ -21,7 +21,7 @@ from celery.signals import celeryd_after_setup, worker_shutdown
 
 from config import Settings, docker_tls_files
 from tasks.service import Stage, Status
-from tasks.worker import fairshare, health
+from tasks.worker import diskguard, fairshare, health
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -203,6 +203,7 @@ def scrape_collectors(settings: Settings, broker: Callable[[], redis.Redis]) -> 
     found: list[Any] = [
         health.DiskCollector(health.watched_directories(settings.artifact_url)),
         health.CertificateCollector(docker_tls_files()),
+        diskguard.PausedCollector(),
     ]
     if settings.fair_share:
         found += [TenantCollector(broker()), health.QueueCollector(broker())]

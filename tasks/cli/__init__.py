@@ -15,7 +15,7 @@ import redis.exceptions
 import typer
 
 import isolation
-from tasks.cli import artifacts, cache, cancel, hosts, limits, run, scope, tools, volumes
+from tasks.cli import artifacts, cache, cancel, hosts, limits, run, scope, status, tools, volumes
 from tasks.cli.console import error_line
 from tasks.errors import ToolrunnerError
 
@@ -28,6 +28,7 @@ cli.add_typer(run.app)
 cli.add_typer(tools.app)
 cli.add_typer(volumes.app)
 cli.add_typer(cancel.app)
+cli.add_typer(status.app)
 cli.add_typer(limits.app, name="limits")
 cli.add_typer(scope.app, name="scope")
 cli.add_typer(hosts.app, name="hosts")

@@ -1,4 +1,5 @@
-"""The disk guard: a worker whose spool or artifact filesystem runs low stops taking runs until space returns.
+"""The disk guard: a worker whose spool or artifact filesystem runs low stops taking runs until space returns; and
+the worker's record (`toolrunner status`), written by the same thread.
 
 A thread of the worker's main process checks, every CHECK_SECONDS, the free bytes of the filesystems a run writes
 to on this machine: the spool (the temporary directory a run's outputs stream into) and a file:// artifact store.
@@ -7,6 +8,8 @@ Below TOOLRUNNER_MIN_FREE_DISK_BYTES on any of them, the worker cancels its own 
 are dispatched to them, nothing fails and nothing is rejected in a loop. It registers no slots for fair share
 while paused (tasks/worker/safetynet.py reads `paused()`), says why in the worker's record (`toolrunner status`)
 and in its log, and takes its queues back (`add_consumer`) when every filesystem is above the threshold again.
+The record (keys.WORKER, 60 s, rewritten every check) holds what `toolrunner status` shows of a worker: its
+engine's ID, slots, runs it holds now, queues, free bytes per path, why it is paused, its reaper's last pass.
 Runs already running go on; one that fills the disk mid-way fails with the reason (tasks/service/outputs.py).
 
 What it does not watch: the engine's own disk (a DinD daemon's data volume, where the tool writes its outputs
@@ -21,16 +24,20 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import redis
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
+from celery.worker import state as worker_state
 
+import isolation
 from config import Settings
-from tasks.worker import health, keys
+from tasks.worker import health, keys, reaper
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -68,9 +75,9 @@ class Guard:
     """One worker's guard: pauses and resumes its consumers as its disks fill and free up."""
 
     def __init__(self, celery: Celery, redis_client: redis.Redis, settings: Settings, hostname: str,
-                 queues: list[str]) -> None:  # fmt: skip
+                 queues: list[str], slots: int = 0, daemon: str = "") -> None:  # fmt: skip
         self.celery, self.redis, self.settings = celery, redis_client, settings
-        self.hostname, self.queues = hostname, queues
+        self.hostname, self.queues, self.slots, self.daemon = hostname, queues, slots, daemon
         self.paused: str | None = None
 
     def check(self) -> Reading:
@@ -93,7 +100,11 @@ class Guard:
     def _record(self, reading: Reading) -> None:
         record = keys.WORKER(self.hostname)
         fields: dict[_Field, _Field] = {f"free:{path}": free for path, free in reading.free.items()}
-        fields.update({"paused": reading.low or "", "checked": time.time()})
+        fields.update({
+            "paused": reading.low or "", "checked": time.time(), "slots": self.slots, "daemon": self.daemon,
+            "busy": len(worker_state.active_requests), "queues": ",".join(self.queues),
+            "reaped": reaper.last_pass.at or "", "past_deadline": reaper.last_pass.past_deadline,
+        })  # fmt: skip
         with self.redis.pipeline() as pipe:
             pipe.delete(record)
             pipe.hset(record, mapping=fields)
@@ -122,6 +133,16 @@ class PausedCollector:
         )
 
 
+def _daemon_id() -> str:
+    """The ID of the engine this worker runs its tools on ('' when it does not answer now)."""
+    try:
+        with closing(isolation.connect(None)) as client:
+            return str(client.info().get("ID", ""))
+    except (isolation.IsolationError, docker.errors.DockerException, OSError) as exc:
+        logger.warning("the worker's engine did not say its ID: %s", exc)
+        return ""
+
+
 def _loop(guard: Guard, stop: threading.Event) -> None:
     while True:
         try:
@@ -138,7 +159,9 @@ def _start(sender: Any = None, **_: Any) -> None:
     global _guard
     queues = [queue.name for queue in getattr(getattr(sender, "task_consumer", None), "queues", [])]
     hostname = str(getattr(sender, "hostname", ""))
-    _guard = Guard(app, redis.Redis.from_url(app.settings.broker), app.settings, hostname, queues)
+    slots = int(getattr(getattr(sender, "pool", None), "num_processes", 0) or 0)
+    client = redis.Redis.from_url(app.settings.broker)
+    _guard = Guard(app, client, app.settings, hostname, queues, slots, _daemon_id())
     _stop.clear()
     threading.Thread(target=_loop, args=(_guard, _stop), daemon=True, name="disk-guard").start()
 

@@ -206,7 +206,7 @@ def scrape_collectors(settings: Settings, broker: Callable[[], redis.Redis]) -> 
         diskguard.PausedCollector(),
     ]
     if settings.fair_share:
-        found += [TenantCollector(broker()), health.QueueCollector(broker())]
+        found += [TenantCollector(broker()), health.QueueCollector(broker(), str(app.conf.task_default_queue))]
         if settings.politeness == "on":
             found.append(HostCollector(broker()))
     return found

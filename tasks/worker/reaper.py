@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
@@ -25,6 +27,17 @@ logger = logging.getLogger(__name__)
 _stop = threading.Event()
 
 
+@dataclass
+class LastPass:
+    """This worker's last reaper pass that reached its daemon: when, and how many containers were past deadline."""
+
+    at: float | None = None
+    past_deadline: int = 0
+
+
+last_pass = LastPass()  # read by the worker's record (diskguard.py) for `toolrunner status`
+
+
 def reap_once(settings: Settings) -> isolation.SweepReport | None:
     """One pass over this worker's daemon with a client of its own; a failure is logged, never raised."""
     try:
@@ -33,6 +46,7 @@ def reap_once(settings: Settings) -> isolation.SweepReport | None:
     except isolation.IsolationError as exc:
         logger.warning("deadline reaper pass failed (next pass in %ss): %s", settings.reaper_interval_seconds, exc)
         return None
+    last_pass.at, last_pass.past_deadline = time.time(), len(report.removed_containers)
     if recorder := metrics():
         recorder.reaper_last_run.set_to_current_time()
     return report

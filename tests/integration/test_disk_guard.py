@@ -4,10 +4,13 @@ reason and leaves nothing behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery.result import AsyncResult
@@ -39,6 +42,18 @@ def _record(hostname: str) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in app.redis.hgetall(keys.WORKER(hostname)).items()}
 
 
+def _status(hostname: str) -> dict[str, Any]:
+    """`toolrunner status --json`'s view of one worker, with a disk-low alert checked against its paused state."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("toolrunner")), "status", "--json"], capture_output=True, text=True,
+        check=True, env={**os.environ, "TOOLRUNNER_BROKER_URL": app.settings.broker},
+    )  # fmt: skip
+    fleet = json.loads(done.stdout)
+    worker = next(w for w in fleet["workers"] if w["name"] == hostname)
+    assert bool(worker["paused"]) == any(a.startswith(f"disk low: {hostname} takes no runs") for a in fleet["alerts"])
+    return dict(worker)
+
+
 def _hostname(name: str) -> str:
     return next(h for h in (app.control.inspect(timeout=2).ping() or {}) if h.startswith(f"{name}@"))
 
@@ -55,6 +70,10 @@ def test_a_worker_low_on_disk_takes_no_runs_until_space_returns(small_disk: Path
         assert "under TOOLRUNNER_MIN_FREE_DISK_BYTES=32.0 MiB" in _record(hostname)["paused"]
         queues = (app.control.inspect([hostname], timeout=2).active_queues() or {}).get(hostname)
         assert queues == [], f"its consumer is cancelled: {queues}"
+        seen = wait_until(lambda: (w := _status(hostname))["slots"] == 0 and w, CHECK_SECONDS + 5, "no slots offered")
+        assert seen["concurrency"] == 1 and seen["daemon"] and seen["busy"] == 0
+        assert "under TOOLRUNNER_MIN_FREE_DISK_BYTES" in seen["paused"]
+        assert seen["free_disk"][str(small_disk)] < 32 * MIB
         handle = run_tool.apply_async(("script", "acme", "disk-1", {"script": "echo ok > /outputs/out.txt"}),
                                       queue="disk-guard")  # fmt: skip
         wait_until(lambda: app.redis.llen("disk-guard") == 1, 5, "the run queued")
@@ -62,6 +81,7 @@ def test_a_worker_low_on_disk_takes_no_runs_until_space_returns(small_disk: Path
         os.unlink(filler)
         assert handle.get(timeout=CHECK_SECONDS * 3)["status"] == "ok", "it ran once space came back"
         assert _record(hostname)["paused"] == ""
+        wait_until(lambda: _status(hostname)["slots"] == 1, CHECK_SECONDS + 5, "its slot offered again")
     finally:
         worker.stop()
 

@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from config import Settings, docker_tls_files
-from tasks.worker import fairshare, health
+from tasks.worker import fairshare, health, keys
+from tasks.worker.delivery import Delivery, claim_identity
 from tests.conftest import database_url, flushed_database
 from tests.unit.helpers import envelope, register
 
@@ -137,3 +138,21 @@ def test_the_certificates_watched_are_the_ones_the_docker_sdk_would_load(
     tls = docker.utils.kwargs_from_env(environment=environ or {"DOCKER_HOST": ""}).get("tls")
     expected = {} if tls is None else {"client": Path(tls.cert[0]), "ca": Path(tls.ca_cert)}
     assert docker_tls_files(environ) == expected
+
+
+def test_leases_no_worker_runs_runs_dispatching_and_the_queue_are_counted(conn: redis.Redis) -> None:
+    register(conn, 8)
+    settings = Settings(tenant_max_running=1, lease_ttl_seconds=30)
+    for task_id in ("a1", "a2", "b1"):
+        claim_identity(conn, Delivery(task_id, "script", task_id[0], task_id), ttl=600)
+        fairshare.admit(conn, envelope(task_id, task_id[0]), settings)  # a1, b1 leased; a2 parked
+    conn.set(keys.RUNNING(Delivery("a1", "script", "a", "a1").key), "token", ex=60)  # a1 runs: its lock is held
+    conn.rpush("q", b"message", b"message")
+    state = health.queue_state(conn, time.time(), "q")
+    assert (state.slots_used, state.orphaned_leases, state.dispatching, state.queued) == (2, 1, 0, 2), state
+    assert state.parked_bytes > 0, "a2's envelope"
+    assert fairshare.release(conn, envelope("a1", "a"), settings) == ["a2"]  # a2 picked: leased and dispatching
+    state = health.queue_state(conn, time.time(), "q")
+    assert (state.slots_used, state.orphaned_leases, state.dispatching) == (2, 1, 1), "b1 only: a2 is on its way"
+    gauges = samples(health.QueueCollector(conn, "q"))
+    assert gauges["toolrunner_orphaned_leases"] == {(): 1} and gauges["toolrunner_queue_depth"] == {(): 2}

@@ -174,6 +174,58 @@ def measure(runs: int, tenants: int, sample: int) -> Scale:
     return Scale(runs, tenants, publish_s, drain, drain.wall_ms * runs / 1000, memory, admit, cycle, cancelled, slow)
 
 
+def file_copies(runs: int, size: int) -> tuple[float, float]:
+    """How many copies of a waiting run's input file Redis holds once its message was drained (the target: one),
+    found by reading every key for the file's contents; and Redis memory per run the file added, over its size
+    (above 1 by the allocator's size classes, not by copies)."""
+    from celery import Celery
+
+    from config import celery_config, load_settings
+    from tasks.scope.store import Scopes
+    from tasks.tools import load_catalogue
+    from tasks.worker import backlog
+
+    per_run, copies = [], 0.0
+    for files in (None, {"extra.txt": "marker-" + "x" * size}):
+        with own_redis() as url:
+            os.environ.update({**ENVIRONMENT, "TOOLRUNNER_BROKER_URL": url, "TOOLRUNNER_RESULT_BACKEND": url,
+                               "TOOLRUNNER_TOOL_NETWORK": "host"})  # fmt: skip
+            settings = load_settings()
+            app = Celery("bench-scale", set_as_current=False)
+            app.config_from_object(celery_config(settings))
+            client = redis.Redis.from_url(url)
+            app.catalogue, app.scopes = load_catalogue(), Scopes(client)
+            grant(client, "t0000")
+            baseline = int(client.info("memory")["used_memory"])
+            for index in range(runs):
+                _publish(app, index, 1, files)
+            while client.llen(QUEUE):
+                backlog.drain(app, client, settings, QUEUE)
+            per_run.append((int(client.info("memory")["used_memory"]) - baseline) / runs)
+            if files:
+                copies = _occurrences(client, b"marker-" + b"x" * 64) / runs
+            client.close()
+            app.close()
+    return copies, (per_run[1] - per_run[0]) / size
+
+
+def _occurrences(client: redis.Redis, needle: bytes) -> int:
+    """How many times `needle` appears in every value Redis holds (strings, hashes, lists, sets, sorted sets)."""
+    found = 0
+    for key in client.scan_iter(count=1000):
+        raw_kind = client.type(key)
+        kind = raw_kind.decode() if isinstance(raw_kind, bytes) else str(raw_kind)
+        values: list[Any] = (
+            [client.get(key) or b""] if kind == "string" else
+            list(client.hvals(key)) if kind == "hash" else
+            list(client.lrange(key, 0, -1)) if kind == "list" else
+            list(client.smembers(key)) if kind == "set" else
+            list(client.zrange(key, 0, -1)) if kind == "zset" else []
+        )  # fmt: skip
+        found += sum(bytes(value).count(needle) for value in values if isinstance(value, bytes))
+    return found
+
+
 def bulk_cancel(count: int) -> tuple[float, int, list[tuple[str, float]]]:
     """`cancel --waiting` of one tenant with `count` waiting runs: seconds, runs cancelled, commands over 10 ms."""
     from celery import Celery
@@ -218,10 +270,10 @@ def _named(command: bytes | str) -> str:
     return " ".join(words[:2])
 
 
-def _publish(app: Any, index: int, tenants: int) -> tuple[str, str]:
+def _publish(app: Any, index: int, tenants: int, files: dict[str, str] | None = None) -> tuple[str, str]:
     tenant = tenant_of(index, tenants)
     params = {"targets": [f"127.0.{index // 250 % 250 + 1}.{index % 250 + 1}"], "ports": "80"}
-    result = app.send_task("toolrunner.run_tool", ["nmap", tenant, f"r{index}", params, None], queue=QUEUE)
+    result = app.send_task("toolrunner.run_tool", ["nmap", tenant, f"r{index}", params, files], queue=QUEUE)
     return str(result.id), tenant
 
 
@@ -234,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [tuple(int(x) for x in size.split(":")) for size in args.sizes.split(",")]
     results = [measure(runs, tenants, args.sample) for runs, tenants in sizes]
     show(results)
+    copies, memory = file_copies(1000, 16 << 10)
+    console(160).print(
+        f"a waiting run's 16 KiB input file: {copies:.2f} copies in Redis (target: one), "
+        f"{memory:.2f}x its size in Redis memory (the allocator's size classes)"
+    )
     seconds, cancelled, slow = bulk_cancel(args.bulk)
     console(160).print(
         f"cancel --waiting of one tenant's {cancelled:,} waiting runs: {seconds:.1f} s; commands over 10 ms: "

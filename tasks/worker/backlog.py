@@ -41,7 +41,7 @@ from tasks.worker.limits import intrusive_allowed
 logger = logging.getLogger(__name__)
 
 DRAIN_BATCH = 500  # messages read per drain: a 100-run backlog leaves the queue in one go (~20 ms measured)
-PARK_BATCH = 100  # messages parked per script call: 500 in one call blocked Redis 20-30 ms (bench.scale)
+PARK_BATCH = 50  # messages parked per script call: 500 in one call held Redis 20-30 ms, 100 up to 12 (bench.scale)
 
 
 @dataclass(frozen=True)

@@ -324,7 +324,10 @@ local function pick(default_cap, ttl, budget, host_running, host_rps)
   if bounded then free = free - live(P .. 'leases') end
   while (not bounded or free > 0) and budget > 0 and misses < redis.call('LLEN', P .. 'ring') do
     local tenant = redis.call('LPOP', P .. 'ring')
-    redis.call('LREM', P .. 'ring', 0, tenant)  -- a second place (a ring written before 'ringed' existed) goes
+    if redis.call('SISMEMBER', P .. 'ringed', tenant) == 0 then
+      -- A ring written before 'ringed' existed may hold it twice: the second place goes (O(tenants), once).
+      redis.call('LREM', P .. 'ring', 0, tenant)
+    end
     local waiting = P .. 'wait:' .. tenant
     local chosen = nil
     -- FIFO within a tenant; a head blocked only by its tool's cap or a host lets one of the next 16 runs go.

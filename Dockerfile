@@ -28,7 +28,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 toolrunner \
  && useradd --system --uid 10001 --gid toolrunner --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin toolrunner \
- && install -d -o toolrunner -g toolrunner -m 0750 /var/lib/toolrunner
+ && install -d -o toolrunner -g toolrunner -m 0750 /var/lib/toolrunner /var/spool/toolrunner
 
 # The dependencies first, exactly as requirements/runtime.txt locks them (versions and hashes; pip and the
 # build backend included): this layer survives changes to the sources, so a rebuild after a code change

@@ -61,9 +61,10 @@ CHANGES: dict[str, str] = {
     "TOOLRUNNER_WORKER_NAME, its own DinD and volumes (the scale-out recipe)",
     "dind-*": "the DinD of a further pair",
     "volumes.dind-*": "the volumes of a further pair's DinD",
+    "volumes.worker-spool-*": "the outputs' spool of a further pair's worker",
 }
 
-PAIRED_VOLUMES = ("dind-certs-ca", "dind-certs-client", "dind-data")
+PAIRED_VOLUMES = ("dind-certs-ca", "dind-certs-client", "dind-data", "worker-spool")
 CAPABILITIES = ["SYS_ADMIN", "NET_ADMIN"]
 SECURITY_OPTIONS = ["seccomp=unconfined", "apparmor=unconfined"]
 LOCAL_IMAGES = {"TOOLRUNNER_IMAGE_NMAP": "toolrunner-tools:local", "TOOLRUNNER_IMAGE_FFUF": "toolrunner-tools:local"}

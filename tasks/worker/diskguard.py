@@ -13,8 +13,8 @@ engine's ID, slots, runs it holds now, queues, free bytes per path, why it is pa
 Runs already running go on; one that fills the disk mid-way fails with the reason (tasks/service/outputs.py).
 
 What it does not watch: the engine's own disk (a DinD daemon's data volume, where the tool writes its outputs
-first) is another machine's or another container's filesystem; the engine reports it only through `docker system
-df`, which costs a walk of every image and volume, so it is left to the engine host's own monitoring
+first). The Engine API reports no free space for it (`/info` gives its path, `/system/df` the sizes of what it
+holds after a walk of every image and volume), so it is left to the engine host's own monitoring
 (docs/operations.md).
 """
 

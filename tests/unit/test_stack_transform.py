@@ -103,8 +103,8 @@ def test_the_second_pair_has_its_own_daemon_volumes_port_and_node_name(adapted: 
     assert "worker-2@%h" in worker["command"]
     assert "worker-2@$$HOSTNAME" in worker["healthcheck"]["test"][1]
     assert set(worker["depends_on"]) == {"redis", "dind-2"}
-    # Its own client certificates; the artifact store is the host's one store, shared by its pairs.
-    assert {v.split(":")[0] for v in worker["volumes"]} == {"dind-certs-client-2", "artifacts"}
+    # Its own client certificates and spool; the artifact store is the host's one store, shared by its pairs.
+    assert {v.split(":")[0] for v in worker["volumes"]} == {"dind-certs-client-2", "worker-spool-2", "artifacts"}
     assert {v.split(":")[0] for v in dind["volumes"]} == {
         "dind-certs-ca-2",
         "dind-certs-client-2",

@@ -72,7 +72,9 @@ class Settings(BaseSettings):
     docker_retries: int = Field(5, ge=0, description="retries of a run when the Docker Engine is unreachable")
     sweep_max_age_hours: float = Field(24, ge=0, description="age after which the sweep removes leftovers")
     sweep_cron: str = Field("0 * * * *", description="crontab (m h dom mon dow) of the orphan sweep")
-    result_expires_seconds: int = Field(86400, ge=60, description="how long results stay in the backend")
+    result_expires_seconds: int = Field(
+        86400, ge=1, description="how long results stay in the backend (then `result.json` in the artifact store)"
+    )
     metrics_port: int | None = Field(None, ge=0, le=65535, description="worker Prometheus port; unset = off")
     metrics_address: str = Field("127.0.0.1", description="address the worker's metrics server binds to")
     extra_tool_modules: list[str] = Field(default_factory=list, description="extra modules defining SPEC")

@@ -13,9 +13,10 @@ from typing import Any
 
 import kombu.exceptions
 import redis
-from celery import Task
+from celery import Task, states
 from celery.signals import task_revoked
 
+from tasks.artifacts import ArtifactError
 from tasks.service import RunRequest
 from tasks.tools import load_catalogue
 from tasks.worker import chunks, fairshare
@@ -25,6 +26,7 @@ from tasks.worker.delivery import Delivery, bind_run
 from tasks.worker.merge import merge
 from tasks.worker.monitor import RedactedRequest
 from tasks.worker.pipeline import run_pipeline
+from tasks.worker.results import kept_result
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +92,21 @@ def result_for(task_id: str, tool: str, tenant_id: str, run_id: str, timeout: fl
     """Wait for the result of the run `task_id` names, checking it is this tool's run for this tenant.
 
     The API tier's way to read a result: an id that names another run (a reused id) raises
-    TaskIdentityError instead of handing over that run's findings; a failed run raises its error.
+    TaskIdentityError instead of handing over that run's findings; a failed run raises its error. Once the backend
+    has let the result go (TOOLRUNNER_RESULT_EXPIRES_SECONDS), the copy in the artifact store (`result.json`, kept
+    for the artifact retention) is returned, for this tenant only.
     """
-    result: Result = run_tool.AsyncResult(task_id).get(timeout=timeout)
+    pending = run_tool.AsyncResult(task_id)
+    if pending.state == states.PENDING:  # not finished, or finished and expired from the backend
+        try:
+            kept = kept_result(app.artifacts, app.redis, task_id, tenant_id)
+        except ArtifactError as exc:  # no store here (an API tier without one): the backend is all there is
+            logger.warning("no artifact store to read task=%s's kept result from: %s", task_id, exc)
+            kept = None
+        if kept is not None:
+            Delivery(task_id, tool, tenant_id, run_id).check(kept)
+            return kept
+    result: Result = pending.get(timeout=timeout)
     Delivery(task_id, tool, tenant_id, run_id).check(result)
     return result
 

@@ -94,7 +94,7 @@ def test_every_command_is_mounted_once_in_the_order_the_help_lists_them() -> Non
     root = typer.main.get_command(cli)
     commands = getattr(root, "commands", {})
     assert list(commands) == [
-        "run", "tools", "volumes", "sweep", "cancel", "limits", "scope", "hosts", "cache", "artifacts",
+        "run", "tools", "volumes", "sweep", "cancel", "result", "limits", "scope", "hosts", "cache", "artifacts",
     ]  # fmt: skip
     groups = {name: list(getattr(commands[name], "commands", {})) for name in ("limits", "hosts", "cache", "artifacts")}
     assert groups == {

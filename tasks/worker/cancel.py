@@ -12,9 +12,9 @@ from celery import Celery, states
 
 import isolation
 from config import Settings
-from tasks.worker import chunks, fairshare, keys
+from tasks.worker import chunks, completion, fairshare, keys
 from tasks.worker.app import app
-from tasks.worker.delivery import bind_run, bound_tenant
+from tasks.worker.delivery import bind_run, bound_run, bound_tenant
 from tasks.worker.monitor import announce_revoked
 from tasks.worker.parking import load
 
@@ -87,6 +87,7 @@ def cancel(
     celery.control.revoke(task_id)
     if chunks.cancel_chunks(celery, redis_client, settings, task_id, tenant_id):
         announce_revoked(celery, task_id, None, chunks.CANCEL_REASON)
+        _cancelled_event(celery, redis_client, task_id, chunks.CANCEL_REASON)
         return CancelOutcome(
             task_id, Cancelled.SENT, f"{task_id}: cancel sent to every chunk; they stop within seconds"
         )
@@ -113,7 +114,16 @@ def _ended_parked(celery: Celery, redis_client: redis.Redis, settings: Settings,
     message = bind_run(parked[0].task, parked[0].args, parked[0].kwargs)
     if message is not None:
         chunks.ended_unrun(celery, redis_client, settings, message, task_id, reason, status=chunks.CANCELLED)
+    if message is not None and not message.get("chunk"):  # a chunk's cancel is its parent's business
+        _cancelled_event(celery, redis_client, task_id, reason)
     return True
+
+
+def _cancelled_event(celery: Celery, redis_client: redis.Redis, task_id: str, reason: str) -> None:
+    """The run.cancelled event of the run its id is bound to (a top-level run: a parent, or a parked run)."""
+    bound = bound_run(redis_client, task_id)
+    if bound is not None:
+        completion.cancelled(celery, redis_client, task_id, *bound, reason)
 
 
 def _unknown(task_id: str, tenant_id: str, recorded: bool) -> CancelOutcome:

@@ -1,8 +1,10 @@
-"""A run's completion recorded where it outlives Redis: its result stored as `result.json` in the artifact store.
+"""A run's completion recorded where it outlives Redis and where its tenant hears of it: its result kept as
+`result.json` in the artifact store, and its webhook event in the outbox (tasks/worker/webhooks.py).
 
 Called with the run's final result before the result backend stores it (the finished step, a cache hit, a chunked
-parent's merge); never for a chunk, whose result is its parent's business. Storing it again is harmless: a
-redelivery that returns the stored result replaces `result.json` with the same result.
+parent's merge), and with a cancel as the run ends REVOKED; never for a chunk, whose end is its parent's business.
+Seeing an end again is harmless: a redelivery that returns the stored result replaces `result.json` with the same
+result, and its event exists already (one event, one id, per run).
 """
 
 from __future__ import annotations
@@ -11,9 +13,27 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import redis
+from celery import Celery
+
 from tasks.artifacts import ArtifactError, Artifacts
+from tasks.worker import webhooks
 
 logger = logging.getLogger(__name__)
+
+
+def completed(
+    celery: Celery, redis_client: redis.Redis, artifacts: Artifacts | None, result: Mapping[str, Any]
+) -> None:
+    """A top-level run's final result: kept in the artifact store, then its event recorded."""
+    keep_result(artifacts, result)
+    webhooks.emit_result(celery, redis_client, result)
+
+
+def cancelled(celery: Celery, redis_client: redis.Redis, task_id: str, tool: str, tenant: str, run_id: str,
+              reason: str) -> None:  # fmt: skip
+    """A top-level run that ended REVOKED by a cancel: its `run.cancelled` event recorded."""
+    webhooks.emit_cancel(celery, redis_client, task_id, tool, tenant, run_id, reason)
 
 
 def keep_result(artifacts: Artifacts | None, result: Mapping[str, Any]) -> None:

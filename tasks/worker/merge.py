@@ -25,7 +25,7 @@ from tasks.errors import ChunkMergeError
 from tasks.service import RunResult, RunStats, Status
 from tasks.service.findings import collect
 from tasks.worker import chunks, keys, luascript
-from tasks.worker.completion import keep_result
+from tasks.worker.completion import completed
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _merge(
         found = collect(streamed, settings.inline_findings_bytes, also=writer.write, interruptions=(Exception,))
     result = _result(parent, record, outcomes, found.inline, found.count, found.truncated, sink.records)
     stored = result.as_dict()
-    keep_result(artifacts, stored)
+    completed(app, redis_client, artifacts, stored)
     app.backend.store_result(parent, stored, states.SUCCESS)
     _announce(app, parent, result)
     _ended(app, redis_client, settings, parent, "done", outcomes)

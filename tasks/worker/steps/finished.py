@@ -3,7 +3,7 @@
 Letting go marks the run done, and a later copy of its message is dropped for that: a worker killed between the
 two used to leave the run PROGRESS for ever, its redelivered message dropped as "already ended". A retry, a
 put-back or a park (Retry, Reject, Ignore) is no final state and stores nothing here. A run's result (a chunk's
-excepted) is kept in the artifact store first (tasks/worker/completion.py).
+excepted) is kept in the artifact store and its webhook event recorded first (tasks/worker/completion.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from celery.exceptions import Ignore, Reject, Retry
 
 from tasks.service import RunResult
-from tasks.worker.completion import keep_result
+from tasks.worker.completion import completed
 from tasks.worker.context import Run
 from tasks.worker.steps import Proceed, Step
 
@@ -26,7 +26,7 @@ def _finished(run: Run, proceed: Proceed) -> RunResult:
         raise
     stored = result.as_dict()
     if run.chunk is None:
-        keep_result(run.services.artifacts, stored)
+        completed(run.task.app, run.services.redis, run.services.artifacts, stored)
     run.task.backend.mark_as_done(run.task_id, stored)
     return result
 

@@ -131,6 +131,10 @@ class Receiver:
             self._server.server_close()
             self._server = None
 
+    def port_open(self) -> bool:
+        """Whether it is listening now."""
+        return self._server is not None
+
     def wait_for(self, count: int, timeout: float) -> list[Received]:
         """The requests once at least `count` have arrived; AssertionError after `timeout`."""
         deadline = time.monotonic() + timeout

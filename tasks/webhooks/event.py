@@ -29,9 +29,11 @@ class EventType(StrEnum):
 
 
 CANCELLED_STATUS = "cancelled"  # the `status` of a cancelled run's payload (a result's statuses never say it)
+ERROR_STATUS = "error"  # the `status` of a run that raised instead of returning a result (its Celery state FAILURE)
 _BY_STATUS = {
     "ok": EventType.SUCCEEDED,
     "tool_failed": EventType.FAILED,
+    ERROR_STATUS: EventType.FAILED,
     "timed_out": EventType.TIMED_OUT,
     CANCELLED_STATUS: EventType.CANCELLED,
 }
@@ -80,13 +82,13 @@ def for_result(result: Mapping[str, Any], created: float) -> Event:
     return _event(str(result["tenant_id"]), str(result["task_id"]), event_type(str(result["status"])), data, created)
 
 
-def for_cancel(task_id: str, tool: str, tenant: str, run_id: str, reason: str, created: float) -> Event:
-    """The event of a cancelled run (it has no result: what it was, and why it ended)."""
+def for_end(task_id: str, tool: str, tenant: str, run_id: str, status: str, reason: str, created: float) -> Event:
+    """The event of a run that ended with no result: cancelled, or raised (what it was, and why it ended)."""
     data = {
-        "tool": tool, "tenant_id": tenant, "run_id": run_id, "task_id": task_id, "status": CANCELLED_STATUS,
-        "reason": reason,
+        "tool": tool, "tenant_id": tenant, "run_id": run_id, "task_id": task_id, "status": status,
+        "reason": reason[:2000],
     }  # fmt: skip
-    return _event(tenant, task_id, EventType.CANCELLED, data, created)
+    return _event(tenant, task_id, event_type(status), data, created)
 
 
 def _event(tenant: str, task_id: str, kind: EventType, data: dict[str, Any], created: float) -> Event:

@@ -61,10 +61,12 @@ def emit_result(celery: Celery, redis_client: redis.Redis, result: Mapping[str, 
     _emitting(celery, redis_client, lambda how: event.for_result(result, how.clock()))
 
 
-def emit_cancel(celery: Celery, redis_client: redis.Redis, task_id: str, tool: str, tenant: str, run_id: str,
-                reason: str) -> None:  # fmt: skip
-    """The `run.cancelled` event of a tenant's run (never a chunk's)."""
-    _emitting(celery, redis_client, lambda how: event.for_cancel(task_id, tool, tenant, run_id, reason, how.clock()))
+def emit_end(celery: Celery, redis_client: redis.Redis, task_id: str, tool: str, tenant: str, run_id: str,
+             status: str, reason: str) -> None:  # fmt: skip
+    """The event of a run that ended with no result (`status` cancelled or error; never a chunk's)."""
+    _emitting(
+        celery, redis_client, lambda how: event.for_end(task_id, tool, tenant, run_id, status, reason, how.clock())
+    )
 
 
 def _emitting(celery: Celery, redis_client: redis.Redis, make: Any) -> None:
@@ -124,4 +126,4 @@ def _start(sender: str | None = None, **_: Any) -> None:
     logger.info("webhook poller every %gs (worker %s)", app.settings.webhook_poll_seconds, sender)
 
 
-__all__ = ["DELIVER_TASK", "QUEUE", "deliver", "emit", "emit_cancel", "emit_result", "poll"]
+__all__ = ["DELIVER_TASK", "QUEUE", "deliver", "emit", "emit_end", "emit_result", "poll"]

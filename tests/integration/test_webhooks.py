@@ -217,3 +217,42 @@ def test_a_cancelled_run_sends_run_cancelled(
     body = payload(got)
     assert got.verified and body["type"] == "run.cancelled" and body["data"]["task_id"] == handle.id
     assert body["data"]["status"] == "cancelled"
+
+
+def test_a_run_that_raised_sends_run_failed_with_status_error(
+    conn: redis.Redis, receiver: Receiver, hooks: Callable[..., Worker]
+) -> None:
+    hooks()
+    tenant = endpoint(conn, receiver)
+    handle = run_tool.delay("absent", tenant, "raised-run", {})
+    handle.get(timeout=WAIT, propagate=False)
+    assert handle.state == "FAILURE"
+    (got,) = receiver.wait_for(1, WAIT)
+    body = payload(got)
+    assert got.verified and body["type"] == "run.failed" and body["data"]["status"] == "error"
+    assert body["data"]["task_id"] == handle.id and body["data"]["reason"]
+
+
+def test_a_chunked_run_sends_one_event_for_its_parent_and_none_for_its_chunks(
+    conn: redis.Redis, receiver: Receiver, hooks: Callable[..., Worker], scoped: Callable[..., None], ca: LocalCA,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    hooks()
+    env = {**hook_env(ca), "TOOLRUNNER_TOOL_NETWORK": "host"}  # nmap reaches the loopback addresses
+    chunker = start_worker(tmp_path, "hookchunks", concurrency=3, queues="hookchunks", env=env)
+    tenant = endpoint(conn, receiver)
+    scoped(tenant)
+    targets = [f"127.0.9.{i}" for i in range(1, 7)]
+    request = {"targets": targets, "ports": "9", "chunk_size": 2}
+    try:
+        handle = run_tool.apply_async(("nmap", tenant, "chunked-run", request), queue="hookchunks")
+        result = handle.get(timeout=120)
+    finally:
+        chunker.stop()
+    assert result["chunks"]["total"] == 3
+    (got,) = receiver.wait_for(1, WAIT)
+    time.sleep(2)
+    assert len(receiver.got) == 1
+    body = payload(got)
+    assert body["data"]["task_id"] == result["task_id"] and body["data"]["chunks"]["total"] == 3
+    assert body["type"] == ("run.succeeded" if result["status"] == "ok" else "run.failed")

@@ -65,9 +65,17 @@ def test_a_result_that_fits_is_not_marked_truncated() -> None:
 
 
 def test_a_cancel_event_names_the_run_and_why() -> None:
-    found = event.for_cancel("t-2", "nmap", "acme", "scan-2", "cancelled", 1)
+    found = event.for_end("t-2", "nmap", "acme", "scan-2", event.CANCELLED_STATUS, "cancelled", 1)
     assert found.type is EventType.CANCELLED
-    assert json.loads(found.body)["data"]["status"] == "cancelled"
+    assert json.loads(found.body)["data"] == {
+        "tool": "nmap", "tenant_id": "acme", "run_id": "scan-2", "task_id": "t-2", "status": "cancelled",
+        "reason": "cancelled",
+    }  # fmt: skip
+
+
+def test_a_run_that_raised_is_a_failed_event_with_status_error() -> None:
+    found = event.for_end("t-3", "nmap", "acme", "scan-3", event.ERROR_STATUS, "DockerUnavailableError: gone", 1)
+    assert found.type is EventType.FAILED and json.loads(found.body)["data"]["status"] == "error"
 
 
 # --- signing ---------------------------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ from celery.signals import task_revoked
 from tasks.artifacts import ArtifactError
 from tasks.service import RunRequest
 from tasks.tools import load_catalogue
-from tasks.worker import chunks, fairshare
+from tasks.worker import chunks, completion, fairshare
 from tasks.worker.app import app
+from tasks.worker.cancel import is_cancelled
 from tasks.worker.context import Run, Services
 from tasks.worker.delivery import Delivery, bind_run
 from tasks.worker.merge import merge
@@ -86,6 +87,16 @@ def _revoked(request: Any = None, expired: bool = False, **_: Any) -> None:
             why = "its message expired before it started" if expired else "revoked before it started"
             with contextlib.suppress(redis.RedisError, kombu.exceptions.OperationalError):
                 chunks.ended_unrun(app, app.redis, app.settings, message, str(task_id), why)
+                _cancelled_unrun(message, str(task_id), expired)
+
+
+def _cancelled_unrun(message: dict[str, Any], task_id: str, expired: bool) -> None:
+    """A queued run a cancel revoked (Celery dropped its message unrun): its run.cancelled event (never a chunk's)."""
+    tenant = message.get("tenant_id")
+    if expired or message.get("chunk") or not isinstance(tenant, str) or not is_cancelled(app.redis, task_id, tenant):
+        return
+    tool, run_id = str(message.get("tool")), str(message.get("run_id"))
+    completion.cancelled(app, app.redis, task_id, tool, tenant, run_id, "cancelled: revoked before it started")
 
 
 def result_for(task_id: str, tool: str, tenant_id: str, run_id: str, timeout: float | None = None) -> Result:

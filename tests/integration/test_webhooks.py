@@ -256,3 +256,18 @@ def test_a_chunked_run_sends_one_event_for_its_parent_and_none_for_its_chunks(
     body = payload(got)
     assert body["data"]["task_id"] == result["task_id"] and body["data"]["chunks"]["total"] == 3
     assert body["type"] == ("run.succeeded" if result["status"] == "ok" else "run.failed")
+
+
+def test_a_queued_run_cancelled_before_it_starts_sends_run_cancelled(
+    conn: redis.Redis, receiver: Receiver, hooks: Callable[..., Worker]
+) -> None:
+    hooks()
+    tenant = endpoint(conn, receiver)
+    busy = [run_tool.delay("script", tenant, f"busy-{i}", {"script": "sleep 4"}) for i in range(2)]
+    queued = run_tool.delay("script", tenant, "queued-run", {"script": "true"})
+    cancel_run(queued.id, tenant_id=tenant)
+    for handle in busy:
+        handle.get(timeout=WAIT)
+    got = receiver.wait_for(3, WAIT)
+    by_task = {payload(r)["data"]["task_id"]: payload(r)["type"] for r in got}
+    assert by_task == {busy[0].id: "run.succeeded", busy[1].id: "run.succeeded", queued.id: "run.cancelled"}

@@ -96,7 +96,13 @@ def count(report: Report | None) -> None:
 
 
 def poll(celery: Celery, redis_client: redis.Redis, how: Delivering) -> int:
-    """Claim the events due now and publish their attempts; how many."""
+    """Claim the events due now and publish their attempts; how many.
+
+    Nothing while the queue already holds a batch: no webhook worker is taking them (none runs, or they lag), and
+    publishing again each lease would only pile up copies. The events stay due, unclaimed, and lose nothing.
+    """
+    if redis_client.llen(QUEUE) >= POLL_BATCH:
+        return 0
     now_ms = int(how.clock() * 1000)
     sent = 0
     for event_id in outbox.due(redis_client, now_ms, POLL_BATCH):

@@ -205,3 +205,28 @@ def test_endpoints_are_set_by_operators_with_checked_urls_and_secrets(conn: redi
     assert [e.url for e in shown] == ["https://hooks.example.com/"] and SECRET not in repr(shown)
     assert keys.declared(keys.WEBHOOK_ENDPOINTS()) is keys.WEBHOOK_ENDPOINTS
     assert all(keys.declared(k.decode()) is not None for k in conn.keys("*"))
+
+
+class _Publisher:
+    """Records what the poller publishes (the broker is not what this test is about)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[Any], str]] = []
+
+    def send_task(self, name: str, args: list[Any], queue: str) -> None:
+        self.sent.append((name, args, queue))
+
+
+def test_the_poller_claims_due_events_and_holds_off_while_nobody_takes_the_queue(conn: redis.Redis) -> None:
+    from tasks.worker import webhooks
+
+    how = delivering()
+    found = recorded(conn, how)
+    conn.rpush(webhooks.QUEUE, *[b"waiting"] * webhooks.POLL_BATCH)
+    publisher = _Publisher()
+    assert webhooks.poll(publisher, conn, how) == 0 and outbox.due(conn, int(time.time() * 1000)) == [found.id]
+    conn.delete(webhooks.QUEUE)
+    assert webhooks.poll(publisher, conn, how) == 1
+    ((name, (event_id, token), queue),) = publisher.sent
+    assert (name, event_id, queue) == (webhooks.DELIVER_TASK, found.id, "webhooks")
+    assert outbox.holds(conn, found.id, token) and webhooks.poll(publisher, conn, how) == 0

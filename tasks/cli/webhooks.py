@@ -80,7 +80,7 @@ def webhooks_log(
 ) -> None:
     """A tenant's delivery attempts, newest first: time, event, attempt, status, latency, outcome."""
     with checked_ids():
-        entries = tasks.webhooks.log(connect(), tenant, limit)
+        entries = tasks.webhooks.log(tenant, connection=connect(), limit=limit)
     if not entries:
         out.print(f"no deliveries logged for {tenant}")
         return

@@ -143,7 +143,7 @@ def record(connection: redis.Redis, tenant: str, entry: Mapping[str, Any], at: f
         pipe.execute()
 
 
-def log(connection: redis.Redis, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
+def log(tenant: str, *, connection: redis.Redis, limit: int = 100) -> list[dict[str, Any]]:
     """The tenant's latest attempts, newest first."""
     found = connection.zrevrange(LOG.format(tenant), 0, limit - 1)
     return [json.loads(cast(bytes | str, raw)) for raw in found]

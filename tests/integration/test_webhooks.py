@@ -125,7 +125,7 @@ def test_500_three_times_then_200_is_delivered_with_the_same_webhook_id(
     got = receiver.wait_for(4, WAIT)
     assert [r.status for r in got] == [500, 500, 500, 200] and all(r.verified for r in got)
     assert len({r.headers["webhook-id"] for r in got}) == 1
-    logged = tasks.webhooks.log(conn, tenant)
+    logged = tasks.webhooks.log(tenant, connection=conn)
     assert [e["outcome"] for e in logged] == ["delivered", "failed", "failed", "failed"]
 
 
@@ -140,7 +140,7 @@ def test_a_receiver_down_for_10_s_gets_the_event_once_it_is_back(
     receiver.start()
     (got,) = receiver.wait_for(1, WAIT)
     assert got.verified and payload(got)["type"] == "run.succeeded"
-    refused = [e for e in tasks.webhooks.log(conn, tenant) if e["outcome"] == "failed"]
+    refused = [e for e in tasks.webhooks.log(tenant, connection=conn) if e["outcome"] == "failed"]
     assert len(refused) >= 3 and all("refused" in e["error"] for e in refused)
 
 
@@ -199,7 +199,7 @@ def test_loopback_and_metadata_receivers_are_refused_without_the_allowance(
     finish_run(loopback)
     finish_run(metadata)
     for tenant, said in ((loopback, "127.0.0.1"), (metadata, "metadata")):
-        entry = wait_until(lambda t=tenant: tasks.webhooks.log(conn, t), WAIT, f"{tenant}'s attempt")[0]
+        entry = wait_until(lambda t=tenant: tasks.webhooks.log(t, connection=conn), WAIT, f"{tenant}'s attempt")[0]
         assert entry["outcome"] == "refused" and said in entry["error"], entry
     assert receiver.got == []
 

@@ -105,7 +105,7 @@ def test_a_delivered_event_is_signed_logged_and_leaves_the_schedule(conn: redis.
     assert headers["webhook-id"] == found.id and body == found.body.encode()
     assert conn.zcard(outbox.DUE) == 0
     assert outbox.load(conn, found.id).state == outbox.DELIVERED  # type: ignore[union-attr]
-    assert [e["outcome"] for e in tasks.webhooks.log(conn, "acme")] == ["delivered"]
+    assert [e["outcome"] for e in tasks.webhooks.log("acme", connection=conn)] == ["delivered"]
 
 
 def test_500_three_times_then_200_is_delivered_with_one_webhook_id(conn: redis.Redis, receiver: Receiver) -> None:
@@ -116,7 +116,7 @@ def test_500_three_times_then_200_is_delivered_with_one_webhook_id(conn: redis.R
     outcomes = [attempt_now(conn, how, found.id).outcome for _ in range(4)]  # type: ignore[union-attr]
     assert outcomes == ["failed", "failed", "failed", "delivered"]
     assert {headers["webhook-id"] for headers, _ in receiver.got} == {found.id} and len(receiver.got) == 4
-    log = tasks.webhooks.log(conn, "acme")
+    log = tasks.webhooks.log("acme", connection=conn)
     assert [(e["attempt"], e["status"]) for e in log] == [(4, 200), (3, 500), (2, 500), (1, 500)]
 
 
@@ -138,7 +138,7 @@ def test_a_loopback_receiver_is_refused_without_the_allowance_and_nothing_is_sen
     found = recorded(conn, how)
     report = attempt_now(conn, how, found.id)
     assert report is not None and report.outcome == "refused" and receiver.got == []
-    assert "TOOLRUNNER_WEBHOOK_ALLOW_NETWORKS" in tasks.webhooks.log(conn, "acme")[0]["error"]
+    assert "TOOLRUNNER_WEBHOOK_ALLOW_NETWORKS" in tasks.webhooks.log("acme", connection=conn)[0]["error"]
 
 
 def test_an_endpoint_unset_mid_retry_drops_the_event(conn: redis.Redis, receiver: Receiver) -> None:
@@ -230,3 +230,37 @@ def test_the_poller_claims_due_events_and_holds_off_while_nobody_takes_the_queue
     ((name, (event_id, token), queue),) = publisher.sent
     assert (name, event_id, queue) == (webhooks.DELIVER_TASK, found.id, "webhooks")
     assert outbox.holds(conn, found.id, token) and webhooks.poll(publisher, conn, how) == 0
+
+
+def toolrunner(url: str, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from tasks.cli import cli
+
+    env = {"TOOLRUNNER_BROKER_URL": url, "COLUMNS": "200"}
+    return CliRunner().invoke(cli, ["webhooks", *args], env=env)
+
+
+def test_the_webhooks_commands_set_show_rotate_log_redeliver_and_unset(
+    redis_url: str, conn: redis.Redis, tmp_path: Any
+) -> None:
+    url = database_url(redis_url, DB)
+    first, second = tmp_path / "first.whsec", tmp_path / "second.whsec"
+    first.write_text(SECRET + "\n")
+    second.write_text(tasks.webhooks.new_secret())
+    assert toolrunner(url, "set", "--tenant", "acme", "--url", "http://x/", "--secret-file", str(first)).exit_code != 0
+    done = toolrunner(
+        url, "set", "--tenant", "acme", "--url", "https://hooks.example.com/", "--secret-file", str(first)
+    )
+    assert done.exit_code == 0, done.output
+    assert toolrunner(url, "rotate", "--tenant", "acme", "--secret-file", str(second)).exit_code == 0
+    shown = toolrunner(url, "show")
+    assert "https://hooks.example.com/" in shown.stdout and "until" in shown.stdout and SECRET not in shown.stdout
+    found = recorded(conn, delivering())
+    outbox.record(conn, "acme", {"event": found.id, "type": "run.succeeded", "attempt": 1, "status": 500,
+                                 "latency_ms": 3, "outcome": "failed", "error": None}, time.time(), 1)  # fmt: skip
+    assert found.id in toolrunner(url, "log", "--tenant", "acme").stdout
+    assert toolrunner(url, "redeliver", found.id).exit_code == 0
+    assert toolrunner(url, "redeliver", "evt_unknown").exit_code != 0
+    assert toolrunner(url, "unset", "--tenant", "acme").stdout.strip() == "removed"
+    assert tasks.webhooks.show(connection=conn) == []

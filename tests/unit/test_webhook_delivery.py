@@ -264,3 +264,75 @@ def test_the_webhooks_commands_set_show_rotate_log_redeliver_and_unset(
     assert toolrunner(url, "redeliver", "evt_unknown").exit_code != 0
     assert toolrunner(url, "unset", "--tenant", "acme").stdout.strip() == "removed"
     assert tasks.webhooks.show(connection=conn) == []
+
+
+# --- the sender: where it connects, what it follows, what it reads ---------------------------------------------------
+
+
+class _Odd(BaseHTTPRequestHandler):
+    """A receiver that redirects (/redirect), or answers 200 with a 50 MB body that would take long to read."""
+
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        _Odd.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("location", "/landed")
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("content-length", str(50 << 20))
+        self.end_headers()
+        for _ in range(50):
+            self.wfile.write(b"\0" * (1 << 20))
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def odd() -> Iterator[int]:
+    _Odd.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Odd)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def sender(resolve: Any, allow: str = "127.0.0.0/8") -> Sender:
+    policy_ = AddressPolicy(policy(Settings()), Ranges([ipaddress.ip_network(allow)]))
+    return Sender(policy_, tls_context(None), 1, 2, resolve)
+
+
+def send(found: Sender, url: str) -> Any:
+    from tasks.webhooks.policy import target
+
+    return found.send(target(url, allow_http=True), b"{}", {"webhook-id": "evt_1"})
+
+
+def test_the_connection_goes_to_the_checked_address_with_the_urls_name_as_host(odd: int) -> None:
+    resolved = [ipaddress.ip_address("127.0.0.1")]
+    done = send(sender(lambda host, port: resolved), f"http://hooks.example.test:{odd}/in")
+    assert done.status == 200 and done.address == "127.0.0.1"
+    assert _Odd.seen[0][1]["host"] == f"hooks.example.test:{odd}"
+
+
+def test_one_refused_address_among_the_resolved_ones_refuses_the_attempt(odd: int) -> None:
+    resolved = [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("127.0.0.1")]
+    done = send(sender(lambda host, port: resolved, allow="127.0.0.2/32"), f"http://hooks.example.test:{odd}/in")
+    assert done.refused and done.status is None and _Odd.seen == []
+
+
+def test_a_redirect_is_not_followed(odd: int) -> None:
+    done = send(sender(lambda host, port: [ipaddress.ip_address("127.0.0.1")]), f"http://localhost:{odd}/redirect")
+    assert done.status == 302 and [path for path, _ in _Odd.seen] == ["/redirect"]
+
+
+def test_the_response_body_is_never_read(odd: int) -> None:
+    done = send(sender(lambda host, port: [ipaddress.ip_address("127.0.0.1")]), f"http://localhost:{odd}/big")
+    assert done.status == 200 and done.latency_ms < 1000

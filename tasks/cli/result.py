@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from config import load_settings
-from tasks.errors import NoBrokerError
+from tasks.errors import NoBrokerError, UserError
 
 app = typer.Typer()  # mounted without a name: `result` is a command of `toolrunner` itself
 NOT_FINISHED = 3  # the exit status for a run with no result (not finished, failed, cancelled, or unknown)
@@ -32,7 +32,10 @@ def result(
     from tasks.worker.app import app as celery  # the Celery app is only needed here
     from tasks.worker.results import finished_result
 
-    state, found = finished_result(celery, celery.artifacts, celery.redis, task_id, tenant)
+    try:
+        state, found = finished_result(celery, celery.artifacts, celery.redis, task_id, tenant)
+    except OSError as exc:  # the artifact store named by TOOLRUNNER_ARTIFACT_URL cannot be opened here
+        raise UserError(f"cannot read the artifact store (TOOLRUNNER_ARTIFACT_URL): {exc}") from None
     if found is None:
         said = "no result: not finished, or unknown" if state == "PENDING" else f"no result: the run ended {state}"
         typer.echo(f"{task_id}: {said}", err=True)

@@ -111,7 +111,7 @@ def result_for(task_id: str, tool: str, tenant_id: str, run_id: str, timeout: fl
     if pending.state == states.PENDING:  # not finished, or finished and expired from the backend
         try:
             kept = kept_result(app.artifacts, app.redis, task_id, tenant_id)
-        except ArtifactError as exc:  # no store here (an API tier without one): the backend is all there is
+        except (ArtifactError, OSError) as exc:  # no store here (an API tier without one): the backend is all there is
             logger.warning("no artifact store to read task=%s's kept result from: %s", task_id, exc)
             kept = None
         if kept is not None:

@@ -22,6 +22,8 @@ from bench.launch import Worker, free_port, start_worker, wait_until
 from bench.receiver import LocalCA, Receiver
 from tasks import cancel_run, run_tool
 from tasks.webhooks import outbox
+from tasks.worker import keys
+from tasks.worker.limits import set_limit, unset_limit
 from tests.integration.helpers import client_app, pings
 
 pytestmark = pytest.mark.integration
@@ -271,3 +273,22 @@ def test_a_queued_run_cancelled_before_it_starts_sends_run_cancelled(
     got = receiver.wait_for(3, WAIT)
     by_task = {payload(r)["data"]["task_id"]: payload(r)["type"] for r in got}
     assert by_task == {busy[0].id: "run.succeeded", busy[1].id: "run.succeeded", queued.id: "run.cancelled"}
+
+
+def test_a_parked_run_cancelled_while_it_waits_sends_run_cancelled(
+    conn: redis.Redis, receiver: Receiver, hooks: Callable[..., Worker]
+) -> None:
+    hooks()
+    tenant = endpoint(conn, receiver)
+    set_limit(conn, tenant, 1)  # one at a time: the second run parks behind the first
+    try:
+        running = run_tool.delay("script", tenant, "holder", {"script": "sleep 4"})
+        parked = run_tool.delay("script", tenant, "parked-run", {"script": "true"})
+        wait_until(lambda: conn.hexists(keys.PARKED(), parked.id), WAIT, "the second run to park")
+        cancel_run(parked.id, tenant_id=tenant)
+        running.get(timeout=WAIT)
+    finally:
+        unset_limit(conn, tenant)
+    got = receiver.wait_for(2, WAIT)
+    by_task = {payload(r)["data"]["task_id"]: payload(r)["type"] for r in got}
+    assert by_task == {running.id: "run.succeeded", parked.id: "run.cancelled"}

@@ -7,18 +7,21 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+import kombu.exceptions
 import redis
 from celery import Celery, states
 
 import isolation
 from config import Settings
-from tasks.worker import chunks, completion, fairshare, keys
+from tasks.worker import chunks, completion, fairshare, keys, webhooks
 from tasks.worker.app import app
 from tasks.worker.delivery import bind_run, bound_run, bound_tenant
 from tasks.worker.monitor import announce_revoked
 from tasks.worker.parking import load
 
 logger = logging.getLogger(__name__)
+
+CANCELLED_EVENT_TASK = "toolrunner.webhooks.cancelled"
 
 
 class Cancelled(StrEnum):
@@ -120,10 +123,23 @@ def _ended_parked(celery: Celery, redis_client: redis.Redis, settings: Settings,
 
 
 def _cancelled_event(celery: Celery, redis_client: redis.Redis, task_id: str, reason: str) -> None:
-    """The run.cancelled event of the run its id is bound to (a top-level run: a parent, or a parked run)."""
-    bound = bound_run(redis_client, task_id)
-    if bound is not None:
-        completion.cancelled(celery, redis_client, task_id, *bound, reason)
+    """Ask a webhook worker for the run.cancelled event of a run this cancel ended itself (a parked run, a chunked
+    run's parent). Not written here: a cancel runs in the API tier, whose Redis user may neither read tenants'
+    endpoints (their secrets) nor write events a worker would sign (docs/redis-acl.md). A lost publish loses the
+    event: logged."""
+    try:
+        celery.send_task(CANCELLED_EVENT_TASK, [task_id, reason], queue=webhooks.QUEUE)
+    except (kombu.exceptions.OperationalError, redis.RedisError) as exc:
+        logger.error("run.cancelled of task=%s not asked for: %s", task_id, exc)
+
+
+@app.task(name=CANCELLED_EVENT_TASK, ignore_result=True, acks_late=True)
+def cancelled_event(task_id: str, reason: str) -> None:
+    """In a webhook worker: the run.cancelled event of the run the id is bound to, if a cancel of it is recorded
+    (a message nobody's cancel sent makes nothing)."""
+    bound = bound_run(app.redis, task_id)
+    if bound is not None and is_cancelled(app.redis, task_id, bound[1]):
+        completion.cancelled(app, app.redis, task_id, *bound, reason)
 
 
 def _unknown(task_id: str, tenant_id: str, recorded: bool) -> CancelOutcome:

@@ -235,22 +235,27 @@ def test_a_run_that_raised_sends_run_failed_with_status_error(
     assert body["data"]["task_id"] == handle.id and body["data"]["reason"]
 
 
-def test_a_chunked_run_sends_one_event_for_its_parent_and_none_for_its_chunks(
-    conn: redis.Redis, receiver: Receiver, hooks: Callable[..., Worker], scoped: Callable[..., None], ca: LocalCA,
-    tmp_path: Path,
-) -> None:  # fmt: skip
+@pytest.fixture
+def chunker(hooks: Callable[..., Worker], ca: LocalCA, tmp_path: Path) -> Iterator[Worker]:
+    """A run worker on a queue of its own whose nmap reaches loopback addresses (host network), and a webhook worker."""
     hooks()
-    env = {**hook_env(ca), "TOOLRUNNER_TOOL_NETWORK": "host"}  # nmap reaches the loopback addresses
-    chunker = start_worker(tmp_path, "hookchunks", concurrency=3, queues="hookchunks", env=env)
+    env = {**hook_env(ca), "TOOLRUNNER_TOOL_NETWORK": "host"}
+    running = start_worker(tmp_path, "hookchunks", concurrency=3, queues="hookchunks", env=env)
+    yield running
+    running.stop()
+
+
+def chunked(tenant: str, run: str, **params: Any) -> Any:
+    request = {"targets": [f"127.0.9.{i}" for i in range(1, 7)], "chunk_size": 2, **params}
+    return run_tool.apply_async(("nmap", tenant, run, request), queue="hookchunks")
+
+
+def test_a_chunked_run_sends_one_event_for_its_parent_and_none_for_its_chunks(
+    conn: redis.Redis, receiver: Receiver, chunker: Worker, scoped: Callable[..., None]
+) -> None:
     tenant = endpoint(conn, receiver)
     scoped(tenant)
-    targets = [f"127.0.9.{i}" for i in range(1, 7)]
-    request = {"targets": targets, "ports": "9", "chunk_size": 2}
-    try:
-        handle = run_tool.apply_async(("nmap", tenant, "chunked-run", request), queue="hookchunks")
-        result = handle.get(timeout=120)
-    finally:
-        chunker.stop()
+    result = chunked(tenant, "chunked-run", ports="9").get(timeout=120)
     assert result["chunks"]["total"] == 3
     (got,) = receiver.wait_for(1, WAIT)
     time.sleep(2)
@@ -258,6 +263,21 @@ def test_a_chunked_run_sends_one_event_for_its_parent_and_none_for_its_chunks(
     body = payload(got)
     assert body["data"]["task_id"] == result["task_id"] and body["data"]["chunks"]["total"] == 3
     assert body["type"] == ("run.succeeded" if result["status"] == "ok" else "run.failed")
+
+
+def test_a_cancelled_chunked_run_sends_run_cancelled_once_for_its_parent(
+    conn: redis.Redis, receiver: Receiver, chunker: Worker, scoped: Callable[..., None]
+) -> None:
+    tenant = endpoint(conn, receiver)
+    scoped(tenant)
+    slow = chunked(tenant, "slow-chunked", ports="1-40", max_rate=1)  # 80 probes a chunk at 1 a second
+    wait_until(lambda: slow.state == "PROGRESS" and (slow.info or {}).get("stage") == "chunks", WAIT, "chunks")
+    assert "every chunk" in cancel_run(slow.id, tenant_id=tenant).message
+    (got,) = receiver.wait_for(1, WAIT)
+    time.sleep(3)
+    assert len(receiver.got) == 1
+    body = payload(got)
+    assert body["type"] == "run.cancelled" and body["data"]["task_id"] == slow.id and got.verified
 
 
 def test_a_queued_run_cancelled_before_it_starts_sends_run_cancelled(

@@ -24,7 +24,7 @@ from tasks.scope.matcher import Ranges
 from tasks.scope.policy import policy as scope_policy
 from tasks.scope.policy import setting_network
 from tasks.webhooks import endpoint, outbox
-from tasks.webhooks.outbox import DEAD, DELIVERED, DROPPED, GONE, PENDING, Stored
+from tasks.webhooks.outbox import DEAD, DELIVERED, DROPPED, GONE, Stored
 from tasks.webhooks.policy import AddressPolicy, target
 from tasks.webhooks.schedule import Backoff
 from tasks.webhooks.sender import Attempt, Sender, system_resolve, tls_context
@@ -150,4 +150,4 @@ def redeliver(connection: redis.Redis, how: Delivering, event_id: str) -> Stored
     return stored
 
 
-__all__ = ["PENDING", "Delivering", "Report", "attempt", "redeliver"]
+__all__ = ["Delivering", "Report", "attempt", "redeliver"]

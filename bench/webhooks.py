@@ -139,9 +139,8 @@ def _print(count: int, lags: list[float], steady: _Sent, rate: float, outage: fl
     p50 = percentile(lags, 50) * 1000
     title = f"webhooks: {count} run ends to a loopback HTTPS receiver" + (f", {outage:g}s outage" if outage else "")
     out = table(title, "measure", "p50", "p95", "target")
-    met = verdict(outage > 0 or p50 <= TARGET_P50_MS)
-    p95 = f"{percentile(lags, 95) * 1000:.0f}"
-    out.add_row("lag, result stored -> receiver's 2xx (ms)", f"{p50:.0f}", p95, f"p50 <= {TARGET_P50_MS}: {met}")
+    target = "n/a: an outage" if outage else f"p50 <= {TARGET_P50_MS}: {verdict(p50 <= TARGET_P50_MS)}"
+    out.add_row("lag, result stored -> receiver's 2xx (ms)", f"{p50:.0f}", f"{percentile(lags, 95) * 1000:.0f}", target)
     out.add_row("deliveries per second, a burst of run ends", f"{rate:.0f}", "", "")
     for name, values in (
         ("run's end: result.json kept (ms)", steady.keep),

@@ -126,8 +126,8 @@ def _start(sender: str | None = None, **_: Any) -> None:
     """In the worker's main process: a malformed webhook setting stops the worker; then poll until it exits."""
     try:
         delivering()
-    except ValueError as exc:
-        raise SystemExit(f"toolrunner: refusing to start: {exc}") from exc
+    except (ValueError, OSError) as exc:  # a malformed allowance; a CA bundle that is missing or no PEM (SSLError)
+        raise SystemExit(f"toolrunner: refusing to start: webhooks: {exc}") from exc
     threading.Thread(target=_loop, args=(threading.Event(),), daemon=True, name="webhook-poller").start()
     logger.info("webhook poller every %gs (worker %s)", app.settings.webhook_poll_seconds, sender)
 

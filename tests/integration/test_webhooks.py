@@ -18,7 +18,7 @@ import pytest
 import redis
 
 import tasks.webhooks
-from bench.launch import Worker, free_port, start_worker, wait_until
+from bench.launch import LaunchError, Worker, free_port, start_worker, wait_until
 from bench.receiver import LocalCA, Receiver
 from tasks import cancel_run, run_tool
 from tasks.webhooks import outbox
@@ -312,3 +312,20 @@ def test_a_parked_run_cancelled_while_it_waits_sends_run_cancelled(
     got = receiver.wait_for(2, WAIT)
     by_task = {payload(r)["data"]["task_id"]: payload(r)["type"] for r in got}
     assert by_task == {running.id: "run.succeeded", parked.id: "run.cancelled"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("TOOLRUNNER_WEBHOOK_CA_BUNDLE", "/nonexistent/ca.pem"), ("TOOLRUNNER_WEBHOOK_ALLOW_NETWORKS", "not-a-network")],
+)
+def test_a_worker_with_a_malformed_webhook_setting_refuses_to_start(
+    redis_url: str, tmp_path: Path, setting: str, value: str
+) -> None:
+    name = f"malformed-{secrets.token_hex(3)}"  # a ping from any other worker must not pass for this one's
+    try:
+        started = start_worker(tmp_path, name, concurrency=1, env={setting: value})
+    except LaunchError as refused:
+        assert "refusing to start: webhooks" in str(refused) and "exited early" in str(refused)
+    else:
+        started.stop()
+        pytest.fail(f"a worker with {setting}={value} started")

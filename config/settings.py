@@ -77,7 +77,9 @@ class Settings(BaseSettings):
     docker_retries: int = Field(5, ge=0, description="retries of a run when the Docker Engine is unreachable")
     sweep_max_age_hours: float = Field(24, ge=0, description="age after which the sweep removes leftovers")
     sweep_cron: str = Field("0 * * * *", description="crontab (m h dom mon dow) of the orphan sweep")
-    result_expires_seconds: int = Field(86400, ge=60, description="how long results stay in the backend")
+    result_expires_seconds: int = Field(
+        86400, ge=1, description="how long results stay in the backend (then `result.json` in the artifact store)"
+    )
     metrics_port: int | None = Field(None, ge=0, le=65535, description="worker Prometheus port; unset = off")
     metrics_address: str = Field("127.0.0.1", description="address the worker's metrics server binds to")
     extra_tool_modules: list[str] = Field(default_factory=list, description="extra modules defining SPEC")
@@ -147,11 +149,33 @@ class Settings(BaseSettings):
         16, ge=1, le=4096, description="past this many addresses a run is keyed by /24 and /64 blocks, not addresses"
     )
 
+    webhook_allow_http: bool = Field(False, description="allow plain http:// webhook URLs (development only)")
+    webhook_ca_bundle: str | None = Field(
+        None, description="PEM file of the CAs webhook receivers' certificates are checked against; unset = system's"
+    )
+    webhook_allow_networks: CommaList = Field(
+        (), description="loopback, private or link-local CIDRs webhooks may reach (comma-separated; never metadata)"
+    )
+    webhook_max_age_seconds: int = Field(
+        86400, ge=1, description="how long an event is retried before it is dead-lettered"
+    )
+    webhook_backoff_seconds: float = Field(
+        5, gt=0, description="delay before an event's first retry; doubles, jittered"
+    )
+    webhook_backoff_max_seconds: float = Field(3600, gt=0, description="the longest delay between two retries")
+    webhook_connect_timeout_seconds: float = Field(5, gt=0, le=60, description="a delivery's connect and TLS timeout")
+    webhook_read_timeout_seconds: float = Field(10, gt=0, le=120, description="a delivery's wait for the response")
+    webhook_log_days: int = Field(14, ge=1, le=365, description="days a tenant's webhook delivery log is kept")
+    webhook_rotation_overlap_seconds: int = Field(
+        86400, ge=0, description="how long the secret a rotate replaced still signs beside the new one"
+    )
+    webhook_poll_seconds: float = Field(1, gt=0, le=60, description="how often each worker looks for due events")
+
     image_overrides: dict[str, str] = Field(
         default_factory=dict, description="per-tool images, from TOOLRUNNER_IMAGE_<TOOL>"
     )
 
-    @field_validator("scope_deny", "scope_allow_private", "scope_resolvers", mode="before")
+    @field_validator("scope_deny", "scope_allow_private", "scope_resolvers", "webhook_allow_networks", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return tuple(item.strip() for item in value.split(",") if item.strip()) if isinstance(value, str) else value

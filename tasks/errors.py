@@ -77,3 +77,7 @@ class HostOverrideError(ToolrunnerError, ValueError):
 
 class ChunkMergeError(ToolrunnerError):
     """A chunked run's findings could not be merged whole (a chunk's findings missing or not all read back)."""
+
+
+class WebhookConfigError(ToolrunnerError, ValueError):
+    """Raised for a webhook endpoint or secret an operator gave that cannot be used (scheme, form, size)."""

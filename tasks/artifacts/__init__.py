@@ -14,12 +14,13 @@ from tasks.artifacts.errors import (
 from tasks.artifacts.index import ArtifactRecord, TaskIndex
 from tasks.artifacts.keys import KeyProvider, MasterKeyProvider, new_master_key
 from tasks.artifacts.retention import RetentionReport
-from tasks.artifacts.service import Artifacts
+from tasks.artifacts.service import RESULT_NAME, Artifacts
 from tasks.artifacts.store import ObjectStore, S3Options, open_store
 from tasks.artifacts.writer import FINDINGS_NAME, ArtifactLimits, FindingsWriter, TaskArtifacts
 
 __all__ = [
     "FINDINGS_NAME",
+    "RESULT_NAME",
     "ArtifactConfig",
     "ArtifactConfigError",
     "ArtifactError",

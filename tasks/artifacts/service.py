@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from tasks.artifacts.crypto import OpenedReader
 from tasks.artifacts.errors import ArtifactIntegrityError, ArtifactNotFoundError
@@ -23,6 +25,7 @@ from tasks.artifacts.store import ObjectStore
 from tasks.artifacts.writer import ArtifactLimits, TaskArtifacts
 
 DEFAULT_RETENTION_DAYS = 30
+RESULT_NAME = "result.json"  # a finished run's result, kept after the result backend lets it go
 READ_CHUNK = 1 << 20
 
 
@@ -56,6 +59,32 @@ class Artifacts:
         created = self._clock()
         index = TaskIndex(TaskLocation(tenant, run, task_id), created, created + self.retention)
         return TaskArtifacts(self.store, self.keys, index, self._limits)
+
+    def keep_result(self, tenant: str, run: str, task_id: str, result: Mapping[str, Any]) -> ArtifactRecord:
+        """Store a finished run's result as its `result.json`, beside its other artifacts and under their retention.
+
+        A task with no artifacts yet gets an index entry expiring after the retention; one that has them keeps its
+        entry's expiry. Storing it again (a redelivery returning the stored result) replaces the earlier one.
+        """
+        try:
+            index = self.index(task_id, tenant=tenant)
+            index = replace(index, artifacts=tuple(r for r in index.artifacts if r.name != RESULT_NAME))
+        except ArtifactNotFoundError:
+            created = self._clock()
+            index = TaskIndex(TaskLocation(tenant, run, task_id), created, created + self.retention)
+        sink = TaskArtifacts(self.store, self.keys, index, self._limits)
+        with sink.open(RESULT_NAME) as stream:
+            stream.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode())
+        return sink.records[-1]
+
+    def kept_result(self, task_id: str, *, tenant: str) -> dict[str, Any]:
+        """The result `keep_result` stored for a tenant's task, decrypted and verified.
+
+        ArtifactNotFoundError when there is none: never stored, expired, or another tenant's (the same error).
+        """
+        with self.open_artifact(task_id, RESULT_NAME, tenant=tenant) as stream:
+            kept: dict[str, Any] = json.loads(stream.read())
+        return kept
 
     def index(self, task_id: str, *, tenant: str) -> TaskIndex:
         """A tenant's task's index entry: run, expiry and artifacts. Another tenant's task is not found."""

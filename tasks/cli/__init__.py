@@ -1,8 +1,8 @@
 """The `toolrunner` command: each module of this package exports one Typer app, and they are all mounted here.
 
 The apps mounted without a name add their commands to `toolrunner` itself (`run`, `tools`, `volumes`, `sweep`,
-`cancel`); the named ones are groups (`limits`, `scope`, `hosts`, `cache`, `artifacts`). `--help` lists them in
-this order.
+`cancel`, `result`); the named ones are groups (`limits`, `scope`, `hosts`, `cache`, `artifacts`, `webhooks`).
+`--help` lists them in this order.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import redis.exceptions
 import typer
 
 import isolation
-from tasks.cli import artifacts, cache, cancel, hosts, limits, run, scope, status, tools, volumes
+from tasks.cli import artifacts, cache, cancel, hosts, limits, result, run, scope, status, tools, volumes, webhooks
 from tasks.cli.console import error_line
 from tasks.errors import ToolrunnerError
 
@@ -29,11 +29,13 @@ cli.add_typer(tools.app)
 cli.add_typer(volumes.app)
 cli.add_typer(cancel.app)
 cli.add_typer(status.app)
+cli.add_typer(result.app)
 cli.add_typer(limits.app, name="limits")
 cli.add_typer(scope.app, name="scope")
 cli.add_typer(hosts.app, name="hosts")
 cli.add_typer(cache.app, name="cache")
 cli.add_typer(artifacts.app, name="artifacts")
+cli.add_typer(webhooks.app, name="webhooks")
 
 
 def main() -> None:
@@ -48,6 +50,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("tasks.scope").setLevel(logging.INFO)
     logging.getLogger("tasks.hosts").setLevel(logging.INFO)
+    logging.getLogger("tasks.webhooks.endpoint").setLevel(logging.INFO)
     sys.exit(_status())
 
 

@@ -43,6 +43,11 @@ def _entry(item: str, setting: str) -> Entry:
         raise ValueError(f"{setting}: {exc}") from None
 
 
+def setting_network(item: str, setting: str) -> Network:
+    """An address or CIDR network an operator listed in `setting`; ValueError naming the setting when malformed."""
+    return _network(item, setting)
+
+
 def _network(item: str, setting: str) -> Network:
     try:
         if "/" in item:

@@ -7,19 +7,23 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+import kombu.exceptions
 import redis
 from celery import Celery, states
 from celery.exceptions import TaskRevokedError
 
 import isolation
 from config import Settings
-from tasks.worker import backlog, chunks, fairshare, keys, luascript, parking
+from tasks.worker import backlog, chunks, completion, fairshare, keys, luascript, parking, webhooks
 from tasks.worker.app import app
-from tasks.worker.delivery import bind_run, bound_tenant
+from tasks.worker.delivery import bind_run, bound_run, bound_tenant
 from tasks.worker.monitor import announce_all_revoked, announce_revoked
 from tasks.worker.parking import load
 
 logger = logging.getLogger(__name__)
+
+CANCELLED_EVENT_TASK = "toolrunner.webhooks.cancelled"
+CANCELLED_EVENTS_TASK = "toolrunner.webhooks.cancelled_many"
 
 
 class Cancelled(StrEnum):
@@ -88,6 +92,7 @@ def cancel(
     celery.control.revoke(task_id)
     if chunks.cancel_chunks(celery, redis_client, settings, task_id, tenant_id):
         announce_revoked(celery, task_id, None, chunks.CANCEL_REASON)
+        _cancelled_event(celery, redis_client, task_id, chunks.CANCEL_REASON)
         return CancelOutcome(
             task_id, Cancelled.SENT, f"{task_id}: cancel sent to every chunk; they stop within seconds"
         )
@@ -114,7 +119,44 @@ def _ended_parked(celery: Celery, redis_client: redis.Redis, settings: Settings,
     message = bind_run(parked[0].task, parked[0].args, parked[0].kwargs)
     if message is not None:
         chunks.ended_unrun(celery, redis_client, settings, message, task_id, reason, status=chunks.CANCELLED)
+    if message is not None and not message.get("chunk"):  # a chunk's cancel is its parent's business
+        _cancelled_event(celery, redis_client, task_id, reason)
     return True
+
+
+def _cancelled_event(celery: Celery, redis_client: redis.Redis, task_id: str, reason: str) -> None:
+    """Ask a webhook worker for the run.cancelled event of a run this cancel ended itself (a parked run, a chunked
+    run's parent). Not written here: a cancel runs in the API tier, whose Redis user may neither read tenants'
+    endpoints (their secrets) nor write events a worker would sign (docs/redis-acl.md). A lost publish loses the
+    event: logged."""
+    try:
+        celery.send_task(CANCELLED_EVENT_TASK, [task_id, reason], queue=webhooks.QUEUE)
+    except (kombu.exceptions.OperationalError, redis.RedisError) as exc:
+        logger.error("run.cancelled of task=%s not asked for: %s", task_id, exc)
+
+
+def _cancelled_events(celery: Celery, task_ids: list[str], reason: str) -> None:
+    """_cancelled_event for a batch of runs (`cancel --waiting`): one message for them all."""
+    try:
+        celery.send_task(CANCELLED_EVENTS_TASK, [task_ids, reason], queue=webhooks.QUEUE)
+    except (kombu.exceptions.OperationalError, redis.RedisError) as exc:
+        logger.error("run.cancelled of %d tasks not asked for: %s", len(task_ids), exc)
+
+
+@app.task(name=CANCELLED_EVENTS_TASK, ignore_result=True, acks_late=True)
+def cancelled_events(task_ids: list[str], reason: str) -> None:
+    """cancelled_event for each of a batch of runs."""
+    for task_id in task_ids:
+        cancelled_event(task_id, reason)
+
+
+@app.task(name=CANCELLED_EVENT_TASK, ignore_result=True, acks_late=True)
+def cancelled_event(task_id: str, reason: str) -> None:
+    """In a webhook worker: the run.cancelled event of the run the id is bound to, if a cancel of it is recorded
+    (a message nobody's cancel sent makes nothing)."""
+    bound = bound_run(app.redis, task_id)
+    if bound is not None and is_cancelled(app.redis, task_id, bound[1]):
+        completion.cancelled(app, app.redis, task_id, *bound, reason)
 
 
 def _unknown(task_id: str, tenant_id: str, recorded: bool) -> CancelOutcome:
@@ -142,19 +184,33 @@ def cancel_waiting(celery: Celery, redis_client: redis.Redis, settings: Settings
     reason, total = "cancelled: every waiting run of its tenant", 0
     while reply := luascript.run(redis_client, "cancel_waiting", tenant_id, CANCEL_BATCH, settings.identity_ttl * 1000):
         envelopes = [parking.Envelope.from_json(reply[i + 1]) for i in range(0, len(reply), 2)]  # type: ignore[arg-type]
-        with redis_client.pipeline(transaction=False) as pipe:
-            for envelope in envelopes:
-                pipe.set(keys.CANCEL(envelope.task_id, tenant_id), str(time.time()), nx=True, ex=settings.identity_ttl)
-            pipe.execute()
-        _mark_all_revoked(celery, [e.task_id for e in envelopes], reason)
-        announce_all_revoked(celery, [(e.task_id, e.worker or None) for e in envelopes], reason)
-        for envelope in envelopes:
-            message = bind_run(envelope.task, envelope.args, envelope.kwargs)
-            if message is not None:
-                chunks.ended_unrun(celery, redis_client, settings, message, envelope.task_id, reason, chunks.CANCELLED)
+        _ended_waiting(celery, redis_client, settings, tenant_id, envelopes, reason)
         total += len(envelopes)
     logger.info("cancelled %d waiting runs of tenant=%s", total, tenant_id)
     return total
+
+
+def _ended_waiting(
+    celery: Celery, redis_client: redis.Redis, settings: Settings, tenant_id: str, envelopes: list[parking.Envelope],
+    reason: str,
+) -> None:  # fmt: skip
+    """What follows a batch of waiting runs ended in Redis: their cancels recorded (a copy of a message on its way
+    never starts), REVOKED in the backend and in Flower, a chunk counted by its parent, the others' run.cancelled."""
+    with redis_client.pipeline(transaction=False) as pipe:
+        for envelope in envelopes:
+            pipe.set(keys.CANCEL(envelope.task_id, tenant_id), str(time.time()), nx=True, ex=settings.identity_ttl)
+        pipe.execute()
+    _mark_all_revoked(celery, [e.task_id for e in envelopes], reason)
+    announce_all_revoked(celery, [(e.task_id, e.worker or None) for e in envelopes], reason)
+    own = []  # runs of their own (a chunk's cancel is its parent's business): their run.cancelled events
+    for envelope in envelopes:
+        message = bind_run(envelope.task, envelope.args, envelope.kwargs)
+        if message is not None:
+            chunks.ended_unrun(celery, redis_client, settings, message, envelope.task_id, reason, chunks.CANCELLED)
+            if not message.get("chunk"):
+                own.append(envelope.task_id)
+    if own:
+        _cancelled_events(celery, own, reason)
 
 
 def _mark_all_revoked(celery: Celery, task_ids: list[str], reason: str) -> None:

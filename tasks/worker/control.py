@@ -23,7 +23,7 @@ from celery.exceptions import Ignore, Reject
 from config import Settings
 from tasks.errors import RunCancelledError, RunRequeuedError, RunStoppedError
 from tasks.service import Reporter, Stage
-from tasks.worker import keys
+from tasks.worker import completion, keys
 from tasks.worker.cancel import cancel_keys, record_cancel
 from tasks.worker.delivery import Delivery
 from tasks.worker.monitor import announce_revoked
@@ -121,6 +121,9 @@ def _revoked(task: Task, redis_client: redis.Redis, settings: Settings, delivery
     if not task.request.is_eager:  # and what Flower shows: REVOKED, not the PROGRESS of its last report
         announce_revoked(task.app, delivery.task_id, task.request.hostname, reason)
     logger.info("run cancelled task=%s tenant=%s run=%s", delivery.task_id, delivery.tenant_id, delivery.run_id)
+    if not task.request.is_eager and not (task.request.kwargs or {}).get("chunk"):  # a chunk's: its parent's
+        d = delivery
+        completion.cancelled(task.app, redis_client, d.task_id, d.tool, d.tenant_id, d.run_id, reason)
     return Ignore()
 
 

@@ -97,6 +97,12 @@ def bound_tenant(redis_client: redis.Redis, task_id: str) -> str | None:
     return _bound_run(raw)[1]
 
 
+def bound_run(redis_client: redis.Redis, task_id: str) -> tuple[str, str, str] | None:
+    """(tool, tenant, run) the task id is bound to, or None while nobody has published it."""
+    raw = redis_client.get(keys.IDENTITY(task_id))
+    return None if raw is None else _bound_run(raw)
+
+
 def _bound_run(raw: bytes | str) -> tuple[str, str, str]:
     """(tool, tenant, run) of a stored binding "<task id>:<tool>:<tenant>:<run>" (a task id may hold ':')."""
     _, tool, tenant_id, run_id = str(raw.decode() if isinstance(raw, bytes) else raw).rsplit(":", 3)

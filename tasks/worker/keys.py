@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from tasks.hosts import store as hosts_store
 from tasks.scope import store as scope_store
+from tasks.webhooks import endpoint as webhook_endpoint
+from tasks.webhooks import outbox as webhook_outbox
 
 ROOT = "toolrunner:"
 FAIR_SHARE = ROOT + "fs:"  # the prefix every fair-share script receives as ARGV[1]
@@ -102,6 +104,19 @@ FLIGHTS = Key(CACHE + "flights", "set", "a flight leaves when it finishes (cache
 # --- scope (tasks/scope/store.py) ---------------------------------------------------------------------------------
 SCOPE = Key(scope_store.KEY_PATTERN, "hash", "operators: `toolrunner scope add/remove/clear` (tasks.scope)", False)
 
+# --- webhooks (tasks/webhooks/endpoint.py, outbox.py; tasks/worker/webhooks.py) ------------------------------------
+WEBHOOK_ENDPOINTS = Key(
+    webhook_endpoint.KEY, "hash", "operators: `toolrunner webhooks set/unset/rotate`; a 410 disables one", False
+)
+WEBHOOK_EVENT = Key(
+    webhook_outbox.EVENT, "string",
+    "TOOLRUNNER_WEBHOOK_MAX_AGE_SECONDS + backoff max + log days when recorded; log days once it ends",
+)  # fmt: skip
+WEBHOOK_DUE = Key(
+    webhook_outbox.DUE, "zset", "an attempt's end (delivered, gone, dropped, dead letter) removes its event", False
+)
+WEBHOOK_LOG = Key(webhook_outbox.LOG, "zset", "TOOLRUNNER_WEBHOOK_LOG_DAYS after its last entry; older ones trimmed")
+
 SCHEMA: tuple[Key, ...] = (
     IDENTITY, DELIVERIES, RUNNING, CANCEL, LEGACY_CANCEL, DRAINING, SWEEP_LOCK, WORKER,
     LIMITS, INTRUSIVE, LEASES, TENANT_LEASES, WAITING, RING, RINGED, PARKED, PARKED_AT, REPUBLISHED, DISPATCHING,
@@ -110,13 +125,14 @@ SCHEMA: tuple[Key, ...] = (
     CHUNKS, CHUNK_OUTCOMES, CHUNK_PLAN, CHUNK_CLAIMS, MERGING, MERGE_LEASE,
     CACHE_ENTRY, FLIGHT, WAITERS, FLIGHTS,
     SCOPE,
+    WEBHOOK_ENDPOINTS, WEBHOOK_EVENT, WEBHOOK_DUE, WEBHOOK_LOG,
 )  # fmt: skip
 
 # Celery's and Kombu's own keys: results (result_expires), the Redis transport's bindings (and their deadlines),
 # unacked messages with their index and mutex, and the queues themselves (a list per queue, empty as they run).
 UNACKED = "unacked"  # hash: delivery tag -> [message, exchange, routing key] of every message a worker holds
 EXTERNAL: tuple[str, ...] = (
-    "celery-task-meta-*", "_kombu.binding*", UNACKED, "unacked_index", "unacked_mutex", "celery", "*.dq2",
+    "celery-task-meta-*", "_kombu.binding*", UNACKED, "unacked_index", "unacked_mutex", "celery", "webhooks", "*.dq2",
 )  # fmt: skip
 
 

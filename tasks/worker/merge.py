@@ -25,6 +25,7 @@ from tasks.errors import ChunkMergeError
 from tasks.service import RunResult, RunStats, Status
 from tasks.service.findings import collect
 from tasks.worker import chunks, keys, luascript
+from tasks.worker.completion import completed
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,9 @@ def _merge(
         # error): a parent result is all of its chunks' findings or none.
         found = collect(streamed, settings.inline_findings_bytes, also=writer.write, interruptions=(Exception,))
     result = _result(parent, record, outcomes, found.inline, found.count, found.truncated, sink.records)
-    app.backend.store_result(parent, result.as_dict(), states.SUCCESS)
+    stored = result.as_dict()
+    completed(app, redis_client, artifacts, stored)
+    app.backend.store_result(parent, stored, states.SUCCESS)
     _announce(app, parent, result)
     _ended(app, redis_client, settings, parent, "done", outcomes)
     logger.info("merged task=%s: %d chunks, status %s, %d findings", parent, total, result.status, found.count)

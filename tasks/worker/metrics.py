@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 _DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400)
 _TOOL_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600)
 # Per-tenant gauges name at most this many tenants (the busiest: most running + waiting); the rest are summed
 # under tenant="_other". Tenant ids are unbounded in a SaaS; a Prometheus series per tenant is not. Hosts alike.
@@ -51,6 +52,9 @@ class Metrics:
     cache_lookups: Any
     reaper_last_run: Any
     sweep_last_success: Any
+    webhook_deliveries: Any
+    webhook_dead_letters: Any
+    webhook_lag: Any
 
     def stage_took(self, stage: Stage, seconds: float) -> None:
         """A lifecycle stage ended after this many seconds."""
@@ -134,6 +138,16 @@ def build_metrics(registry: Any = None) -> Metrics:
             "End of this worker's last completed orphan sweep of its daemon",
             multiprocess_mode="max",
             registry=registry,
+        ),
+        # Pinned (the alert rules use them): outcome is delivered, failed, refused, gone or dropped.
+        webhook_deliveries=Counter(
+            "toolrunner_webhook_deliveries", "Webhook delivery attempts by outcome", ["outcome"]
+        ),
+        webhook_dead_letters=Counter("toolrunner_webhook_dead_letters", "Webhook events given up on (dead-lettered)"),
+        webhook_lag=Histogram(
+            "toolrunner_webhook_lag_seconds",
+            "From a run's final state stored to its receiver's 2xx",
+            buckets=_LAG_BUCKETS,
         ),
     )
 

@@ -13,18 +13,21 @@ from typing import Any
 
 import kombu.exceptions
 import redis
-from celery import Task
+from celery import Task, states
 from celery.signals import task_postrun, task_revoked
 
+from tasks.artifacts import ArtifactError
 from tasks.service import RunRequest
 from tasks.tools import load_catalogue
-from tasks.worker import chunks, fairshare
+from tasks.worker import chunks, completion, fairshare
 from tasks.worker.app import app
+from tasks.worker.cancel import is_cancelled
 from tasks.worker.context import Run, Services
 from tasks.worker.delivery import Delivery, bind_run
 from tasks.worker.merge import merge
 from tasks.worker.monitor import RedactedRequest
 from tasks.worker.pipeline import run_pipeline
+from tasks.worker.results import kept_result
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +87,16 @@ def _revoked(request: Any = None, expired: bool = False, **_: Any) -> None:
             why = "its message expired before it started" if expired else "revoked before it started"
             with contextlib.suppress(redis.RedisError, kombu.exceptions.OperationalError):
                 chunks.ended_unrun(app, app.redis, app.settings, message, str(task_id), why)
+                _cancelled_unrun(message, str(task_id), expired)
+
+
+def _cancelled_unrun(message: dict[str, Any], task_id: str, expired: bool) -> None:
+    """A queued run a cancel revoked (Celery dropped its message unrun): its run.cancelled event (never a chunk's)."""
+    tenant = message.get("tenant_id")
+    if expired or message.get("chunk") or not isinstance(tenant, str) or not is_cancelled(app.redis, task_id, tenant):
+        return
+    tool, run_id = str(message.get("tool")), str(message.get("run_id"))
+    completion.cancelled(app, app.redis, task_id, tool, tenant, run_id, "cancelled: revoked before it started")
 
 
 @task_postrun.connect
@@ -98,9 +111,21 @@ def result_for(task_id: str, tool: str, tenant_id: str, run_id: str, timeout: fl
     """Wait for the result of the run `task_id` names, checking it is this tool's run for this tenant.
 
     The API tier's way to read a result: an id that names another run (a reused id) raises
-    TaskIdentityError instead of handing over that run's findings; a failed run raises its error.
+    TaskIdentityError instead of handing over that run's findings; a failed run raises its error. Once the backend
+    has let the result go (TOOLRUNNER_RESULT_EXPIRES_SECONDS), the copy in the artifact store (`result.json`, kept
+    for the artifact retention) is returned, for this tenant only.
     """
-    result: Result = run_tool.AsyncResult(task_id).get(timeout=timeout)
+    pending = run_tool.AsyncResult(task_id)
+    if pending.state == states.PENDING:  # not finished, or finished and expired from the backend
+        try:
+            kept = kept_result(app.artifacts, app.redis, task_id, tenant_id)
+        except (ArtifactError, OSError) as exc:  # no store here (an API tier without one): the backend is all there is
+            logger.warning("no artifact store to read task=%s's kept result from: %s", task_id, exc)
+            kept = None
+        if kept is not None:
+            Delivery(task_id, tool, tenant_id, run_id).check(kept)
+            return kept
+    result: Result = pending.get(timeout=timeout)
     Delivery(task_id, tool, tenant_id, run_id).check(result)
     return result
 

@@ -11,6 +11,7 @@ import pytest
 import redis
 from celery import Celery
 
+import tasks.webhooks
 from bench.launch import start_worker, wait_until
 from config import Settings, celery_config, load_settings
 from tasks.worker import keys
@@ -31,9 +32,12 @@ def test_a_workload_leaves_only_declared_keys_and_each_that_should_expire_has_a_
         producer = Celery("schema-client", set_as_current=False)
         producer.conf.update(celery_config(load_settings()), broker_url=SCHEMA_DB, result_backend=SCHEMA_DB)
         set_limit(conn, TENANT, 1)  # one at a time: the others park, are picked and dispatched
+        # Its events go nowhere (a loopback receiver is refused): recorded, attempted, logged and retried.
+        tasks.webhooks.set(TENANT, "https://127.0.0.1:9/hook", tasks.webhooks.new_secret(), connection=conn)
         worker = start_worker(
-            tmp_path, TENANT, concurrency=2, env={"TOOLRUNNER_BROKER_URL": SCHEMA_DB}, client=producer
-        )
+            tmp_path, TENANT, concurrency=2, env={"TOOLRUNNER_BROKER_URL": SCHEMA_DB}, client=producer,
+            queues="celery,webhooks",
+        )  # fmt: skip
         stop = threading.Event()
         sampler = threading.Thread(target=_sample, args=(conn, seen, stop), daemon=True)
         sampler.start()
@@ -52,6 +56,7 @@ def test_a_workload_leaves_only_declared_keys_and_each_that_should_expire_has_a_
             cancel(producer, conn, Settings(broker_url=SCHEMA_DB), handles[-1].id, TENANT)
             for handle in handles:
                 handle.get(timeout=120, propagate=False)
+            wait_until(lambda: conn.exists(keys.WEBHOOK_LOG(TENANT)), 60, "a webhook attempt to be logged")
         finally:
             stop.set()
             sampler.join()
@@ -64,7 +69,9 @@ def test_a_workload_leaves_only_declared_keys_and_each_that_should_expire_has_a_
     untimed = sorted(k for k in left if _expiring(k) and ttls[k] < 0)
     assert not untimed, f"keys meant to expire that carry no TTL: {untimed}"
     kinds = {entry.pattern for k in seen | left if isinstance(entry := keys.declared(k), keys.Key)}
-    for expected in (keys.IDENTITY, keys.DELIVERIES, keys.RUNNING, keys.LEASES, keys.PARKED, keys.DONE, keys.FLIGHT):
+    webhooks = (keys.WEBHOOK_ENDPOINTS, keys.WEBHOOK_EVENT, keys.WEBHOOK_DUE, keys.WEBHOOK_LOG)
+    for expected in (keys.IDENTITY, keys.DELIVERIES, keys.RUNNING, keys.LEASES, keys.PARKED, keys.DONE, keys.FLIGHT,
+                     *webhooks):  # fmt: skip
         assert expected.pattern in kinds, f"the workload never wrote {expected.pattern}: it checks less than it says"
 
 

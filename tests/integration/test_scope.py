@@ -381,6 +381,7 @@ def test_a_producers_redis_user_publishes_cancels_and_reads_scope_but_cannot_wri
         assert cancelled["cancel"] == "sent"
         assert cancelled["result"].startswith("TaskRevokedError"), "the producer reads the run's final state"
         assert operator.llen("celery") == 1, "the other run was published again by the producer's cancel"
+        assert operator.llen("webhooks") == 1, "the cancel asked a webhook worker for its run.cancelled event"
         assert tasks.scope.add(tenant, ["192.0.2.0/24"], connection=operator) == ["192.0.2.0/24"]
         set_limit(operator, tenant, 100)
         refused = {(entry[b"reason"], entry[b"object"]) for entry in operator.execute_command("ACL", "LOG")}

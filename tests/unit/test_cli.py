@@ -94,14 +94,17 @@ def test_every_command_is_mounted_once_in_the_order_the_help_lists_them() -> Non
     root = typer.main.get_command(cli)
     commands = getattr(root, "commands", {})
     assert list(commands) == [
-        "run", "tools", "volumes", "sweep", "cancel", "status", "limits", "scope", "hosts", "cache", "artifacts",
+        "run", "tools", "volumes", "sweep", "cancel", "status", "result", "limits", "scope", "hosts", "cache",
+        "artifacts", "webhooks",
     ]  # fmt: skip
-    groups = {name: list(getattr(commands[name], "commands", {})) for name in ("limits", "hosts", "cache", "artifacts")}
+    named = ("limits", "hosts", "cache", "artifacts", "webhooks")
+    groups = {name: list(getattr(commands[name], "commands", {})) for name in named}
     assert groups == {
         "limits": ["set", "unset", "show"],
         "hosts": ["set", "unset", "show"],
         "cache": ["clear"],
         "artifacts": ["list", "get", "sweep", "purge"],
+        "webhooks": ["set", "rotate", "unset", "show", "log", "redeliver"],
     }
 
 

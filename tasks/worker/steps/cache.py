@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tasks.service import RunResult
 from tasks.worker.cache import result_cache
+from tasks.worker.completion import completed
 from tasks.worker.context import Run
 from tasks.worker.steps import Proceed, Step
 
@@ -13,6 +14,8 @@ def _lookup(run: Run, proceed: Proceed) -> RunResult:
     services = run.services
     with result_cache(run.task, run.plan, services.engine, services.redis, services.settings) as cached:
         if cached.hit is not None:
+            if run.chunk is None:  # a hit is this run's final result too (a chunk's is its parent's business)
+                completed(run.task.app, services.redis, services.artifacts, cached.hit.as_dict())
             return cached.hit
         run.cached = cached
         return proceed(run)

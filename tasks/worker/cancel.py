@@ -174,7 +174,7 @@ def cancel_waiting(celery: Celery, redis_client: redis.Redis, settings: Settings
 
     Each batch leaves the list and its parked state in one script (cancel_waiting.lua), its cancels are recorded
     (a copy of a message that was on its way never starts), and each run ends REVOKED in the backend and in
-    Flower; a chunk's parent counts it cancelled.
+    Flower; a chunked run with chunks waiting is cancelled whole, as `cancel` of its parent does.
     """
     isolation.validate_identifier("tenant_id", tenant_id)
     queue = str(celery.conf.task_default_queue)
@@ -195,22 +195,26 @@ def _ended_waiting(
     reason: str,
 ) -> None:  # fmt: skip
     """What follows a batch of waiting runs ended in Redis: their cancels recorded (a copy of a message on its way
-    never starts), REVOKED in the backend and in Flower, a chunk counted by its parent, the others' run.cancelled."""
+    never starts), REVOKED in the backend and in Flower, their run.cancelled events; a waiting chunk's parent is
+    cancelled as a whole (its other chunks too, and no next one is published in its place)."""
     with redis_client.pipeline(transaction=False) as pipe:
         for envelope in envelopes:
             pipe.set(keys.CANCEL(envelope.task_id, tenant_id), str(time.time()), nx=True, ex=settings.identity_ttl)
         pipe.execute()
     _mark_all_revoked(celery, [e.task_id for e in envelopes], reason)
     announce_all_revoked(celery, [(e.task_id, e.worker or None) for e in envelopes], reason)
-    own = []  # runs of their own (a chunk's cancel is its parent's business): their run.cancelled events
+    own, parents = [], set()  # a chunk's parent is cancelled whole (all its chunks, wherever they are)
     for envelope in envelopes:
         message = bind_run(envelope.task, envelope.args, envelope.kwargs)
-        if message is not None:
-            chunks.ended_unrun(celery, redis_client, settings, message, envelope.task_id, reason, chunks.CANCELLED)
-            if not message.get("chunk"):
-                own.append(envelope.task_id)
+        chunk = chunks.ChunkOf.read(message.get("chunk"), envelope.task_id) if message else None
+        if chunk is not None:
+            parents.add(chunk.parent)
+        elif message is not None:
+            own.append(envelope.task_id)
     if own:
         _cancelled_events(celery, own, reason)
+    for parent in sorted(parents):
+        cancel(celery, redis_client, settings, parent, tenant_id)
 
 
 def _mark_all_revoked(celery: Celery, task_ids: list[str], reason: str) -> None:

@@ -286,6 +286,8 @@ def test_a_queued_run_cancelled_before_it_starts_sends_run_cancelled(
     hooks()
     tenant = endpoint(conn, receiver)
     busy = [run_tool.delay("script", tenant, f"busy-{i}", {"script": "sleep 4"}) for i in range(2)]
+    leased = lambda: all(conn.zscore(keys.LEASES(), b.id) is not None for b in busy)  # noqa: E731
+    wait_until(leased, WAIT, "both slots busy")  # so the next run waits, whichever process takes it
     queued = run_tool.delay("script", tenant, "queued-run", {"script": "true"})
     cancel_run(queued.id, tenant_id=tenant)
     for handle in busy:
@@ -303,6 +305,8 @@ def test_a_parked_run_cancelled_while_it_waits_sends_run_cancelled(
     set_limit(conn, tenant, 1)  # one at a time: the second run parks behind the first
     try:
         running = run_tool.delay("script", tenant, "holder", {"script": "sleep 4"})
+        # Admitted first, so the second parks (sent together, two pool processes race for the one slot).
+        wait_until(lambda: conn.zscore(keys.LEASES(), running.id) is not None, WAIT, "the first run admitted")
         parked = run_tool.delay("script", tenant, "parked-run", {"script": "true"})
         wait_until(lambda: conn.hexists(keys.PARKED(), parked.id), WAIT, "the second run to park")
         cancel_run(parked.id, tenant_id=tenant)

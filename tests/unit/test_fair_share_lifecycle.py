@@ -420,3 +420,23 @@ def test_cancel_waiting_ends_every_waiting_run_of_the_tenant_in_batches_and_noth
     assert state_of(conn, "b2", "b")["waiting"], "another tenant's waiting run stays"
     assert fairshare.admit(conn, envelope("w7", "a"), settings()).ended, "a later copy of its message is dropped"
     assert cancel_waiting(app, conn, settings(), "a") == 0
+
+
+def test_cancel_waiting_cancels_a_chunked_run_whole_when_its_chunks_wait(conn: redis.Redis, app: Celery) -> None:
+    register(conn, 8)
+    conn.hset(keys.CHUNKS("p"), mapping={"tenant_id": "a", "tool": "script", "run_id": "p", "total": "3",
+                                         "state": "running", "retries": "1", "sent": "2"})  # fmt: skip
+    claim_identity(conn, Delivery("p", "script", "a", "p"), ttl=600)
+    bound(conn, "a0")
+    assert fairshare.admit(conn, envelope("a0", "a"), settings()).admitted  # a's one slot: its chunks wait
+    for index in (0, 1):
+        chunk = chunks.ChunkOf("p", index)
+        claim_identity(conn, Delivery(chunk.task_id, "script", "a", "p"), ttl=600)
+        waiting = replace(envelope(chunk.task_id, "a"), args=["script", "a", "p"], kwargs={"chunk": chunk.as_kwarg()})
+        assert not fairshare.admit(conn, waiting, settings()).admitted
+    assert cancel_waiting(app, conn, settings(), "a") == 2
+    assert chunks.stored(conn, "p")["state"] == "cancelled" and app.AsyncResult("p").state == "REVOKED"
+    assert all(is_cancelled(conn, chunks.chunk_task_id("p", i, a), "a") for i in range(3) for a in range(2)), (
+        "every chunk's every attempt, the one not yet published too"
+    )
+    assert not conn.exists(keys.CHUNK_PLAN("p")) and not conn.exists(keys.WAITING("a"))

@@ -88,6 +88,31 @@ def own_redis() -> Iterator[str]:
             server.wait(10)
 
 
+@contextmanager
+def stand() -> Iterator[tuple[Any, redis.Redis, Any]]:
+    """A Celery app, a client and the settings on a Redis of the bench's own, the app holding the catalogue and the
+    scopes as a worker's does (once); closed after."""
+    from celery import Celery
+
+    from config import celery_config, load_settings
+    from tasks.scope.store import Scopes
+    from tasks.tools import load_catalogue
+
+    with own_redis() as url:
+        os.environ.update({**ENVIRONMENT, "TOOLRUNNER_BROKER_URL": url, "TOOLRUNNER_RESULT_BACKEND": url,
+                           "TOOLRUNNER_TOOL_NETWORK": "host"})  # fmt: skip
+        settings = load_settings()
+        app = Celery("bench-scale", set_as_current=False)
+        app.config_from_object(celery_config(settings))
+        client = redis.Redis.from_url(url)
+        app.catalogue, app.scopes = load_catalogue(), Scopes(client)
+        try:
+            yield app, client, settings
+        finally:
+            client.close()
+            app.close()
+
+
 def _pings(client: redis.Redis) -> bool:
     try:
         return bool(client.ping())
@@ -118,22 +143,10 @@ def tenant_of(index: int, tenants: int) -> str:
 
 def measure(runs: int, tenants: int, sample: int) -> Scale:
     """One size, on a Redis of its own."""
-    from celery import Celery
-
-    from config import celery_config, load_settings
-    from tasks.scope.store import Scopes
-    from tasks.tools import load_catalogue
     from tasks.worker import backlog, fairshare, keys, parking, safetynet
     from tasks.worker.cancel import cancel
 
-    with own_redis() as url:
-        os.environ.update({**ENVIRONMENT, "TOOLRUNNER_BROKER_URL": url, "TOOLRUNNER_RESULT_BACKEND": url,
-                           "TOOLRUNNER_TOOL_NETWORK": "host"})  # fmt: skip
-        settings = load_settings()
-        app = Celery("bench-scale", set_as_current=False)
-        app.config_from_object(celery_config(settings))
-        client = redis.Redis.from_url(url)
-        app.catalogue, app.scopes = load_catalogue(), Scopes(client)  # as a worker's app holds them, once
+    with stand() as (app, client, settings):
         grant(client, *{tenant_of(i, tenants) for i in range(tenants)})
         baseline = int(client.info("memory")["used_memory"])
         started = time.perf_counter()
@@ -169,8 +182,6 @@ def measure(runs: int, tenants: int, sample: int) -> Scale:
         )
         slow = [(_named(entry["command"]), entry["duration"] / 1000) for entry in client.slowlog_get(1024)]
         assert client.hlen(keys.PARKED()) >= runs - 2 * sample - SLOTS, "the runs wait while they are measured"
-        client.close()
-        app.close()
     return Scale(runs, tenants, publish_s, drain, drain.wall_ms * runs / 1000, memory, admit, cycle, cancelled, slow)
 
 
@@ -178,23 +189,11 @@ def file_copies(runs: int, size: int) -> tuple[float, float]:
     """How many copies of a waiting run's input file Redis holds once its message was drained (the target: one),
     found by reading every key for the file's contents; and Redis memory per run the file added, over its size
     (above 1 by the allocator's size classes, not by copies)."""
-    from celery import Celery
-
-    from config import celery_config, load_settings
-    from tasks.scope.store import Scopes
-    from tasks.tools import load_catalogue
     from tasks.worker import backlog
 
     per_run, copies = [], 0.0
     for files in (None, {"extra.txt": "marker-" + "x" * size}):
-        with own_redis() as url:
-            os.environ.update({**ENVIRONMENT, "TOOLRUNNER_BROKER_URL": url, "TOOLRUNNER_RESULT_BACKEND": url,
-                               "TOOLRUNNER_TOOL_NETWORK": "host"})  # fmt: skip
-            settings = load_settings()
-            app = Celery("bench-scale", set_as_current=False)
-            app.config_from_object(celery_config(settings))
-            client = redis.Redis.from_url(url)
-            app.catalogue, app.scopes = load_catalogue(), Scopes(client)
+        with stand() as (app, client, settings):
             grant(client, "t0000")
             baseline = int(client.info("memory")["used_memory"])
             for index in range(runs):
@@ -204,8 +203,6 @@ def file_copies(runs: int, size: int) -> tuple[float, float]:
             per_run.append((int(client.info("memory")["used_memory"]) - baseline) / runs)
             if files:
                 copies = _occurrences(client, b"marker-" + b"x" * 64) / runs
-            client.close()
-            app.close()
     return copies, (per_run[1] - per_run[0]) / size
 
 
@@ -228,22 +225,10 @@ def _occurrences(client: redis.Redis, needle: bytes) -> int:
 
 def bulk_cancel(count: int) -> tuple[float, int, list[tuple[str, float]]]:
     """`cancel --waiting` of one tenant with `count` waiting runs: seconds, runs cancelled, commands over 10 ms."""
-    from celery import Celery
-
-    from config import celery_config, load_settings
-    from tasks.scope.store import Scopes
-    from tasks.tools import load_catalogue
     from tasks.worker import backlog
     from tasks.worker.cancel import cancel_waiting
 
-    with own_redis() as url:
-        os.environ.update({**ENVIRONMENT, "TOOLRUNNER_BROKER_URL": url, "TOOLRUNNER_RESULT_BACKEND": url,
-                           "TOOLRUNNER_TOOL_NETWORK": "host"})  # fmt: skip
-        settings = load_settings()
-        app = Celery("bench-scale", set_as_current=False)
-        app.config_from_object(celery_config(settings))
-        client = redis.Redis.from_url(url)
-        app.catalogue, app.scopes = load_catalogue(), Scopes(client)  # as a worker's app holds them, once
+    with stand() as (app, client, settings):
         grant(client, "t0000")
         for index in range(count):
             _publish(app, index, 1)
@@ -254,8 +239,6 @@ def bulk_cancel(count: int) -> tuple[float, int, list[tuple[str, float]]]:
         cancelled = cancel_waiting(app, client, settings, "t0000")
         seconds = time.perf_counter() - started
         slow = [(_named(entry["command"]), entry["duration"] / 1000) for entry in client.slowlog_get(1024)]
-        client.close()
-        app.close()
     return seconds, cancelled, slow
 
 

@@ -25,7 +25,7 @@ from celery.signals import celeryd_after_setup
 
 from config import Settings
 from tasks.errors import RunExpiredError
-from tasks.worker import backlog, cache, chunks, diskguard, fairshare, keys, luascript, parking
+from tasks.worker import backlog, cache, chunks, diskguard, fairshare, keys, luascript, parking, webhooks
 from tasks.worker.app import app
 from tasks.worker.delivery import bind_run
 
@@ -38,6 +38,12 @@ MERGE_GRACE_SECONDS = 60  # a merge of a million targets streams for minutes: as
 LOST_DISPATCH_SECONDS = 30  # a published run taken by no worker this long, and in no queue or unacked set: lost
 SEARCH_LIMIT = 10_000  # the most messages a queue (or the unacked set) may hold for the net to look through it
 MAX_REPUBLISHES = 3
+
+
+def offered_slots(concurrency: int, queues: list[str]) -> int:
+    """The run slots a worker offers fair share: none when it consumes the webhooks queue alone (its pool delivers
+    events and never takes a run: counting it would let fair share admit runs no worker can take)."""
+    return 0 if set(queues) == {webhooks.QUEUE} else concurrency
 
 
 def register(redis_client: redis.Redis, hostname: str, concurrency: int, settings: Settings) -> None:
@@ -189,7 +195,10 @@ def _loop(hostname: str, concurrency: int, stop: threading.Event) -> None:
 @celeryd_after_setup.connect
 def _start(sender: str | None = None, instance: Any = None, **_: Any) -> None:
     """In the worker's main process: register its slots and run the safety net until it exits."""
-    concurrency = int(getattr(instance, "concurrency", 1) or 1)
+    queues = getattr(getattr(getattr(instance, "app", app), "amqp", None), "queues", None)
+    direct = f"{sender}.dq"  # the worker's own direct queue (.dq, .dq2): maintenance tasks, never a run
+    consumed = [q for q in getattr(queues, "consume_from", None) or {} if not str(q).startswith(direct)]
+    concurrency = offered_slots(int(getattr(instance, "concurrency", 1) or 1), consumed)
     thread = threading.Thread(
         target=_loop, args=(str(sender), concurrency, threading.Event()), daemon=True, name="fair-share-net"
     )

@@ -18,14 +18,17 @@ from tasks.errors import TaskIdentityError
 
 pytestmark = pytest.mark.integration
 WAIT = 120
+QUEUE = "forgetful"
 
 
 @pytest.fixture
 def forgetful_worker(redis_url: str, busybox_image: str, tmp_path: Path) -> Iterator[Worker]:
-    """A worker whose results leave the backend after 2 s."""
+    """A worker whose results leave the backend after 2 s, on a queue of its own (another worker of the session would
+    keep its results for a day)."""
     with redis.Redis.from_url(redis_url) as conn:
         conn.flushdb()
-    running = start_worker(tmp_path, "forgetful", concurrency=1, env={"TOOLRUNNER_RESULT_EXPIRES_SECONDS": "2"})
+    env = {"TOOLRUNNER_RESULT_EXPIRES_SECONDS": "2"}
+    running = start_worker(tmp_path, "forgetful", concurrency=1, env=env, queues=QUEUE)
     yield running
     running.stop()
 
@@ -39,7 +42,7 @@ def _expired(task_id: str, timeout: float = 30) -> None:
 
 def test_a_result_is_read_back_from_the_artifact_store_after_the_backend_let_it_go(forgetful_worker: Worker) -> None:
     params = {"script": "echo kept > /outputs/out.txt", "outputs": ["out.txt"]}
-    handle = run_tool.delay("script", "acme", "kept-1", params)
+    handle = run_tool.apply_async(("script", "acme", "kept-1", params), queue=QUEUE)
     result = handle.get(timeout=WAIT)
     assert result["status"] == "ok"
     _expired(handle.id)
@@ -50,7 +53,7 @@ def test_a_result_is_read_back_from_the_artifact_store_after_the_backend_let_it_
 
 
 def test_another_tenant_is_refused_a_kept_result(forgetful_worker: Worker) -> None:
-    handle = run_tool.delay("script", "acme", "kept-2", {"script": "true"})
+    handle = run_tool.apply_async(("script", "acme", "kept-2", {"script": "true"}), queue=QUEUE)
     assert handle.get(timeout=WAIT)["status"] == "ok"
     _expired(handle.id)
     with pytest.raises(TaskIdentityError):

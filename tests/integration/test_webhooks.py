@@ -110,6 +110,8 @@ def test_a_finished_run_is_delivered_once_with_a_valid_signature(
     body = payload(got)
     assert body["type"] == "run.succeeded" and body["data"]["task_id"] == result["task_id"]
     assert "findings" not in body["data"] and body["data"]["stats"] == result["stats"]
+    hooks_registered = [m.decode() for m in conn.zrange(keys.WORKERS(), 0, -1) if m.startswith(b"hooks0@")]
+    assert hooks_registered and all(m.endswith("|0") for m in hooks_registered), "a webhook worker takes no run"
     time.sleep(2)
     assert len(receiver.got) == 1
     scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()

@@ -141,13 +141,16 @@ def build_metrics(registry: Any = None) -> Metrics:
         ),
         # Pinned (the alert rules use them): outcome is delivered, failed, refused, gone or dropped.
         webhook_deliveries=Counter(
-            "toolrunner_webhook_deliveries", "Webhook delivery attempts by outcome", ["outcome"]
+            "toolrunner_webhook_deliveries", "Webhook delivery attempts by outcome", ["outcome"], registry=registry
         ),
-        webhook_dead_letters=Counter("toolrunner_webhook_dead_letters", "Webhook events given up on (dead-lettered)"),
+        webhook_dead_letters=Counter(
+            "toolrunner_webhook_dead_letters", "Webhook events given up on (dead-lettered)", registry=registry
+        ),
         webhook_lag=Histogram(
             "toolrunner_webhook_lag_seconds",
             "From a run's final state stored to its receiver's 2xx",
             buckets=_LAG_BUCKETS,
+            registry=registry,
         ),
     )
 

@@ -121,15 +121,22 @@ def paused() -> bool:
     return _guard is not None and _guard.paused is not None
 
 
-class PausedCollector:
-    """`toolrunner_worker_paused`: 1 while this worker's disk guard has it taking no runs, else 0."""
+class WorkerCollector:
+    """This worker's own gauges, read at scrape time in its main process: `toolrunner_worker_paused` (1 while its
+    disk guard has it taking no runs) and `toolrunner_runs_past_deadline` (the tool containers its reaper's last
+    pass found past their deadline and killed)."""
 
     def collect(self) -> Iterator[Any]:
-        """One unlabelled gauge."""
+        """Two unlabelled gauges."""
         from prometheus_client.core import GaugeMetricFamily
 
         yield GaugeMetricFamily(
             "toolrunner_worker_paused", "1 while the worker takes no runs because its disk is low", value=int(paused())
+        )
+        yield GaugeMetricFamily(
+            "toolrunner_runs_past_deadline",
+            "Tool containers the reaper's last pass found past their deadline (and killed)",
+            value=reaper.last_pass.past_deadline,
         )
 
 

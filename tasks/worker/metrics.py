@@ -220,7 +220,7 @@ def scrape_collectors(settings: Settings, broker: Callable[[], redis.Redis]) -> 
     found: list[Any] = [
         health.DiskCollector(health.watched_directories(settings.artifact_url)),
         health.CertificateCollector(docker_tls_files()),
-        diskguard.PausedCollector(),
+        diskguard.WorkerCollector(),
     ]
     if settings.fair_share:
         found += [TenantCollector(broker()), health.QueueCollector(broker(), str(app.conf.task_default_queue))]

@@ -60,3 +60,13 @@ def test_the_fleet_is_read_from_the_registry_the_workers_records_and_fair_share(
     assert seen.tenants == [{"tenant": "a", "running": 1, "waiting": 2}, {"tenant": "b", "running": 1, "waiting": 0}]
     assert (seen.queue.slots, seen.queue.slots_used) == (2, 2)
     assert seen.alerts == ["2 leases held by no live worker (they end within a lease TTL)"], "no run lock: nobody runs"
+
+
+def test_a_workers_own_gauges_say_whether_it_is_paused_and_what_its_reaper_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tasks.worker import diskguard, reaper
+
+    monkeypatch.setattr(reaper, "last_pass", reaper.LastPass(at=time.time(), past_deadline=3))
+    gauges = {f.name: f.samples[0].value for f in diskguard.WorkerCollector().collect()}
+    assert gauges == {"toolrunner_worker_paused": 0, "toolrunner_runs_past_deadline": 3}

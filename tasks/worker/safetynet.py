@@ -25,7 +25,7 @@ from celery.signals import celeryd_after_setup
 
 from config import Settings
 from tasks.errors import RunExpiredError
-from tasks.worker import backlog, cache, chunks, diskguard, fairshare, keys, luascript, parking, webhooks
+from tasks.worker import backlog, cache, chunks, diskguard, fairshare, keys, luascript, parking
 from tasks.worker.app import app
 from tasks.worker.delivery import bind_run
 
@@ -43,7 +43,10 @@ MAX_REPUBLISHES = 3
 def offered_slots(concurrency: int, queues: list[str]) -> int:
     """The run slots a worker offers fair share: none when it consumes the webhooks queue alone (its pool delivers
     events and never takes a run: counting it would let fair share admit runs no worker can take)."""
-    return 0 if set(queues) == {webhooks.QUEUE} else concurrency
+    # Imported here: imported with this module, its start-up checks would run before scoping's (signal order).
+    from tasks.worker.webhooks import QUEUE
+
+    return 0 if set(queues) == {QUEUE} else concurrency
 
 
 def register(redis_client: redis.Redis, hostname: str, concurrency: int, settings: Settings) -> None:

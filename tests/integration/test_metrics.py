@@ -14,7 +14,7 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.launch import Worker
+from bench.launch import Worker, wait_until
 from tasks import run_tool, sweep_daemon
 from tasks.worker import keys
 
@@ -68,6 +68,9 @@ def test_the_health_gauges_the_alert_rules_read_are_served_by_a_real_worker(work
     assert paths == {spool, urlsplit(os.environ["TOOLRUNNER_ARTIFACT_URL"]).path}  # the session's file:// store
     # Fleet-wide, from Redis: this worker's 4 slots at least (workers of other tests may still be registered), and
     # the oldest parked run as Redis holds it (none, unless an earlier test left one parked).
+    # A test before may have flushed the database: the worker registers again within a third of a lease TTL.
+    wait_until(lambda: scrape(worker.metrics_url)[("toolrunner_slots", ())] >= 4, 15, "this worker's slots")
+    samples = scrape(worker.metrics_url)
     assert value("toolrunner_slots") >= 4 and 0 <= value("toolrunner_slots_used") <= value("toolrunner_slots")
     with redis.Redis.from_url(redis_url) as conn:
         oldest = conn.zrange(keys.PARKED_AT(), 0, 0, withscores=True)

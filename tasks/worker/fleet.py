@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from tasks.worker import fairshare, health, keys
+from tasks.worker.luascript import text
 
 TOP_TENANTS = 10
 STUCK_SECONDS = 15 * 60  # ToolrunnerQueueStuck: the oldest waiting run older than this while slots are free
@@ -64,7 +65,7 @@ def read(redis_client: redis.Redis, queue: str, now: float | None = None) -> Fle
 
 
 def _workers(redis_client: redis.Redis, now: float) -> list[WorkerView]:
-    members = [_text(m) for m in redis_client.zrangebyscore(keys.WORKERS(), int(now * 1000), "+inf")]
+    members = [text(m) for m in redis_client.zrangebyscore(keys.WORKERS(), int(now * 1000), "+inf")]
     slots: dict[str, int] = {}
     for member in members:
         name = member.rsplit("|", 1)[0]
@@ -77,12 +78,12 @@ def _workers(redis_client: redis.Redis, now: float) -> list[WorkerView]:
         replies = pipe.execute()
     views = []
     for name, raw, draining in zip(names, replies[::2], replies[1::2], strict=True):
-        record = {_text(k): _text(v) for k, v in raw.items()}
+        record = {text(k): text(v) for k, v in raw.items()}
         reaped = float(record["reaped"]) if record.get("reaped") else None
         views.append(WorkerView(
             name, slots[name], int(record["slots"]) if record.get("slots") else None,
             int(record["busy"]) if "busy" in record else None,
-            record.get("daemon", ""), _text(draining) if draining else "",
+            record.get("daemon", ""), text(draining) if draining else "",
             {k.removeprefix("free:"): int(v) for k, v in record.items() if k.startswith("free:")},
             record.get("paused", ""), now - reaped if reaped else None,
             [q for q in record.get("queues", "").split(",") if q],
@@ -111,7 +112,3 @@ def alerts(workers: list[WorkerView], state: health.QueueState) -> list[str]:
     if state.orphaned_leases:
         firing.append(f"{state.orphaned_leases} leases held by no live worker (they end within a lease TTL)")
     return firing
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -161,8 +161,10 @@ def record_now(store: ObjectStore, key: KeyLike, stream: str, events: Iterable[A
     one-shot segment of a stream cannot be told from it never having been written.
     """
     audit_key = as_key(key)
-    now = int(time.time())
-    plan = Plan(place(stream, now, uuid.uuid4().hex[:12]), 0, _latest_link(store, audit_key, stream), True, True)
+    now = time.time_ns()
+    # Nanoseconds first in the name: a stream's one-shot segments sort in the order they were written.
+    shot = f"{now % 10**9:09d}{uuid.uuid4().hex[:6]}"
+    plan = Plan(place(stream, now // 10**9, shot), 0, _latest_link(store, audit_key, stream), True, True)
     write_segment(store, audit_key, plan, list(events))
 
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from config import load_settings
 from tasks.artifacts import ArtifactError, ObjectStore, open_store
@@ -95,7 +94,9 @@ def audit_search(
         for event in found.events:
             sys.stdout.write(json.dumps(event.as_dict(), sort_keys=True) + "\n")
         return
-    out.print(_table(found.events), soft_wrap=True)
+    for event in found.events:
+        for line in _describe(event):
+            out.print(plain(line), soft_wrap=True)
     out.print(f"{len(found.events)} events; {found.opened} of {found.segments} segments opened")
 
 
@@ -115,16 +116,21 @@ def _time(text: str | None) -> datetime | None:
     return parse_time(text) if text is not None else None
 
 
-def _table(events: list[AuditEvent]) -> Table:
-    grid = Table("time (UTC)", "kind", "tenant", "run", "task", "tool", "worker", "egress", "targets", "status")
-    for e in events:
-        targets = ", ".join(e.targets[:5]) + (" ..." if len(e.targets) > 5 else "")
-        if e.targets_ref:
-            targets = f"(list of sha256 {e.targets_digest[:12]}...)"
-        row = [e.time.strftime("%Y-%m-%d %H:%M:%S"), e.kind.value, e.tenant, e.run_id, e.task_id, e.tool, e.worker,
-               e.egress_address, targets, e.status or e.reason]  # fmt: skip
-        grid.add_row(*(plain(cell) for cell in row))
-    return grid
+def _describe(e: AuditEvent) -> list[str]:
+    """An event as a few labelled lines: readable at any terminal width, unlike a ten-column table."""
+    targets = ", ".join(e.targets[:20]) + (f" ... ({len(e.targets)} in all)" if len(e.targets) > 20 else "")
+    if e.targets_ref:
+        targets = f"a list stored as {e.targets_ref} (sha256 {e.targets_digest})"
+    fields = {
+        "run": f"{e.run_id} task {e.task_id}", "tool": f"{e.tool} image {e.image_id}", "argv": " ".join(e.argv),
+        "targets": targets, "resolved": "; ".join(f"{n} -> {', '.join(a)}" for n, a in e.resolved.items()),
+        "worker": f"{e.worker} daemon {e.daemon_id} egress {e.egress_address}", "status": f"{e.status} {e.reason}",
+        "bytes": f"in {e.bytes_in} out {e.bytes_out}" if e.bytes_in is not None else "",
+        "operator": e.operator, "detail": json.dumps(e.detail, sort_keys=True) if e.detail else "",
+    }  # fmt: skip
+    lines = [f"{e.time:%Y-%m-%d %H:%M:%S} UTC  {e.kind.value}  tenant {e.tenant}  id {e.id}"]
+    lines += [f"  {label}: {value.strip()}" for label, value in fields.items() if value.strip(" -")]
+    return lines
 
 
 @contextlib.contextmanager

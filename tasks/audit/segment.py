@@ -155,7 +155,9 @@ def _chain(events: Sequence[AuditEvent]) -> list[bytes]:
     lines: list[bytes] = []
     prev = ""
     for event in events:
-        line = event.chained(prev).canonical()
+        values = event.as_dict()
+        values["prev_hash"] = prev  # as event.chained(prev).canonical(), without copying the event
+        line = canonical_json(values)
         prev = event_hash(line)
         lines.append(line)
     return lines

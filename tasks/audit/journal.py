@@ -95,9 +95,10 @@ class Journal:
 
     def flush(self, *, final: bool = False) -> int:
         """Store every complete period (and, when final, the current one, closed); return the segments written."""
+        if self._next is None:
+            self.replay()
         with self._flushing:
-            if self._next is None:
-                raise RuntimeError("flush() before start() or replay(): the spool was not replayed")
+            assert self._next is not None
             now = self._period(self._clock())
             last = max(now, self._next) if final else now - self.seconds
             if last < self._next:

@@ -8,6 +8,7 @@ period of the stream's last stored segment, so the next segment links to it acro
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from tasks.audit.errors import AuditConfigError
 from tasks.audit.event import AuditEvent
 from tasks.audit.segment import Link
 
@@ -26,6 +28,7 @@ class Spool:
 
     def __init__(self, directory: Path, stream: str) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._holder = _hold(directory / f"{stream}.lock", stream)
         self.path = directory / f"{stream}.spool"
         self._state = directory / f"{stream}.state"
         self._lock = threading.Lock()
@@ -72,14 +75,29 @@ class Spool:
         _sync_directory(self._state.parent)
 
     def close(self) -> None:
-        """Close the spool file."""
+        """Close the spool file and let another journal of the stream have the directory."""
         with self._lock:
             self._close_fd()
+            os.close(self._holder)
 
     def _close_fd(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _hold(path: Path, stream: str) -> int:
+    """Lock the stream's spool for this journal: two writers of one stream would interleave and drop events."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AuditConfigError(
+            f"audit stream {stream!r}: another journal holds its spool {path.parent} (one journal per stream: "
+            "name each process's stream apart, e.g. by host and process)"
+        ) from None
+    return fd
 
 
 def _parse(path: Path) -> list[AuditEvent]:

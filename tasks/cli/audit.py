@@ -90,6 +90,8 @@ def audit_search(
     """Every run and change whose targets hold the address or name, or whose names resolved to it."""
     with _reported():
         found = search(*_opened(ctx), target, _time(since), _time(until), tenant)
+    for problem in found.unreadable:
+        error_line(f"skipped, failed authentication (run `toolrunner audit verify`): {problem}")
     if as_json:
         for event in found.events:
             sys.stdout.write(json.dumps(event.as_dict(), sort_keys=True) + "\n")

@@ -29,7 +29,7 @@ from tasks.audit import (
 )
 from tasks.audit.layout import PREFIX, parse, place
 from tasks.audit.segment import read_head
-from tests.unit.helpers import AuditClock, audit_event, audit_journal
+from tests.unit.helpers import AuditClock, audit_event, audit_journal, crash
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +53,7 @@ def test_events_recorded_but_never_stored_reach_the_store_once_through_the_next_
     for n in range(3):
         crashed.record(audit_event(f"e{n}", clock.now + n))
     clock.now += 25  # the worker died before its flusher ran: nothing is in the store
+    crash(crashed)
     assert list(audit_store.list(PREFIX)) == []
     audit_journal(audit_store, audit_key, tmp_path / "spool", clock).close()
     assert exported_ids(audit_store, audit_key) == ["e0", "e1", "e2"]
@@ -89,6 +90,7 @@ def test_a_replayed_duplicate_is_stored_twice_and_found_once(
     clock.now += 12
     journal.flush()
     # A crash between storing the segment and emptying the spool: the next journal finds the event again.
+    crash(journal)
     (spool / "w1.spool").write_bytes(left)
     clock.now += 20
     audit_journal(audit_store, audit_key, spool, clock).close()
@@ -132,6 +134,7 @@ def test_a_worker_down_for_hours_links_its_next_segment_across_the_gap(
 ) -> None:
     crashed = audit_journal(audit_store, audit_key, tmp_path / "spool", clock)
     crashed.record(audit_event("before", clock.now + 1))
+    crash(crashed)
     clock.now += 7200
     audit_journal(audit_store, audit_key, tmp_path / "spool", clock).close()
     report = verify(audit_store, audit_key, now=clock.moment)
@@ -145,6 +148,7 @@ def test_a_worker_that_lost_its_disk_starts_a_new_chain_which_verify_reports(
     crashed = audit_journal(audit_store, audit_key, tmp_path / "spool", clock)
     clock.now += 12
     crashed.flush()
+    crash(crashed)
     clock.now += 600
     audit_journal(audit_store, audit_key, tmp_path / "new-disk", clock).close()
     [problem] = verify(audit_store, audit_key, now=clock.moment).problems
@@ -155,7 +159,9 @@ def test_a_line_torn_by_a_kill_is_dropped_and_the_next_record_is_kept(
     audit_store: ObjectStore, audit_key: AuditKey, tmp_path: Path, clock: AuditClock
 ) -> None:
     spool = tmp_path / "spool"
-    audit_journal(audit_store, audit_key, spool, clock).record(audit_event("whole", clock.now))
+    killed = audit_journal(audit_store, audit_key, spool, clock)
+    killed.record(audit_event("whole", clock.now))
+    crash(killed)
     with (spool / "w1.spool").open("ab") as torn:
         torn.write(audit_event("torn", clock.now).canonical()[:40])
     journal = audit_journal(audit_store, audit_key, spool, clock)
@@ -176,6 +182,17 @@ def test_the_flusher_thread_stores_each_period_as_it_ends(audit_store: ObjectSto
     journal.close()
     assert len(stored) == 1, "stored by the thread, before close"
     assert verify(audit_store, audit_key).ok
+
+
+def test_a_second_journal_of_a_stream_on_the_same_spool_is_refused(
+    audit_store: ObjectStore, audit_key: AuditKey, tmp_path: Path, clock: AuditClock
+) -> None:
+    first = audit_journal(audit_store, audit_key, tmp_path / "spool", clock)
+    with pytest.raises(AuditConfigError, match="another journal holds its spool"):
+        Journal(audit_store, audit_key, "w1", tmp_path / "spool")
+    Journal(audit_store, audit_key, "w2", tmp_path / "spool").close()  # another stream may share the directory
+    first.close()
+    Journal(audit_store, audit_key, "w1", tmp_path / "spool").close()
 
 
 def test_the_key_fails_closed_with_how_to_fix_it() -> None:

@@ -110,10 +110,10 @@ class Journal:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        if self._next is None:
-            self.replay()
-        self.flush(final=True)
-        self._spool.close()
+        try:
+            self.flush(final=True)
+        finally:  # the store down: the events stay in the spool, for the next journal of the stream to store
+            self._spool.close()
 
     def _store_through(self, pending: Sequence[AuditEvent], last: int, *, closed: bool) -> int:
         assert self._next is not None

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -15,20 +16,31 @@ import typer
 from config import load_settings
 from tasks.artifacts import ArtifactError, ObjectStore, open_store
 from tasks.audit import AuditConfigError, AuditError, AuditEvent, AuditKey, audit_key, export, search, verify
+from tasks.audit.verify import DEFAULT_RETENTION_DAYS
 from tasks.cli.console import error_line, out, plain
 from tasks.errors import UserError
 from tasks.service.outputs import artifact_config
 
-Opener = Callable[[], tuple[ObjectStore, AuditKey]]
+
+@dataclass(frozen=True)
+class AuditAccess:
+    """What the commands read the audit with: the store, the key, and the retention verify accepts as expiry."""
+
+    store: ObjectStore
+    key: AuditKey
+    retention_days: int = DEFAULT_RETENTION_DAYS
+
+
+Opener = Callable[[], AuditAccess]
 _RELATIVE = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
-def configured() -> tuple[ObjectStore, AuditKey]:
-    """The artifact store the settings name (TOOLRUNNER_ARTIFACT_URL) and TOOLRUNNER_AUDIT_KEY."""
+def configured() -> AuditAccess:
+    """The artifact store the settings name (TOOLRUNNER_ARTIFACT_URL), TOOLRUNNER_AUDIT_KEY and the retention."""
     settings = load_settings()
     config = artifact_config(settings)
-    return open_store(config.url, config.s3), audit_key(settings)
+    return AuditAccess(open_store(config.url, config.s3), audit_key(settings), settings.audit_retention_days)
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:
@@ -72,7 +84,8 @@ def build_app(opener: Opener = configured) -> typer.Typer:
 def audit_verify(ctx: typer.Context, since: Since = None) -> None:
     """Check every segment, chain and stream end; exit 1 listing the problems when anything fails."""
     with _reported():
-        report = verify(*_opened(ctx), _time(since))
+        access = _opened(ctx)
+        report = verify(access.store, access.key, _time(since), retention_days=access.retention_days)
     for note in report.notes:
         out.print(plain(f"note: {note}"), soft_wrap=True)
     out.print(f"{report.streams} streams, {report.segments} segments, {report.events} events checked")
@@ -89,7 +102,8 @@ def audit_search(
 ) -> None:  # fmt: skip
     """Every run and change whose targets hold the address or name, or whose names resolved to it."""
     with _reported():
-        found = search(*_opened(ctx), target, _time(since), _time(until), tenant)
+        access = _opened(ctx)
+        found = search(access.store, access.key, target, _time(since), _time(until), tenant)
     for problem in found.unreadable:
         error_line(f"skipped, failed authentication (run `toolrunner audit verify`): {problem}")
     if as_json:
@@ -105,11 +119,12 @@ def audit_search(
 def audit_export(ctx: typer.Context, since: Since = None, until: Until = None) -> None:
     """Stream every event as JSON lines, in time order, each once (for a SIEM)."""
     with _reported():
-        for line in export(*_opened(ctx), _time(since), _time(until)):
+        access = _opened(ctx)
+        for line in export(access.store, access.key, _time(since), _time(until)):
             sys.stdout.write(line + "\n")
 
 
-def _opened(ctx: typer.Context) -> tuple[ObjectStore, AuditKey]:
+def _opened(ctx: typer.Context) -> AuditAccess:
     opener: Opener = ctx.obj
     return opener()
 

@@ -164,7 +164,7 @@ def main() -> None:
         rate = args.events / write_s
         out.print(f"{args.events:,} events over {args.days} days in {STREAMS} streams, {usable_cpus()} CPUs: "
                   f"written in {write_s:.0f}s ({rate:,.0f} events/s), {size:,.0f} MB stored")  # fmt: skip
-        grid = table("search over the month", "query", "events found", "segments opened", "of", "seconds")
+        grid = table(f"search over {args.days} days", "query", "events found", "segments opened", "of", "seconds")
         results = list(timed_searches(store, key))
         for r in results:
             grid.add_row(r.query, str(r.found), str(r.opened), str(r.segments), f"{r.seconds:.2f}")

@@ -50,7 +50,7 @@ def search(
     seen: dict[str, AuditEvent] = {}
     for place, sealed in _heads(store, key, since, until, found.unreadable):
         found.segments += 1
-        if not index.may_match(sealed.index, query, tenant):
+        if not sealed.index.may_match(query, tenant):
             continue
         found.opened += 1
         try:

@@ -6,7 +6,7 @@ Events are spread over tenants and over 4 workers' streams with hourly segments 
 mix single addresses, CIDR networks of /24 to /28 and host names with the addresses they resolved to. They go
 through the segment writer the journal uses (`write_segment`), not its spool, to keep the bench short; the spool's
 cost is measured on its own: `record` (one append and fdatasync) in microseconds, on the temp directory's disk.
-`python -m bench.audit [--events N] [--days D] [--keep]`.
+`python -m bench.audit [--events N] [--days D] [--keep] [--verify]`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.common import console, table, usable_cpus, verdict
 from tasks.artifacts import ObjectStore, open_store
-from tasks.audit import AuditEvent, AuditKey, Journal, Kind, new_audit_key, search
+from tasks.audit import AuditEvent, AuditKey, Journal, Kind, new_audit_key, search, verify
 from tasks.audit.layout import place
 from tasks.audit.segment import Plan, write_segment
 
@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3_000_000, help="synthetic events in all (default 3,000,000)")
     parser.add_argument("--days", type=int, default=30, help="days they span (default 30)")
     parser.add_argument("--keep", action="store_true", help="leave the store in its temp directory")
+    parser.add_argument("--verify", action="store_true", help="time verify over everything written, too")
     args = parser.parse_args()
     out = console(120)
     workdir = Path(tempfile.mkdtemp(prefix="bench-audit-"))
@@ -171,6 +172,11 @@ def main() -> None:
         out.print(grid)
         slowest = max(r.seconds for r in results)
         out.print(f"every search under {TARGET_SECONDS:.0f}s: {verdict(slowest < TARGET_SECONDS)}")
+        if args.verify:
+            started = time.perf_counter()
+            report = verify(store, key)
+            out.print(f"verify: {report.segments:,} segments, {report.events:,} events in "
+                      f"{time.perf_counter() - started:.0f}s, problems: {len(report.problems)}")  # fmt: skip
         samples = record_cost(workdir / "spool", store, key)
         cost = table("Journal.record (append + fdatasync)", "records", "mean µs", "p50 µs", "p99 µs")
         p99 = sorted(samples)[int(len(samples) * 0.99)]

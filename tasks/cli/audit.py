@@ -36,11 +36,16 @@ _RELATIVE = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
-def configured() -> AuditAccess:
-    """The artifact store the settings name (TOOLRUNNER_ARTIFACT_URL), TOOLRUNNER_AUDIT_KEY and the retention."""
+def configured() -> tuple[ObjectStore, AuditKey]:
+    """The artifact store the settings name (TOOLRUNNER_ARTIFACT_URL) and TOOLRUNNER_AUDIT_KEY."""
     settings = load_settings()
     config = artifact_config(settings)
-    return AuditAccess(open_store(config.url, config.s3), audit_key(settings), settings.audit_retention_days)
+    return open_store(config.url, config.s3), audit_key(settings)
+
+
+def configured_access() -> AuditAccess:
+    """What `configured` gives, with TOOLRUNNER_AUDIT_RETENTION_DAYS."""
+    return AuditAccess(*configured(), retention_days=load_settings().audit_retention_days)
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:
@@ -67,7 +72,7 @@ Tenant = Annotated[str | None, typer.Option("--tenant", help="only this tenant's
 AsJson = Annotated[bool, typer.Option("--json", help="one JSON object a line instead of a table")]
 
 
-def build_app(opener: Opener = configured) -> typer.Typer:
+def build_app(opener: Opener = configured_access) -> typer.Typer:
     """The `audit` sub-app; `opener` gives the store and the audit key (the settings' unless a test's)."""
     app = typer.Typer(name="audit", add_completion=False, no_args_is_help=True, help=__doc__)
 

@@ -53,13 +53,14 @@ class Journal:
         spool_dir: Path,
         segment_seconds: int = DEFAULT_SEGMENT_SECONDS,
         clock: Callable[[], float] = time.time,
+        lock_timeout: float = 30.0,
     ) -> None:
         if segment_seconds < 1:
             raise ValueError(f"segment_seconds must be at least 1, got {segment_seconds}")
         self.store, self.key, self.stream = store, as_key(key), check_stream(stream)
         self.seconds = segment_seconds
         self._clock = clock
-        self._spool = Spool(spool_dir, stream)
+        self._spool = Spool(spool_dir, stream, lock_timeout)  # waits for a predecessor of the stream to finish
         self._spool.drop(())  # a line torn by a kill would swallow the next one appended after it
         self._link = self._spool.load_link()
         self._next: int | None = None  # the first period not stored yet; None until start() replayed the spool

@@ -184,15 +184,32 @@ def test_the_flusher_thread_stores_each_period_as_it_ends(audit_store: ObjectSto
     assert verify(audit_store, audit_key).ok
 
 
-def test_a_second_journal_of_a_stream_on_the_same_spool_is_refused(
-    audit_store: ObjectStore, audit_key: AuditKey, tmp_path: Path, clock: AuditClock
+def test_a_journal_waits_for_another_process_holding_its_stream_and_is_refused_past_its_timeout(
+    audit_store: ObjectStore, tmp_path: Path
 ) -> None:
-    first = audit_journal(audit_store, audit_key, tmp_path / "spool", clock)
-    with pytest.raises(AuditConfigError, match="another journal holds its spool"):
-        Journal(audit_store, audit_key, "w1", tmp_path / "spool")
-    Journal(audit_store, audit_key, "w2", tmp_path / "spool").close()  # another stream may share the directory
-    first.close()
-    Journal(audit_store, audit_key, "w1", tmp_path / "spool").close()
+    key = new_audit_key()
+    holder = f"""
+import sys, time
+from pathlib import Path
+from tasks.artifacts import open_store
+from tasks.audit import Journal
+journal = Journal(open_store({(tmp_path / "store").as_uri()!r}), {key!r}, "w1", Path({str(tmp_path / "spool")!r}))
+print("holding", flush=True)
+time.sleep(float(sys.stdin.readline()))
+journal.close()
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen([sys.executable, "-c", holder], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as child:  # fmt: skip
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline() == "holding\n"
+        with pytest.raises(AuditConfigError, match="another journal has held its spool"):
+            Journal(audit_store, key, "w1", tmp_path / "spool", lock_timeout=0.2)
+        Journal(audit_store, key, "w2", tmp_path / "spool").close()  # another stream may share the directory
+        child.stdin.write("0.3\n")
+        child.stdin.close()  # it closes its journal in 0.3 s: the next one of the stream waits for it
+        Journal(audit_store, key, "w1", tmp_path / "spool", lock_timeout=20).close()
+        assert child.wait(timeout=20) == 0
 
 
 def test_the_key_fails_closed_with_how_to_fix_it() -> None:

@@ -70,6 +70,7 @@ class Run:
     rate: float = 0.0
     chunk: ChunkOf | None = None  # a chunk of a parent (the chunk step found it), counted once it ends
     chunk_counted: bool = False
+    ended: bool = False  # the finished step recorded the run's end (its result kept, its webhook event)
     earlier: bool = field(init=False)
     _plan: RunPlan | None = None
 

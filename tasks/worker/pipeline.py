@@ -27,12 +27,14 @@ from tasks.worker.steps import (
     lock,
     plan,
     redelivery,
+    refused,
     scope,
     split,
 )
 
 STEPS: tuple[Step, ...] = (
     chunk.STEP,  # a chunk's end counted once in its parent; a failed chunk run again alone first
+    refused.STEP,  # a run refused before admission (bad input, out of scope): its end recorded, its tenant told
     plan.STEP,  # the request validated into a plan: bad input fails at once, before any engine call
     identity.STEP,  # the task id bound to this run: an id of another run is refused
     cancelled.STEP,  # cancelled before it started: REVOKED, nothing made

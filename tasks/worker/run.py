@@ -87,16 +87,21 @@ def _revoked(request: Any = None, expired: bool = False, **_: Any) -> None:
             why = "its message expired before it started" if expired else "revoked before it started"
             with contextlib.suppress(redis.RedisError, kombu.exceptions.OperationalError):
                 chunks.ended_unrun(app, app.redis, app.settings, message, str(task_id), why)
-                _cancelled_unrun(message, str(task_id), expired)
+                _ended_unrun(message, str(task_id), expired)
 
 
-def _cancelled_unrun(message: dict[str, Any], task_id: str, expired: bool) -> None:
-    """A queued run a cancel revoked (Celery dropped its message unrun): its run.cancelled event (never a chunk's)."""
+def _ended_unrun(message: dict[str, Any], task_id: str, expired: bool) -> None:
+    """A queued run Celery dropped unrun: its message expired (a `run.failed` event) or a cancel revoked it (a
+    `run.cancelled` event); never a chunk's (its parent's business), nothing for a revoke no cancel recorded."""
     tenant = message.get("tenant_id")
-    if expired or message.get("chunk") or not isinstance(tenant, str) or not is_cancelled(app.redis, task_id, tenant):
+    if message.get("chunk") or not isinstance(tenant, str):
         return
     tool, run_id = str(message.get("tool")), str(message.get("run_id"))
-    completion.cancelled(app, app.redis, task_id, tool, tenant, run_id, "cancelled: revoked before it started")
+    if expired:
+        why = "expired: its message expired before it started"
+        completion.failed(app, app.redis, task_id, tool, tenant, run_id, why)
+    elif is_cancelled(app.redis, task_id, tenant):
+        completion.cancelled(app, app.redis, task_id, tool, tenant, run_id, "cancelled: revoked before it started")
 
 
 @task_postrun.connect

@@ -22,6 +22,7 @@ def _finished(run: Run, proceed: Proceed) -> RunResult:
     except (Retry, Reject, Ignore):
         raise
     except Exception as exc:
+        run.ended = True
         if run.chunk is None:
             d = run.delivery
             why = f"{type(exc).__name__}: {exc}"
@@ -29,6 +30,7 @@ def _finished(run: Run, proceed: Proceed) -> RunResult:
         run.task.backend.mark_as_failure(run.task_id, exc)
         raise
     stored = result.as_dict()
+    run.ended = True
     if run.chunk is None:
         completion.completed(run.task.app, run.services.redis, run.services.artifacts, stored)
     run.task.backend.mark_as_done(run.task_id, stored)

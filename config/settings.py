@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     artifact_s3_part_size: int = Field(8 << 20, ge=5 << 20, description="multipart part size; ~5 parts of memory")
     artifact_sweep_cron: str = Field("30 3 * * *", description="crontab of the artifact retention sweep")
 
+    audit_key: SecretStr | None = Field(
+        None, description="base64 of 32 random bytes: seals the audit trail; operators hold it, tenants never"
+    )
+    audit_retention_days: int = Field(400, ge=1, description="days audit segments and their target lists are kept")
+    audit_segment_seconds: int = Field(
+        3600, ge=1, le=86400, description="a worker's audit segment period: one object per period, empty ones too"
+    )
+
     flower_user: str | None = Field(None, description="Flower basic-auth user")
     flower_password: SecretStr | None = Field(None, description="Flower basic-auth password")
     flower_address: str = Field("127.0.0.1", description="address Flower binds to")

@@ -1,7 +1,7 @@
 """The `toolrunner` command: each module of this package exports one Typer app, and they are all mounted here.
 
 The apps mounted without a name add their commands to `toolrunner` itself (`run`, `tools`, `volumes`, `sweep`,
-`cancel`, `result`); the named ones are groups (`limits`, `scope`, `hosts`, `cache`, `artifacts`, `webhooks`).
+`cancel`, `result`); the named ones are groups (`limits`, `scope`, `hosts`, `cache`, `artifacts`, `webhooks`, `audit`).
 `--help` lists them in this order.
 """
 
@@ -15,7 +15,21 @@ import redis.exceptions
 import typer
 
 import isolation
-from tasks.cli import artifacts, cache, cancel, hosts, limits, result, run, scope, status, tools, volumes, webhooks
+from tasks.cli import (
+    artifacts,
+    audit,
+    cache,
+    cancel,
+    hosts,
+    limits,
+    result,
+    run,
+    scope,
+    status,
+    tools,
+    volumes,
+    webhooks,
+)
 from tasks.cli.console import error_line
 from tasks.errors import ToolrunnerError
 
@@ -36,6 +50,7 @@ cli.add_typer(hosts.app, name="hosts")
 cli.add_typer(cache.app, name="cache")
 cli.add_typer(artifacts.app, name="artifacts")
 cli.add_typer(webhooks.app, name="webhooks")
+cli.add_typer(audit.app, name="audit")
 
 
 def main() -> None:

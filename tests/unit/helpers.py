@@ -1,4 +1,4 @@
-"""What several unit test modules share: raw kombu messages, fair-share envelopes, tar archives to read, and scopes."""
+"""What several unit test modules share: kombu messages, fair-share envelopes, tar archives, scopes, audit journals."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import ipaddress
 import json
 import tarfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -17,6 +19,8 @@ import redis
 from config import Settings
 from isolation.archive import MemorySink
 from isolation.tarread import ChunkReader, ReadLimits, read_archive
+from tasks.artifacts import ObjectStore
+from tasks.audit import AuditEvent, AuditKey, Journal, Kind
 from tasks.errors import OutOfScopeError
 from tasks.scope.check import Checker, check
 from tasks.scope.entry import parse
@@ -146,3 +150,40 @@ def refusal(
     except OutOfScopeError as exc:
         return str(exc)
     return None
+
+
+# --- the audit trail ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditClock:
+    """A clock a test moves by hand: journals and verify read it instead of the time."""
+
+    now: float = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC, on every cadence the audit tests use
+
+    def __call__(self) -> float:
+        return self.now
+
+    @property
+    def moment(self) -> datetime:
+        """The clock's time as an aware datetime."""
+        return datetime.fromtimestamp(self.now, UTC)
+
+
+def audit_event(event_id: str, at: float, **values: Any) -> AuditEvent:
+    """A run.accepted event of tenant acme (unless `values` say otherwise) at epoch second `at`."""
+    fields: dict[str, Any] = {"kind": Kind.RUN_ACCEPTED, "tenant": "acme", **values}
+    return AuditEvent(id=event_id, time=datetime.fromtimestamp(at, UTC), **fields)
+
+
+def audit_journal(store: ObjectStore, key: AuditKey, spool: Path, clock: AuditClock, stream: str = "w1") -> Journal:
+    """A journal on a 10-second cadence whose spool was replayed (no flusher thread: tests flush by hand)."""
+    journal = Journal(store, key, stream, spool, segment_seconds=10, clock=clock)
+    journal.replay()
+    return journal
+
+
+def reseal(store: ObjectStore, key: AuditKey, object_key: str, edit: Callable[[list[bytes]], list[bytes]]) -> None:
+    """Rewrite a stored segment's event lines through `edit`, sealed again (what only a key holder can do)."""
+    lines = edit(key.open(object_key, store.get(object_key)).splitlines())
+    store.put(object_key, key.seal(object_key, b"".join(line + b"\n" for line in lines)))

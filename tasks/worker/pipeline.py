@@ -15,6 +15,7 @@ from tasks.worker.context import Run
 from tasks.worker.steps import (
     Proceed,
     Step,
+    accepted,
     admission,
     cache,
     cancelled,
@@ -40,6 +41,7 @@ STEPS: tuple[Step, ...] = (
     cancelled.STEP,  # cancelled before it started: REVOKED, nothing made
     intrusive.STEP,  # an intrusive tool only for a tenant an operator opted in; else bad input, nothing made
     scope.STEP,  # every target in the tenant's scope and none denied; else bad input, nothing made
+    accepted.STEP,  # audited before anything happens to it: targets, argv, resolved addresses (or the run fails)
     split.STEP,  # more targets than a chunk: published as chunks that run on any worker; the parent holds nothing
     cache.LOOKUP,  # a recent identical run's result is the answer; behind an identical run: parked
     admission.STEP,  # a slot under the tenant's cap; over it: parked (fair share)

@@ -17,9 +17,10 @@ from celery import Task, states
 from celery.signals import task_postrun, task_revoked
 
 from tasks.artifacts import ArtifactError
+from tasks.audit import Kind
 from tasks.service import RunRequest
 from tasks.tools import load_catalogue
-from tasks.worker import chunks, completion, fairshare
+from tasks.worker import audit, chunks, completion, fairshare
 from tasks.worker.app import app
 from tasks.worker.cancel import is_cancelled
 from tasks.worker.context import Run, Services
@@ -99,9 +100,13 @@ def _ended_unrun(message: dict[str, Any], task_id: str, expired: bool) -> None:
     tool, run_id = str(message.get("tool")), str(message.get("run_id"))
     if expired:
         why = "expired: its message expired before it started"
+        audit.record(Kind.RUN_FINISHED, tenant=tenant, run_id=run_id, task_id=task_id, tool=tool, status="error",
+                     reason=why)  # fmt: skip
         completion.failed(app, app.redis, task_id, tool, tenant, run_id, why)
     elif is_cancelled(app.redis, task_id, tenant):
-        completion.cancelled(app, app.redis, task_id, tool, tenant, run_id, "cancelled: revoked before it started")
+        why = "cancelled: revoked before it started"
+        audit.record(Kind.RUN_CANCELLED, tenant=tenant, run_id=run_id, task_id=task_id, tool=tool, reason=why)
+        completion.cancelled(app, app.redis, task_id, tool, tenant, run_id, why)
 
 
 @task_postrun.connect

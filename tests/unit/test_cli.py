@@ -95,9 +95,9 @@ def test_every_command_is_mounted_once_in_the_order_the_help_lists_them() -> Non
     commands = getattr(root, "commands", {})
     assert list(commands) == [
         "run", "tools", "volumes", "sweep", "cancel", "status", "result", "limits", "scope", "hosts", "cache",
-        "artifacts", "webhooks",
+        "artifacts", "webhooks", "audit",
     ]  # fmt: skip
-    named = ("limits", "hosts", "cache", "artifacts", "webhooks")
+    named = ("limits", "hosts", "cache", "artifacts", "webhooks", "audit")
     groups = {name: list(getattr(commands[name], "commands", {})) for name in named}
     assert groups == {
         "limits": ["set", "unset", "show"],
@@ -105,6 +105,7 @@ def test_every_command_is_mounted_once_in_the_order_the_help_lists_them() -> Non
         "cache": ["clear"],
         "artifacts": ["list", "get", "sweep", "purge"],
         "webhooks": ["set", "rotate", "unset", "show", "log", "redeliver"],
+        "audit": ["verify", "search", "export"],
     }
 
 

@@ -25,6 +25,7 @@ import socket
 import tempfile
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from celery.signals import celeryd_after_setup, worker_process_init, worker_proc
 import isolation
 from config import Settings
 from tasks.artifacts import ArtifactError, open_store
-from tasks.audit import AuditError, AuditEvent, Journal, Kind, audit_key
+from tasks.audit import AuditError, AuditEvent, Journal, Kind, audit_key, sweep_expired
 from tasks.service.outputs import artifact_config
 from tasks.service.plan import RunPlan
 from tasks.worker import role
@@ -135,6 +136,14 @@ def _stream(node: str, part: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{node}.{part}")
 
 
+@app.task(name="toolrunner.sweep_audit")
+def sweep_audit() -> int:
+    """Delete audit segments (and big runs' target lists) older than TOOLRUNNER_AUDIT_RETENTION_DAYS; how many."""
+    settings = app.settings
+    config = artifact_config(settings)
+    return sweep_expired(open_store(config.url, config.s3), datetime.now(UTC), settings.audit_retention_days)
+
+
 @celeryd_after_setup.connect
 def _start(sender: str | None = None, **_: Any) -> None:
     """In the worker's main process, before the pool forks: where scans leave from, and the main stream. A worker
@@ -181,4 +190,4 @@ def _close(**_: Any) -> None:
         logger.error("audit: stream %s not stored at exit: %s", found.stream, exc)
 
 
-__all__ = ["Origin", "egress_address", "journal", "raw_targets", "record", "spool_dir", "targets"]
+__all__ = ["Origin", "egress_address", "journal", "raw_targets", "record", "spool_dir", "sweep_audit", "targets"]

@@ -36,10 +36,12 @@ import isolation
 from config import Settings
 from tasks.artifacts import ArtifactError, open_store
 from tasks.audit import AuditError, AuditEvent, Journal, Kind, audit_key, sweep_expired
+from tasks.service import RunResult
 from tasks.service.outputs import artifact_config
 from tasks.service.plan import RunPlan
 from tasks.worker import role
 from tasks.worker.app import app
+from tasks.worker.context import Run
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,19 @@ def record(kind: Kind, *, strict: bool = False, **fields: Any) -> None:
         logger.error("audit event %s task=%s not recorded: %s", kind.value, fields.get("task_id"), exc)
         if strict:
             raise AuditError(f"the audit spool cannot be written ({exc}): refusing to run unrecorded") from exc
+
+
+def finished(run: Run, status: str, reason: str, result: RunResult | None = None) -> None:
+    """A run's end (a cache hit's too): its status, bytes in and out, and the ID of the image the engine ran."""
+    d, stats = run.delivery, result.stats if result is not None else None
+    image = result.image if result is not None else ""
+    cache_hit = bool(result is not None and result.cache is not None and result.cache.hit)
+    record(
+        Kind.RUN_FINISHED, tenant=d.tenant_id, run_id=d.run_id, task_id=d.task_id, tool=d.tool, status=status,
+        reason=reason[:1000], image_id=run.services.images.id_of(image) if image else "",
+        bytes_in=stats.bytes_in if stats else None, bytes_out=stats.bytes_out if stats else None,
+        detail={"image": image, "cache_hit": cache_hit} if result is not None else {},
+    )  # fmt: skip
 
 
 def targets(plan: RunPlan) -> list[str]:
@@ -190,4 +205,6 @@ def _close(**_: Any) -> None:
         logger.error("audit: stream %s not stored at exit: %s", found.stream, exc)
 
 
-__all__ = ["Origin", "egress_address", "journal", "raw_targets", "record", "spool_dir", "sweep_audit", "targets"]
+__all__ = [
+    "Origin", "egress_address", "finished", "journal", "raw_targets", "record", "spool_dir", "sweep_audit", "targets",
+]  # fmt: skip

@@ -1,4 +1,4 @@
-"""The periodic schedule: the orphan sweep on every worker's Docker daemon and the artifact retention sweep."""
+"""The periodic schedule: the orphan sweep on every worker's Docker daemon, the artifact and audit retention sweeps."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from config import Settings
 
 def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Celery's beat_schedule: `toolrunner.sweep_all` fans the orphan sweep out to every live worker; one
-    artifact retention sweep (the store is shared: S3 once there is more than one worker host)."""
+    artifact retention sweep (the store is shared: S3 once there is more than one worker host), and one of the
+    audit trail (kept TOOLRUNNER_AUDIT_RETENTION_DAYS, in the same store), at the same time."""
     return {
         "sweep-orphaned-volumes": {
             "task": "toolrunner.sweep_all",
@@ -22,6 +23,11 @@ def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         },
         "sweep-expired-artifacts": {
             "task": "toolrunner.sweep_artifacts",
+            "schedule": _crontab(settings.artifact_sweep_cron),
+            "options": {"expires": 3600},
+        },
+        "sweep-expired-audit": {
+            "task": "toolrunner.sweep_audit",
             "schedule": _crontab(settings.artifact_sweep_cron),
             "options": {"expires": 3600},
         },

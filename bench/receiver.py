@@ -99,9 +99,10 @@ class Received:
 
 @dataclass
 class Receiver:
-    """An HTTPS receiver on 127.0.0.1 verifying every request with `secrets` (any of them verifying is enough)."""
+    """An HTTPS receiver on 127.0.0.1 verifying every request with `secrets` (any of them verifying is enough);
+    plain HTTP without a CA (for a stack whose containers cannot trust the test's CA)."""
 
-    ca: LocalCA
+    ca: LocalCA | None
     secrets: list[str]
     statuses: list[int] = field(default_factory=list)  # answered in order; 200 once they run out
     hold: Callable[[], None] | None = None  # called before answering (a test holds a request here)
@@ -112,14 +113,17 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        """Where the receiver listens, by name (the certificate's)."""
+        """Where the receiver listens: by name (the certificate's) over HTTPS, by address over HTTP."""
+        if self.ca is None:
+            return f"http://127.0.0.1:{self.port}/hooks/toolrunner"
         return f"https://localhost:{self.port}/hooks/toolrunner"
 
     def start(self) -> Receiver:
         """Listen (on the same port again after a stop)."""
         server = _Server(("127.0.0.1", self.port), _handler(self))
         server.daemon_threads = True
-        server.socket = self.ca.server_context().wrap_socket(server.socket, server_side=True)
+        if self.ca is not None:
+            server.socket = self.ca.server_context().wrap_socket(server.socket, server_side=True)
         self.port, self._server = server.server_address[1], server
         threading.Thread(target=server.serve_forever, daemon=True, name="webhook-receiver").start()
         return self

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     audit_segment_seconds: int = Field(
         3600, ge=1, le=86400, description="a worker's audit segment period: one object per period, empty ones too"
     )
+    audit_spool_dir: str | None = Field(
+        None, description="where a worker spools audit events before they are stored; unset = $TMPDIR/toolrunner-audit"
+    )
+    egress_address: str | None = Field(
+        None, description="the address the worker's scans leave from, as the audit records it; unset = detected"
+    )
 
     flower_user: str | None = Field(None, description="Flower basic-auth user")
     flower_password: SecretStr | None = Field(None, description="Flower basic-auth password")

@@ -45,12 +45,16 @@ class PullEvents(Protocol):
 
 def image_present(client: docker.DockerClient, image: str) -> bool:
     """Whether the engine has image; an engine error is raised, never read as "absent"."""
+    return present_id(client, image) is not None
+
+
+def present_id(client: docker.DockerClient, image: str) -> str | None:
+    """The ID of image on the engine (`sha256:...`), None when it has none; an engine error is raised."""
     with translate("inspect the image", context=image):
         try:
-            client.api.inspect_image(image)
+            return str(client.api.inspect_image(image)["Id"])
         except docker.errors.ImageNotFound:
-            return False
-    return True
+            return None
 
 
 class SeenImages:
@@ -62,7 +66,7 @@ class SeenImages:
     """
 
     def __init__(self) -> None:
-        self._seen: set[str] = set()
+        self._seen: dict[str, str] = {}  # reference -> the image ID the inspect that saw it found
         self._lock = threading.Lock()
 
     def present(self, client: docker.DockerClient, image: str) -> bool:
@@ -70,19 +74,21 @@ class SeenImages:
         with self._lock:
             if image in self._seen:
                 return True
-        found = image_present(client, image)
-        if found:
+        found = present_id(client, image)
+        if found is not None:
             with self._lock:
-                self._seen.add(image)
-        return found
+                self._seen[image] = found
+        return found is not None
+
+    def id_of(self, image: str) -> str:
+        """The ID the engine gave image when this worker saw it ('' before it has): what the audit records."""
+        with self._lock:
+            return self._seen.get(image, "")
 
     def forget(self, image: str) -> bool:
         """Drop image from memory; whether it was there (a run then knows its answer came from memory)."""
         with self._lock:
-            if image not in self._seen:
-                return False
-            self._seen.discard(image)
-            return True
+            return self._seen.pop(image, None) is not None
 
 
 def image_id(client: docker.DockerClient, image: str) -> str:

@@ -55,6 +55,8 @@ CHANGES: dict[str, str] = {
     "worker*.environment.TOOLRUNNER_SCOPE_ALLOW_PRIVATE": "127.0.0.0/8: the smoke's targets listen on loopback, "
     "which is out of every scope unless allowed (tenants still need a scope: the smoke gives theirs)",
     "worker*.environment.TOOLRUNNER_METRICS_PORT": "BASE+20+i for pair i instead of 9808",
+    "webhooks.environment.TOOLRUNNER_METRICS_ADDRESS": "127.0.0.1: no metrics network here",
+    "webhooks.environment.TOOLRUNNER_METRICS_PORT": "BASE+30 instead of 9808 (the workers' port, on one host)",
     "flower.environment.TOOLRUNNER_FLOWER_ADDRESS": "127.0.0.1 instead of 0.0.0.0 behind a loopback publish",
     "flower.environment.TOOLRUNNER_FLOWER_PORT": "BASE+1 instead of 5555",
     "worker-*": "a further (worker, DinD) pair: the production worker rendered with its own "
@@ -78,13 +80,14 @@ class Ports:
     flower: int
     dind: tuple[int, ...]
     metrics: tuple[int, ...] = field(default=())
+    webhooks_metrics: int = 0
 
     @classmethod
     def from_base(cls, base: int, pairs: int) -> Ports:
-        """Consecutive ports from base: Redis, Flower, then per pair its DinD and its worker's metrics."""
-        return cls(
-            base, base + 1, tuple(base + 10 + i for i in range(pairs)), tuple(base + 20 + i for i in range(pairs))
-        )
+        """Consecutive ports from base: Redis, Flower, then per pair its DinD and its worker's metrics, then the
+        webhook worker's metrics."""
+        dind, metrics = tuple(base + 10 + i for i in range(pairs)), tuple(base + 20 + i for i in range(pairs))
+        return cls(base, base + 1, dind, metrics, base + 30)
 
 
 def suffix(pair: int) -> str:
@@ -109,6 +112,9 @@ def adapt(production: Mapping[str, Any], further: Sequence[Mapping[str, Any]], p
         _broker_on_loopback(service, ports.redis)
     _local_redis(services["redis"], ports.redis)
     _local_flower(services["flower"], ports.flower)
+    services["webhooks"]["environment"].update(
+        TOOLRUNNER_METRICS_ADDRESS="127.0.0.1", TOOLRUNNER_METRICS_PORT=str(ports.webhooks_metrics)
+    )
     for pair in range(len(further) + 1):
         _local_dind(services[f"dind{suffix(pair)}"], ports.dind[pair])
         _local_worker(services[f"worker{suffix(pair)}"], ports.dind[pair], ports.metrics[pair])

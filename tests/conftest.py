@@ -36,13 +36,15 @@ TEST_ENVIRONMENT = {
 def pytest_configure(config: pytest.Config) -> None:
     """Give the test process the shared settings (where the environment does not set them) before any test.
 
-    Artifacts go to a store of this session's own, removed at its end (with its generated master key).
+    Artifacts (and the audit trail) go to a store of this session's own, removed at its end with its generated keys
+    and the workers' audit spools.
     """
     for key, value in TEST_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     if "TOOLRUNNER_ARTIFACT_URL" not in os.environ:
         ARTIFACT_ROOTS.append(tempfile.mkdtemp(prefix="toolrunner-test-artifacts-"))
         os.environ["TOOLRUNNER_ARTIFACT_URL"] = f"file://{ARTIFACT_ROOTS[0]}/store"
+        os.environ.setdefault("TOOLRUNNER_AUDIT_SPOOL_DIR", f"{ARTIFACT_ROOTS[0]}/audit-spool")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -116,8 +116,8 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def load_or_create_key_file(path: Path) -> bytes:
-    """Read the master key in path, creating it (mode 0600) with a fresh key the first time."""
+def load_or_create_key_file(path: Path, what: str = "the artifact master key") -> bytes:
+    """Read the key in path, creating it (mode 0600) with a fresh key the first time (`what`: its name in the log)."""
     try:
         return parse_master_key(path.read_text())
     except FileNotFoundError:
@@ -134,7 +134,7 @@ def load_or_create_key_file(path: Path) -> bytes:
         os.link(temp, path)
         _fsync_directory(path.parent)
         logger.warning(
-            "created the artifact master key %s (mode 0600); back it up: without it no artifact can be read", path
+            "created %s %s (mode 0600); back it up: without it nothing sealed under it can be read", what, path
         )
     except FileExistsError:
         pass  # another worker created it a moment ago: use theirs

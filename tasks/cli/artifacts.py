@@ -16,6 +16,8 @@ from rich.table import Table
 
 from config import load_settings
 from tasks.artifacts import ArtifactConfig, ArtifactError, Artifacts, open_artifacts
+from tasks.audit import Kind
+from tasks.cli.audited import policy_change
 from tasks.cli.cache import clear_tenant
 from tasks.cli.console import error_line, out
 from tasks.errors import UserError
@@ -127,8 +129,9 @@ def purge(
     """Delete every artifact and index entry of one tenant."""
     if not yes:
         typer.confirm(f"delete every artifact of tenant {tenant!r}?", abort=True)
-    with _reported():
+    with _reported(), policy_change(Kind.POLICY_ARTIFACT_PURGE, "artifacts purge", tenant) as change:
         report = _artifacts(ctx).purge_tenant(tenant)
+        change.update(tasks=report.tasks, objects=report.objects)
     out.print(f"removed {report.tasks} tasks, {report.objects} objects of tenant {tenant}")
     options: _Options = ctx.obj
     if options.on_purge is not None:

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from tasks.audit import Kind
+from tasks.cli.audited import policy_change
 from tasks.cli.broker import Tool, checked_ids, connect
 from tasks.cli.console import out
 from tasks.worker import cache
@@ -18,8 +20,9 @@ def cache_clear(
     tenant: Annotated[str | None, typer.Option("--tenant", help="only this tenant")] = None, tool: Tool = None
 ) -> None:
     """Delete cached results (entries also expire on their own)."""
-    with checked_ids():
+    with checked_ids(), policy_change(Kind.POLICY_CACHE_CLEAR, "cache clear", tenant or "", tool=tool) as change:
         removed = cache.clear(connect(), tenant, tool)
+        change.update(removed=removed)
     out.print(f"removed {removed} cached result(s)")
 
 

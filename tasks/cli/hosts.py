@@ -9,6 +9,8 @@ from rich.table import Table
 
 import tasks.hosts
 from config import load_settings
+from tasks.audit import Kind
+from tasks.cli.audited import policy_change
 from tasks.cli.broker import connect
 from tasks.cli.console import out
 from tasks.hosts import Limits
@@ -26,7 +28,9 @@ MaxRps = Annotated[float | None, typer.Option("--max-rps", help="requests per se
 @app.command("set")
 def hosts_set(host: Host, max_running: MaxRunning = None, max_rps: MaxRps = None) -> None:
     """Override a host's (or a network's) limits, replacing any earlier override of it; the next admission uses it."""
-    network = tasks.hosts.set(host, max_running=max_running, max_rps=max_rps, connection=connect())
+    with policy_change(Kind.POLICY_HOSTS, "hosts set", host=host, max_running=max_running, max_rps=max_rps) as change:
+        network = tasks.hosts.set(host, max_running=max_running, max_rps=max_rps, connection=connect())
+        change.update(network=str(network))
     line = f"{network}: max running {_value(max_running)}, max rps {_value(max_rps)}"
     out.print(line, highlight=False, soft_wrap=True)
 
@@ -34,7 +38,9 @@ def hosts_set(host: Host, max_running: MaxRunning = None, max_rps: MaxRps = None
 @app.command("unset")
 def hosts_unset(host: Host) -> None:
     """Drop the override of exactly this host or network: back to the defaults (or a wider override)."""
-    removed = tasks.hosts.unset(host, connection=connect())
+    with policy_change(Kind.POLICY_HOSTS, "hosts unset", host=host) as change:
+        removed = tasks.hosts.unset(host, connection=connect())
+        change.update(removed=removed)
     out.print("removed" if removed else "there was no such override")
 
 

@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from config import load_settings
+from tasks.audit import Kind
+from tasks.cli.audited import policy_change
 from tasks.cli.broker import Tool, checked_ids, connect, known_tool
 from tasks.cli.console import out
 from tasks.errors import UserError
@@ -37,7 +39,10 @@ def limits_set(tenant: Tenant, max_running: MaxRunning = None, tool: Tool = None
         raise UserError("give --max-running N, --allow-intrusive or --no-allow-intrusive")
     if intrusive is not None and tool is not None:
         raise UserError("--allow-intrusive is for a whole tenant, not with --tool")
-    with checked_ids():
+    audited = policy_change(
+        Kind.POLICY_LIMITS, "limits set", tenant, tool=tool, max_running=max_running, allow_intrusive=intrusive
+    )
+    with checked_ids(), audited:
         client = connect()
         if max_running is not None:
             set_limit(client, tenant, max_running, known_tool(tool))
@@ -51,8 +56,9 @@ def limits_set(tenant: Tenant, max_running: MaxRunning = None, tool: Tool = None
 def limits_unset(tenant: Tenant, tool: Tool = None) -> None:
     """Drop a cap override: back to TOOLRUNNER_TENANT_MAX_RUNNING (or no tool cap); `set --no-allow-intrusive`
     takes back an opt-in."""
-    with checked_ids():
+    with checked_ids(), policy_change(Kind.POLICY_LIMITS, "limits unset", tenant, tool=tool) as change:
         found = unset_limit(connect(), tenant, tool)
+        change.update(removed=found)
     out.print("removed" if found else "there was no such override")
 
 

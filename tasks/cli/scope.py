@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 import tasks.scope
+from tasks.audit import Kind
+from tasks.cli.audited import policy_change
 from tasks.cli.broker import checked_ids, connect
 from tasks.cli.console import out
 
@@ -26,8 +28,9 @@ def scope_add(
     expires_in: Annotated[float | None, typer.Option("--expires-in", min=0.001, help="days until they expire")] = None,
 ) -> None:  # fmt: skip
     """Add entries (or --exclude exclusions) to a tenant's scope; the next admission on every worker uses them."""
-    with checked_ids():
+    with checked_ids(), policy_change(Kind.POLICY_SCOPE, "scope add", tenant, exclude=exclude) as change:
         added = tasks.scope.add(tenant, entries, exclude=exclude, expires_in_days=expires_in, connection=connect())
+        change.update(entries=added, expires_in_days=expires_in)
     what = "excluded" if exclude else "added"
     out.print(f"{tenant}: {what} {', '.join(added)}" + (f" for {expires_in:g} days" if expires_in else ""))
 
@@ -35,8 +38,9 @@ def scope_add(
 @app.command("remove")
 def scope_remove(tenant: Tenant, entries: Entries, exclude: Exclude = False) -> None:
     """Remove entries (or --exclude exclusions) from a tenant's scope."""
-    with checked_ids():
+    with checked_ids(), policy_change(Kind.POLICY_SCOPE, "scope remove", tenant, exclude=exclude) as change:
         removed = tasks.scope.remove(tenant, entries, exclude=exclude, connection=connect())
+        change.update(entries=entries, removed=removed)
     out.print(f"{tenant}: removed {removed} of {len(entries)}")
 
 
@@ -55,6 +59,7 @@ def scope_show(tenant: Tenant) -> None:
 @app.command("clear")
 def scope_clear(tenant: Tenant) -> None:
     """Drop a tenant's whole scope: while scope is enforced it may then scan nothing."""
-    with checked_ids():
+    with checked_ids(), policy_change(Kind.POLICY_SCOPE, "scope clear", tenant) as change:
         had = tasks.scope.clear(tenant, connection=connect())
+        change.update(removed=had)
     out.print(f"{tenant}: cleared {had} entries")

@@ -11,6 +11,8 @@ from rich.table import Table
 
 import tasks.webhooks
 from config import load_settings
+from tasks.audit import Kind
+from tasks.cli.audited import policy_change
 from tasks.cli.broker import checked_ids, connect
 from tasks.cli.console import out, plain
 from tasks.errors import UserError
@@ -35,10 +37,11 @@ def _secret(path: Path) -> str:
 @app.command("set")
 def webhooks_set(tenant: Tenant, url: Url, secret_file: SecretFile) -> None:
     """Send a tenant's run events to URL, signed with the secret; replaces any endpoint (and secret) it had."""
-    with checked_ids():
+    with checked_ids(), policy_change(Kind.POLICY_WEBHOOKS, "webhooks set", tenant, url=url) as change:
         found = tasks.webhooks.set(
             tenant, url, _secret(secret_file), connection=connect(), allow_http=load_settings().webhook_allow_http
         )
+        change.update(secret=found.secrets[0].name)  # its fingerprint, never the secret
     out.print(plain(f"{found.tenant}: {found.url} (secret {found.secrets[0].name})"), soft_wrap=True)
 
 
@@ -46,8 +49,9 @@ def webhooks_set(tenant: Tenant, url: Url, secret_file: SecretFile) -> None:
 def webhooks_rotate(tenant: Tenant, secret_file: SecretFile) -> None:
     """Sign with a new secret; the replaced one signs beside it for TOOLRUNNER_WEBHOOK_ROTATION_OVERLAP_SECONDS."""
     overlap = load_settings().webhook_rotation_overlap_seconds
-    with checked_ids():
+    with checked_ids(), policy_change(Kind.POLICY_WEBHOOKS, "webhooks rotate", tenant) as change:
         found = tasks.webhooks.rotate(tenant, _secret(secret_file), connection=connect(), overlap_seconds=overlap)
+        change.update(secrets=[s.name for s in found.secrets], overlap_seconds=overlap)
     names = ", ".join(s.name for s in found.secrets)
     out.print(plain(f"{found.tenant}: signing with {names} (the older for {overlap}s)"), soft_wrap=True)
 
@@ -55,8 +59,9 @@ def webhooks_rotate(tenant: Tenant, secret_file: SecretFile) -> None:
 @app.command("unset")
 def webhooks_unset(tenant: Tenant) -> None:
     """Stop sending a tenant's events; events still waiting for a retry are dropped."""
-    with checked_ids():
+    with checked_ids(), policy_change(Kind.POLICY_WEBHOOKS, "webhooks unset", tenant) as change:
         removed = tasks.webhooks.unset(tenant, connection=connect())
+        change.update(removed=removed)
     out.print("removed" if removed else "the tenant had no webhook endpoint")
 
 

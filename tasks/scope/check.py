@@ -43,13 +43,15 @@ class Checker:
 
 
 def check(
-    spec: ToolSpec, params: Any, tenant: str, *, scope: Scope | None, network: str, checker: Checker
-) -> list[host.Span]:
+    spec: ToolSpec, params: Any, tenant: str, *, scope: Scope | None, network: str, checker: Checker,
+    resolved: dict[str, list[str]] | None = None,
+) -> list[host.Span]:  # fmt: skip
     """Refuse the run (OutOfScopeError) unless every target is allowed; `scope` None means scope is off.
 
     Returns where the run's tool connects: the addresses and networks of its host, web and URL targets and the
     addresses their names resolved to at admission (host politeness keys its leases on them, tasks/scope/reach.py).
     Domain targets (dnsx and subfinder ask resolvers and passive sources about them) and resolvers reach none.
+    `resolved` collects each allowed name's addresses (the audit's record of where the run was sent).
     """
     if spec.targets is None:
         if network != "none" and scope is not None:
@@ -64,7 +66,7 @@ def check(
             f"`toolrunner scope add --tenant {tenant} ENTRY...` (or tasks.scope.add from Python)"
         )
     reached: list[host.Span] = []
-    refused = list(refusals(spec, params, scope, checker, reached=reached))
+    refused = list(refusals(spec, params, scope, checker, reached=reached, resolved=resolved))
     if refused:
         raise OutOfScopeError(message(tenant, refused))
     if network != "host" and (local := on_loopback(reached)):
@@ -88,8 +90,9 @@ def on_loopback(reached: list[host.Span]) -> list[str]:
 
 
 def refusals(
-    spec: ToolSpec, params: Any, scope: Scope | None, checker: Checker, *, reached: list[host.Span] | None = None
-) -> Iterator[Refusal]:
+    spec: ToolSpec, params: Any, scope: Scope | None, checker: Checker, *, reached: list[host.Span] | None = None,
+    resolved: dict[str, list[str]] | None = None,
+) -> Iterator[Refusal]:  # fmt: skip
     """Every refused target of a run, its names resolved once all targets were read; `reached` collects where the
     allowed ones connect (check's return)."""
     if scope is not None and spec.wanders is not None and (why := spec.wanders(params)):
@@ -105,7 +108,7 @@ def refusals(
             names.setdefault(name, text)
         elif found is not None and reached is not None and kind in _CONNECTED:
             reached.append(found)
-    yield from _resolved(names, scope, checker, reached)
+    yield from _resolved(names, scope, checker, reached, resolved)
 
 
 def _verdict(
@@ -144,8 +147,9 @@ def _span_reason(found: host.Span, scope: Scope | None, policy: Policy) -> str |
 
 
 def _resolved(
-    names: dict[str, str], scope: Scope | None, checker: Checker, reached: list[host.Span] | None
-) -> Iterator[Refusal]:
+    names: dict[str, str], scope: Scope | None, checker: Checker, reached: list[host.Span] | None,
+    resolved: dict[str, list[str]] | None,
+) -> Iterator[Refusal]:  # fmt: skip
     """Refusals of names that resolve to a denied, private or excluded address, or that did not resolve in time.
 
     A name is in scope by its domain entries, wherever it points; but an exclusion wins over every inclusion, so
@@ -164,6 +168,8 @@ def _resolved(
                 break
             if reached is not None:
                 reached.append((address.version, int(address), int(address)))
+            if resolved is not None:
+                resolved.setdefault(name, []).append(str(address))
 
 
 def _address_reason(found: host.Network, scope: Scope | None, policy: Policy) -> str | None:

@@ -8,6 +8,7 @@ from typing import Any, BinaryIO
 from celery.signals import celeryd_after_setup
 
 from tasks.artifacts import ArtifactError
+from tasks.worker import role
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -15,7 +16,10 @@ logger = logging.getLogger(__name__)
 
 @celeryd_after_setup.connect
 def _open_at_start(sender: str | None = None, **_: Any) -> None:
-    """Fail closed: a worker whose store or keys are unusable (s3:// without a master key) does not start."""
+    """Fail closed: a worker whose store or keys are unusable (s3:// without a master key) does not start. A worker
+    that delivers webhooks alone never opens the store (it holds neither it nor its keys)."""
+    if role.delivers_only(role.consumed(app, str(sender))):
+        return
     try:
         store = app.artifacts
     except ArtifactError as exc:

@@ -67,9 +67,11 @@ class Run:
     guard: Callable[[Reporter], Reporter] = _unguarded
     scope: Scope | None = None
     reached: list[Span] = field(default_factory=list)
+    resolved: dict[str, list[str]] = field(default_factory=dict)  # each name target's addresses at admission
     rate: float = 0.0
     chunk: ChunkOf | None = None  # a chunk of a parent (the chunk step found it), counted once it ends
     chunk_counted: bool = False
+    ended: bool = False  # the finished step recorded the run's end (its result kept, its webhook event)
     earlier: bool = field(init=False)
     _plan: RunPlan | None = None
 
@@ -86,6 +88,11 @@ class Run:
     @plan.setter
     def plan(self, plan: RunPlan) -> None:
         self._plan = plan
+
+    @property
+    def planned(self) -> bool:
+        """Whether the plan step validated the request."""
+        return self._plan is not None
 
     @property
     def task_id(self) -> str:

@@ -21,9 +21,10 @@ from celery import Task
 from celery.exceptions import Ignore, Reject
 
 from config import Settings
+from tasks.audit import Kind
 from tasks.errors import RunCancelledError, RunRequeuedError, RunStoppedError
 from tasks.service import Reporter, Stage
-from tasks.worker import completion, keys
+from tasks.worker import audit, completion, keys
 from tasks.worker.cancel import cancel_keys, record_cancel
 from tasks.worker.delivery import Delivery
 from tasks.worker.monitor import announce_revoked
@@ -121,6 +122,8 @@ def _revoked(task: Task, redis_client: redis.Redis, settings: Settings, delivery
     if not task.request.is_eager:  # and what Flower shows: REVOKED, not the PROGRESS of its last report
         announce_revoked(task.app, delivery.task_id, task.request.hostname, reason)
     logger.info("run cancelled task=%s tenant=%s run=%s", delivery.task_id, delivery.tenant_id, delivery.run_id)
+    d = delivery
+    audit.record(Kind.RUN_CANCELLED, tenant=d.tenant_id, run_id=d.run_id, task_id=d.task_id, tool=d.tool, reason=reason)
     if not task.request.is_eager and not (task.request.kwargs or {}).get("chunk"):  # a chunk's: its parent's
         d = delivery
         completion.cancelled(task.app, redis_client, d.task_id, d.tool, d.tenant_id, d.run_id, reason)
@@ -134,4 +137,6 @@ def _requeued(redis_client: redis.Redis, delivery: Delivery, why: str) -> Reject
         pipe.delete(keys.LEASE_LOST(delivery.task_id))
         pipe.execute()
     logger.warning("run put back on the queue (%s) task=%s run=%s", why, delivery.task_id, delivery.run_id)
+    d = delivery
+    audit.record(Kind.RUN_PUT_BACK, tenant=d.tenant_id, run_id=d.run_id, task_id=d.task_id, tool=d.tool, reason=why)
     return Reject(f"{why}: run put back on the queue", requeue=True)

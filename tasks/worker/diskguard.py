@@ -37,7 +37,7 @@ from celery.worker import state as worker_state
 
 import isolation
 from config import Settings
-from tasks.worker import health, keys, reaper
+from tasks.worker import health, keys, reaper, role
 from tasks.worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -74,15 +74,18 @@ def _size(value: int) -> str:
 class Guard:
     """One worker's guard: pauses and resumes its consumers as its disks fill and free up."""
 
-    def __init__(self, celery: Celery, redis_client: redis.Redis, settings: Settings, hostname: str,
-                 queues: list[str], slots: int = 0, daemon: str = "") -> None:  # fmt: skip
+    def __init__(
+        self, celery: Celery, redis_client: redis.Redis, settings: Settings, hostname: str, queues: list[str],
+        slots: int = 0, daemon: str = "", paths: list[str] | None = None,
+    ) -> None:  # fmt: skip
         self.celery, self.redis, self.settings = celery, redis_client, settings
         self.hostname, self.queues, self.slots, self.daemon = hostname, queues, slots, daemon
+        self.paths = watched(settings) if paths is None else paths
         self.paused: str | None = None
 
     def check(self) -> Reading:
         """Read the disks, pause or resume the consumers when that changed, and record it for `toolrunner status`."""
-        reading = read(watched(self.settings), self.settings.min_free_disk_bytes)
+        reading = read(self.paths, self.settings.min_free_disk_bytes)
         if reading.low and not self.paused:
             logger.error("disk low on worker %s: %s; it takes no runs until space returns", self.hostname, reading.low)
             self._consumers("cancel_consumer")
@@ -162,13 +165,19 @@ def _loop(guard: Guard, stop: threading.Event) -> None:
 
 @worker_ready.connect
 def _start(sender: Any = None, **_: Any) -> None:
-    """Start the guard once the worker consumes (its queues are known then), in the main process."""
+    """Start the guard once the worker consumes (its queues are known then), in the main process. A worker that
+    delivers webhooks alone writes no run's outputs and has no engine: it watches no disk, only keeps its record."""
     global _guard
     queues = [queue.name for queue in getattr(getattr(sender, "task_consumer", None), "queues", [])]
     hostname = str(getattr(sender, "hostname", ""))
     slots = int(getattr(getattr(sender, "pool", None), "num_processes", 0) or 0)
     client = redis.Redis.from_url(app.settings.broker)
-    _guard = Guard(app, client, app.settings, hostname, queues, slots, _daemon_id())
+    if role.delivers_only(role.consumed(app, hostname)):
+        _guard = Guard(
+            app, client, app.settings, hostname, queues, role.offered_slots(slots, [role.WEBHOOKS_QUEUE]), paths=[]
+        )
+    else:
+        _guard = Guard(app, client, app.settings, hostname, queues, slots, _daemon_id())
     _stop.clear()
     threading.Thread(target=_loop, args=(_guard, _stop), daemon=True, name="disk-guard").start()
 

@@ -16,7 +16,7 @@ from celery.utils import worker_direct
 import isolation
 from config import Settings
 from isolation import Label
-from tasks.worker import keys
+from tasks.worker import keys, role
 from tasks.worker.app import app
 from tasks.worker.delivery import release_lock
 from tasks.worker.metrics import metrics
@@ -89,7 +89,10 @@ class Sweeper:
 
 @celeryd_after_setup.connect
 def _sweep_at_start(sender: str | None = None, **_: Any) -> None:
-    """Before the worker's pool and consumer start, remove what a crashed predecessor left on its daemon."""
+    """Before the worker's pool and consumer start, remove what a crashed predecessor left on its daemon (a worker
+    that delivers webhooks alone has no daemon)."""
+    if role.delivers_only(role.consumed(app, str(sender))):
+        return
     settings = app.settings
     try:
         # A client of its own, closed here: this runs in the main process, whose pool forks afterwards.

@@ -25,7 +25,7 @@ from tasks.errors import ChunkMergeError
 from tasks.service import RunResult, RunStats, Status
 from tasks.service.findings import collect
 from tasks.worker import chunks, keys, luascript
-from tasks.worker.completion import completed
+from tasks.worker.completion import completed, failed
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def merge(app: Celery, redis_client: redis.Redis, settings: Settings, artifacts:
     except Exception as exc:
         if redis_client.hincrby(keys.CHUNKS(parent), "merges", 1) < MAX_MERGES:
             raise
-        _failed(app, redis_client, settings, parent, exc)
+        _failed(app, redis_client, settings, parent, record, exc)
         return False
     finally:
         if luascript.text(redis_client.get(lease) or b"") == token:
@@ -81,9 +81,12 @@ def _merge(
     logger.info("merged task=%s: %d chunks, status %s, %d findings", parent, total, result.status, found.count)
 
 
-def _failed(app: Celery, redis_client: redis.Redis, settings: Settings, parent: str, exc: Exception) -> None:
+def _failed(
+    app: Celery, redis_client: redis.Redis, settings: Settings, parent: str, record: Mapping[str, str], exc: Exception
+) -> None:
     why = f"the chunks' findings could not be merged ({MAX_MERGES} tries): {type(exc).__name__}: {exc}"[:1000]
     logger.error("chunked task=%s failed: %s", parent, why)
+    failed(app, redis_client, parent, record["tool"], record["tenant_id"], record["run_id"], why)
     app.backend.mark_as_failure(parent, ChunkMergeError(why))
     _ended(app, redis_client, settings, parent, "failed", [])
 

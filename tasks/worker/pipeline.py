@@ -15,6 +15,7 @@ from tasks.worker.context import Run
 from tasks.worker.steps import (
     Proceed,
     Step,
+    accepted,
     admission,
     cache,
     cancelled,
@@ -27,17 +28,20 @@ from tasks.worker.steps import (
     lock,
     plan,
     redelivery,
+    refused,
     scope,
     split,
 )
 
 STEPS: tuple[Step, ...] = (
     chunk.STEP,  # a chunk's end counted once in its parent; a failed chunk run again alone first
+    refused.STEP,  # a run refused before admission (bad input, out of scope): its end recorded, its tenant told
     plan.STEP,  # the request validated into a plan: bad input fails at once, before any engine call
     identity.STEP,  # the task id bound to this run: an id of another run is refused
     cancelled.STEP,  # cancelled before it started: REVOKED, nothing made
     intrusive.STEP,  # an intrusive tool only for a tenant an operator opted in; else bad input, nothing made
     scope.STEP,  # every target in the tenant's scope and none denied; else bad input, nothing made
+    accepted.STEP,  # audited before anything happens to it: targets, argv, resolved addresses (or the run fails)
     split.STEP,  # more targets than a chunk: published as chunks that run on any worker; the parent holds nothing
     cache.LOOKUP,  # a recent identical run's result is the answer; behind an identical run: parked
     admission.STEP,  # a slot under the tenant's cap; over it: parked (fair share)

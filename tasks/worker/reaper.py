@@ -19,6 +19,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 import isolation
 from config import Settings
+from tasks.worker import role
 from tasks.worker.app import app
 from tasks.worker.metrics import metrics
 
@@ -60,8 +61,11 @@ def _loop(settings: Settings, stop: threading.Event) -> None:
 
 
 @worker_ready.connect
-def _start(**_: Any) -> None:
-    """Start the reaper once the pool has forked its children (no thread is copied into them)."""
+def _start(sender: Any = None, **_: Any) -> None:
+    """Start the reaper once the pool has forked its children (no thread is copied into them); none in a worker
+    that delivers webhooks alone (it starts no tool)."""
+    if role.delivers_only(role.consumed(app, str(getattr(sender, "hostname", "")))):
+        return
     _stop.clear()
     thread = threading.Thread(target=_loop, args=(app.settings, _stop), daemon=True, name="deadline-reaper")
     thread.start()

@@ -17,9 +17,10 @@ from celery import Task, states
 from celery.signals import task_postrun, task_revoked
 
 from tasks.artifacts import ArtifactError
+from tasks.audit import Kind
 from tasks.service import RunRequest
 from tasks.tools import load_catalogue
-from tasks.worker import chunks, completion, fairshare
+from tasks.worker import audit, chunks, completion, fairshare
 from tasks.worker.app import app
 from tasks.worker.cancel import is_cancelled
 from tasks.worker.context import Run, Services
@@ -87,16 +88,25 @@ def _revoked(request: Any = None, expired: bool = False, **_: Any) -> None:
             why = "its message expired before it started" if expired else "revoked before it started"
             with contextlib.suppress(redis.RedisError, kombu.exceptions.OperationalError):
                 chunks.ended_unrun(app, app.redis, app.settings, message, str(task_id), why)
-                _cancelled_unrun(message, str(task_id), expired)
+                _ended_unrun(message, str(task_id), expired)
 
 
-def _cancelled_unrun(message: dict[str, Any], task_id: str, expired: bool) -> None:
-    """A queued run a cancel revoked (Celery dropped its message unrun): its run.cancelled event (never a chunk's)."""
+def _ended_unrun(message: dict[str, Any], task_id: str, expired: bool) -> None:
+    """A queued run Celery dropped unrun: its message expired (a `run.failed` event) or a cancel revoked it (a
+    `run.cancelled` event); never a chunk's (its parent's business), nothing for a revoke no cancel recorded."""
     tenant = message.get("tenant_id")
-    if expired or message.get("chunk") or not isinstance(tenant, str) or not is_cancelled(app.redis, task_id, tenant):
+    if message.get("chunk") or not isinstance(tenant, str):
         return
     tool, run_id = str(message.get("tool")), str(message.get("run_id"))
-    completion.cancelled(app, app.redis, task_id, tool, tenant, run_id, "cancelled: revoked before it started")
+    if expired:
+        why = "expired: its message expired before it started"
+        audit.record(Kind.RUN_FINISHED, tenant=tenant, run_id=run_id, task_id=task_id, tool=tool, status="error",
+                     reason=why)  # fmt: skip
+        completion.failed(app, app.redis, task_id, tool, tenant, run_id, why)
+    elif is_cancelled(app.redis, task_id, tenant):
+        why = "cancelled: revoked before it started"
+        audit.record(Kind.RUN_CANCELLED, tenant=tenant, run_id=run_id, task_id=task_id, tool=tool, reason=why)
+        completion.cancelled(app, app.redis, task_id, tool, tenant, run_id, why)
 
 
 @task_postrun.connect

@@ -25,7 +25,7 @@ from celery.signals import celeryd_after_setup
 
 from config import Settings
 from tasks.errors import RunExpiredError
-from tasks.worker import backlog, cache, chunks, diskguard, fairshare, keys, luascript, parking
+from tasks.worker import backlog, cache, chunks, diskguard, fairshare, keys, luascript, parking, role
 from tasks.worker.app import app
 from tasks.worker.delivery import bind_run
 
@@ -38,15 +38,6 @@ MERGE_GRACE_SECONDS = 60  # a merge of a million targets streams for minutes: as
 LOST_DISPATCH_SECONDS = 30  # a published run taken by no worker this long, and in no queue or unacked set: lost
 SEARCH_LIMIT = 10_000  # the most messages a queue (or the unacked set) may hold for the net to look through it
 MAX_REPUBLISHES = 3
-
-
-def offered_slots(concurrency: int, queues: list[str]) -> int:
-    """The run slots a worker offers fair share: none when it consumes the webhooks queue alone (its pool delivers
-    events and never takes a run: counting it would let fair share admit runs no worker can take)."""
-    # Imported here: imported with this module, its start-up checks would run before scoping's (signal order).
-    from tasks.worker.webhooks import QUEUE
-
-    return 0 if set(queues) == {QUEUE} else concurrency
 
 
 def register(redis_client: redis.Redis, hostname: str, concurrency: int, settings: Settings) -> None:
@@ -198,10 +189,8 @@ def _loop(hostname: str, concurrency: int, stop: threading.Event) -> None:
 @celeryd_after_setup.connect
 def _start(sender: str | None = None, instance: Any = None, **_: Any) -> None:
     """In the worker's main process: register its slots and run the safety net until it exits."""
-    queues = getattr(getattr(getattr(instance, "app", app), "amqp", None), "queues", None)
-    direct = f"{sender}.dq"  # the worker's own direct queue (.dq, .dq2): maintenance tasks, never a run
-    consumed = [q for q in getattr(queues, "consume_from", None) or {} if not str(q).startswith(direct)]
-    concurrency = offered_slots(int(getattr(instance, "concurrency", 1) or 1), consumed)
+    queues = role.consumed(getattr(instance, "app", app), str(sender))
+    concurrency = role.offered_slots(int(getattr(instance, "concurrency", 1) or 1), queues)
     thread = threading.Thread(
         target=_loop, args=(str(sender), concurrency, threading.Event()), daemon=True, name="fair-share-net"
     )

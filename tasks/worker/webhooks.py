@@ -24,12 +24,13 @@ from celery.signals import celeryd_after_setup
 
 from tasks.webhooks import endpoint, event, outbox
 from tasks.webhooks.delivery import Delivering, Report, attempt
+from tasks.worker import role
 from tasks.worker.app import app
 from tasks.worker.metrics import metrics
 
 logger = logging.getLogger(__name__)
 
-QUEUE = "webhooks"
+QUEUE = role.WEBHOOKS_QUEUE
 DELIVER_TASK = "toolrunner.webhooks.deliver"
 POLL_BATCH = 500
 

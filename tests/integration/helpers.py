@@ -4,6 +4,7 @@ what to watch on the engine and in /proc while real workers run."""
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
 import docker
 import redis
 from celery import Celery
@@ -149,3 +155,43 @@ class InterruptedStream(io.RawIOBase):
             raise SoftTimeLimitExceeded()
         buffer[: len(buffer)] = b"\0" * len(buffer)
         return len(buffer)
+
+
+class Zone:
+    """A DNS server on 127.0.0.1 (UDP, a port of its own) answering A queries from a table; other names NXDOMAIN."""
+
+    def __init__(self, records: dict[str, str]) -> None:
+        self.records = records
+        self.asked: list[str] = []
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.settimeout(0.1)
+        self.port = int(self._socket.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self._socket.recvfrom(4096)
+            except TimeoutError:
+                continue
+            self._socket.sendto(self.answer(dns.message.from_wire(data)).to_wire(), peer)
+
+    def answer(self, query: dns.message.Message) -> dns.message.Message:
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        question = query.question[0]
+        name = question.name.to_text(omit_final_dot=True).lower()
+        self.asked.append(name)
+        if name not in self.records:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        elif question.rdtype == dns.rdatatype.A:
+            response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", self.records[name]))
+        return response  # AAAA of a known name: no answer
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._socket.close()

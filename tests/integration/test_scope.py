@@ -8,20 +8,13 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import docker
 import pytest
 import redis
@@ -35,7 +28,7 @@ from tasks.cli import cli
 from tasks.worker.backlog import drain
 from tasks.worker.limits import set_limit
 from tests.conftest import REDIS_URL, database_url, flushed_database
-from tests.integration.helpers import client_app, pings
+from tests.integration.helpers import Zone, client_app, pings
 
 pytestmark = pytest.mark.integration
 SCOPE_DB = database_url(REDIS_URL, 14)
@@ -51,46 +44,6 @@ ACL_PAGE = ROOT / "docs" / "redis-acl.md"
 
 
 # --- a DNS server of the test's own -------------------------------------------------------------------------------
-
-
-class Zone:
-    """A DNS server on 127.0.0.1 (UDP, a port of its own) answering A queries from a table; other names NXDOMAIN."""
-
-    def __init__(self, records: dict[str, str]) -> None:
-        self.records = records
-        self.asked: list[str] = []
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self._socket.settimeout(0.1)
-        self.port = int(self._socket.getsockname()[1])
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, peer = self._socket.recvfrom(4096)
-            except TimeoutError:
-                continue
-            self._socket.sendto(self.answer(dns.message.from_wire(data)).to_wire(), peer)
-
-    def answer(self, query: dns.message.Message) -> dns.message.Message:
-        response = dns.message.make_response(query)
-        response.flags |= dns.flags.AA
-        question = query.question[0]
-        name = question.name.to_text(omit_final_dot=True).lower()
-        self.asked.append(name)
-        if name not in self.records:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        elif question.rdtype == dns.rdatatype.A:
-            response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", self.records[name]))
-        return response  # AAAA of a known name: no answer
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._socket.close()
 
 
 # --- two workers on a Redis database of this module's own ---------------------------------------------------------

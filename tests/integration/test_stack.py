@@ -1,6 +1,6 @@
 """The production stack started by `scripts/stack up` (two worker/DinD pairs), driven from the host as the API tier.
 
-Slow (a few minutes cold: it builds every image and starts seven containers), so everything is checked
+Slow (a few minutes cold: it builds every image and starts eight containers), so everything is checked
 against one stack. `scripts/stack smoke` runs this file against a stack that is already up and leaves it.
 """
 
@@ -29,7 +29,9 @@ import pytest
 import redis
 import requests
 
+import tasks.webhooks
 from bench import loopback
+from bench.receiver import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,8 +41,13 @@ PORT_BASE = int(os.environ.get("TOOLRUNNER_STACK_PORT_BASE", "16300" if KEEP els
 PAIRS = ("", "-2")
 NODES = {"": "worker", "-2": "worker-2"}
 WAIT = 180
-# The stack must not inherit the suite's settings (its Redis, its test-only tool modules); only this one.
-STACK_ENVIRONMENT = {"TOOLRUNNER_SWEEP_CRON": "* * * * *"}
+# The stack must not inherit the suite's settings (its Redis, its test-only tool modules); only these: a sweep
+# each minute, and webhooks to a plain-http receiver on loopback (the containers cannot trust a test's CA).
+STACK_ENVIRONMENT = {
+    "TOOLRUNNER_SWEEP_CRON": "* * * * *",
+    "TOOLRUNNER_WEBHOOK_ALLOW_HTTP": "true",
+    "TOOLRUNNER_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+}
 PROJECT_LABEL = f"com.docker.compose.project={PROJECT}"
 
 
@@ -199,6 +206,26 @@ def test_a_scan_sent_from_the_host_runs_on_an_inner_daemon_only_and_finds_the_op
     ran_on = {tail for tail, client in stack.inner.items() if created_for(client, since, {"stack-scan-1"})}
     assert len(ran_on) == 1, "the tool container was created on exactly one inner daemon"
     assert not created_for(stack.host, since, {"stack-scan-1"}), "the host engine saw the tool container"
+
+
+def test_a_finished_runs_event_reaches_its_tenants_receiver_through_the_webhooks_service(stack: Stack) -> None:
+    receiver = Receiver(None, [tasks.webhooks.new_secret()]).start()
+    conn = redis.Redis.from_url(stack.broker_url)
+    try:
+        tasks.webhooks.set("tenant-1", receiver.url, receiver.secrets[0], connection=conn, allow_http=True)
+        with listener() as port:
+            (result,) = submit(stack.broker_url, [nmap("tenant-1", "hooked", [port])])
+        (got,) = receiver.wait_for(1, 60)
+        event = json.loads(got.body)
+        assert got.verified
+        assert (event["type"], event["data"]["task_id"]) == ("run.succeeded", result["task_id"])
+        # The webhooks queue's own worker made the attempt, no run worker (they do not consume that queue).
+        assert "Task toolrunner.webhooks.deliver[" in stack.container("webhooks").logs().decode()
+        assert "Task toolrunner.webhooks.deliver[" not in stack.container("worker").logs().decode()
+    finally:
+        tasks.webhooks.unset("tenant-1", connection=conn)
+        conn.close()
+        receiver.stop()
 
 
 def test_flower_answers_with_its_credentials_and_refuses_without(stack: Stack) -> None:

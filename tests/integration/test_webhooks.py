@@ -237,6 +237,25 @@ def test_a_run_that_raised_sends_run_failed_with_status_error(
     assert body["data"]["task_id"] == handle.id and body["data"]["reason"]
 
 
+def test_runs_refused_before_admission_or_expired_unrun_send_run_failed_with_the_reason(
+    conn: redis.Redis, receiver: Receiver, hooks: Callable[..., Worker]
+) -> None:
+    hooks()
+    tenant = endpoint(conn, receiver)  # a tenant with no scope: every target is out of it
+    out_of_scope = run_tool.delay("nmap", tenant, "refused-scope", {"targets": ["192.0.2.7"], "ports": "80"})
+    bad_input = run_tool.delay("script", tenant, "refused-input", {"script": "true", "no_such_param": 1})
+    expired = run_tool.apply_async(("script", tenant, "expired-run", {"script": "true"}), expires=-1)
+    for handle in (out_of_scope, bad_input, expired):
+        handle.get(timeout=WAIT, propagate=False)
+    got = {payload(r)["data"]["task_id"]: (r, payload(r)) for r in receiver.wait_for(3, WAIT)}
+    assert all(r.verified and body["type"] == "run.failed" for r, body in got.values())
+    assert got[out_of_scope.id][1]["data"]["reason"].startswith("refused: OutOfScopeError: ")
+    assert got[bad_input.id][1]["data"]["reason"].startswith("refused: ") and "no_such_param" in str(got[bad_input.id])
+    assert got[expired.id][1]["data"]["reason"].startswith("expired: ")
+    time.sleep(2)
+    assert len(receiver.got) == 3, "one event each"
+
+
 @pytest.fixture
 def chunker(hooks: Callable[..., Worker], ca: LocalCA, tmp_path: Path) -> Iterator[Worker]:
     """A run worker on a queue of its own whose nmap reaches loopback addresses (host network), and a webhook worker."""

@@ -212,9 +212,15 @@ journal.close()
         assert child.wait(timeout=20) == 0
 
 
-def test_the_key_fails_closed_with_how_to_fix_it() -> None:
+def test_the_key_fails_closed_with_how_to_fix_it(tmp_path: Path) -> None:
     with pytest.raises(AuditConfigError, match="TOOLRUNNER_AUDIT_KEY"):
-        audit_key(Settings())
+        audit_key(Settings(artifact_url="s3://bucket/prefix"))  # a shared store needs the operators' key
+    url = f"file://{tmp_path}/store"  # one host's store: a generated key beside it, as the artifact master key
+    generated = audit_key(Settings(artifact_url=url))
+    assert (tmp_path / "store.audit-key").stat().st_mode & 0o777 == 0o600
+    assert audit_key(Settings(artifact_url=url)).key_id == generated.key_id
+    given = new_audit_key()
+    assert audit_key(Settings(artifact_url=url, audit_key=given)).key_id == AuditKey.parse(given).key_id
     with pytest.raises(AuditConfigError, match="not base64"):
         AuditKey.parse("not a key!")
     with pytest.raises(AuditConfigError, match="needs 32"):

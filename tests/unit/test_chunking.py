@@ -16,6 +16,7 @@ from celery import Celery
 from hypothesis import given
 from hypothesis import strategies as st
 
+import tasks.webhooks
 from config import Settings
 from tasks.artifacts import ArtifactConfig, Artifacts, open_artifacts
 from tasks.errors import ChunkMergeError, TaskInputError
@@ -23,6 +24,7 @@ from tasks.service import RunPlan, RunRequest, plan_run
 from tasks.service.plan import MAX_CHUNKS, chunk_params, is_parent
 from tasks.tools import load_catalogue
 from tasks.tools.chunking import Unit, split, weight
+from tasks.webhooks import outbox
 from tasks.worker import chunks, keys
 from tasks.worker.merge import MAX_MERGES, merge
 from tests.conftest import database_url, flushed_database
@@ -139,6 +141,7 @@ def test_a_merge_missing_a_chunks_findings_fails_whole_and_after_its_tries_ends_
     conn: redis.Redis, merging: tuple[Celery, Artifacts]
 ) -> None:
     app, artifacts = merging
+    tasks.webhooks.set("t", "https://hooks.example/t", tasks.webhooks.new_secret(), connection=conn)
     for _ in range(MAX_MERGES - 1):
         with pytest.raises(ChunkMergeError, match="result is gone"):
             merge(app, conn, Settings(), artifacts, "p")
@@ -147,6 +150,9 @@ def test_a_merge_missing_a_chunks_findings_fails_whole_and_after_its_tries_ends_
     assert merge(app, conn, Settings(), artifacts, "p") is False
     assert app.AsyncResult("p").state == "FAILURE" and "could not be merged" in str(app.AsyncResult("p").result)
     assert chunks.stored(conn, "p")["state"] == "failed" and not conn.exists(keys.CHUNK_OUTCOMES("p"))
+    stored = outbox.load(conn, tasks.webhooks.event_id("t", "p"))  # the tenant hears of it once, when it ended
+    assert stored is not None and stored.event.type == "run.failed"
+    assert json.loads(stored.event.body)["data"]["reason"].startswith("the chunks' findings could not be merged")
 
 
 def test_a_second_merge_while_one_holds_the_lease_does_nothing(

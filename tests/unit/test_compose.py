@@ -33,6 +33,7 @@ DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 LOOPBACK = {"127.0.0.1", "::1"}
 COMMANDS = {
     "worker": "celery -A tasks worker --loglevel INFO --concurrency 4 --hostname worker@%h",
+    "webhooks": "celery -A tasks worker --loglevel INFO -Q webhooks --concurrency 4 --hostname webhooks@%h",
     "beat": "celery -A tasks beat --loglevel INFO --schedule /var/lib/toolrunner/celerybeat-schedule",
     "flower": "celery -A tasks flower --conf=config/flower.py",
 }
@@ -202,8 +203,8 @@ def test_config_fails_when_a_required_secret_is_unset_or_empty(
     assert name in done.stderr
 
 
-def test_the_file_defines_the_five_services(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {"redis", "dind", "worker", "beat", "flower"}
+def test_the_file_defines_the_six_services(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == {"redis", "dind", "worker", "webhooks", "beat", "flower"}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -310,7 +311,7 @@ def test_flower_takes_its_credentials_from_the_environment(services: dict[str, d
     assert env.get("TOOLRUNNER_FLOWER_INSECURE_DEV") in (None, "", "false")
 
 
-@pytest.mark.parametrize("name", ["worker", "beat", "flower"])
+@pytest.mark.parametrize("name", ["worker", "webhooks", "beat", "flower"])
 def test_every_celery_process_reaches_redis_with_its_password(services: dict[str, dict[str, Any]], name: str) -> None:
     url = f"redis://:{REQUIRED['REDIS_PASSWORD']}@redis:6379/0"
     assert _env(services[name])["TOOLRUNNER_BROKER_URL"] == url
@@ -318,7 +319,7 @@ def test_every_celery_process_reaches_redis_with_its_password(services: dict[str
 
 def test_worker_beat_and_flower_share_the_celery_settings(services: dict[str, dict[str, Any]]) -> None:
     shared = _env(services["beat"])
-    for name in ("worker", "flower"):
+    for name in ("worker", "webhooks", "flower"):
         env = _env(services[name])
         assert {key: env.get(key) for key in shared} == shared, name
 
@@ -355,7 +356,7 @@ def test_only_the_worker_shares_a_network_with_dind(services: dict[str, dict[str
     assert neighbours == {"dind", "worker"}
 
 
-@pytest.mark.parametrize("name", ["redis", "dind", "worker", "flower"])
+@pytest.mark.parametrize("name", ["redis", "dind", "worker", "webhooks", "flower"])
 def test_the_service_has_a_healthcheck(services: dict[str, dict[str, Any]], name: str) -> None:
     healthcheck = services[name].get("healthcheck") or {}
     assert not healthcheck.get("disable")
@@ -364,7 +365,9 @@ def test_the_service_has_a_healthcheck(services: dict[str, dict[str, Any]], name
 
 def test_the_celery_processes_and_dind_build_their_own_dockerfile_targets(services: dict[str, dict[str, Any]]) -> None:
     targets = {name: (service.get("build") or {}).get("target") for name, service in services.items()}
-    assert targets == {"redis": None, "dind": "dind", "worker": "worker", "beat": "worker", "flower": "worker"}
+    assert targets == {
+        "redis": None, "dind": "dind", "worker": "worker", "webhooks": "worker", "beat": "worker", "flower": "worker",
+    }  # fmt: skip
 
 
 def test_dind_isolates_tool_containers_from_one_another(services: dict[str, dict[str, Any]]) -> None:
@@ -379,14 +382,19 @@ def test_dind_takes_the_egress_allow_and_deny_lists_from_the_environment(service
     }
 
 
-def test_the_worker_serves_metrics_only_on_its_address_in_the_internal_metrics_network(
+def test_the_workers_serve_metrics_only_on_their_addresses_in_the_internal_metrics_network(
     compose_tool: ComposeTool, empty_env_file: Path, services: dict[str, dict[str, Any]]
 ) -> None:
-    worker = services["worker"]
-    address = _env(worker)["TOOLRUNNER_METRICS_ADDRESS"]
-    assert address not in ("0.0.0.0", "::", "")
-    assert worker["networks"]["metrics"]["ipv4_address"] == address
-    assert [name for name, service in services.items() if "metrics" in _networks(service)] == ["worker"]
+    addresses = []
+    for name in ("worker", "webhooks"):
+        address = _env(services[name])["TOOLRUNNER_METRICS_ADDRESS"]
+        assert address not in ("0.0.0.0", "::", ""), name
+        assert services[name]["networks"]["metrics"]["ipv4_address"] == address, name
+        addresses.append(address)
+    assert len(set(addresses)) == 2
+    assert sorted(name for name, service in services.items() if "metrics" in _networks(service)) == [
+        "webhooks", "worker",
+    ]  # fmt: skip
     done = compose_tool.config(_environment(), empty_env_file)
     rendered = json.loads(done.stdout) if compose_tool.prints_json else _load_yaml(done.stdout)
     assert rendered["networks"]["metrics"]["internal"] is True
@@ -404,7 +412,7 @@ def test_a_further_pairs_worker_name_sets_its_hostname_node_name_and_healthcheck
     assert "worker-2@$HOSTNAME" in (test if isinstance(test, str) else " ".join(test)).replace("$$", "$")
 
 
-@pytest.mark.parametrize("name", ["beat", "flower"])
+@pytest.mark.parametrize("name", ["webhooks", "beat", "flower"])
 def test_only_the_worker_gets_the_artifact_store_and_its_secrets(
     services: dict[str, dict[str, Any]], name: str
 ) -> None:

@@ -29,6 +29,7 @@ CONTAINERS = {
     "dind": ("StatefulSet", "worker", "dind"),
     "beat": ("Deployment", "beat", "beat"),
     "flower": ("Deployment", "flower", "flower"),
+    "webhooks": ("Deployment", "webhooks", "webhooks"),
     "redis": ("StatefulSet", "redis", "redis"),
 }
 # Values that differ on purpose, by variable: the pod's value and why.
@@ -190,7 +191,7 @@ def test_each_containers_image_and_command_are_the_compose_services(service: str
     assert pod_container.get("command", []) + pod_container.get("args", []) == command
 
 
-@pytest.mark.parametrize("service", ["worker", "beat", "flower", "redis"])
+@pytest.mark.parametrize("service", ["worker", "webhooks", "beat", "flower", "redis"])
 def test_each_pods_grace_period_is_the_compose_services_stop_grace_period(service: str) -> None:
     kind, name, _ = CONTAINERS[service]
     grace = COMPOSE["services"][service].get("stop_grace_period", "10s")  # Docker's default

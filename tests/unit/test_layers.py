@@ -46,6 +46,7 @@ def test_the_import_contracts_hold_for_the_tree() -> None:
         ("tasks/artifacts/store.py", "import tasks.cli.artifacts", "the run service imports no Celery BROKEN"),
         ("tasks/audit/event.py", "import redis", "the audit trail knows the store, not the worker BROKEN"),
         ("tasks/audit/journal.py", "import docker", "the audit trail calls no Docker BROKEN"),
+        ("tasks/webhooks/event.py", "import celery", "webhooks know Redis and the scope's policy, not Celery BROKEN"),
     ],
 )
 def test_an_import_against_the_layers_breaks_a_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:

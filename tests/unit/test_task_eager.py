@@ -94,5 +94,5 @@ def test_a_step_added_to_the_sequence_sees_every_try_of_the_run(eager: tuple[Tas
 
 def test_the_sequence_names_each_step_once_and_ends_with_the_run_itself() -> None:
     names = [step.name for step in pipeline.STEPS]
-    assert len(set(names)) == len(names) and names[:2] == ["chunk", "plan"] and names[-1] == "execute"
+    assert len(set(names)) == len(names) and names[:3] == ["chunk", "refused", "plan"] and names[-1] == "execute"
     assert [s.name for s in pipeline.STEPS if not s.needs_broker] == ["plan", "intrusive", "scope", "split", "execute"]

@@ -4,6 +4,7 @@ ok result for identical runs once the run is done (inside the slot, so it is kep
 from __future__ import annotations
 
 from tasks.service import RunResult
+from tasks.worker import audit
 from tasks.worker.cache import result_cache
 from tasks.worker.completion import completed
 from tasks.worker.context import Run
@@ -14,6 +15,8 @@ def _lookup(run: Run, proceed: Proceed) -> RunResult:
     services = run.services
     with result_cache(run.task, run.plan, services.engine, services.redis, services.settings) as cached:
         if cached.hit is not None:
+            hit = cached.hit
+            audit.finished(run, hit.status.value, hit.reason or "", hit)  # its image ID: the run it copies had it
             if run.chunk is None:  # a hit is this run's final result too (a chunk's is its parent's business)
                 completed(run.task.app, services.redis, services.artifacts, cached.hit.as_dict())
             return cached.hit

@@ -9,9 +9,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 import isolation
 from config import Settings
+from tasks.audit import Kind
 from tasks.scope.check import outside
 from tasks.service import RunContext, RunPlan, RunResult, at_rate, execute
 from tasks.service.plan import unleased
+from tasks.worker import audit
 from tasks.worker.context import Run
 from tasks.worker.metrics import metrics
 from tasks.worker.steps import Proceed, Step
@@ -37,7 +39,18 @@ def _execute(run: Run, proceed: Proceed) -> RunResult:  # the last step: there i
             # from there, and Redis holds none of them while the parent's other chunks run.
             inline_bytes=0 if run.chunk is not None and services.artifacts is not None else None,
         )  # fmt: skip
-        return execute(rated(run), ctx)
+        plan = rated(run)
+        image = services.settings.image_for(plan.spec.name, plan.spec.image)
+        services.images.present(client, image)  # execute's own check, made first: the ID the audit records (if any)
+        audit.record(
+            Kind.RUN_STARTED, strict=True, tenant=plan.tenant_id, run_id=plan.run_id, task_id=task_id,
+            tool=plan.spec.name, image_id=services.images.id_of(image), argv=list(plan.invocation.argv),
+            detail={"image": image, "rate": run.rate},
+        )  # fmt: skip
+        result = execute(plan, ctx)
+        if not services.images.id_of(image):  # pulled by this run: the ID its audit records
+            services.images.present(client, image)
+        return result
     except isolation.DockerUnavailableError as exc:
         raise retry(run.task, exc, services.settings) from exc
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from celery.exceptions import Ignore, Reject, Retry
 
 from tasks.service import RunResult
-from tasks.worker import completion
+from tasks.worker import audit, completion
 from tasks.worker.context import Run
 from tasks.worker.steps import Proceed, Step
 
@@ -22,13 +22,17 @@ def _finished(run: Run, proceed: Proceed) -> RunResult:
     except (Retry, Reject, Ignore):
         raise
     except Exception as exc:
+        run.ended = True
+        d = run.delivery
+        why = f"{type(exc).__name__}: {exc}"
+        audit.finished(run, "error", why)
         if run.chunk is None:
-            d = run.delivery
-            why = f"{type(exc).__name__}: {exc}"
             completion.failed(run.task.app, run.services.redis, d.task_id, d.tool, d.tenant_id, d.run_id, why)
         run.task.backend.mark_as_failure(run.task_id, exc)
         raise
     stored = result.as_dict()
+    run.ended = True
+    audit.finished(run, result.status.value, result.reason or "", result)
     if run.chunk is None:
         completion.completed(run.task.app, run.services.redis, run.services.artifacts, stored)
     run.task.backend.mark_as_done(run.task_id, stored)

@@ -29,8 +29,9 @@ def _scope(run: Run, proceed: Proceed) -> RunResult:
     network = plan.spec.network or services.settings.tool_network
     try:
         run.reached = check(
-            plan.spec, plan.params, plan.tenant_id, scope=run.scope, network=network, checker=services.scope_checker
-        )
+            plan.spec, plan.params, plan.tenant_id, scope=run.scope, network=network, checker=services.scope_checker,
+            resolved=run.resolved,
+        )  # fmt: skip
     except (OutOfScopeError, UnreachableTargetError) as exc:
         logger.warning(
             "scope event=refused tenant=%s run=%s task=%s tool=%s: %s",

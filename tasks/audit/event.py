@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -71,7 +71,8 @@ class AuditEvent:
 
     def as_dict(self) -> dict[str, Any]:
         """The event as JSON-ready values (time as ISO 8601 UTC with microseconds)."""
-        values = asdict(self)
+        # Shallow, unlike dataclasses.asdict, whose deep copy cost 80% of writing a segment (bench.audit's profile).
+        values = {name: getattr(self, name) for name in _FIELDS}
         values["time"] = self.time.astimezone(UTC).isoformat(timespec="microseconds")
         values["kind"] = self.kind.value
         return values
@@ -87,8 +88,7 @@ class AuditEvent:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AuditEvent:
         """The event a dict from `as_dict` (or a stored line) stands for; unknown keys are ignored."""
-        known = {f.name for f in fields(cls)}
-        kept = {k: v for k, v in values.items() if k in known}
+        kept = {k: v for k, v in values.items() if k in _FIELDS}
         kept["time"] = datetime.fromisoformat(kept["time"])
         kept["kind"] = Kind(kept["kind"])
         return cls(**kept)
@@ -97,6 +97,9 @@ class AuditEvent:
     def from_json(cls, line: bytes | str) -> AuditEvent:
         """The event of one canonical JSON line."""
         return cls.from_dict(json.loads(line))
+
+
+_FIELDS = tuple(f.name for f in fields(AuditEvent))
 
 
 def canonical_json(value: Any) -> bytes:

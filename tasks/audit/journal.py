@@ -53,13 +53,14 @@ class Journal:
         spool_dir: Path,
         segment_seconds: int = DEFAULT_SEGMENT_SECONDS,
         clock: Callable[[], float] = time.time,
+        lock_timeout: float = 30.0,
     ) -> None:
         if segment_seconds < 1:
             raise ValueError(f"segment_seconds must be at least 1, got {segment_seconds}")
         self.store, self.key, self.stream = store, as_key(key), check_stream(stream)
         self.seconds = segment_seconds
         self._clock = clock
-        self._spool = Spool(spool_dir, stream)
+        self._spool = Spool(spool_dir, stream, lock_timeout)  # waits for a predecessor of the stream to finish
         self._spool.drop(())  # a line torn by a kill would swallow the next one appended after it
         self._link = self._spool.load_link()
         self._next: int | None = None  # the first period not stored yet; None until start() replayed the spool
@@ -95,9 +96,10 @@ class Journal:
 
     def flush(self, *, final: bool = False) -> int:
         """Store every complete period (and, when final, the current one, closed); return the segments written."""
+        if self._next is None:
+            self.replay()
         with self._flushing:
-            if self._next is None:
-                raise RuntimeError("flush() before start() or replay(): the spool was not replayed")
+            assert self._next is not None
             now = self._period(self._clock())
             last = max(now, self._next) if final else now - self.seconds
             if last < self._next:
@@ -109,10 +111,10 @@ class Journal:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        if self._next is None:
-            self.replay()
-        self.flush(final=True)
-        self._spool.close()
+        try:
+            self.flush(final=True)
+        finally:  # the store down: the events stay in the spool, for the next journal of the stream to store
+            self._spool.close()
 
     def _store_through(self, pending: Sequence[AuditEvent], last: int, *, closed: bool) -> int:
         assert self._next is not None

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tasks.artifacts import ObjectStore
+from tasks.artifacts import ArtifactNotFoundError, ObjectStore
 from tasks.audit import index
+from tasks.audit.errors import AuditIntegrityError
 from tasks.audit.event import AuditEvent
 from tasks.audit.key import AuditKey
 from tasks.audit.layout import INDEX, PREFIX, Place, parse
@@ -31,6 +32,7 @@ class Found:
     events: list[AuditEvent] = field(default_factory=list)
     segments: int = 0
     opened: int = 0
+    unreadable: list[str] = field(default_factory=list)  # segments that failed authentication: run verify
 
 
 def search(
@@ -46,12 +48,17 @@ def search(
     query = index.read_target(target.strip())
     found = Found()
     seen: dict[str, AuditEvent] = {}
-    for place, sealed in _heads(store, key, since, until):
+    for place, sealed in _heads(store, key, since, until, found.unreadable):
         found.segments += 1
-        if not index.may_match(sealed.index, query, tenant):
+        if not sealed.index.may_match(query, tenant):
             continue
         found.opened += 1
-        for event in _events(store, key, place):
+        try:
+            events = list(_events(store, key, place))
+        except (AuditIntegrityError, ArtifactNotFoundError) as exc:
+            found.unreadable.append(str(exc))  # an altered segment must not hide the rest of the answer
+            continue
+        for event in events:
             if _wanted(event, since, until, tenant) and _matches(store, key, event, query):
                 seen.setdefault(event.id, event)
     found.events = sorted(seen.values(), key=lambda e: (e.time, e.id))
@@ -62,7 +69,10 @@ def export(
     store: ObjectStore, key: AuditKey, since: datetime | None = None, until: datetime | None = None
 ) -> Iterator[str]:
     """Every event from `since` to `until` as one JSON line each, in time order, each event once."""
-    heads = list(_heads(store, key, since, until))
+    unreadable: list[str] = []
+    heads = list(_heads(store, key, since, until, unreadable))
+    if unreadable:
+        raise AuditIntegrityError(f"{len(unreadable)} segment heads fail authentication (run verify): {unreadable[0]}")
     replayed = {event_id for _, sealed in heads for event_id in sealed.head.replayed}
     emitted: set[str] = set()
     pending: list[tuple[datetime, str, AuditEvent]] = []
@@ -88,7 +98,7 @@ def _drain(
 
 
 def _heads(
-    store: ObjectStore, key: AuditKey, since: datetime | None, until: datetime | None
+    store: ObjectStore, key: AuditKey, since: datetime | None, until: datetime | None, unreadable: list[str]
 ) -> Iterator[tuple[Place, Sealed]]:
     start = since.timestamp() if since else None
     end = until.timestamp() + _LATE_SECONDS if until else None
@@ -96,7 +106,11 @@ def _heads(
     for place, _ in sorted(places, key=lambda item: (item[0].period, item[0].base)):
         if end is not None and place.period > end:
             continue
-        sealed = read_head(store, key, place)
+        try:
+            sealed = read_head(store, key, place)
+        except (AuditIntegrityError, ArtifactNotFoundError, ValueError, KeyError, TypeError) as exc:
+            unreadable.append(str(exc))
+            continue
         if start is not None and place.period + max(sealed.head.seconds, 1) <= start:
             continue
         yield place, sealed

@@ -2,7 +2,8 @@
 
 `.seg` holds the events, one canonical JSON line each, every line carrying the hash of the line before it. `.idx`
 holds the head (stream, period, count, first and last hash, the previous head's MAC and period, closed flag, the
-digests of the events and the index) with its HMAC, and the search index. Both are sealed under the audit key with
+digests of the events and the index) with its HMAC and the index's sections as one JSON line, then the index's
+packed arrays (tasks/audit/index.py). Both are sealed under the audit key with
 their own object key as AAD. A target list longer than BIG_TARGETS is stored beside them and the event keeps its
 sha256 and key.
 """
@@ -13,7 +14,6 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
 
 from tasks.artifacts import ObjectStore
 from tasks.audit import index
@@ -62,7 +62,7 @@ class Sealed:
 
     head: Head
     mac: str
-    index: dict[str, Any]
+    index: index.Index
 
     @property
     def link(self) -> Link:
@@ -100,22 +100,22 @@ def write_segment(store: ObjectStore, key: AuditKey, plan: Plan, events: Sequenc
         closed=plan.closed,
         oneshot=plan.oneshot,
         events_digest=hashlib.sha256(plaintext).hexdigest(),
-        index_digest=hashlib.sha256(canonical_json(idx)).hexdigest(),
+        index_digest=idx.digest(),
         replayed=sorted(plan.replayed),
     )
     mac = head.signed(key)
     store.put(plan.place.segment, key.seal(plan.place.segment, plaintext))
     # The head goes last: a segment whose writer died midway has no head, and verify says so.
-    store.put(
-        plan.place.index, key.seal(plan.place.index, canonical_json({"head": asdict(head), "mac": mac, "index": idx}))
-    )
+    stored = canonical_json({"head": asdict(head), "mac": mac, "sections": idx.sections}) + b"\n" + idx.blob
+    store.put(plan.place.index, key.seal(plan.place.index, stored))
     return Sealed(head, mac, idx)
 
 
 def read_head(store: ObjectStore, key: AuditKey, place: Place) -> Sealed:
     """A segment's head and index, authenticated (AuditIntegrityError otherwise)."""
-    stored = json.loads(key.open(place.index, store.get(place.index)))
-    sealed = Sealed(Head(**stored["head"]), stored["mac"], stored["index"])
+    text, _, blob = key.open(place.index, store.get(place.index)).partition(b"\n")
+    stored = json.loads(text)
+    sealed = Sealed(Head(**stored["head"]), stored["mac"], index.Index(stored["sections"], blob))
     if sealed.head.signed(key) != sealed.mac:
         raise AuditIntegrityError(f"{place.index}: the head's MAC does not match")
     if (sealed.head.stream, sealed.head.period) != (place.stream, place.period):
@@ -155,7 +155,9 @@ def _chain(events: Sequence[AuditEvent]) -> list[bytes]:
     lines: list[bytes] = []
     prev = ""
     for event in events:
-        line = event.chained(prev).canonical()
+        values = event.as_dict()
+        values["prev_hash"] = prev  # as event.chained(prev).canonical(), without copying the event
+        line = canonical_json(values)
         prev = event_hash(line)
         lines.append(line)
     return lines

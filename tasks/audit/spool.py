@@ -8,13 +8,16 @@ period of the stream's last stored segment, so the next segment links to it acro
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from tasks.audit.errors import AuditConfigError
 from tasks.audit.event import AuditEvent
 from tasks.audit.segment import Link
 
@@ -24,8 +27,9 @@ logger = logging.getLogger(__name__)
 class Spool:
     """The spool file and state file of one stream under `directory` (created 0700)."""
 
-    def __init__(self, directory: Path, stream: str) -> None:
+    def __init__(self, directory: Path, stream: str, lock_timeout: float = 30.0) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._holder = _hold(directory / f"{stream}.lock", stream, lock_timeout)
         self.path = directory / f"{stream}.spool"
         self._state = directory / f"{stream}.state"
         self._lock = threading.Lock()
@@ -72,14 +76,40 @@ class Spool:
         _sync_directory(self._state.parent)
 
     def close(self) -> None:
-        """Close the spool file."""
+        """Close the spool file and let another journal of the stream have the directory."""
         with self._lock:
             self._close_fd()
+            os.close(self._holder)
 
     def _close_fd(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _hold(path: Path, stream: str, timeout: float) -> int:
+    """Lock the stream's spool for this journal: two writers of one stream would interleave and drop events.
+
+    It waits up to `timeout` for the lock: a pool child replacing one that is still storing its last segment takes
+    the stream over once that one is done. A POSIX record lock (lockf), not flock: a process forked after taking it
+    (a pool child of the main process) does not hold it too, so an orphaned child never keeps the main stream's
+    spool from the next main process. It is per process: two journals of one stream in one process are not told.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:  # EAGAIN or EACCES: another process holds it
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+    os.close(fd)
+    raise AuditConfigError(
+        f"audit stream {stream!r}: another journal has held its spool in {path.parent} for {timeout:g}s (one "
+        "journal per stream: name each process's stream apart, e.g. by host and process)"
+    )
 
 
 def _parse(path: Path) -> list[AuditEvent]:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from tasks.artifacts import ArtifactNotFoundError, ObjectStore
 from tasks.audit import index
 from tasks.audit.errors import AuditIntegrityError
-from tasks.audit.event import AuditEvent, canonical_json, event_hash
+from tasks.audit.event import AuditEvent, event_hash
 from tasks.audit.key import AuditKey
 from tasks.audit.layout import INDEX, PREFIX, SEGMENT, Place, parse
 from tasks.audit.segment import Sealed, read_head, read_lines, read_targets
@@ -132,7 +132,7 @@ def _content_problem(store: ObjectStore, key: AuditKey, sealed: Sealed, lines: l
 
 def _index_problem(store: ObjectStore, key: AuditKey, sealed: Sealed, events: list[AuditEvent]) -> str | None:
     rebuilt = index.build((e.tenant, read_targets(store, key, e), e.resolved) for e in events)
-    if hashlib.sha256(canonical_json(rebuilt)).hexdigest() != sealed.head.index_digest or rebuilt != sealed.index:
+    if rebuilt.digest() != sealed.head.index_digest or rebuilt != sealed.index:
         return "its search index does not match its events"
     return None
 

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -15,11 +16,22 @@ import typer
 from config import load_settings
 from tasks.artifacts import ArtifactError, ObjectStore, open_store
 from tasks.audit import AuditConfigError, AuditError, AuditEvent, AuditKey, audit_key, export, search, verify
+from tasks.audit.verify import DEFAULT_RETENTION_DAYS
 from tasks.cli.console import error_line, out, plain
 from tasks.errors import UserError
 from tasks.service.outputs import artifact_config
 
-Opener = Callable[[], tuple[ObjectStore, AuditKey]]
+
+@dataclass(frozen=True)
+class AuditAccess:
+    """What the commands read the audit with: the store, the key, and the retention verify accepts as expiry."""
+
+    store: ObjectStore
+    key: AuditKey
+    retention_days: int = DEFAULT_RETENTION_DAYS
+
+
+Opener = Callable[[], AuditAccess]
 _RELATIVE = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
@@ -29,6 +41,11 @@ def configured() -> tuple[ObjectStore, AuditKey]:
     settings = load_settings()
     config = artifact_config(settings)
     return open_store(config.url, config.s3), audit_key(settings)
+
+
+def configured_access() -> AuditAccess:
+    """What `configured` gives, with TOOLRUNNER_AUDIT_RETENTION_DAYS."""
+    return AuditAccess(*configured(), retention_days=load_settings().audit_retention_days)
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:
@@ -55,7 +72,7 @@ Tenant = Annotated[str | None, typer.Option("--tenant", help="only this tenant's
 AsJson = Annotated[bool, typer.Option("--json", help="one JSON object a line instead of a table")]
 
 
-def build_app(opener: Opener = configured) -> typer.Typer:
+def build_app(opener: Opener = configured_access) -> typer.Typer:
     """The `audit` sub-app; `opener` gives the store and the audit key (the settings' unless a test's)."""
     app = typer.Typer(name="audit", add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -72,7 +89,8 @@ def build_app(opener: Opener = configured) -> typer.Typer:
 def audit_verify(ctx: typer.Context, since: Since = None) -> None:
     """Check every segment, chain and stream end; exit 1 listing the problems when anything fails."""
     with _reported():
-        report = verify(*_opened(ctx), _time(since))
+        access = _opened(ctx)
+        report = verify(access.store, access.key, _time(since), retention_days=access.retention_days)
     for note in report.notes:
         out.print(plain(f"note: {note}"), soft_wrap=True)
     out.print(f"{report.streams} streams, {report.segments} segments, {report.events} events checked")
@@ -89,7 +107,10 @@ def audit_search(
 ) -> None:  # fmt: skip
     """Every run and change whose targets hold the address or name, or whose names resolved to it."""
     with _reported():
-        found = search(*_opened(ctx), target, _time(since), _time(until), tenant)
+        access = _opened(ctx)
+        found = search(access.store, access.key, target, _time(since), _time(until), tenant)
+    for problem in found.unreadable:
+        error_line(f"skipped, failed authentication (run `toolrunner audit verify`): {problem}")
     if as_json:
         for event in found.events:
             sys.stdout.write(json.dumps(event.as_dict(), sort_keys=True) + "\n")
@@ -103,11 +124,12 @@ def audit_search(
 def audit_export(ctx: typer.Context, since: Since = None, until: Until = None) -> None:
     """Stream every event as JSON lines, in time order, each once (for a SIEM)."""
     with _reported():
-        for line in export(*_opened(ctx), _time(since), _time(until)):
+        access = _opened(ctx)
+        for line in export(access.store, access.key, _time(since), _time(until)):
             sys.stdout.write(line + "\n")
 
 
-def _opened(ctx: typer.Context) -> tuple[ObjectStore, AuditKey]:
+def _opened(ctx: typer.Context) -> AuditAccess:
     opener: Opener = ctx.obj
     return opener()
 

@@ -32,7 +32,8 @@ from tasks.artifacts import (
     new_master_key,
     open_artifacts,
 )
-from tasks.artifacts.store import DEFAULT_PART_SIZE
+from tasks.artifacts.store import DEFAULT_PART_SIZE, open_store
+from tasks.audit import AuditEvent, AuditKey, Journal, Kind, new_audit_key, search, verify
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -201,6 +202,26 @@ def test_a_tampered_s3_object_fails_with_a_clear_error(s3_artifacts: Artifacts, 
         s3_artifacts.open_artifact("task-tamper", "out.bin", tenant="acme") as source,
     ):
         source.read()
+
+
+def test_an_audit_segment_on_s3_is_written_searched_and_verified_and_a_flipped_byte_is_caught(
+    s3_endpoint: str, bucket: str, raw_s3: S3Client, tmp_path: Path
+) -> None:
+    store = open_store(f"s3://{bucket}/toolrunner", S3Options(endpoint_url=s3_endpoint, **CREDENTIALS))
+    key = AuditKey.parse(new_audit_key())
+    journal = Journal(store, key, "w1", tmp_path / "spool", segment_seconds=60)
+    journal.replay()
+    journal.record(AuditEvent.new(Kind.RUN_STARTED, tenant="acme", run_id="run-1", targets=["203.0.113.0/24"]))
+    journal.close()
+    assert [e.run_id for e in search(store, key, "203.0.113.7").events] == ["run-1"]
+    assert verify(store, key).ok
+    [segment] = [k for k in stored_keys(raw_s3, bucket) if k.endswith(".seg")]
+    assert segment.startswith("toolrunner/audit/v1/w1/")
+    blob = bytearray(raw_s3.get_object(Bucket=bucket, Key=segment)["Body"].read())
+    blob[-1] ^= 1
+    raw_s3.put_object(Bucket=bucket, Key=segment, Body=bytes(blob))
+    [problem] = verify(store, key).problems
+    assert "failed authentication" in problem
 
 
 def test_retention_and_purge_on_s3_remove_only_what_they_should(s3_artifacts: Artifacts) -> None:

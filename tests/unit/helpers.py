@@ -187,3 +187,8 @@ def reseal(store: ObjectStore, key: AuditKey, object_key: str, edit: Callable[[l
     """Rewrite a stored segment's event lines through `edit`, sealed again (what only a key holder can do)."""
     lines = edit(key.open(object_key, store.get(object_key)).splitlines())
     store.put(object_key, key.seal(object_key, b"".join(line + b"\n" for line in lines)))
+
+
+def crash(journal: Journal) -> None:
+    """What a SIGKILL does to a journal: nothing stored, its spool's lock let go (the process holding it is gone)."""
+    journal._spool.close()

@@ -13,7 +13,7 @@ from tasks.artifacts import ObjectStore
 from tasks.audit import AuditConfigError, AuditKey
 from tasks.audit.layout import place
 from tasks.cli import cli
-from tasks.cli.audit import build_app, parse_time
+from tasks.cli.audit import AuditAccess, build_app, parse_time
 from tasks.errors import UserError
 from tests.unit.helpers import AuditClock, audit_event, audit_journal
 
@@ -32,7 +32,7 @@ def stored(audit_store: ObjectStore, audit_key: AuditKey, tmp_path: Path) -> int
 
 
 def invoke(store: ObjectStore, key: AuditKey, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(build_app(lambda: (store, key)), list(args))
+    result = CliRunner().invoke(build_app(lambda: AuditAccess(store, key)), list(args))
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -79,8 +79,8 @@ def test_export_writes_one_json_line_an_event(audit_store: ObjectStore, audit_ke
 
 
 def test_a_missing_audit_key_exits_two_saying_how_to_set_it(audit_store: ObjectStore) -> None:
-    def no_key() -> tuple[ObjectStore, AuditKey]:
-        return audit_store, AuditKey.parse(None)
+    def no_key() -> AuditAccess:
+        return AuditAccess(audit_store, AuditKey.parse(None))
 
     result = CliRunner().invoke(build_app(no_key), ["verify"])
     assert result.exit_code == 2

@@ -29,7 +29,7 @@ from tasks.audit import (
 )
 from tasks.audit.layout import PREFIX, parse, place
 from tasks.audit.segment import read_head
-from tests.unit.helpers import AuditClock, audit_event, audit_journal
+from tests.unit.helpers import AuditClock, audit_event, audit_journal, crash
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +53,7 @@ def test_events_recorded_but_never_stored_reach_the_store_once_through_the_next_
     for n in range(3):
         crashed.record(audit_event(f"e{n}", clock.now + n))
     clock.now += 25  # the worker died before its flusher ran: nothing is in the store
+    crash(crashed)
     assert list(audit_store.list(PREFIX)) == []
     audit_journal(audit_store, audit_key, tmp_path / "spool", clock).close()
     assert exported_ids(audit_store, audit_key) == ["e0", "e1", "e2"]
@@ -89,6 +90,7 @@ def test_a_replayed_duplicate_is_stored_twice_and_found_once(
     clock.now += 12
     journal.flush()
     # A crash between storing the segment and emptying the spool: the next journal finds the event again.
+    crash(journal)
     (spool / "w1.spool").write_bytes(left)
     clock.now += 20
     audit_journal(audit_store, audit_key, spool, clock).close()
@@ -132,6 +134,7 @@ def test_a_worker_down_for_hours_links_its_next_segment_across_the_gap(
 ) -> None:
     crashed = audit_journal(audit_store, audit_key, tmp_path / "spool", clock)
     crashed.record(audit_event("before", clock.now + 1))
+    crash(crashed)
     clock.now += 7200
     audit_journal(audit_store, audit_key, tmp_path / "spool", clock).close()
     report = verify(audit_store, audit_key, now=clock.moment)
@@ -145,6 +148,7 @@ def test_a_worker_that_lost_its_disk_starts_a_new_chain_which_verify_reports(
     crashed = audit_journal(audit_store, audit_key, tmp_path / "spool", clock)
     clock.now += 12
     crashed.flush()
+    crash(crashed)
     clock.now += 600
     audit_journal(audit_store, audit_key, tmp_path / "new-disk", clock).close()
     [problem] = verify(audit_store, audit_key, now=clock.moment).problems
@@ -155,7 +159,9 @@ def test_a_line_torn_by_a_kill_is_dropped_and_the_next_record_is_kept(
     audit_store: ObjectStore, audit_key: AuditKey, tmp_path: Path, clock: AuditClock
 ) -> None:
     spool = tmp_path / "spool"
-    audit_journal(audit_store, audit_key, spool, clock).record(audit_event("whole", clock.now))
+    killed = audit_journal(audit_store, audit_key, spool, clock)
+    killed.record(audit_event("whole", clock.now))
+    crash(killed)
     with (spool / "w1.spool").open("ab") as torn:
         torn.write(audit_event("torn", clock.now).canonical()[:40])
     journal = audit_journal(audit_store, audit_key, spool, clock)
@@ -176,6 +182,34 @@ def test_the_flusher_thread_stores_each_period_as_it_ends(audit_store: ObjectSto
     journal.close()
     assert len(stored) == 1, "stored by the thread, before close"
     assert verify(audit_store, audit_key).ok
+
+
+def test_a_journal_waits_for_another_process_holding_its_stream_and_is_refused_past_its_timeout(
+    audit_store: ObjectStore, tmp_path: Path
+) -> None:
+    key = new_audit_key()
+    holder = f"""
+import sys, time
+from pathlib import Path
+from tasks.artifacts import open_store
+from tasks.audit import Journal
+journal = Journal(open_store({(tmp_path / "store").as_uri()!r}), {key!r}, "w1", Path({str(tmp_path / "spool")!r}))
+print("holding", flush=True)
+time.sleep(float(sys.stdin.readline()))
+journal.close()
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen([sys.executable, "-c", holder], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as child:  # fmt: skip
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline() == "holding\n"
+        with pytest.raises(AuditConfigError, match="another journal has held its spool"):
+            Journal(audit_store, key, "w1", tmp_path / "spool", lock_timeout=0.2)
+        Journal(audit_store, key, "w2", tmp_path / "spool").close()  # another stream may share the directory
+        child.stdin.write("0.3\n")
+        child.stdin.close()  # it closes its journal in 0.3 s: the next one of the stream waits for it
+        Journal(audit_store, key, "w1", tmp_path / "spool", lock_timeout=20).close()
+        assert child.wait(timeout=20) == 0
 
 
 def test_the_key_fails_closed_with_how_to_fix_it(tmp_path: Path) -> None:

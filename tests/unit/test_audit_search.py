@@ -134,3 +134,13 @@ def test_the_sweep_removes_segments_past_the_retention_and_verify_accepts_the_cu
     assert [json.loads(line)["id"] for line in export(audit_store, audit_key)] == ["new"]
     assert verify(audit_store, audit_key, now=clock.moment, retention_days=1).ok
     assert not verify(audit_store, audit_key, now=clock.moment, retention_days=400).ok, "too early to be expiry"
+
+
+def test_an_altered_segment_is_skipped_and_named_while_the_rest_still_answers(
+    audit_store: ObjectStore, audit_key: AuditKey, trail: AuditClock, tmp_path: Path
+) -> None:
+    [first] = sorted((tmp_path / "store").rglob("*.seg"))[:1]
+    first.write_bytes(first.read_bytes()[:-1])
+    found = search(audit_store, audit_key, "203.0.113.7")
+    assert ids(found) == ["other"]
+    assert len(found.unreadable) == 1 and "failed authentication" in found.unreadable[0]

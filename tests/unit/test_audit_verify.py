@@ -3,14 +3,18 @@ segment, a cut-off tail; an untouched trail verifies clean."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tasks.artifacts import ObjectStore
 from tasks.audit import AuditKey, Report, record_now, verify
 from tasks.audit.layout import PREFIX, place
+from tasks.audit.segment import Plan, write_segment
 from tests.unit.helpers import AuditClock, audit_event, audit_journal, reseal
 
 
@@ -154,3 +158,50 @@ def test_verify_reports_a_removed_one_shot_segment_that_a_later_one_links_to(
     audit_store.delete([first, first.removesuffix(".idx") + ".seg"])
     problems = check(audit_store, audit_key, clock).problems
     assert len(problems) == 1 and "links to a segment of operator that is missing" in problems[0]
+
+
+def reseal_head(
+    store: ObjectStore, key: AuditKey, source: str, target: str, edit: Callable[[dict[str, Any]], None]
+) -> None:
+    """Copy a head to `target` sealed again after `edit` changed its JSON (what only a key holder can do)."""
+    text, _, blob = key.open(source, store.get(source)).partition(b"\n")
+    stored = json.loads(text)
+    edit(stored)
+    store.put(target, key.seal(target, json.dumps(stored).encode() + b"\n" + blob))
+
+
+def test_a_head_changed_without_the_mac_key_fails_its_mac(audit_store: ObjectStore, audit_key: AuditKey,
+                                                          clock: AuditClock, periods: list[int]) -> None:  # fmt: skip
+    head = place("w1", periods[1]).index
+    reseal_head(audit_store, audit_key, head, head, lambda stored: stored["head"].update(count=2))
+    assert any("the head's MAC does not match" in p for p in check(audit_store, audit_key, clock).problems)
+
+
+def test_a_head_copied_to_another_period_and_sealed_again_still_names_its_own(
+    audit_store: ObjectStore, audit_key: AuditKey, clock: AuditClock, periods: list[int]
+) -> None:
+    source, moved = place("w1", periods[1]), place("w1", periods[1] + 7200)
+    reseal_head(audit_store, audit_key, source.index, moved.index, lambda stored: None)
+    audit_store.put(
+        moved.segment, audit_key.seal(moved.segment, audit_key.open(source.segment, audit_store.get(source.segment)))
+    )
+    assert any("the head names stream w1 period" in p for p in check(audit_store, audit_key, clock).problems)
+
+
+def test_an_index_that_does_not_match_its_events_is_reported(
+    audit_store: ObjectStore, audit_key: AuditKey, clock: AuditClock, periods: list[int]
+) -> None:
+    head = place("w1", periods[1]).index
+    text, _, blob = audit_key.open(head, audit_store.get(head)).partition(b"\n")
+    audit_store.put(head, audit_key.seal(head, text + b"\n" + bytes(len(blob))))  # an index that finds nothing
+    [problem] = check(audit_store, audit_key, clock).problems
+    assert "its search index does not match its events" in problem
+
+
+def test_an_event_outside_its_segments_period_is_reported(audit_store: ObjectStore, audit_key: AuditKey,
+                                                          clock: AuditClock) -> None:  # fmt: skip
+    period = int(clock.now)
+    plan = Plan(place("w9", period), 10, None, closed=True)
+    write_segment(audit_store, audit_key, plan, [audit_event("future", period + 3600)])
+    [problem] = check(audit_store, audit_key, clock).problems
+    assert "lies outside the segment's period" in problem

@@ -44,6 +44,8 @@ def test_the_import_contracts_hold_for_the_tree() -> None:
         ("tasks/service/plan.py", "import tasks.worker", "tasks is layered BROKEN"),
         ("tasks/worker/limits.py", "import tasks.cli.limits", "tasks is layered BROKEN"),
         ("tasks/artifacts/store.py", "import tasks.cli.artifacts", "the run service imports no Celery BROKEN"),
+        ("tasks/audit/event.py", "import redis", "the audit trail knows the store, not the worker BROKEN"),
+        ("tasks/audit/journal.py", "import docker", "the audit trail calls no Docker BROKEN"),
         ("tasks/webhooks/event.py", "import celery", "webhooks know Redis and the scope's policy, not Celery BROKEN"),
     ],
 )

@@ -45,7 +45,7 @@ def _execute(run: Run, proceed: Proceed) -> RunResult:  # the last step: there i
         audit.record(
             Kind.RUN_STARTED, strict=True, tenant=plan.tenant_id, run_id=plan.run_id, task_id=task_id,
             tool=plan.spec.name, image_id=services.images.id_of(image), argv=list(plan.invocation.argv),
-            detail={"image": image, "rate": run.rate},
+            targets=audit.targets(plan), resolved=run.resolved, detail={"image": image, "rate": run.rate},
         )  # fmt: skip
         result = execute(plan, ctx)
         if not services.images.id_of(image):  # pulled by this run: the ID its audit records

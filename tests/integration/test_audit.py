@@ -94,6 +94,12 @@ def found(trail: tuple[ObjectStore, AuditKey], target: str, tenant: str | None =
     return {event.task_id for event in search(*trail, target, tenant=tenant).events}
 
 
+def _events(trail: tuple[ObjectStore, AuditKey], segment: str) -> list[AuditEvent]:
+    """The events of one stored segment (opened with the key)."""
+    store, key = trail
+    return [AuditEvent.from_json(line) for line in key.open(segment, store.get(segment)).splitlines() if line]
+
+
 def policy(*args: str) -> str:
     done = CliRunner().invoke(cli, list(args), env={"TOOLRUNNER_BROKER_URL": AUDIT_DB}, catch_exceptions=False)
     assert done.exit_code == 0, done.output
@@ -170,6 +176,15 @@ def test_a_run_and_the_policy_changes_before_it_are_recorded_with_where_they_cam
     streams = {f"audit-runs_{socket.gethostname()}.0", "operator"}
     report = verify(*trail)
     assert not [p for p in report.problems if any(s in str(p) for s in streams)], report.problems
+    store = trail[0]  # a byte flipped in the segment that holds the run's accepted event: verify says where
+    segment = next(
+        i.key for i in store.list(f"audit/v1/audit-runs_{socket.gethostname()}.0/")
+        if i.key.endswith(".seg") and handle.id in {e.task_id for e in _events(trail, i.key)}
+    )  # fmt: skip
+    sealed = bytearray(store.get(segment))
+    sealed[len(sealed) // 2] ^= 0x01
+    store.put(segment, bytes(sealed))
+    assert [p for p in verify(*trail).problems if segment in p]
 
 
 def test_no_event_is_lost_when_a_worker_is_sigtermed_or_sigkilled_mid_run(

@@ -1,8 +1,8 @@
 """Throughput benchmark: runs through a real Celery worker vs the bare-container floor, on a real tool.
 
 Run:  .venv/bin/python -m bench.throughput [--tool nmap|busybox] [--runs 100] [--sequential 10] [--concurrency 4]
-                                            [--rounds 3] [--warmup 8] [--tenants 4] [--profile-runs 40]
-                                            [--redis-url URL]
+                                            [--rounds 2] [--warmup 8] [--tenants 4] [--profile-runs 40]
+                                            [--archive-calls 10] [--redis-url URL]
       (from the repository root; a short pass: --runs 8 --rounds 1 --warmup 2 --sequential 3 --profile-runs 4)
 
 Needs the Docker Engine, Redis at --redis-url (default redis://127.0.0.1:6379/14; that database is flushed, then
@@ -40,6 +40,9 @@ Numbers:
                the worker's main process and pool children, dockerd, the dockerd children it reaped (every archive call
                re-executes dockerd in a chroot), containerd, this process; and how busy
                the machine's CPUs were. Near 100% busy, every extra CPU ms per run costs throughput.
+  archive      `--archive-calls` put_archive and get_archive calls, one at a time, through a never-started
+               container of the helper image and of the tool's, beside a create and removal alone: wall time, the
+               machine's CPU, dockerd's own and its reaped children's per call (bench/throughput/archive.py).
   profile      `--profile-runs` runs of tasks.service.execute in this process (the same isolation calls in
                the same order, no Celery) at the same concurrency with every stage timed, and every Docker API
                request timed by endpoint next to the bare floor's. Requests overlap under concurrency, so their

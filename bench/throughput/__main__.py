@@ -17,6 +17,7 @@ import isolation
 from bench import common, loopback, throughput
 from bench.common import count_managed
 from bench.launch import start_worker
+from bench.throughput import archive
 from bench.throughput.cpu import with_cpu
 from bench.throughput.profile import profile
 from bench.throughput.table import (
@@ -128,6 +129,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=8, help="uncounted runs per variant before the rounds")
     parser.add_argument("--tenants", type=int, default=4, help="tenants the toolrunner runs are spread over")
     parser.add_argument("--profile-runs", type=int, default=40, help="runs of the stage profile; 0 skips it")
+    parser.add_argument("--archive-calls", type=int, default=10, help="calls per archive probe; 0 skips the probe")
     parser.add_argument("--redis-url", default=BROKER, help="the Redis database of broker and results; flushed")
     return parser.parse_args(argv)
 
@@ -165,6 +167,9 @@ def run_all(bench: ThroughputBench, args: argparse.Namespace, env: dict[str, str
     console.print(breakdown_table(saturated, worker_timings(worker.log), args.concurrency))
     console.print(cpu_table(saturated))
     console.print(targets_table(saturated, sequential))
+    if args.archive_calls:
+        costs = archive.measure(bench.client, [bench.workload.image], args.archive_calls)
+        console.print(archive.archive_table(costs, args.archive_calls))
     if args.profile_runs:
         result = profile(bench, args.profile_runs)
         console.print(stage_table(result))

@@ -40,7 +40,7 @@ def _processes() -> list[tuple[int, int, str]]:
     return found
 
 
-def _busy_seconds() -> float:
+def busy_seconds() -> float:
     """CPU seconds the whole machine spent neither idle nor waiting for I/O (summed over all CPUs)."""
     ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:8]]
     return (sum(ticks) - ticks[3] - ticks[4]) / TICKS  # user nice system [idle iowait] irq softirq
@@ -52,7 +52,7 @@ def cpu_snapshot(worker_pid: int) -> dict[str, float]:
     children = [pid for pid, ppid, _ in processes if ppid == worker_pid]
     named = {name: [pid for pid, _, comm in processes if comm == name] for name in ("dockerd", "containerd")}
     return {
-        MACHINE: _busy_seconds(),
+        MACHINE: busy_seconds(),
         "celery worker main process": process_seconds(worker_pid),
         "celery worker pool children": sum(map(process_seconds, children)),
         "dockerd": sum(map(process_seconds, named["dockerd"])),

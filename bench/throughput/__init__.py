@@ -2,7 +2,7 @@
 
 Run:  .venv/bin/python -m bench.throughput [--tool nmap|busybox] [--runs 100] [--sequential 10] [--concurrency 4]
                                             [--rounds 2] [--warmup 8] [--tenants 4] [--profile-runs 40]
-                                            [--archive-calls 10] [--redis-url URL]
+                                            [--archive-calls 10] [--cpus LIST] [--redis-url URL]
       (from the repository root; a short pass: --runs 8 --rounds 1 --warmup 2 --sequential 3 --profile-runs 4)
 
 Needs the Docker Engine, Redis at --redis-url (default redis://127.0.0.1:6379/14; that database is flushed, then
@@ -20,6 +20,8 @@ which hides most of the cost. Variants, each handed all `--runs` runs at once, a
                wait, logs, remove: no volumes, no hardening, no queue. 7 engine calls.
   files floor  the same plus moving files as a run must: one volume, one put_archive (the input and a directory the
                non-root tool writes), the run, one get_archive of the report, container and volume removed.
+With `--cpus 0` (or `0-1`) the engine is an inner dockerd (DinD) held to those CPUs, the worker runs under
+`taskset -c`, and this process on the same CPUs: what a worker host of that many cores does.
 All warm up with `--warmup` runs first (not counted), then alternate over `--rounds` rounds, the order turning each
 round, so drift on a shared machine hits them alike. The worker runs from before the first round to after the last.
 

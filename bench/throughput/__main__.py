@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import secrets
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+import docker
 import redis
 from rich.console import Console
 
 import isolation
 from bench import common, loopback, throughput
 from bench.common import count_managed
-from bench.launch import start_worker
+from bench.launch import inner_daemon, start_worker
 from bench.throughput import archive
 from bench.throughput.cpu import with_cpu
 from bench.throughput.profile import profile
@@ -129,6 +133,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=8, help="uncounted runs per variant before the rounds")
     parser.add_argument("--tenants", type=int, default=4, help="tenants the toolrunner runs are spread over")
     parser.add_argument("--profile-runs", type=int, default=40, help="runs of the stage profile; 0 skips it")
+    parser.add_argument(
+        "--cpus", default=None, help="e.g. 0 or 0-1: an inner dockerd held to these CPUs, the worker and us too"
+    )
     parser.add_argument("--archive-calls", type=int, default=10, help="calls per archive probe; 0 skips the probe")
     parser.add_argument("--redis-url", default=BROKER, help="the Redis database of broker and results; flushed")
     return parser.parse_args(argv)
@@ -138,9 +145,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Start the worker, run the rounds and the profile, print every table, then remove what was left."""
     args = parse_args(argv)
     console = common.console(140)  # piped: wide enough for every table
-    with listening_ports(2) as ports:
+    with listening_ports(2) as ports, contextlib.ExitStack() as stack:
         chosen = workload(args.tool, ports)
-        env = configure_environment(args.redis_url, {**loopback.ENVIRONMENT, **chosen.worker_env})
+        engine = pinned_engine(stack, args.cpus, chosen.image, console) if args.cpus else {}
+        env = configure_environment(args.redis_url, {**loopback.ENVIRONMENT, **chosen.worker_env, **engine})
         nonce = secrets.token_hex(3)
         tenants = [f"bench-{nonce}-t{i}" for i in range(args.tenants)]
         with redis.Redis.from_url(args.redis_url) as conn:  # the suite's scope and host limits: bench/loopback.py
@@ -152,10 +160,29 @@ def main(argv: Sequence[str] | None = None) -> None:
             leftovers(bench, console)
 
 
+def pinned_engine(stack: contextlib.ExitStack, cpus: str, image: str, console: Console) -> dict[str, str]:
+    """An inner dockerd (DinD) held to `cpus` with the tool image loaded, and this process on those CPUs too;
+    returns the DOCKER_HOST setting that reaches it (the worker is pinned by start_worker)."""
+    with closing(docker.from_env()) as host:
+        daemon = stack.enter_context(inner_daemon(host, [image], cpuset=cpus))
+    os.sched_setaffinity(0, cpu_list(cpus))
+    console.print(f"engine: an inner dockerd on CPUs {cpus} (started in {daemon.startup_seconds:.1f}s)")
+    return {"DOCKER_HOST": daemon.docker_host}
+
+
+def cpu_list(cpus: str) -> set[int]:
+    """The CPUs of a `taskset -c` list such as `0`, `0-1` or `0,2`."""
+    found: set[int] = set()
+    for part in cpus.split(","):
+        first, _, last = part.partition("-")
+        found.update(range(int(first), int(last or first) + 1))
+    return found
+
+
 def run_all(bench: ThroughputBench, args: argparse.Namespace, env: dict[str, str], console: Console) -> None:
     """Start the worker, measure, stop it, print every table."""
     log_dir, name = Path(tempfile.mkdtemp(prefix="bench-throughput-")), f"bench-throughput-{secrets.token_hex(3)}"
-    worker = start_worker(log_dir, name, concurrency=args.concurrency, env=env)
+    worker = start_worker(log_dir, name, concurrency=args.concurrency, env=env, cpus=args.cpus)
     bench = replace(bench, worker_pid=worker.process.pid)
     console.print(machine_table(bench.client, args, worker))
     try:

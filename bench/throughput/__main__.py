@@ -191,7 +191,10 @@ def run_all(bench: ThroughputBench, args: argparse.Namespace, env: dict[str, str
         worker.stop()  # SIGTERM to its pid, then wait
     console.print(results_table(saturated, sequential))
     print_failures({**saturated, **sequential}, console)
-    console.print(breakdown_table(saturated, worker_timings(worker.log), args.concurrency))
+    timings = worker_timings(worker.log)
+    console.print(breakdown_table(saturated, timings, args.concurrency, "saturated"))
+    if args.sequential:  # one run at a time: the worker's own path beside execute(), without the wait for a slot
+        console.print(breakdown_table(sequential, timings, 1, "sequential"))
     console.print(cpu_table(saturated))
     console.print(targets_table(saturated, sequential))
     if args.archive_calls:

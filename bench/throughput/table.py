@@ -99,11 +99,12 @@ def _numbers(m: Measurement) -> tuple[str, str, str]:
 
 
 def breakdown_table(
-    results: Mapping[str, list[Measurement]], timings: Mapping[str, WorkerTiming], concurrency: int
+    results: Mapping[str, list[Measurement]], timings: Mapping[str, WorkerTiming], concurrency: int, phase: str
 ) -> Table:
-    """Where a run's latency goes, means per run over all rounds."""
+    """Where a run's latency goes, means per run over all rounds (`phase`: saturated, or sequential with
+    concurrency 1)."""
     ours, plain = pooled(results["toolrunner"]), pooled(results["bare floor"])
-    table = common.table("breakdown (mean ms per run, saturated, all rounds)", "measure", "toolrunner", "bare floor")
+    table = common.table(f"breakdown (mean ms per run, {phase}, all rounds)", "measure", "toolrunner", "bare floor")
 
     def row(what: str, start: Callable[[Run], float], end: Callable[[Run], float]) -> None:
         table.add_row(what, f"{ours.mean_ms(start, end):.0f}", f"{plain.mean_ms(start, end):.0f}")

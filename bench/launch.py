@@ -101,8 +101,10 @@ def start_worker(
     pool: str = "prefork",
     queues: str | None = None,
     client: Celery = app,
+    cpus: str | None = None,
 ) -> Worker:
-    """Start `celery -A tasks worker` from the repository root and wait until it answers `client`'s ping."""
+    """Start `celery -A tasks worker` from the repository root and wait until it answers `client`'s ping; with
+    cpus (a `taskset -c` list) the worker and its pool children run on those CPUs only."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     command = [
@@ -111,6 +113,8 @@ def start_worker(
     ]  # fmt: skip
     if queues:
         command += ["--queues", queues]
+    if cpus:
+        command = ["taskset", "-c", cpus, *command]  # taskset execs the worker: the same pid
     with open(log, "wb") as out:
         process = subprocess.Popen(
             command,
@@ -172,8 +176,10 @@ def inner_daemon(
     *,
     capabilities: Sequence[str] = CAPABILITIES,
     timeout: float = 60,
+    cpuset: str | None = None,
 ) -> Iterator[InnerDaemon]:
-    """Start a DinD container, wait for its daemon and load `images` into it; on exit remove it all, always."""
+    """Start a DinD container, wait for its daemon and load `images` into it; on exit remove it all, always.
+    With cpuset (`0`, `0-1`) the inner daemon and every container it runs are held to those CPUs."""
     with contextlib.ExitStack() as stack:
         started = time.monotonic()
         # The host engine bind-mounts this directory: it must be a path the host daemon sees (same machine).
@@ -182,7 +188,7 @@ def inner_daemon(
         name = f"toolrunner-dind-{secrets.token_hex(4)}"
         host.volumes.create(name=name, labels=DIND_LABELS)
         stack.callback(_remove_volume, host, name)
-        container = _create_container(host, name, directory, capabilities)
+        container = _create_container(host, name, directory, capabilities, cpuset)
         stack.callback(_remove_container, host, container.id)
         container.start()
         client = _wait_for_daemon(container, directory / "docker.sock", timeout)
@@ -200,7 +206,9 @@ def load_images(host: docker.DockerClient, inner: docker.DockerClient, refs: Seq
         inner.images.load(host.images.get(ref).save(named=ref))
 
 
-def _create_container(host: docker.DockerClient, name: str, directory: Path, capabilities: Sequence[str]) -> Container:
+def _create_container(
+    host: docker.DockerClient, name: str, directory: Path, capabilities: Sequence[str], cpuset: str | None
+) -> Container:
     # Created here, started by the caller once its removal is registered: one that fails to start still goes.
     return host.containers.create(
         DIND_IMAGE,
@@ -211,6 +219,7 @@ def _create_container(host: docker.DockerClient, name: str, directory: Path, cap
         cap_add=list(capabilities),
         security_opt=list(SECURITY_OPTIONS),
         device_cgroup_rules=["a *:* rwm"],
+        cpuset_cpus=cpuset,
         mounts=[
             Mount("/var/lib/docker", name, type="volume"),
             Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind"),

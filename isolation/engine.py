@@ -32,7 +32,13 @@ def connect(client: docker.DockerClient | None) -> docker.DockerClient:
     if client is not None:
         return client
     with translate("connect to the Docker Engine"):
-        return docker.from_env()
+        made = docker.from_env()
+    if made.api.base_url.startswith("http+docker://"):
+        # A unix socket (or ssh, npipe): no HTTP proxy or .netrc applies, yet requests looks both up in the
+        # environment on every request, ~0.3-0.4 ms of CPU each (measured: 1.2 -> 0.9 ms a request); a tcp://
+        # engine keeps them.
+        made.api.trust_env = False
+    return made
 
 
 @contextmanager

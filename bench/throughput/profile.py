@@ -17,7 +17,8 @@ import docker
 
 from bench.common import BenchError, CallLog
 from bench.throughput.cpu import process_seconds
-from bench.throughput.variant import EXPECTED_FINDINGS, PARAMS, ThroughputBench, new_client, plain_round
+from bench.throughput.variant import ThroughputBench, floor_round, new_client
+from bench.throughput.workload import Workload
 from config import Settings
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
 from tasks.tools import load_catalogue
@@ -25,12 +26,12 @@ from tasks.worker import app
 
 
 def profiled_execute(
-    client: docker.DockerClient, settings: Settings, plan: RunPlan, stages: dict[str, list[float]]
+    client: docker.DockerClient, settings: Settings, workload: Workload, plan: RunPlan, stages: dict[str, list[float]]
 ) -> bool:
     """Run tasks.service.execute itself; a stage lasts from its first progress report to the next stage's."""
     network = plan.spec.network or settings.tool_network
-    if network != "none":
-        raise BenchError(f"the tool container would get network {network!r}; this benchmark only uses none")
+    if network != workload.network:
+        raise BenchError(f"the tool container would get network {network!r}, not the floors' {workload.network!r}")
     marks: list[tuple[str, float]] = []
 
     def report(stage: Stage, meta: Mapping[str, Any]) -> None:
@@ -41,7 +42,7 @@ def profiled_execute(
     marks.append(("done", time.perf_counter()))
     for (stage, began), (_, ended) in itertools.pairwise(marks):
         stages[stage].append((ended - began) * 1000)
-    return result.status is Status.OK and result.findings == EXPECTED_FINDINGS
+    return result.status is Status.OK and workload.findings_ok(result.findings)
 
 
 @dataclass
@@ -60,25 +61,28 @@ class Profile:
 
 
 def profile(bench: ThroughputBench, runs: int) -> Profile:
-    """Run execute() in this process, then the plain loop, `runs` times each at the benchmark's concurrency,
+    """Run execute() in this process, then the bare floor, `runs` times each at the benchmark's concurrency,
     every request timed."""
     result = Profile(runs)
     settings = app.settings
     catalogue = load_catalogue(settings.extra_tool_modules)
     plans = [
-        plan_run(catalogue, RunRequest("script", bench.tenants[i % len(bench.tenants)], f"profile-{i}", PARAMS),
+        plan_run(catalogue, RunRequest(bench.workload.tool, bench.tenants[i % len(bench.tenants)], f"profile-{i}",
+                                       dict(bench.workload.params)),
                  max_input_bytes=settings.max_input_bytes, max_timeout_seconds=settings.max_timeout_seconds)
         for i in range(runs)
     ]  # fmt: skip
     client = new_client(bench.concurrency)
     result.copy_calls.attach(client)
     with ThreadPoolExecutor(bench.concurrency) as pool, phase() as copy:
-        oks = list(pool.map(partial(profiled_execute, client, settings, stages=result.stages), plans))
+        run = partial(profiled_execute, client, settings, bench.workload, stages=result.stages)
+        oks = list(pool.map(run, plans))
     result.copy_seconds, result.copy_cpu_seconds, result.copy_failures = *copy, oks.count(False)
     plain_client = new_client(bench.concurrency)
     result.plain_calls.attach(plain_client)
     with phase() as plain:
-        plain_round(ThroughputBench(plain_client, bench.concurrency, [], bench.nonce), runs, "profile")
+        floor = ThroughputBench(plain_client, bench.concurrency, [], bench.nonce, bench.workload)
+        floor_round(floor, runs, "profile", files=False)
     result.plain_seconds, result.plain_cpu_seconds = plain
     return result
 

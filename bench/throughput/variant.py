@@ -1,4 +1,4 @@
-"""The throughput benchmark's two variants: a round through a real Celery worker and a round of a plain SDK loop."""
+"""The throughput benchmark's variants: a round through a real Celery worker, and rounds of the two SDK floors."""
 
 from __future__ import annotations
 
@@ -11,19 +11,20 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import docker
 import redis
+from docker.types import Mount
 
-from bench.common import BUSYBOX, BenchError, percentile, worker_env
+from bench.common import BenchError, percentile, worker_env
+from bench.throughput.workload import WORK, Workload, archived_file, inputs_archive
 from tasks.service import Status
 from tasks.worker import app, run_tool
 
 BROKER = "redis://127.0.0.1:6379/14"  # the default of --redis-url
-PARAMS = {"script": "echo ok > /outputs/out.txt", "outputs": ["out.txt"]}
-EXPECTED_FINDINGS = [{"file": "out.txt", "line": "ok"}]
-PLAIN_LABEL = "toolrunner.bench"  # the plain loop's containers are not the project's: a label of their own
+FLOOR_LABEL = "toolrunner.bench"  # the floors' containers and volumes are not the project's: a label of their own
 POLL_SECONDS = 0.01
 RESULT_TIMEOUT_SECONDS = 600.0
 READY_STATES = (b'"SUCCESS"', b'"FAILURE"', b'"REVOKED"')
@@ -70,12 +71,13 @@ class Measurement:
 
 @dataclass(frozen=True)
 class ThroughputBench:
-    """What every phase needs: the client, the concurrency, this benchmark's tenants and nonce."""
+    """What every phase needs: the client, the concurrency, this benchmark's tenants and nonce, what it runs."""
 
     client: docker.DockerClient
     concurrency: int
     tenants: list[str]
     nonce: str
+    workload: Workload
     worker_pid: int = 0
 
 
@@ -86,9 +88,10 @@ def pooled(measurements: Sequence[Measurement]) -> Measurement:
     return Measurement(measurements[0].variant, "all rounds", runs, sum(m.wall_seconds for m in measurements), cpu)
 
 
-def configure_environment(redis_url: str) -> dict[str, str]:
-    """Point this process (whose app reads settings on first use) and the worker at redis_url; return that env."""
-    env = worker_env(redis_url)
+def configure_environment(redis_url: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """Point this process (whose app reads settings on first use) and the worker at redis_url, with `extra`
+    settings; return that env."""
+    env = {**worker_env(redis_url), **extra}
     os.environ.update(env)
     if "settings" in app.__dict__:
         raise BenchError("the Celery app read its settings before the benchmark configured them")
@@ -103,13 +106,15 @@ def toolrunner_round(bench: ThroughputBench, runs: int, label: str) -> Measureme
     for i in range(runs):
         at = time.monotonic()
         run_id = f"{label.replace(' ', '-')}-{i}"
-        result = run_tool.delay("script", bench.tenants[i % len(bench.tenants)], run_id, PARAMS)
+        result = run_tool.delay(
+            bench.workload.tool, bench.tenants[i % len(bench.tenants)], run_id, bench.workload.params
+        )
         submitted[result.id] = at
-    done = collect(submitted)
+    done = collect(submitted, bench.workload)
     return Measurement("toolrunner", label, done, max(r.done for r in done) - min(submitted.values()))
 
 
-def collect(submitted: Mapping[str, float]) -> list[Run]:
+def collect(submitted: Mapping[str, float], workload: Workload) -> list[Run]:
     """Poll every pending result key with one MGET every 10 ms until all are ready."""
     keys = {task_id: app.backend.get_key_for_task(task_id) for task_id in submitted}
     started: dict[str, float] = {}
@@ -125,18 +130,19 @@ def collect(submitted: Mapping[str, float]) -> list[Run]:
             if raw is not None:
                 started.setdefault(task_id, now)
                 if any(state in raw for state in READY_STATES):  # cheap test first: most keys are not ready
-                    runs[task_id] = parse_result(task_id, submitted[task_id], started[task_id], now, raw)
-        time.sleep(POLL_SECONDS)
+                    runs[task_id] = parse_result(task_id, (submitted[task_id], started[task_id], now), raw, workload)
+        time.sleep(POLL_SECONDS if len(pending) > 1 else POLL_SECONDS / 5)  # one run alone: its latency counts
     return [runs[task_id] for task_id in submitted]
 
 
-def parse_result(task_id: str, submitted: float, started: float, done: float, raw: bytes) -> Run:
-    """A Run from a result-backend value; ok only for status ok with the one expected finding."""
+def parse_result(task_id: str, stamps: tuple[float, float, float], raw: bytes, workload: Workload) -> Run:
+    """A Run from a result-backend value; ok only for status ok with the expected findings."""
+    submitted, started, done = stamps
     meta = json.loads(raw)
     result = meta.get("result") if meta.get("status") == "SUCCESS" else None
     if not isinstance(result, dict):
         return Run(submitted, started, done, False, task_id, None, f"{meta.get('status')}: {meta.get('result')}")
-    ok = result.get("status") == Status.OK and result.get("findings") == EXPECTED_FINDINGS
+    ok = result.get("status") == Status.OK and workload.findings_ok(result.get("findings"))
     error = "" if ok else f"{result.get('status')}: {result.get('reason')}"
     return Run(submitted, started, done, ok, task_id, float(result["stats"]["duration_ms"]), error)
 
@@ -168,26 +174,52 @@ def worker_timings(log: Path) -> dict[str, WorkerTiming]:
     return timings
 
 
-def plain_round(bench: ThroughputBench, runs: int, label: str) -> Measurement:
-    """Submit every run to a pool of `concurrency` threads at once and wait for all."""
-    labels = {PLAIN_LABEL: bench.nonce}
+def floor_round(bench: ThroughputBench, runs: int, label: str, *, files: bool) -> Measurement:
+    """Submit every run of a floor (bare, or moving files) to a pool of `concurrency` threads at once; wait."""
+    run = partial(files_run if files else bare_run, bench.client, bench.workload, {FLOOR_LABEL: bench.nonce})
     with ThreadPoolExecutor(bench.concurrency) as pool:
-        futures = [pool.submit(plain_run, bench.client, labels, time.monotonic()) for _ in range(runs)]
+        futures = [pool.submit(run, time.monotonic()) for _ in range(runs)]
         done = [future.result() for future in futures]
-    return Measurement("plain", label, done, max(r.done for r in done) - min(r.submitted for r in done))
+    variant = "files floor" if files else "bare floor"
+    return Measurement(variant, label, done, max(r.done for r in done) - min(r.submitted for r in done))
 
 
-def plain_run(client: docker.DockerClient, labels: Mapping[str, str], submitted: float) -> Run:
-    """Run, wait for, read and remove one `echo ok` container."""
+def bare_run(client: docker.DockerClient, workload: Workload, labels: Mapping[str, str], submitted: float) -> Run:
+    """Run, wait for, read (its stdout) and remove one container: no volume."""
     started = time.monotonic()
     container = client.containers.run(
-        BUSYBOX, ["sh", "-c", "echo ok"], network_mode="none", detach=True, labels=dict(labels)
-    )
+        workload.image, list(workload.bare_argv), entrypoint=list(workload.entrypoint), user=workload.user,
+        network_mode=workload.network, detach=True, labels=dict(labels),
+    )  # fmt: skip
     try:
         container.wait()
-        ok = container.logs() == b"ok\n"
+        ok = workload.report_ok(container.logs(stderr=False))
     finally:
         container.remove(force=True)
+    return Run(submitted, started, time.monotonic(), ok)
+
+
+def files_run(client: docker.DockerClient, workload: Workload, labels: Mapping[str, str], submitted: float) -> Run:
+    """One volume, one put_archive of the input, the run, one get_archive of the report, both removed."""
+    started = time.monotonic()
+    volume = client.api.create_volume(labels=dict(labels))["Name"]
+    try:
+        container = client.api.create_container(
+            workload.image, list(workload.files_argv), entrypoint=list(workload.entrypoint), user=workload.user,
+            labels=dict(labels), host_config=client.api.create_host_config(
+                network_mode=workload.network, mounts=[Mount(WORK, volume, type="volume")]
+            ),
+        )["Id"]  # fmt: skip
+        try:
+            client.api.put_archive(container, WORK, inputs_archive(workload))
+            client.api.start(container)
+            client.api.wait(container)
+            chunks, _ = client.api.get_archive(container, f"{WORK}/out/{workload.output_name}")
+            ok = workload.report_ok(archived_file(chunks))
+        finally:
+            client.api.remove_container(container, force=True)
+    finally:
+        client.api.remove_volume(volume)
     return Run(submitted, started, time.monotonic(), ok)
 
 

@@ -21,7 +21,7 @@ from tasks.service import RunContext, RunRequest, RunResult, execute, plan_run
 
 pytestmark = pytest.mark.integration
 # Calls one run with an input file makes once its worker is warm (a client made, the tool image seen before).
-BUDGET = 11
+BUDGET = 10
 QUEUE = "engine-calls"
 WAIT = 120
 PARAMS = {"script": "cat /inputs/in.txt > /outputs/out.txt; echo to-stderr >&2", "outputs": ["out.txt"]}

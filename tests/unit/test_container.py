@@ -1,4 +1,5 @@
-"""The hardening and limits every tool container is created with (pure: no engine is contacted)."""
+"""The hardening and limits every tool container is created with, and when its end needs an inspect (pure: no engine
+is contacted)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import docker
 import pytest
 
 from isolation import TOOL_USER, ContainerLimits, ContainerResult, ContainerSpec
-from isolation.container import _create_options
+from isolation.container import _create_options, _result
+from isolation.logs import Output
 
 
 def options(limits: ContainerLimits) -> dict[str, Any]:
@@ -54,3 +56,26 @@ def test_limits_and_results_are_built_by_keyword_only() -> None:
 def test_limits_out_of_range_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="out of range"):
         ContainerLimits(**bad)
+
+
+class _Api:
+    """The one engine call _result may make besides the log read: an inspect that says the OOM killer struck."""
+
+    def __init__(self) -> None:
+        self.inspected = False
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        self.inspected = True
+        return {"State": {"Running": False, "ExitCode": 137, "OOMKilled": True}}
+
+
+@pytest.mark.parametrize(("exited", "inspected"), [(0, False), (137, True), (None, True)], ids=["ok", "137", "timeout"])
+def test_the_oom_inspect_is_made_only_for_a_tool_that_did_not_exit_0(
+    exited: int | None, inspected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("isolation.container.read_logs", lambda client, container_id: Output(b"out\n", b""))
+    api = _Api()
+    result = _result(SimpleNamespace(api=api), "c1", exited, 0.0, 100)
+    assert api.inspected is inspected and result.stdout_lines == 1
+    assert result.oom_killed is inspected and result.timed_out is (exited is None)
+    assert result.exit_code == (137 if inspected else 0)

@@ -14,7 +14,8 @@ from celery.exceptions import TaskRevokedError
 
 import isolation
 from config import Settings
-from tasks.worker import backlog, chunks, completion, fairshare, keys, luascript, parking, webhooks
+from tasks.audit import Kind
+from tasks.worker import audit, backlog, chunks, completion, fairshare, keys, luascript, parking, webhooks
 from tasks.worker.app import app
 from tasks.worker.delivery import bind_run, bound_run, bound_tenant
 from tasks.worker.monitor import announce_all_revoked, announce_revoked
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 CANCELLED_EVENT_TASK = "toolrunner.webhooks.cancelled"
 CANCELLED_EVENTS_TASK = "toolrunner.webhooks.cancelled_many"
+AUDIT_CANCELLED_TASK = "toolrunner.audit.cancelled"
 
 
 class Cancelled(StrEnum):
@@ -133,6 +135,7 @@ def _cancelled_event(celery: Celery, redis_client: redis.Redis, task_id: str, re
         celery.send_task(CANCELLED_EVENT_TASK, [task_id, reason], queue=webhooks.QUEUE)
     except (kombu.exceptions.OperationalError, redis.RedisError) as exc:
         logger.error("run.cancelled of task=%s not asked for: %s", task_id, exc)
+    _audit_cancelled(celery, [task_id], reason)
 
 
 def _cancelled_events(celery: Celery, task_ids: list[str], reason: str) -> None:
@@ -141,6 +144,27 @@ def _cancelled_events(celery: Celery, task_ids: list[str], reason: str) -> None:
         celery.send_task(CANCELLED_EVENTS_TASK, [task_ids, reason], queue=webhooks.QUEUE)
     except (kombu.exceptions.OperationalError, redis.RedisError) as exc:
         logger.error("run.cancelled of %d tasks not asked for: %s", len(task_ids), exc)
+    _audit_cancelled(celery, task_ids, reason)
+
+
+def _audit_cancelled(celery: Celery, task_ids: list[str], reason: str) -> None:
+    """Ask a run worker (the default queue: run workers keep the audit; the API tier holds no audit key) to record
+    the `run.cancelled` of runs this cancel ended itself. A lost publish loses the audit event: logged."""
+    try:
+        celery.send_task(AUDIT_CANCELLED_TASK, [task_ids, reason])
+    except (kombu.exceptions.OperationalError, redis.RedisError) as exc:
+        logger.error("the audit of %d cancelled tasks not asked for: %s", len(task_ids), exc)
+
+
+@app.task(name=AUDIT_CANCELLED_TASK, ignore_result=True, acks_late=True)
+def audit_cancelled(task_ids: list[str], reason: str) -> None:
+    """In a run worker: the audit's run.cancelled of each run the ids are bound to whose cancel is recorded (a
+    message nobody's cancel sent records nothing)."""
+    for task_id in task_ids:
+        bound = bound_run(app.redis, task_id)
+        if bound is not None and is_cancelled(app.redis, task_id, bound[1]):
+            tool, tenant, run_id = bound
+            audit.record(Kind.RUN_CANCELLED, tenant=tenant, run_id=run_id, task_id=task_id, tool=tool, reason=reason)
 
 
 @app.task(name=CANCELLED_EVENTS_TASK, ignore_result=True, acks_late=True)

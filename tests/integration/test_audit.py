@@ -22,12 +22,14 @@ from typer.testing import CliRunner
 import tasks.webhooks
 from bench.launch import Worker, free_port, start_worker, wait_until
 from bench.loopback import LOOPBACK
-from config import Settings
+from config import Settings, load_settings
 from tasks.artifacts import ObjectStore
 from tasks.audit import AuditEvent, AuditKey, Kind, export, search, verify
 from tasks.cli import cli
 from tasks.cli.audit import configured
 from tasks.worker.audit import egress_address
+from tasks.worker.cancel import cancel
+from tasks.worker.limits import set_limit, unset_limit
 from tests.conftest import REDIS_URL, database_url, flushed_database
 from tests.integration.helpers import Zone, client_app
 
@@ -69,14 +71,14 @@ def worker(zone: Zone, producer: Celery, tools_image: str, tmp_path: Path) -> It
     """Start workers on this module's database (one process each); all stopped at teardown."""
     started: list[Worker] = []
 
-    def start(name: str, queue: str, segment_seconds: int = 1, network: str = "host") -> Worker:
+    def start(name: str, queue: str, segment_seconds: int = 1, network: str = "host", concurrency: int = 1) -> Worker:
         env = {
             "TOOLRUNNER_BROKER_URL": AUDIT_DB,
             "TOOLRUNNER_TOOL_NETWORK": network,
             "TOOLRUNNER_SCOPE_RESOLVER": f"127.0.0.1:{zone.port}",
             "TOOLRUNNER_AUDIT_SEGMENT_SECONDS": str(segment_seconds),  # stored within seconds, not within the hour
         }
-        started.append(start_worker(tmp_path, name, concurrency=1, env=env, queues=queue, client=producer))
+        started.append(start_worker(tmp_path, name, concurrency=concurrency, env=env, queues=queue, client=producer))
         return started[-1]
 
     yield start
@@ -213,6 +215,26 @@ def test_no_event_is_lost_when_a_worker_is_sigtermed_or_sigkilled_mid_run(
             kinds = {Kind.RUN_ACCEPTED, Kind.RUN_STARTED}
         events = recorded(trail, handle.id, kinds)
         assert all(e.worker == f"{name}@{socket.gethostname()}" for e in events.values())
+
+
+def test_a_parked_run_cancelled_from_the_api_tier_is_recorded_by_a_run_worker(
+    worker: Callable[..., Worker], producer: Celery, conn: redis.Redis, trail: tuple[ObjectStore, AuditKey],
+    scoped: Callable[..., None],
+) -> None:  # fmt: skip
+    scoped(TENANT, url=AUDIT_DB)
+    set_limit(conn, TENANT, 1)  # one at a time: the second run parks behind the first
+    # The default queue too, where the cancel's audit goes, and a second slot to take it while the first run runs.
+    worker("audit-park", "audit-park,celery", network="none", concurrency=2)
+    busy = run(producer, "audit-park", "script", TENANT, {"script": "sleep 60"})
+    parked = run(producer, "audit-park", "script", TENANT, {"script": "true"})
+    try:
+        wait_until(lambda: (parked.info or {}).get("stage") == "waiting_for_slot", WAIT, "the second run to park")
+        cancel(producer, conn, load_settings(), parked.id, TENANT)  # as the API tier does: no audit key there
+        event = recorded(trail, parked.id, {Kind.RUN_CANCELLED, Kind.RUN_ACCEPTED})[Kind.RUN_CANCELLED]
+        assert event.worker == f"audit-park@{socket.gethostname()}" and event.reason.startswith("cancelled")
+    finally:
+        cancel(producer, conn, load_settings(), busy.id, TENANT)
+        unset_limit(conn, TENANT)
 
 
 def test_a_worker_whose_audit_cannot_be_set_up_refuses_to_start(producer: Celery, tmp_path: Path) -> None:

@@ -333,7 +333,9 @@ def test_a_producers_redis_user_publishes_cancels_and_reads_scope_but_cannot_wri
         cancelled = run_producer(producer_url, tenant, "cancel", published["ids"][0])
         assert cancelled["cancel"] == "sent"
         assert cancelled["result"].startswith("TaskRevokedError"), "the producer reads the run's final state"
-        assert operator.llen("celery") == 1, "the other run was published again by the producer's cancel"
+        queued = sorted(json.loads(raw)["headers"]["task"] for raw in operator.lrange("celery", 0, -1))
+        # The other run published again by the producer's cancel, and the audit's run.cancelled asked of a run worker.
+        assert queued == ["toolrunner.audit.cancelled", "toolrunner.run_tool"], queued
         assert operator.llen("webhooks") == 1, "the cancel asked a webhook worker for its run.cancelled event"
         assert tasks.scope.add(tenant, ["192.0.2.0/24"], connection=operator) == ["192.0.2.0/24"]
         set_limit(operator, tenant, 100)

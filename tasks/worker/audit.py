@@ -23,7 +23,6 @@ import logging
 import os
 import socket
 import tempfile
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,14 +31,13 @@ from typing import Any
 from billiard.process import current_process
 from celery.signals import celeryd_after_setup, worker_process_init, worker_process_shutdown, worker_shutdown
 
-import isolation
 from config import Settings
 from tasks.artifacts import ArtifactError, open_store
 from tasks.audit import AuditError, AuditEvent, Journal, Kind, audit_key, sweep_expired
 from tasks.service import RunResult
 from tasks.service.outputs import artifact_config
 from tasks.service.plan import RunPlan
-from tasks.worker import role
+from tasks.worker import diskguard, role
 from tasks.worker.app import app
 from tasks.worker.context import Run
 
@@ -138,15 +136,6 @@ def _open(settings: Settings, stream: str) -> Journal:
     return found
 
 
-def _daemon_id() -> str:
-    try:
-        with closing(isolation.connect(None)) as client:
-            return str(client.info().get("ID", ""))
-    except isolation.IsolationError as exc:
-        logger.warning("audit: the worker's engine did not say its ID: %s", exc)
-        return ""
-
-
 def _stream(node: str, part: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{node}.{part}")
 
@@ -173,7 +162,7 @@ def _start(sender: str | None = None, **_: Any) -> None:
     except (AuditError, ArtifactError, OSError) as exc:
         raise SystemExit(f"toolrunner: refusing to start: audit: {exc}") from exc
     _journal_pid = os.getpid()
-    _origin = Origin(node, _daemon_id(), egress_address(settings))
+    _origin = Origin(node, diskguard.daemon_id(), egress_address(settings))
     logger.info("audit: stream %s, egress %s, engine %s", _journal.stream, _origin.egress_address, _origin.daemon_id)
 
 

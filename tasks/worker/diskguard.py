@@ -143,7 +143,7 @@ class WorkerCollector:
         )
 
 
-def _daemon_id() -> str:
+def daemon_id() -> str:
     """The ID of the engine this worker runs its tools on ('' when it does not answer now)."""
     try:
         with closing(isolation.connect(None)) as client:
@@ -177,7 +177,7 @@ def _start(sender: Any = None, **_: Any) -> None:
             app, client, app.settings, hostname, queues, role.offered_slots(slots, [role.WEBHOOKS_QUEUE]), paths=[]
         )
     else:
-        _guard = Guard(app, client, app.settings, hostname, queues, slots, _daemon_id())
+        _guard = Guard(app, client, app.settings, hostname, queues, slots, daemon_id())
     _stop.clear()
     threading.Thread(target=_loop, args=(_guard, _stop), daemon=True, name="disk-guard").start()
 

@@ -38,6 +38,7 @@ from isolation.naming import (
     validate_filenames,
     validate_identifier,
 )
+from isolation.streamed import StreamedWorkspace, inline_inputs, streams
 from isolation.sweep import (
     SweepReport,
     cleanup_orphaned_volumes,
@@ -75,6 +76,7 @@ __all__ = [
     "RunWorkspace",
     "SeenImages",
     "Sink",
+    "StreamedWorkspace",
     "SweepReport",
     "UnsafeOutputError",
     "VolumeConflictError",
@@ -88,6 +90,7 @@ __all__ = [
     "image_id",
     "image_labels",
     "image_present",
+    "inline_inputs",
     "label_key",
     "list_managed_volumes",
     "managed_filter",
@@ -98,6 +101,7 @@ __all__ = [
     "remove_labelled",
     "role_labels",
     "run_container",
+    "streams",
     "translate_errors",
     "validate_filename",
     "validate_filenames",

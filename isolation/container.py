@@ -62,6 +62,8 @@ class ContainerSpec:
     limits: ContainerLimits = field(default_factory=ContainerLimits)
     environment: Mapping[str, str] = field(default_factory=dict)
     image_hint: str = ""
+    name: str = ""  # the container's name ("": the engine picks one)
+    logs: bool = True  # keep stdout/stderr in a json-file log of limits.log_max_size; False: no log (read by attach)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,17 +106,17 @@ def run_container(
     started = time.monotonic()
     try:
         with translate("run the tool container", context=spec.image):
-            container_id = _create(client, spec, pull)
+            container_id = create_container(client, spec, pull=pull)
             client.api.start(container_id)
             started = time.monotonic()
-            exited = _wait(client, container_id, timeout, started, watch)
+            exited = wait_exit(client, container_id, timeout, started, watch)
             result = _result(client, container_id, exited, started, watch.tail_bytes)
     finally:
         removed = container_id is not None and _force_remove(client, container_id)
     return replace(result, removed=removed)
 
 
-def _create(client: docker.DockerClient, spec: ContainerSpec, pull: bool) -> str:
+def create_container(client: docker.DockerClient, spec: ContainerSpec, *, pull: bool) -> str:
     """Create the container; only when the engine lacks the image, pull it (once) and create again."""
     options = _create_options(client, spec)
     try:
@@ -147,9 +149,14 @@ def _create_options(client: docker.DockerClient, spec: ContainerSpec) -> dict[st
             Ulimit(name="fsize", soft=limits.file_size_bytes, hard=limits.file_size_bytes),
             Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
         ],
-        log_config=LogConfig(type="json-file", config={"max-size": limits.log_max_size, "max-file": "1"}),
+        log_config=(
+            LogConfig(type="json-file", config={"max-size": limits.log_max_size, "max-file": "1"})
+            if spec.logs
+            else LogConfig(type="none")
+        ),
     )
     return {
+        **({"name": spec.name} if spec.name else {}),
         "image": spec.image,
         "entrypoint": list(spec.entrypoint),
         "command": list(spec.argv),
@@ -162,33 +169,36 @@ def _create_options(client: docker.DockerClient, spec: ContainerSpec) -> dict[st
     }
 
 
-def _wait(client: docker.DockerClient, container_id: str, timeout: float, started: float, watch: Watch) -> int | None:
+def wait_exit(
+    client: docker.DockerClient, container_id: str, timeout: float, started: float, watch: Watch
+) -> int | None:
     """Wait for the container to exit; kill it by id at the deadline. Return its exit code, None if it timed out."""
     deadline = started + timeout
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             logger.info("tool container %s timed out after %.1fs: killing it", container_id[:12], timeout)
-            _kill(client, container_id)
+            kill_container(client, container_id)
             return None
         try:
             answer = client.api.wait(container_id, timeout=max(0.05, min(watch.tick_seconds, remaining)))
             return int(answer["StatusCode"])
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
-            if not _is_read_timeout(exc):
+            if not is_read_timeout(exc):
                 raise
             if watch.on_tick is not None:
                 watch.on_tick(time.monotonic() - started, _stdout_lines(client, container_id))
 
 
-def _is_read_timeout(exc: Exception) -> bool:
+def is_read_timeout(exc: Exception) -> bool:
     """The SDK reports a wait that ran out of time as ConnectionError wrapping urllib3's ReadTimeoutError."""
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return True
     return any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args)
 
 
-def _kill(client: docker.DockerClient, container_id: str) -> None:
+def kill_container(client: docker.DockerClient, container_id: str) -> None:
+    """SIGKILL the container and wait up to 10 s for it to stop; one that already exited is no error."""
     try:
         client.api.kill(container_id)
     except docker.errors.APIError as exc:  # 409: it exited in between, which is what we wanted
@@ -196,7 +206,7 @@ def _kill(client: docker.DockerClient, container_id: str) -> None:
     try:
         client.api.wait(container_id, timeout=10)
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
-        if not _is_read_timeout(exc):
+        if not is_read_timeout(exc):
             raise
         logger.warning("tool container %s did not stop within 10s of SIGKILL", container_id[:12])
 

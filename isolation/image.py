@@ -50,11 +50,22 @@ def image_present(client: docker.DockerClient, image: str) -> bool:
 
 def present_id(client: docker.DockerClient, image: str) -> str | None:
     """The ID of image on the engine (`sha256:...`), None when it has none; an engine error is raised."""
+    found = _inspected(client, image)
+    return None if found is None else str(found["Id"])
+
+
+def _inspected(client: docker.DockerClient, image: str) -> Mapping[str, Any] | None:
     with translate("inspect the image", context=image):
         try:
-            return str(client.api.inspect_image(image)["Id"])
+            found: Mapping[str, Any] = client.api.inspect_image(image)
+            return found
         except docker.errors.ImageNotFound:
             return None
+
+
+def _labels(inspected: Mapping[str, Any]) -> dict[str, str]:
+    config = inspected.get("Config") or {}
+    return {str(key): str(value) for key, value in (config.get("Labels") or {}).items()}
 
 
 class SeenImages:
@@ -67,6 +78,7 @@ class SeenImages:
 
     def __init__(self) -> None:
         self._seen: dict[str, str] = {}  # reference -> the image ID the inspect that saw it found
+        self._labels: dict[str, dict[str, str]] = {}  # reference -> its labels, from the same inspect
         self._lock = threading.Lock()
 
     def present(self, client: docker.DockerClient, image: str) -> bool:
@@ -74,10 +86,10 @@ class SeenImages:
         with self._lock:
             if image in self._seen:
                 return True
-        found = present_id(client, image)
+        found = _inspected(client, image)
         if found is not None:
             with self._lock:
-                self._seen[image] = found
+                self._seen[image], self._labels[image] = str(found["Id"]), _labels(found)
         return found is not None
 
     def id_of(self, image: str) -> str:
@@ -85,9 +97,15 @@ class SeenImages:
         with self._lock:
             return self._seen.get(image, "")
 
+    def labels_of(self, image: str) -> dict[str, str]:
+        """The labels image had when this worker saw it ({} before it has)."""
+        with self._lock:
+            return dict(self._labels.get(image, {}))
+
     def forget(self, image: str) -> bool:
         """Drop image from memory; whether it was there (a run then knows its answer came from memory)."""
         with self._lock:
+            self._labels.pop(image, None)
             return self._seen.pop(image, None) is not None
 
 
@@ -102,12 +120,10 @@ def image_id(client: docker.DockerClient, image: str) -> str:
 
 def image_labels(client: docker.DockerClient, image: str) -> dict[str, str]:
     """The labels of the local image a reference names ({} for none); ImageMissingError when absent."""
-    with translate("inspect the image", context=image):
-        try:
-            config = client.api.inspect_image(image).get("Config") or {}
-        except docker.errors.ImageNotFound as exc:
-            raise ImageMissingError(f"image {image} is not on the engine") from exc
-    return {str(key): str(value) for key, value in (config.get("Labels") or {}).items()}
+    found = _inspected(client, image)
+    if found is None:
+        raise ImageMissingError(f"image {image} is not on the engine")
+    return _labels(found)
 
 
 def ensure_image(

@@ -145,12 +145,20 @@ def _run_with_image(plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink)
 
 
 def _run_in_volumes(plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink) -> tuple[ToolRun, OutputFiles]:
-    """Inputs in, the tool, outputs out into sink; the workspace (both volumes) is removed whatever happens."""
+    """Inputs in, the tool, outputs out into sink; the workspace (both volumes) is removed whatever happens.
+
+    An image that can carry a run's files in its own container (isolation.streams) gets inputs that fit in its
+    create call that way, and its outputs on its stdout: no helper container, no archive call (isolation.streamed).
+    """
     labels: dict[str, str] = {Label.TASK: ctx.task_id, Label.TOOL: plan.spec.name, Label.WORKER: ctx.worker}
-    workspace = Workspace(
-        plan.tenant_id, plan.run_id, ctx.client, deadline=_volume_deadline(plan, ctx.settings),
-        **_volume_options(ctx, labels),
-    )  # fmt: skip
+    options = {"deadline": _volume_deadline(plan, ctx.settings), **_volume_options(ctx, labels)}
+    inline = (
+        isolation.inline_inputs(plan.inputs) if ctx.images and isolation.streams(ctx.images.labels_of(image)) else None
+    )
+    if inline is not None:
+        streamed = isolation.StreamedWorkspace(plan.tenant_id, plan.run_id, ctx.client, **options)
+        return _run_streamed(plan, ctx, image, sink, streamed, inline)
+    workspace = Workspace(plan.tenant_id, plan.run_id, ctx.client, **options)
     tool_removed = False
     try:
         with ctx.stage(Stage.PREPARING_INPUTS, files=len(plan.inputs)):
@@ -160,12 +168,31 @@ def _run_in_volumes(plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink)
         with ctx.stage(Stage.READING_OUTPUTS, files=len(plan.invocation.output_files)):
             return run, read_outputs(workspace, plan.invocation.output_files, sink)
     finally:
-        # Cleanup runs even if reporting the stage raises (e.g. Celery's soft time limit fires right then).
-        try:
-            ctx.report(Stage.CLEANING_UP, {})
-        finally:
-            with ctx.timed(Stage.CLEANING_UP):
-                _cleanup(ctx, workspace, verify=not tool_removed)
+        _cleanup_stage(ctx, workspace, verify=not tool_removed)
+
+
+def _run_streamed(
+    plan: RunPlan, ctx: RunContext, image: str, sink: SpoolSink, workspace: isolation.StreamedWorkspace, inline: str
+) -> tuple[ToolRun, OutputFiles]:
+    """The same stages through one container: its create makes both volumes and carries the inputs, and its
+    stdout carries the outputs into sink as it ends; read_outputs then takes what arrived (or reads the volume)."""
+    try:
+        with ctx.stage(Stage.PREPARING_INPUTS, files=len(plan.inputs)):
+            workspace.open(inline, outputs=plan.invocation.output_files, sink=sink)
+        run = _run_tool(plan, ctx, workspace, image)
+        with ctx.stage(Stage.READING_OUTPUTS, files=len(plan.invocation.output_files)):
+            return run, read_outputs(workspace, plan.invocation.output_files, sink)
+    finally:
+        _cleanup_stage(ctx, workspace, verify=False)  # the workspace removes its own tool container, volumes with it
+
+
+def _cleanup_stage(ctx: RunContext, workspace: Workspace, *, verify: bool) -> None:
+    # Cleanup runs even if reporting the stage raises (e.g. Celery's soft time limit fires right then).
+    try:
+        ctx.report(Stage.CLEANING_UP, {})
+    finally:
+        with ctx.timed(Stage.CLEANING_UP):
+            _cleanup(ctx, workspace, verify=verify)
 
 
 def _pull_if_missing(plan: RunPlan, ctx: RunContext, image: str) -> None:
@@ -206,10 +233,12 @@ def _run_tool(plan: RunPlan, ctx: RunContext, workspace: Workspace, image: str) 
     started = time.monotonic()
     with ctx.stage(Stage.RUNNING, elapsed_seconds=0.0, output_lines=0):
         try:
+            if isinstance(workspace, isolation.StreamedWorkspace):
+                return ToolRun(workspace.run(spec, plan.timeout_seconds, watch=watch))
             return ToolRun(isolation.run_container(ctx.client, spec, plan.timeout_seconds, watch=watch, pull=False))
         except ctx.interruptions:
-            # The caller interrupted the run mid-tool: run_container already killed and removed the
-            # container; keep what the tool wrote so far and report the run as timed out.
+            # The caller interrupted the run mid-tool: the container was killed (and, but for a streamed one,
+            # removed); keep what the tool wrote so far and report the run as timed out.
             logger.warning("run interrupted while the tool ran task=%s workspace=%s", ctx.task_id, workspace.name)
             elapsed = int((time.monotonic() - started) * 1000)
             return ToolRun(isolation.ContainerResult(exit_code=None, timed_out=True, duration_ms=elapsed), True)

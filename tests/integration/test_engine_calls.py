@@ -16,12 +16,15 @@ import pytest
 from bench.engineproxy import EngineProxy, ProxyLog
 from bench.launch import start_worker
 from isolation import SeenImages
+from isolation.streamed import INLINE_INPUT_BYTES
 from tasks import app, run_tool
 from tasks.service import RunContext, RunRequest, RunResult, execute, plan_run
 
 pytestmark = pytest.mark.integration
-# Calls one run with an input file makes once its worker is warm (a client made, the tool image seen before).
-BUDGET = 10
+# Calls one run with an input file makes once its worker is warm (a client made, the tool image seen before): its
+# files travel in its own container (isolation.streamed). Inputs too big for that take the archive path.
+BUDGET = 5
+ARCHIVE_BUDGET = 10
 QUEUE = "engine-calls"
 WAIT = 120
 PARAMS = {"script": "cat /inputs/in.txt > /outputs/out.txt; echo to-stderr >&2", "outputs": ["out.txt"]}
@@ -34,18 +37,20 @@ def proxy() -> Iterator[EngineProxy]:
         yield running
 
 
-def service_run(client: docker.DockerClient, run_id: str, images: SeenImages) -> RunResult:
-    request = RunRequest("script", "acme", run_id, PARAMS, INPUTS)
+def service_run(
+    client: docker.DockerClient, run_id: str, images: SeenImages, inputs: dict[str, str] = INPUTS
+) -> RunResult:
+    request = RunRequest("script", "acme", run_id, PARAMS, inputs)
     limits = {"max_input_bytes": app.settings.max_input_bytes, "max_timeout_seconds": app.settings.max_timeout_seconds}
     plan = plan_run(app.catalogue, request, **limits)
     return execute(plan, RunContext(client, app.settings, f"task-{run_id}", lambda *_: None, images=images))
 
 
-def within_budget(log: ProxyLog, what: str) -> list[str]:
+def within_budget(log: ProxyLog, what: str, budget: int = BUDGET) -> list[str]:
     calls = log.take()
-    listing = f"{what}: {len(calls)} engine calls (budget {BUDGET})\n" + "\n".join(calls)
+    listing = f"{what}: {len(calls)} engine calls (budget {budget})\n" + "\n".join(calls)
     print("\n" + listing)
-    assert len(calls) <= BUDGET, listing
+    assert len(calls) <= budget, listing
     return calls
 
 
@@ -59,7 +64,23 @@ def test_a_run_through_the_service_makes_no_more_engine_calls_than_the_budget(
         result = service_run(client, "calls-1", images)
     assert result.status == "ok" and result.findings == [{"file": "out.txt", "line": "hello"}]
     assert "to-stderr" in result.stderr_tail
-    within_budget(proxy.log, "service run")
+    calls = within_budget(proxy.log, "service run")
+    assert not any("/archive" in call for call in calls), "a run whose inputs fit its create made an archive call"
+
+
+def test_inputs_too_big_to_ride_in_the_create_take_the_archive_path_within_its_budget(
+    proxy: EngineProxy, busybox_image: str
+) -> None:
+    big = {"in.txt": "hello\n" + "x" * INLINE_INPUT_BYTES}
+    images = SeenImages()
+    with closing(docker.DockerClient(base_url=proxy.base_url, timeout=60)) as client:
+        assert service_run(client, "calls-big-warm", images, big).status == "ok"
+        proxy.log.take()
+        result = service_run(client, "calls-big", images, big)
+    assert result.status == "ok" and result.findings[0] == {"file": "out.txt", "line": "hello"}
+    assert result.stats.bytes_in == len(big["in.txt"])
+    calls = within_budget(proxy.log, "archive-path run", ARCHIVE_BUDGET)
+    assert sum("/archive" in call for call in calls) == 2, "one put_archive, one get_archive"
 
 
 def test_a_run_through_a_real_worker_makes_no_more_engine_calls_than_the_budget(

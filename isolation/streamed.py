@@ -39,6 +39,7 @@ from dataclasses import replace
 from typing import Any
 
 import docker
+import docker.errors
 from docker.types import Mount
 
 from isolation.archive import Content, prepare_inputs, tar_stream
@@ -50,7 +51,7 @@ from isolation.container import (
     kill_container,
     wait_exit,
 )
-from isolation.engine import force_remove, translate
+from isolation.engine import translate
 from isolation.errors import (
     DockerUnavailableError,
     IsolationError,
@@ -61,7 +62,7 @@ from isolation.errors import (
 from isolation.helper import read_mount, remove_volume
 from isolation.naming import Label, prefixed, validate_filenames
 from isolation.tarread import ChunkReader, ReadLimits, Sink, read_archive
-from isolation.workspace import RunWorkspace
+from isolation.workspace import CLEANUP_ERRORS, RunWorkspace
 
 logger = logging.getLogger(__name__)
 
@@ -199,11 +200,11 @@ class StreamedWorkspace(RunWorkspace):
         stream = _Stream(attached, mark.encode(), size_bytes(spec.limits.log_max_size), watch.tail_bytes)
         started = time.monotonic()
         try:
-            with translate("start the tool container", context=spec.image):
+            with translate("run the tool container", context=spec.image):
                 client.api.start(self._helper)
-            started = time.monotonic()
-            code, timed_out = self._follow(client, stream, started, timeout, watch)
-            state = {"ExitCode": code} if code == 0 else self._state_of(client, code)
+                started = time.monotonic()
+                code, timed_out = self._follow(client, stream, started, timeout, watch)
+                state = {"ExitCode": code} if code == 0 else self._state_of(client, code)
         except BaseException:
             self._kill_quietly(client)
             raise
@@ -316,10 +317,15 @@ class StreamedWorkspace(RunWorkspace):
         return read_mount(self._connected(), self._helper, self._at[1], wanted, sink, limits, context=self.name)
 
     def _remove(self, client: docker.DockerClient, verify: bool) -> bool:
-        """Remove the tool container and its volumes with it; look the volumes up by nonce only when the check
-        that they were its own never passed (the create failed or never answered) or the caller asks."""
+        """Remove the tool container and its volumes with it. The volumes are looked up by nonce (and removed) when
+        the check that they were its own never passed, when the container was already gone (removed by another
+        hand, without them perhaps), or when the caller asks."""
         if self._helper:
-            force_remove(client, self._helper, volumes=True)
+            with translate("remove the tool container", context=self._helper[:12]):
+                try:
+                    client.api.remove_container(self._helper, force=True, v=True)
+                except docker.errors.NotFound:
+                    verify = True
             self._helper = None
         if not verify and self._volumes:
             return True
@@ -328,11 +334,33 @@ class StreamedWorkspace(RunWorkspace):
         return all([remove_volume(client, v["Name"], self.identity.prefix, self._cleanup_timeout, who) for v in left])
 
     def cleanup(self, *, verify: bool = False) -> bool:
-        """Remove the tool container and both volumes; never raises. Returns True when they are gone."""
-        if self._helper is None and not self._volumes:
+        """Remove the tool container and both volumes; never raises. Returns True when they are gone.
+
+        An engine that does not answer is asked again for up to the cleanup timeout: the outputs may have come
+        over the attach while the daemon was going down (it keeps serving an attach as it stops), and a daemon
+        that restarts is back within seconds. Past that, the reaper and the sweep remove them by their labels.
+        """
+        if self._state in ("new", "removed") or (self._helper is None and not self._volumes):
             self._state = "removed"
             return True
-        return super().cleanup(verify=verify)
+        deadline, delay = time.monotonic() + self._cleanup_timeout, 0.25
+        while True:
+            try:
+                gone = self._remove(self._connected(), verify or self._state != "ready")
+                break
+            except DockerUnavailableError as exc:
+                if time.monotonic() + delay > deadline:
+                    logger.warning("cleanup failed tenant=%s run=%s workspace=%s: %s", *self._who(), exc)
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except CLEANUP_ERRORS as exc:
+                logger.warning("cleanup failed tenant=%s run=%s workspace=%s: %s", *self._who(), exc)
+                return False
+        if gone:
+            self._state = "removed"
+            logger.info("workspace removed tenant=%s run=%s workspace=%s", *self._who())
+        return gone
 
 
 class _Stream:

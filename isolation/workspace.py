@@ -36,7 +36,7 @@ from isolation.tarread import ReadLimits, Sink
 
 logger = logging.getLogger(__name__)
 
-_CLEANUP_ERRORS = (IsolationError, docker.errors.DockerException, requests.exceptions.RequestException)
+CLEANUP_ERRORS = (IsolationError, docker.errors.DockerException, requests.exceptions.RequestException)
 # Which volume is which, in its `<prefix>.contents` label, and where the helper mounts it.
 _WHERE = {"inputs": WORKSPACE_INPUTS, "outputs": WORKSPACE_OUTPUTS}
 
@@ -117,7 +117,7 @@ class RunWorkspace(RunOwned):
             return True
         try:
             gone = self._remove(self._connected(), verify or self._state != "ready")
-        except _CLEANUP_ERRORS as exc:
+        except CLEANUP_ERRORS as exc:
             logger.warning("cleanup failed tenant=%s run=%s workspace=%s: %s", *self._who(), exc)
             return False
         if gone:

@@ -186,7 +186,10 @@ def test_a_run_whose_docker_daemon_restarts_mid_run_is_retried_and_leaves_nothin
     result = handle.get(timeout=WAIT)
     assert result["status"] == "ok"
     assert [f["line"] for f in result["findings"]] == ["a", "b"]
-    assert managed_on(dind.client) == set(), "the interrupted try's volumes were not removed by the retry"
+    # Either the first try's outputs came over the attach while the daemon stopped (it serves an attach as it goes
+    # down) and its cleanup waited for the daemon to come back, or the try broke off and the retry removed what it
+    # left: nothing stays either way.
+    assert managed_on(dind.client) == set(), "the interrupted try's volumes were not removed"
 
 
 def test_runs_admitted_and_dispatched_while_the_engine_restarts_are_retried_and_none_counts_as_a_worker_death(

@@ -20,9 +20,12 @@ from bench.throughput.cpu import process_seconds
 from bench.throughput.variant import ThroughputBench, floor_round, new_client
 from bench.throughput.workload import Workload
 from config import Settings
+from isolation import SeenImages
 from tasks.service import RunContext, RunPlan, RunRequest, Stage, Status, execute, plan_run
 from tasks.tools import load_catalogue
 from tasks.worker import app
+
+_IMAGES = SeenImages()  # as a worker keeps one: its runs take the path a worker's take (isolation.streamed)
 
 
 def profiled_execute(
@@ -38,7 +41,8 @@ def profiled_execute(
         if not marks or marks[-1][0] != stage:  # `running` is reported again on every tick
             marks.append((stage.value, time.perf_counter()))
 
-    result = execute(plan, RunContext(client, settings, "bench-profile", report, worker="bench"))
+    ctx = RunContext(client, settings, "bench-profile", report, worker="bench", images=_IMAGES)
+    result = execute(plan, ctx)
     marks.append(("done", time.perf_counter()))
     for (stage, began), (_, ended) in itertools.pairwise(marks):
         stages[stage].append((ended - began) * 1000)

@@ -210,7 +210,7 @@ def _in_process(settings: Settings, plan: RunPlan, outside_scope: Callable[[str]
 
         ctx = RunContext(
             isolation.connect(None), settings, f"cli-{uuid.uuid4()}", report, "cli", artifacts=configured_artifacts(),
-            outside=outside_scope,
+            outside=outside_scope, images=isolation.SeenImages(),  # its one inspect also tells the streamed path
         )  # fmt: skip
         return execute(plan, ctx).as_dict()
 

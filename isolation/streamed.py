@@ -2,8 +2,9 @@
 
 On the Engine these machines run (20.10) every archive call re-executes dockerd in a chroot: ~80-90 ms of CPU and
 ~160 ms of wall time each, more than the rest of a run's engine work together (`bench.throughput --archive-calls`).
-An image labelled `toolrunner.io=stream-v1` promises /bin/sh, base64, tar, setsid and head, and world-writable
-/inputs and /outputs directories; its tool then runs under a small POSIX sh entry program (ENTRY, below):
+An image labelled `toolrunner.io=stream-v1` promises /bin/sh, base64, tar, setsid and head, and empty,
+world-writable /inputs and /outputs directories (each run's volumes copy them up); its tool then runs under a small
+POSIX sh entry program (ENTRY, below):
 
 - the inputs, as one tar of at most INLINE_INPUT_BYTES, ride base64-encoded in the create call's environment; the
   entry program unpacks them into the inputs volume and drops them from the environment before the tool starts;
@@ -57,6 +58,7 @@ from isolation.errors import (
     IsolationError,
     OutputReadError,
     OutputReadTimeoutError,
+    VolumeConflictError,
     VolumeStateError,
 )
 from isolation.helper import read_mount, remove_volume
@@ -71,7 +73,9 @@ STREAM_VERSION = "stream-v1"
 # One environment string may hold 128 KiB (MAX_ARG_STRLEN); base64 makes 64 KiB of tar 87,384 characters.
 INLINE_INPUT_BYTES = 64 << 10
 
-# $1... is the tool's argv. set -f: output names are never globbed; IFS is a newline only for the names' loop.
+# $1... is the tool's argv. set -f: output names are never globbed; IFS is a newline only for the names' loop. In a
+# shell without job control (POSIX: a non-interactive one) a background job stays in the shell's process group, so
+# setsid execs the tool in place as the leader of a new one ($! is the tool) and kill -9 -$pid ends what it left.
 ENTRY = r"""set -f
 mark=$TOOLRUNNER_IO_MARK in_dir=$TOOLRUNNER_IO_IN out_dir=$TOOLRUNNER_IO_OUT outs=$TOOLRUNNER_IO_OUTPUTS
 if [ -n "${TOOLRUNNER_IO_INPUTS-}" ]; then
@@ -99,9 +103,11 @@ exit "$rc"
 _HEADER = struct.Struct(">BxxxL")  # an attach frame: stream (1 stdout, 2 stderr), three zero bytes, payload size
 _STDOUT, _STDERR = 1, 2
 _RECV = 1 << 20
-_RC_DIGITS = 12  # room for the exit code after the marker
+_RC_DIGITS = 4  # room for the exit code after the marker: 0-255 and its newline
+_MAX_RC = 255
 _NO_WATCH = Watch()
-_SIZE = re.compile(r"(\d+)([kmg]?)b?", re.IGNORECASE)
+_EXIT_GRACE = 10.0  # seconds a container that sent its marker line has to exit before it is killed
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)([kmgt]?)b?", re.IGNORECASE)
 
 
 def streams(labels: Mapping[str, str]) -> bool:
@@ -132,7 +138,7 @@ def size_bytes(text: str) -> int:
     match = _SIZE.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"not a size: {text!r}")
-    return int(match[1]) << {"": 0, "k": 10, "m": 20, "g": 30}[match[2].lower()]
+    return int(float(match[1]) * (1 << {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[match[2].lower()]))
 
 
 class StreamedWorkspace(RunWorkspace):
@@ -152,6 +158,11 @@ class StreamedWorkspace(RunWorkspace):
         self._at = ("", "")  # where the tool mounts inputs and outputs
         self._got: dict[str, int] | None = None  # what the stream delivered
         self._failed: Exception | None = None  # why reading the stream's outputs failed: read_into raises it
+
+    @property
+    def outputs_streamed(self) -> bool:
+        """Whether the outputs came on the tool's stdout (read_into then makes no engine call)."""
+        return self._got is not None or self._failed is not None
 
     @property
     def exists(self) -> bool:
@@ -190,14 +201,15 @@ class StreamedWorkspace(RunWorkspace):
         if self._helper is not None:
             raise VolumeStateError(f"workspace {self.name} already ran its tool; make a new one per run")
         client = self._connected()
+        keep = size_bytes(spec.limits.log_max_size)
         mark = f"toolrunner-io-{secrets.token_hex(16)}"
         self._state, self._helper = "creating", self.name  # until the create answers, cleanup finds it by name
         with translate("run the tool container", context=spec.image):
-            self._helper = create_container(client, self._wrapped(spec, mark), pull=False)
+            self._helper = self._create(client, self._wrapped(spec, mark))
             self._volumes = self._checked_volumes(client)
             self._state = "ready"
             attached = client.api.attach_socket(self._helper, params={"stdout": 1, "stderr": 1, "stream": 1})
-        stream = _Stream(attached, mark.encode(), size_bytes(spec.limits.log_max_size), watch.tail_bytes)
+        stream = _Stream(attached, mark.encode(), keep, watch.tail_bytes)
         started = time.monotonic()
         try:
             with translate("run the tool container", context=spec.image):
@@ -219,6 +231,15 @@ class StreamedWorkspace(RunWorkspace):
             stderr_tail=stream.stderr_tail(),
             stdout_lines=stream.stdout_lines(),
         )
+
+    def _create(self, client: docker.DockerClient, spec: ContainerSpec) -> str:
+        try:
+            return create_container(client, spec, pull=False)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                self._helper = None  # a container of that name exists and is not ours: never remove it
+                raise VolumeConflictError(f"a container named {self.name} already exists; nothing was made") from exc
+            raise
 
     def _wrapped(self, spec: ContainerSpec, mark: str) -> ContainerSpec:
         inputs_at, outputs_at = self._at
@@ -277,11 +298,16 @@ class StreamedWorkspace(RunWorkspace):
             self._failed = exc
 
     def _state_of(self, client: docker.DockerClient, code: int | None) -> dict[str, Any]:
-        """The container's state for a tool that did not exit 0 (OOMKilled is only in an inspect)."""
+        """The container's state for a tool that did not exit 0 (OOMKilled is only in an inspect).
+
+        A code from the marker line is the tool's own; the container then waits (a few seconds at most: the entry
+        program only finishes its tar) for its exit, which is when the engine settles OOMKilled."""
         assert self._helper is not None
+        if code is not None:
+            wait_exit(client, self._helper, _EXIT_GRACE, time.monotonic(), _NO_WATCH)
         with translate("inspect the tool container", context=self._helper[:12]):
             state = dict(client.api.inspect_container(self._helper)["State"])
-        if code is not None:  # the tool's own code from the marker; the container may still be sending outputs
+        if code is not None:
             state.update(ExitCode=code, Running=False)
         return state
 
@@ -372,7 +398,7 @@ class _Stream:
         self._sock = getattr(attached, "_sock", attached)  # docker's SocketIO over a unix or tcp socket
         self._buffer = bytearray()
         self._needle = mark + b" "
-        self._keep, self._tail = keep, tail
+        self._keep, self._tail = max(keep, len(self._needle) + _RC_DIGITS), tail
         self._stdout = bytearray()
         self._stderr = bytearray()
         self._scan = 0  # where the marker search resumes in _stdout
@@ -417,23 +443,31 @@ class _Stream:
         del self._buffer[:offset]
 
     def _before_mark(self, data: bytes) -> bytes:
-        """Keep data as the tool's stdout up to the marker line; return what follows that line."""
+        """Keep data as the tool's stdout up to the marker line; return what follows that line.
+
+        Whatever the tool writes, what is kept stays within 2 x keep: the window is trimmed to its last `keep` bytes
+        once past that, a marker line still being written included (it is shorter than `keep`).
+        """
         self._stdout += data
+        pending: int | None = None  # where a marker line still being written starts
         at = self._stdout.find(self._needle, self._scan)
         while at >= 0:
-            newline = self._stdout.find(b"\n", at + len(self._needle), at + len(self._needle) + _RC_DIGITS)
-            digits = bytes(self._stdout[at + len(self._needle) : newline]) if newline >= 0 else b""
-            if newline >= 0 and digits.isdigit():
+            start = at + len(self._needle)
+            newline = self._stdout.find(b"\n", start, start + _RC_DIGITS)
+            digits = bytes(self._stdout[start:newline]) if newline >= 0 else b""
+            if newline >= 0 and digits.isdigit() and int(digits) <= _MAX_RC:
                 self.rc, after = int(digits), bytes(self._stdout[newline + 1 :])
                 del self._stdout[at:]
                 return after
             if newline < 0 and len(self._stdout) - at < len(self._needle) + _RC_DIGITS:
-                self._scan = at  # the rest of the line is still to come
-                return b""
+                pending = at  # the rest of the line is still to come
+                break
             at = self._stdout.find(self._needle, at + 1)
         if len(self._stdout) > 2 * self._keep:
-            del self._stdout[: -self._keep]
-        self._scan = max(0, len(self._stdout) - len(self._needle) - _RC_DIGITS)
+            cut = len(self._stdout) - self._keep
+            del self._stdout[:cut]
+            pending = None if pending is None else pending - cut
+        self._scan = pending if pending is not None else max(0, len(self._stdout) - len(self._needle) - _RC_DIGITS)
         return b""
 
     def outputs(self, deadline: float) -> Iterator[bytes]:

@@ -330,6 +330,8 @@ def _read_members(
         if rel not in wanted:
             _skip_data(blocks, entry)
             continue
+        if rel in found:  # the engine's archives never hold a name twice; a tool's own tar may
+            raise UnsafeOutputError(f"output {rel!r} appears twice in the archive; nothing more was read")
         _check_caps(entry, rel, sum(found.values()), limits)
         found[rel] = _copy_member(blocks, entry, rel, sink)
         if len(found) == len(wanted):

@@ -177,10 +177,11 @@ def _run_streamed(
     """The same stages through one container: its create makes both volumes and carries the inputs, and its
     stdout carries the outputs into sink as it ends; read_outputs then takes what arrived (or reads the volume)."""
     try:
-        with ctx.stage(Stage.PREPARING_INPUTS, files=len(plan.inputs)):
+        with ctx.stage(Stage.PREPARING_INPUTS, files=len(plan.inputs), via="create"):
             workspace.open(inline, outputs=plan.invocation.output_files, sink=sink)
         run = _run_tool(plan, ctx, workspace, image)
-        with ctx.stage(Stage.READING_OUTPUTS, files=len(plan.invocation.output_files)):
+        via = "stdout" if workspace.outputs_streamed else "volume"
+        with ctx.stage(Stage.READING_OUTPUTS, files=len(plan.invocation.output_files), via=via):
             return run, read_outputs(workspace, plan.invocation.output_files, sink)
     finally:
         _cleanup_stage(ctx, workspace, verify=False)  # the workspace removes its own tool container, volumes with it
@@ -246,6 +247,9 @@ def _run_tool(plan: RunPlan, ctx: RunContext, workspace: Workspace, image: str) 
 
 def _container_spec(plan: RunPlan, settings: Settings, workspace: Workspace, image: str) -> isolation.ContainerSpec:
     deadline = datetime.now(UTC) + timedelta(seconds=plan.timeout_seconds) + CONTAINER_DEADLINE_GRACE
+    if isinstance(workspace, isolation.StreamedWorkspace) and workspace.identity.deadline is not None:
+        # Its outputs are read from it (stdout, or its mount after a timeout): it lives as long as the volumes.
+        deadline = max(deadline, workspace.identity.deadline)
     return isolation.ContainerSpec(
         image=image,
         entrypoint=plan.spec.entrypoint,

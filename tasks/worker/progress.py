@@ -4,10 +4,12 @@ Publishing costs three Redis round trips (Celery's store_result reads the task's
 the event for Flower) and about a millisecond of the worker's CPU; a run of a fraction of a second goes through
 five stages. So a run's own brief stages are published at most once every INTERVAL: the first report of a run
 goes out at once, as does every stage that can last (waiting for a slot, a host or an identical run, pulling an
-image, a chunked parent's count), while a brief stage reported sooner after the last publish is left out; the
-tool's once-a-second ticks then publish its progress while it runs. What AsyncResult and Flower show is
-therefore at most about a second behind the run, and a run that ends within a second shows its first stage,
-then its result.
+image, a chunked parent's count, inputs uploaded or outputs read through the archive API), while a brief stage
+reported sooner after the last publish is left out; the tool's once-a-second ticks then publish its progress
+while it runs. So a run that ends within a second shows its first stage, then its result, and a running tool is
+shown at most a second late. What is not shown: a cleanup that begins within INTERVAL of the last publish and
+then lasts (waiting for an engine that restarts) shows as the stage before it until the run ends. Nothing is
+ever published after the run's end (nothing is deferred).
 """
 
 from __future__ import annotations
@@ -28,20 +30,28 @@ logger = logging.getLogger(__name__)
 # Under the tool's tick (isolation.Watch.tick_seconds, 1 s), so that every tick of a running tool is published.
 INTERVAL = 0.8
 # A run's own stages that pass in a moment; any other stage may last and is always published at once.
-BRIEF = frozenset({Stage.VALIDATING, Stage.PREPARING_INPUTS, Stage.RUNNING, Stage.READING_OUTPUTS, Stage.CLEANING_UP})
+BRIEF = frozenset({Stage.VALIDATING, Stage.RUNNING, Stage.CLEANING_UP})
+# Brief only when they make no engine call: inputs carried in the create call, outputs already read from stdout
+# (isolation.streamed); an upload or a read through the archive API may take a while.
+BRIEF_VIA = {Stage.PREPARING_INPUTS: "create", Stage.READING_OUTPUTS: "stdout"}
+
+
+def brief(stage: Stage, meta: Mapping[str, Any]) -> bool:
+    """Whether a report of this stage is for a moment only (see BRIEF and BRIEF_VIA)."""
+    return stage in BRIEF or (stage in BRIEF_VIA and meta.get("via") == BRIEF_VIA[stage])
 
 
 class Throttle:
-    """Whether a report is published: the first, every stage not in BRIEF, and any once `interval` has passed since
-    the last publish."""
+    """Whether a report is published: the first, every one not brief, and any once `interval` has passed since the
+    last publish."""
 
     def __init__(self, interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
         self._interval, self._clock = interval, clock
         self._last: float | None = None
 
-    def publish(self, stage: Stage) -> bool:
+    def publish(self, stage: Stage, meta: Mapping[str, Any]) -> bool:
         now = self._clock()
-        if stage in BRIEF and self._last is not None and now - self._last < self._interval:
+        if brief(stage, meta) and self._last is not None and now - self._last < self._interval:
             return False
         self._last = now
         return True
@@ -54,7 +64,7 @@ def reporter(task: Task, tool: str, tenant_id: str, run_id: str) -> Reporter:
     def report(stage: Stage, meta: Mapping[str, Any]) -> None:
         if task.request.is_eager:
             return  # eager mode has no worker, no broker and nobody watching: nothing to publish
-        if not throttle.publish(stage):
+        if not throttle.publish(stage, meta):
             return
         info = {"stage": stage.value, "tool": tool, "tenant_id": tenant_id, "run_id": run_id, **meta}
         try:

@@ -169,7 +169,9 @@ def test_inline_inputs_refuse_unsafe_names_before_any_engine_call() -> None:
         inline_inputs({"../escape": "x"})
 
 
-@pytest.mark.parametrize(("text", "size"), [("1m", 1 << 20), ("64k", 64 << 10), ("512", 512), ("2G", 2 << 30)])
+@pytest.mark.parametrize(
+    ("text", "size"), [("1m", 1 << 20), ("64k", 64 << 10), ("512", 512), ("2G", 2 << 30), ("1.5m", 3 << 19)]
+)
 def test_log_sizes_are_read_in_binary_units(text: str, size: int) -> None:
     assert size_bytes(text) == size
 
@@ -177,3 +179,32 @@ def test_log_sizes_are_read_in_binary_units(text: str, size: int) -> None:
 def test_a_size_that_is_not_one_is_refused() -> None:
     with pytest.raises(ValueError, match="not a size"):
         size_bytes("lots")
+
+
+def test_a_tool_that_ends_every_write_with_the_start_of_the_marker_cannot_grow_what_is_kept() -> None:
+    # The tool can read the marker (from /proc/1/environ) and hold a marker line open at the end of every write.
+    writes = [frame(1, b"x" * (256 << 10) + MARK + b" ") for _ in range(40)]
+    stream = _Stream(FakeSocket(writes), MARK, 64 << 10, 100)
+    for _ in range(40):
+        stream.pump(1.0)
+        assert len(stream._stdout) <= 2 * (64 << 10)
+    assert stream.rc is None
+
+
+def test_an_exit_code_over_255_is_no_marker_line() -> None:
+    stream = pumped(FakeSocket([frame(1, MARK + b" 256\n" + MARK + b" 99999999999\n" + MARK + b" 255\n")]))
+    assert stream.rc == 255
+    assert stream.stdout_tail() == (MARK + b" 256\n" + MARK + b" 99999999999\n").decode()
+
+
+def test_a_name_twice_in_a_tools_tar_is_refused_before_the_second_copy_is_written() -> None:
+    from isolation.errors import UnsafeOutputError
+
+    tar = outputs_tar({"a.json": b"1", "b.json": b"2"})
+    twice = outputs_tar({"a.json": b"1"})[:1024] + tar  # a.json, a.json, b.json
+    stream = pumped(FakeSocket([frame(1, MARK + b" 0\n" + twice)]))
+    sink = MemorySink()
+    limits = ReadLimits(1 << 20, 1 << 20, 10)
+    with pytest.raises(UnsafeOutputError, match="appears twice"):
+        read_archive(ChunkReader(stream.outputs(1e12), limits), {"a.json", "b.json"}, False, limits, sink)
+    assert list(sink.result()) == ["a.json"]

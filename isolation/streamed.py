@@ -215,13 +215,15 @@ class StreamedWorkspace(RunWorkspace):
             with translate("run the tool container", context=spec.image):
                 client.api.start(self._helper)
                 started = time.monotonic()
-                code, timed_out = self._follow(client, stream, started, timeout, watch)
-                state = {"ExitCode": code} if code == 0 else self._state_of(client, code)
+                marked, timed_out = self._follow(stream, started, timeout, watch)
+                # Nothing more is read from here on: the attach is closed before any wait or kill. Left open and
+                # unread, it stops the engine's copy of the container's stdout, and with it the container's exit.
+                stream.close()
+                state, timed_out = self._end(client, stream.rc if marked else None, timed_out, started + timeout)
         except BaseException:
+            stream.close()
             self._kill_quietly(client)
             raise
-        finally:
-            stream.close()
         return ContainerResult(
             exit_code=None if state.get("Running") else state.get("ExitCode"),
             timed_out=timed_out,
@@ -261,29 +263,50 @@ class StreamedWorkspace(RunWorkspace):
             logs=False,
         )
 
-    def _follow(
-        self, client: docker.DockerClient, stream: _Stream, started: float, timeout: float, watch: Watch
-    ) -> tuple[int | None, bool]:
-        """Read the stream until the marker (then the outputs) or its end; (exit code or None, timed out)."""
-        assert self._helper is not None
+    def _follow(self, stream: _Stream, started: float, timeout: float, watch: Watch) -> tuple[bool, bool]:
+        """Read the stream until the marker (then the outputs), its end or the deadline: (marked, timed out)."""
         deadline, next_tick = started + timeout, started + watch.tick_seconds
         while stream.rc is None and not stream.ended:
             now = time.monotonic()
             if now >= deadline:
-                logger.info("tool container %s timed out after %.1fs: killing it", self._helper[:12], timeout)
-                kill_container(client, self._helper)
-                return None, True
+                return False, True
             if now >= next_tick:
                 if watch.on_tick is not None:
                     watch.on_tick(now - started, stream.stdout_lines())
                 next_tick = now + watch.tick_seconds
             stream.pump(min(deadline, next_tick) - now)
-        if stream.rc is None:  # the entry program ended without its marker line: the container has exited
-            left = max(deadline - time.monotonic(), 1.0)
-            code = wait_exit(client, self._helper, left, time.monotonic(), _NO_WATCH)
-            return code, code is None
+        if stream.rc is None:
+            return False, False
         self._take_outputs(stream)
-        return stream.rc, False
+        return True, False
+
+    def _end(
+        self, client: docker.DockerClient, code: int | None, timed_out: bool, deadline: float
+    ) -> tuple[dict[str, Any], bool]:
+        """The container's state once the stream is done with, and whether it ran past its deadline: the tool's code
+        from its marker line (inspected for OOMKilled when not 0), or killed at the deadline, or waited for when the
+        stream ended without a marker."""
+        assert self._helper is not None
+        if code == 0:
+            return {"ExitCode": 0}, False
+        if timed_out:
+            logger.info("tool container %s timed out: killing it", self._helper[:12])
+            kill_container(client, self._helper)
+        elif code is not None:  # the entry program only finishes its tar: a few seconds at most, then it is killed
+            wait_exit(client, self._helper, _EXIT_GRACE, time.monotonic(), _NO_WATCH)
+        else:  # no marker: the stream ended with the container, or it is killed at the deadline
+            left = max(deadline - time.monotonic(), 1.0)
+            timed_out = wait_exit(client, self._helper, left, time.monotonic(), _NO_WATCH) is None
+        state = self._inspected(client)
+        if code is not None:
+            state.update(ExitCode=code, Running=False)
+        return state, timed_out
+
+    def _inspected(self, client: docker.DockerClient) -> dict[str, Any]:
+        """The container's state (OOMKilled is only in an inspect)."""
+        assert self._helper is not None
+        with translate("inspect the tool container", context=self._helper[:12]):
+            return dict(client.api.inspect_container(self._helper)["State"])
 
     def _take_outputs(self, stream: _Stream) -> None:
         """Read the tar after the marker into the sink; any failure is kept for read_into to raise, as a read from
@@ -296,20 +319,6 @@ class StreamedWorkspace(RunWorkspace):
             self._got = read_archive(reader, set(self._outputs), False, limits, self._sink)
         except Exception as exc:
             self._failed = exc
-
-    def _state_of(self, client: docker.DockerClient, code: int | None) -> dict[str, Any]:
-        """The container's state for a tool that did not exit 0 (OOMKilled is only in an inspect).
-
-        A code from the marker line is the tool's own; the container then waits (a few seconds at most: the entry
-        program only finishes its tar) for its exit, which is when the engine settles OOMKilled."""
-        assert self._helper is not None
-        if code is not None:
-            wait_exit(client, self._helper, _EXIT_GRACE, time.monotonic(), _NO_WATCH)
-        with translate("inspect the tool container", context=self._helper[:12]):
-            state = dict(client.api.inspect_container(self._helper)["State"])
-        if code is not None:
-            state.update(ExitCode=code, Running=False)
-        return state
 
     def _kill_quietly(self, client: docker.DockerClient) -> None:
         if self._helper is None:
